@@ -1,0 +1,44 @@
+# Declarations other kernels cimport: wire constants and big-endian helpers.
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+
+cdef enum:
+    C_HEADER_SIZE = 13
+    C_FRAME_HEADER_SIZE = 3
+
+
+cdef inline void store_u16(unsigned char *p, uint16_t v) noexcept nogil:
+    p[0] = <unsigned char>(v >> 8)
+    p[1] = <unsigned char>v
+
+
+cdef inline void store_u32(unsigned char *p, uint32_t v) noexcept nogil:
+    p[0] = <unsigned char>(v >> 24)
+    p[1] = <unsigned char>(v >> 16)
+    p[2] = <unsigned char>(v >> 8)
+    p[3] = <unsigned char>v
+
+
+cdef inline void store_u64(unsigned char *p, uint64_t v) noexcept nogil:
+    store_u32(p, <uint32_t>(v >> 32))
+    store_u32(p + 4, <uint32_t>v)
+
+
+cdef inline uint16_t load_u16(const unsigned char *p) noexcept nogil:
+    return (<uint16_t>p[0] << 8) | p[1]
+
+
+cdef inline uint32_t load_u32(const unsigned char *p) noexcept nogil:
+    return ((<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16)
+            | (<uint32_t>p[2] << 8) | p[3])
+
+
+cdef inline uint64_t load_u64(const unsigned char *p) noexcept nogil:
+    return (<uint64_t>load_u32(p) << 32) | load_u32(p + 4)
+
+
+cpdef Py_ssize_t encode_header(unsigned char[::1] out, int direction,
+                               uint32_t conn_id, uint64_t seq) except -1
+cpdef tuple decode_header(const unsigned char[::1] datagram)
+cpdef Py_ssize_t encode_frame(unsigned char[::1] out, Py_ssize_t pos, int frame_type,
+                              const unsigned char[::1] body) except -1
+cpdef list decode_frames(const unsigned char[::1] payload)
