@@ -20,9 +20,8 @@ setup(
         include_path=["_ext"],
         language_level=3,
         compiler_directives={
-            "boundscheck": False,
-            "wraparound": False,
-            "initializedcheck": False,
+            # Bounds checks stay on: hot paths index raw pointers after explicit
+            # length checks, and everything else is better safe than fast.
             "cdivision": True,
             "embedsignature": True,
             "binding": True,

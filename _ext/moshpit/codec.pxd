@@ -38,6 +38,7 @@ cdef inline uint64_t load_u64(const unsigned char *p) noexcept nogil:
 
 cpdef Py_ssize_t encode_header(unsigned char[::1] out, int direction,
                                uint32_t conn_id, uint64_t seq) except -1
+cpdef bytes header(int direction, uint32_t conn_id, uint64_t seq)
 cpdef tuple decode_header(const unsigned char[::1] datagram)
 cpdef Py_ssize_t encode_frame(unsigned char[::1] out, Py_ssize_t pos, int frame_type,
                               const unsigned char[::1] body) except -1

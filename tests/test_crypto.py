@@ -1,0 +1,162 @@
+"""Packet protection: round trips, per-direction keys, replay, forgery and garbage."""
+
+import os
+import random
+
+import pytest
+from hypothesis import given, strategies as st
+
+from moshpit import codec
+from moshpit.crypto import DirectionKeys, PacketOpener, PacketSealer
+from moshpit.errors import DatagramDropped, DropReason, LocalProtocolError
+
+C2S, S2C = codec.CLIENT_TO_SERVER, codec.SERVER_TO_CLIENT
+CONN = 0x5EED0001
+
+
+def keys():
+    return DirectionKeys(os.urandom(32), os.urandom(64))
+
+
+@pytest.fixture
+def link():
+    """Both directions of one connection: (client sealer, server opener, server sealer, client opener)."""
+    up, down = keys(), keys()
+    return (PacketSealer(up, conn_id=CONN, direction=C2S), PacketOpener(up, conn_id=CONN, direction=C2S),
+            PacketSealer(down, conn_id=CONN, direction=S2C), PacketOpener(down, conn_id=CONN, direction=S2C))
+
+
+def dropped(opener, datagram):
+    with pytest.raises(DatagramDropped) as info:
+        opener.open(datagram)
+    return info.value.reason
+
+
+@given(st.lists(st.binary(max_size=codec.MAX_PAYLOAD_SIZE), max_size=20))
+def test_round_trip_in_order(payloads):
+    k = keys()
+    sealer = PacketSealer(k, conn_id=CONN, direction=S2C)
+    opener = PacketOpener(k, conn_id=CONN, direction=S2C)
+    for expected_seq, payload in enumerate(payloads):
+        seq, datagram = sealer.seal(payload)
+        assert seq == expected_seq
+        assert len(datagram) == len(payload) + codec.OVERHEAD <= codec.MAX_DATAGRAM_SIZE
+        assert payload not in datagram or len(payload) < 8   # the payload is encrypted
+        assert opener.open(datagram) == (seq, payload)
+
+
+def test_accepts_any_buffer_type(link):
+    client_seal, server_open, _, _ = link
+    for wrap in (bytes, bytearray, memoryview):
+        seq, datagram = client_seal.seal(wrap(b"\x01\x00\x01x"))
+        assert server_open.open(wrap(datagram)) == (seq, b"\x01\x00\x01x")
+
+
+def test_replayed_datagram_is_dropped(link):
+    client_seal, server_open, _, _ = link
+    _, datagram = client_seal.seal(b"payload")
+    server_open.open(datagram)
+    assert dropped(server_open, datagram) is DropReason.DUPLICATE
+
+
+def test_reflected_datagram_is_dropped(link):
+    _, server_open, server_seal, _ = link
+    _, datagram = server_seal.seal(b"sent by the server")
+    assert dropped(server_open, datagram) is DropReason.REFLECTED
+    # Flipping the direction bit does not help: the MAC covers it, and the keys differ.
+    flipped = bytes([datagram[0] ^ 1]) + datagram[1:]
+    assert dropped(server_open, flipped) is DropReason.AUTH_FAILED
+
+
+def test_other_connection_is_dropped_before_crypto():
+    k = keys()
+    _, datagram = PacketSealer(k, conn_id=1, direction=C2S).seal(b"x")
+    assert dropped(PacketOpener(k, conn_id=2, direction=C2S), datagram) is DropReason.WRONG_CONNECTION
+
+
+def test_forgery_never_moves_the_replay_window(link):
+    client_seal, server_open, _, _ = link
+    seq, datagram = client_seal.seal(b"genuine")
+    forged = datagram[:-1] + bytes([datagram[-1] ^ 0x80])
+    assert dropped(server_open, forged) is DropReason.AUTH_FAILED
+    assert server_open.replay.highest is None
+    assert server_open.open(datagram) == (seq, b"genuine")
+
+
+@given(st.data())
+def test_any_single_byte_change_is_refused(data):
+    k = keys()
+    _, datagram = PacketSealer(k, conn_id=CONN, direction=C2S, first_seq=100).seal(b"\x01\x00\x05hello")
+    opener = PacketOpener(k, conn_id=CONN, direction=C2S)
+    i = data.draw(st.integers(0, len(datagram) - 1))
+    mutated = bytearray(datagram)
+    mutated[i] ^= data.draw(st.integers(1, 255))
+    with pytest.raises(DatagramDropped):
+        opener.open(bytes(mutated))
+    assert opener.replay.highest is None
+
+
+def test_too_old_and_too_far_ahead(link):
+    client_seal, server_open, _, _ = link
+    old = client_seal.seal(b"old")[1]
+    for _ in range(3000):
+        client_seal.seal(b"")
+    server_open.open(client_seal.seal(b"new")[1])
+    assert dropped(server_open, old) is DropReason.TOO_OLD
+    k = keys()
+    far = PacketSealer(k, conn_id=CONN, direction=C2S, first_seq=2**30).seal(b"x")[1]
+    assert dropped(PacketOpener(k, conn_id=CONN, direction=C2S), far) is DropReason.TOO_FAR_AHEAD
+
+
+def test_out_of_order_within_the_window_is_accepted(link):
+    client_seal, server_open, _, _ = link
+    sent = [client_seal.seal(b"%d" % i) for i in range(50)]
+    for seq, datagram in reversed(sent):
+        assert server_open.open(datagram) == (seq, b"%d" % seq)
+
+
+@pytest.mark.parametrize("datagram", [
+    b"", b"\x10", bytes(60), bytes(61), bytes(1281),
+    random.Random(1).randbytes(61), random.Random(2).randbytes(500), random.Random(3).randbytes(5000),
+])
+def test_malformed_and_random_datagrams(link, datagram):
+    _, server_open, _, _ = link
+    assert dropped(server_open, datagram) in (DropReason.MALFORMED, DropReason.REFLECTED,
+                                              DropReason.WRONG_CONNECTION, DropReason.TOO_FAR_AHEAD)
+
+
+@given(st.binary(max_size=1400))
+def test_garbage_only_ever_raises_datagram_dropped(data):
+    k = keys()
+    opener = PacketOpener(k, conn_id=int.from_bytes(data[1:5].ljust(4, b"\0"), "big"), direction=data[0] & 1 if data else 0)
+    with pytest.raises(DatagramDropped):
+        opener.open(data)
+    assert opener.replay.highest is None
+
+
+def test_non_buffer_input_is_malformed(link):
+    _, server_open, _, _ = link
+    for junk in (None, "text", 12345):
+        assert dropped(server_open, junk) is DropReason.MALFORMED
+
+
+def test_caller_misuse_is_local_error():
+    with pytest.raises(LocalProtocolError):
+        DirectionKeys(b"short", os.urandom(64))
+    with pytest.raises(LocalProtocolError):
+        DirectionKeys(os.urandom(32), os.urandom(32))
+    with pytest.raises(LocalProtocolError):
+        PacketSealer(keys(), conn_id=2**32, direction=C2S)
+    with pytest.raises(LocalProtocolError):
+        PacketSealer(keys(), conn_id=1, direction=2)
+    with pytest.raises(LocalProtocolError):
+        PacketSealer(keys(), conn_id=1, direction=C2S).seal(bytes(codec.MAX_PAYLOAD_SIZE + 1))
+    last = PacketSealer(keys(), conn_id=1, direction=C2S, first_seq=2**64 - 1)
+    last.seal(b"")
+    with pytest.raises(LocalProtocolError, match="exhausted"):
+        last.seal(b"")
+
+
+def test_keys_never_appear_in_repr():
+    k = keys()
+    assert k.aead_key.hex() not in repr(k) and "redacted" in repr(k)
