@@ -48,7 +48,8 @@ class RetransmitModel:
             return False  # refused: the kernel raises LocalProtocolError
         self.newest = seq
         self.items[seq] = datagram
-        self.items = {s: d for s, d in self.items.items() if self._live(s)}
+        while not self._live(next(iter(self.items))):  # dicts keep insertion (= seq) order
+            del self.items[next(iter(self.items))]
         return True
 
     def lookup(self, seq: int):

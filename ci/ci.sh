@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole CI job, runnable by hand from a clean clone: bash ci/ci.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+echo "== python: $(python3 --version) on $(uname -m)"
+
+# The README's test command, read from the README so the two cannot drift apart.
+test_cmd=$(awk '/^Run the tests:/ {getline; getline; sub(/^    /, ""); print; exit}' README.md)
+if [ -z "$test_cmd" ]; then
+    echo "ci: no test command found under 'Run the tests:' in README.md" >&2
+    exit 1
+fi
+echo "== README test command: $test_cmd"
+eval "$test_cmd"
+
+echo "== wheel check"
+bash ci/wheel_check.sh
+
+echo "== benchmark smoke run"
+.venv/bin/python benchmarks/bench_core.py --quick

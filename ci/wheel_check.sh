@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Build a wheel with `pip wheel .`, install it into a fresh virtual environment
+# with binaries only (nothing may compile), prove it carries no sources or C
+# files, and run the test suite against it from outside the source tree.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+python3 -m pip wheel -q --no-deps -w "$work/dist" .
+wheel=$(ls "$work"/dist/moshpit-*.whl)
+echo "built $(basename "$wheel")"
+
+python3 - "$wheel" <<'PY'
+import sys, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+compiled = [n for n in names if n.endswith((".so", ".pyd"))]
+sources = [n for n in names if n.endswith((".c", ".pyx", ".pxd"))]
+expected = {"codec", "replay", "seqtrack", "retransmit"}
+found = {n.split("/")[-1].split(".")[0] for n in compiled}
+assert expected <= found, f"missing compiled kernels: {expected - found}"
+assert not sources, f"wheel carries sources: {sources}"
+print("wheel holds", len(compiled), "compiled modules and no C or Cython sources")
+PY
+
+python3 -m venv "$work/venv"
+# --only-binary: nothing may be built from source; CC points nowhere, so any
+# attempt to compile would fail loudly.
+CC=/nonexistent-cc "$work/venv/bin/pip" install -q --only-binary=:all: "$wheel[test]"
+cd "$work"
+"$work/venv/bin/python" -c "
+import moshpit, moshpit.codec, moshpit.replay, moshpit.seqtrack, moshpit.retransmit, moshpit.crypto
+assert '$root' not in moshpit.__file__, moshpit.__file__
+print('imports from', moshpit.__file__)"
+"$work/venv/bin/pytest" -q --rootdir="$root" -c "$root/pyproject.toml" "$root/tests" "$root/_ext" -p no:cacheprovider
