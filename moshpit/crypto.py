@@ -35,7 +35,7 @@ from moshpit.replay import ReplayWindow
 
 AEAD_KEY_SIZE = 32
 MAC_KEY_SIZE = 64
-MAX_SEQ = 2**64 - 1
+MAX_SEQ = codec.MAX_SEQ
 
 _VERDICT_REASON = {
     1: DropReason.DUPLICATE,
@@ -44,7 +44,7 @@ _VERDICT_REASON = {
 }
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, eq=False)  # eq=False: no non-constant-time key compare
 class DirectionKeys:
     """The two keys protecting one direction of one connection."""
 
@@ -95,6 +95,8 @@ class PacketSealer(_Protection):
 
     def __init__(self, keys: DirectionKeys, *, conn_id: int, direction: int, first_seq: int = 0):
         super().__init__(keys, conn_id, direction)
+        if not 0 <= first_seq <= MAX_SEQ:
+            raise LocalProtocolError(f"first_seq must lie in 0..{MAX_SEQ}")
         self._next_seq = first_seq
 
     @property
@@ -104,9 +106,9 @@ class PacketSealer(_Protection):
 
     def seal(self, payload) -> tuple[int, bytes]:
         """Return ``(seq, datagram)`` for ``payload`` (encoded frames)."""
-        if len(payload) > codec.MAX_PAYLOAD_SIZE:
-            raise LocalProtocolError(
-                f"payload of {len(payload)} bytes exceeds {codec.MAX_PAYLOAD_SIZE}")
+        size = memoryview(payload).nbytes
+        if size > codec.MAX_PAYLOAD_SIZE:
+            raise LocalProtocolError(f"payload of {size} bytes exceeds {codec.MAX_PAYLOAD_SIZE}")
         seq = self._next_seq
         if seq > MAX_SEQ:
             raise LocalProtocolError("sequence numbers exhausted; rekey the connection")

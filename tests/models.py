@@ -167,6 +167,17 @@ class SeqTrackModel:
         self._advance()
         return [tuple(r) for r in ranges]
 
+    def give_up(self, first, last):
+        count = 0
+        for s in range(max(first, self.next), min(last, self.top - 1) + 1):
+            if s in self.missing:
+                del self.missing[s]
+                self.abandoned_slots.add(s)
+                self._abandon(s, s)
+                count += 1
+        self._advance()
+        return count
+
     def next_deadline(self):
         return min((v[0] for v in self.missing.values()), default=None)
 

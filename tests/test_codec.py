@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 from moshpit import codec
 from moshpit.errors import DecodeError, LocalProtocolError
 
-FIXED = {codec.FRAME_ACK: 8, codec.FRAME_PING: 8, codec.FRAME_RESIZE: 4,
+FIXED = {codec.FRAME_ACK: 8, codec.FRAME_PING: 10, codec.FRAME_RESIZE: 4,
          codec.FRAME_STATE_ACK: 8, codec.FRAME_REPAINT: 8}
 
 
@@ -34,7 +34,7 @@ def test_frames_round_trip(fs):
         assert codec.decode_frames(buffer_type(payload)) == fs
 
 
-@given(st.integers(0, 1), st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1))
+@given(st.integers(0, 1), st.integers(0, 2**32 - 1), st.integers(0, 2**63 - 1))
 def test_header_round_trip_and_layout(direction, conn_id, seq):
     hdr = codec.header(direction, conn_id, seq)
     assert hdr == bytes([0x10 | direction]) + conn_id.to_bytes(4, "big") + seq.to_bytes(8, "big")
@@ -57,6 +57,7 @@ def test_overhead_is_at_most_64_bytes():
     (b"\x20" + bytes(60), "unsupported protocol version 2"),
     (b"\x00" + bytes(60), "unsupported protocol version 0"),
     (b"\x12" + bytes(60), "reserved header bits"),
+    (b"\x10" + bytes(4) + b"\x80" + bytes(55), "top bit set"),
 ])
 def test_bad_headers_are_refused(datagram, message):
     with pytest.raises(DecodeError, match=message):
@@ -96,7 +97,24 @@ def test_encoding_misuse_is_a_local_error():
     with pytest.raises(LocalProtocolError):
         codec.header(2, 1, 1)
     with pytest.raises(LocalProtocolError):
+        codec.header(0, 1, 2**63)
+    with pytest.raises(LocalProtocolError):
+        codec.encode_frame(bytearray(2000), 0, codec.FRAME_DATA, bytes(1217))  # body above 1216
+    with pytest.raises(LocalProtocolError):
+        codec.encode_frame(buf, 2**62, codec.FRAME_DATA, b"x")                # absurd position
+    with pytest.raises(LocalProtocolError):
         codec.encode_frames([(codec.FRAME_DATA, bytes(codec.MAX_PAYLOAD_SIZE))])
+
+
+def test_encode_frames_accepts_any_iterable():
+    pairs = [(codec.FRAME_DATA, b"hi"), (codec.FRAME_PADDING, b"")]
+    assert codec.encode_frames(iter(pairs)) == codec.encode_frames(pairs) == b"\x01\x00\x02hi\x0b\x00\x00"
+
+
+def test_none_is_not_a_buffer():
+    for call in (lambda: codec.decode_frames(None), lambda: codec.decode_header(None)):
+        with pytest.raises(TypeError):
+            call()
 
 
 def test_decoded_frames_do_not_alias_the_input():

@@ -151,10 +151,19 @@ def test_caller_misuse_is_local_error():
         PacketSealer(keys(), conn_id=1, direction=2)
     with pytest.raises(LocalProtocolError):
         PacketSealer(keys(), conn_id=1, direction=C2S).seal(bytes(codec.MAX_PAYLOAD_SIZE + 1))
-    last = PacketSealer(keys(), conn_id=1, direction=C2S, first_seq=2**64 - 1)
+    with pytest.raises(LocalProtocolError):
+        PacketSealer(keys(), conn_id=1, direction=C2S, first_seq=-1)
+    last = PacketSealer(keys(), conn_id=1, direction=C2S, first_seq=2**63 - 1)
     last.seal(b"")
     with pytest.raises(LocalProtocolError, match="exhausted"):
         last.seal(b"")
+
+
+def test_payload_size_counts_bytes_not_items():
+    import array
+    wide = memoryview(array.array("Q", bytes(codec.MAX_PAYLOAD_SIZE // 8 * 8 + 8)))
+    with pytest.raises(LocalProtocolError):
+        PacketSealer(keys(), conn_id=1, direction=C2S).seal(wide)
 
 
 def test_keys_never_appear_in_repr():

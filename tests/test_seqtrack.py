@@ -93,6 +93,32 @@ def test_abandoned_number_arriving_late_is_stale():
     assert t.pop_ready() == [b"a", b"c", b"d", b"e"]
 
 
+def test_give_up_abandons_only_missing_numbers():
+    t = SeqTracker()
+    t.ingest(0, b"a", 0.0)
+    t.ingest(4, b"e", 0.0)                      # 1, 2, 3 missing
+    t.ingest(2, b"c", 0.0)
+    assert t.give_up(1, 2) == 1                 # 2 was received: only 1 given up
+    assert t.pop_abandoned() == [(1, 1)]
+    assert t.pop_ready() == [b"a", b"c"]        # 3 still missing, so 4 waits
+    assert t.give_up(3, 100) == 1
+    assert t.pop_ready() == [b"e"] and t.missing == 0
+    assert t.give_up(0, 2**64 - 1) == 0         # nothing missing: a late GONE is harmless
+    assert t.give_up(5, 2) == 0
+
+
+def test_top_of_the_number_space():
+    top = 2**63 - 1
+    t = SeqTracker(start=top - 2)
+    t.ingest(top, b"z", 0.0)
+    t.ingest(top - 2, b"x", 0.0)
+    assert t.pop_ready() == [b"x"] and t.next_deadline() == 0.05
+    t.ingest(top - 1, b"y", 0.0)
+    assert t.pop_ready() == [b"y", b"z"] and t.missing == 0
+    with pytest.raises(LocalProtocolError):
+        t.ingest(top + 1, b"beyond", 0.0)
+
+
 def test_bad_parameters_are_caller_errors():
     with pytest.raises(LocalProtocolError):
         SeqTracker(capacity=1000)
@@ -105,11 +131,12 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("ingest_far"), st.integers(0, 3000), st.booleans()),
     st.tuples(st.just("tick"), st.integers(0, 400), st.booleans()),
     st.tuples(st.just("rto"), st.integers(0, 500), st.booleans()),
+    st.tuples(st.just("give_up"), st.integers(-10, 60), st.booleans()),
 ), max_size=250)
 
 
 @given(capacity=st.sampled_from([2, 8, 32, 1024]), retries=st.integers(0, 4),
-       start=st.sampled_from([0, 7, 2**40]), steps=ops)
+       start=st.sampled_from([0, 7, 2**40, 2**63 - 3000]), steps=ops)
 def test_matches_reference_model(capacity, retries, start, steps):
     kw = dict(capacity=capacity, start=start, max_retries=retries, max_interval=0.5)
     t, m = SeqTracker(**kw), SeqTrackModel(**kw)
@@ -117,8 +144,14 @@ def test_matches_reference_model(capacity, retries, start, steps):
     for op, arg, flag in steps:
         if op in ("ingest", "ingest_far"):
             seq = max(0, m.top + arg if op == "ingest" else m.next + arg - 1500)
+            if seq > 2**63 - 1:
+                continue
             payload = None if flag else b"%d" % seq
             assert t.ingest(seq, payload, now) == m.ingest(seq, payload, now), seq
+        elif op == "give_up":
+            first = max(0, m.next + arg)
+            last = first + (3 if flag else 0)
+            assert t.give_up(first, last) == m.give_up(first, last)
         elif op == "tick":
             now += arg / 1000
             assert t.due_naks(now) == m.due_naks(now)

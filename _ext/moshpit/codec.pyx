@@ -19,7 +19,7 @@ raises :class:`moshpit.errors.LocalProtocolError`.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memmove
 
 from moshpit.errors import DecodeError, LocalProtocolError
 
@@ -50,6 +50,10 @@ MAX_PAYLOAD_SIZE = MAX_DATAGRAM_SIZE - OVERHEAD
 """Largest plaintext payload (all frames together): 1219 bytes."""
 
 MIN_DATAGRAM_SIZE = OVERHEAD
+
+MAX_SEQ = 2**63 - 1
+"""Sequence numbers are 64-bit fields whose top bit must be zero, so that
+``seq + 1`` never overflows anywhere."""
 """A datagram with an empty payload."""
 
 FRAME_HEADER_SIZE = C_FRAME_HEADER_SIZE
@@ -59,29 +63,32 @@ cdef int _VERSION = 1
 cdef Py_ssize_t _MAX_DATAGRAM = 1280
 cdef Py_ssize_t _MIN_DATAGRAM = C_HEADER_SIZE + 16 + 32
 cdef Py_ssize_t _MAX_PAYLOAD = 1280 - (C_HEADER_SIZE + 16 + 32)
+cdef uint64_t _MAX_SEQ = (<uint64_t>1 << 63) - 1
 
 # --- frame registry --------------------------------------------------------
 
 FRAME_DATA = 0x01         # reliable byte stream chunk
 FRAME_ACK = 0x02          # u64: every sequence number below this was received
 FRAME_NAK = 0x03          # n x (u64 first, u16 count): please resend these
-FRAME_PING = 0x04         # u32 timestamp ms, u32 echoed timestamp ms (RTT, keepalive)
+FRAME_PING = 0x04         # u32 timestamp ms, u32 echoed timestamp ms, u16 echo delay ms
 FRAME_RESIZE = 0x05       # u16 columns, u16 rows
 FRAME_SCREEN = 0x06       # u64 state, u64 base state, u16 index, u16 count, chunk
 FRAME_STATE_ACK = 0x07    # u64: newest screen state the receiver holds
 FRAME_REPAINT = 0x08      # u64: state the receiver holds; send a full repaint
 FRAME_CLOSE = 0x09        # u8 code + UTF-8 reason
 FRAME_GONE = 0x0A         # n x (u64 first, u16 count): cannot be resent, skip them
+FRAME_PADDING = 0x0B      # ignored; lets a client earn a bigger anti-amplification budget
 
 FRAME_NAMES = {
     FRAME_DATA: "DATA", FRAME_ACK: "ACK", FRAME_NAK: "NAK", FRAME_PING: "PING",
     FRAME_RESIZE: "RESIZE", FRAME_SCREEN: "SCREEN", FRAME_STATE_ACK: "STATE_ACK",
     FRAME_REPAINT: "REPAINT", FRAME_CLOSE: "CLOSE", FRAME_GONE: "GONE",
+    FRAME_PADDING: "PADDING",
 }
 
 cdef enum:
-    _MAX_TYPE = 0x0A
-    _ANY = 0xFFFF
+    _MAX_TYPE = 0x0B
+    _ANY = 1216  # the largest body that fits a payload: 1280 - 61 - 3
 
 # Body length rules per frame type: minimum, maximum, and the step the length
 # must advance by above the minimum (1 = any length in range). Index 0 unused.
@@ -100,13 +107,14 @@ _rule(0, 1, 0, 1)  # type 0 is reserved: min > max means never valid
 _rule(FRAME_DATA, 1, _ANY, 1)
 _rule(FRAME_ACK, 8, 8, 1)
 _rule(FRAME_NAK, 10, _ANY, 10)
-_rule(FRAME_PING, 8, 8, 1)
+_rule(FRAME_PING, 10, 10, 1)
 _rule(FRAME_RESIZE, 4, 4, 1)
 _rule(FRAME_SCREEN, 20, _ANY, 1)
 _rule(FRAME_STATE_ACK, 8, 8, 1)
 _rule(FRAME_REPAINT, 8, 8, 1)
 _rule(FRAME_CLOSE, 1, _ANY, 1)
 _rule(FRAME_GONE, 10, _ANY, 10)
+_rule(FRAME_PADDING, 0, _ANY, 1)
 
 
 cdef inline bint _body_length_ok(int frame_type, Py_ssize_t n) noexcept:
@@ -136,15 +144,17 @@ cpdef Py_ssize_t encode_header(unsigned char[::1] out, int direction,
     sequence number, big-endian. Bytes 1..12 double as the AEAD nonce.
 
     >>> buf = bytearray(13)
-    >>> encode_header(buf, CLIENT_TO_SERVER, 0xCAFEBABE, 2**64 - 1)
+    >>> encode_header(buf, CLIENT_TO_SERVER, 0xCAFEBABE, 2**63 - 1)
     13
     >>> buf.hex()
-    '10cafebabeffffffffffffffff'
+    '10cafebabe7fffffffffffffff'
     """
     if direction != 0 and direction != 1:
         raise LocalProtocolError(f"direction must be 0 or 1, not {direction}")
-    if out.shape[0] < C_HEADER_SIZE:
-        raise LocalProtocolError("output buffer smaller than a header")
+    if out is None or out.shape[0] < C_HEADER_SIZE:
+        raise LocalProtocolError("output buffer missing or smaller than a header")
+    if seq > _MAX_SEQ:
+        raise LocalProtocolError(f"sequence number {seq} above MAX_SEQ")
     cdef unsigned char *p = &out[0]
     p[0] = <unsigned char>((_VERSION << 4) | direction)
     store_u32(p + 1, conn_id)
@@ -156,6 +166,8 @@ cpdef bytes header(int direction, uint32_t conn_id, uint64_t seq):
     """The header as ``bytes`` (see :func:`encode_header`); built on the stack, one allocation."""
     if direction != 0 and direction != 1:
         raise LocalProtocolError(f"direction must be 0 or 1, not {direction}")
+    if seq > _MAX_SEQ:
+        raise LocalProtocolError(f"sequence number {seq} above MAX_SEQ")
     cdef unsigned char buf[C_HEADER_SIZE]
     buf[0] = <unsigned char>((_VERSION << 4) | direction)
     store_u32(buf + 1, conn_id)
@@ -167,7 +179,8 @@ cpdef tuple decode_header(const unsigned char[::1] datagram):
     """Check a whole datagram's size and header; return ``(direction, conn_id, seq)``.
 
     Raises :class:`DecodeError` for a datagram shorter than an empty sealed one,
-    longer than ``MAX_DATAGRAM_SIZE``, of another version, or with reserved bits set.
+    longer than ``MAX_DATAGRAM_SIZE``, of another version, with reserved bits
+    set, or with a sequence number above ``MAX_SEQ``.
 
     >>> decode_header(bytes.fromhex('11010203040000000000000007') + bytes(48))
     (1, 16909060, 7)
@@ -176,6 +189,8 @@ cpdef tuple decode_header(const unsigned char[::1] datagram):
     ...
     moshpit.errors.DecodeError: unsupported protocol version 2
     """
+    if datagram is None:
+        raise TypeError("datagram must be a bytes-like object, not None")
     cdef Py_ssize_t n = datagram.shape[0]
     if n < _MIN_DATAGRAM:
         raise DecodeError(f"datagram of {n} bytes is shorter than the minimum {_MIN_DATAGRAM}")
@@ -187,7 +202,10 @@ cpdef tuple decode_header(const unsigned char[::1] datagram):
         raise DecodeError(f"unsupported protocol version {first >> 4}")
     if first & 0x0E:
         raise DecodeError("reserved header bits set")
-    return (first & 1, load_u32(p + 1), load_u64(p + 5))
+    cdef uint64_t seq = load_u64(p + 5)
+    if seq > _MAX_SEQ:
+        raise DecodeError("sequence number has its top bit set")
+    return (first & 1, load_u32(p + 1), seq)
 
 
 # --- frames ----------------------------------------------------------------
@@ -204,21 +222,24 @@ cpdef Py_ssize_t encode_frame(unsigned char[::1] out, Py_ssize_t pos, int frame_
     >>> end, bytes(buf[:end]).hex()
     (11, '0200080000000000000005')
     """
+    if out is None or body is None:
+        raise LocalProtocolError("encode_frame needs a buffer and a body, not None")
     cdef Py_ssize_t n = body.shape[0]
     if not _body_length_ok(frame_type, n):
         raise LocalProtocolError(f"invalid frame: type {frame_type}, body of {n} bytes")
-    if pos < 0 or pos + C_FRAME_HEADER_SIZE + n > out.shape[0]:
+    if pos < 0 or pos > out.shape[0] - C_FRAME_HEADER_SIZE - n:
         raise LocalProtocolError("frame does not fit the output buffer")
     cdef unsigned char *p = &out[pos]
     p[0] = <unsigned char>frame_type
     store_u16(p + 1, <uint16_t>n)
     if n:
-        memcpy(p + C_FRAME_HEADER_SIZE, &body[0], n)
+        memmove(p + C_FRAME_HEADER_SIZE, &body[0], n)
     return pos + C_FRAME_HEADER_SIZE + n
 
 
 def encode_frames(frames):
     """Encode ``(type, body)`` pairs into one payload, checked against ``MAX_PAYLOAD_SIZE``."""
+    frames = list(frames)  # walked twice: sized, then written
     cdef Py_ssize_t total = 0
     for _, body in frames:
         total += C_FRAME_HEADER_SIZE + len(body)
@@ -245,6 +266,8 @@ cpdef list decode_frames(const unsigned char[::1] payload):
     ...
     moshpit.errors.DecodeError: frame at offset 0 claims 5 bytes, only 2 remain
     """
+    if payload is None:
+        raise TypeError("payload must be a bytes-like object, not None")
     cdef Py_ssize_t n = payload.shape[0]
     if n > _MAX_PAYLOAD:
         raise DecodeError(f"payload of {n} bytes exceeds the maximum {_MAX_PAYLOAD}")

@@ -64,7 +64,7 @@ cdef class RetransmitBuffer:
         if not self._any:
             return iter(())
         cdef uint64_t start = self._oldest_possible()
-        return iter([s for s in range(start, self._newest + 1) if self.lookup(s) is not None])
+        return iter([s for s in range(start, <object>self._newest + 1) if self.lookup(s) is not None])
 
     cdef uint64_t _oldest_possible(self) noexcept:
         cdef uint64_t floor = 0

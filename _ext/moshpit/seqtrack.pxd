@@ -31,6 +31,7 @@ cdef class SeqTracker:
 
     cpdef int ingest(self, uint64_t seq, object payload, double now) except -1
     cpdef list due_naks(self, double now)
+    cpdef Py_ssize_t give_up(self, uint64_t first, uint64_t last) except -1
     cpdef object next_deadline(self)
     cpdef list pop_ready(self)
     cpdef list pop_abandoned(self)

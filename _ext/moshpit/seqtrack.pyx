@@ -24,6 +24,8 @@ from libc.stdint cimport uint8_t, uint64_t
 
 from moshpit.errors import LocalProtocolError
 
+cdef uint64_t _MAX_SEQ = (<uint64_t>1 << 63) - 1  # codec.MAX_SEQ: seq + 1 never wraps
+
 VERDICT_ACCEPTED = ACCEPTED
 VERDICT_DUPLICATE = DUPLICATE
 VERDICT_STALE = STALE
@@ -52,6 +54,8 @@ cdef class SeqTracker:
     def __cinit__(self, Py_ssize_t capacity=DEFAULT_CAPACITY, uint64_t start=0,
                   double nak_floor=DEFAULT_NAK_FLOOR, int max_retries=DEFAULT_MAX_RETRIES,
                   double max_interval=DEFAULT_MAX_INTERVAL, double rto=0.0):
+        if start > _MAX_SEQ:
+            raise LocalProtocolError("start above MAX_SEQ")
         if capacity < 2 or capacity & (capacity - 1):
             raise LocalProtocolError(f"capacity must be a power of two >= 2, not {capacity}")
         if not (nak_floor > 0) or max_retries < 0 or max_retries > 60 or not (max_interval >= nak_floor):
@@ -155,6 +159,8 @@ cdef class SeqTracker:
         """
         cdef uint64_t slot, s, first_missing
         cdef double due
+        if seq > _MAX_SEQ:
+            raise LocalProtocolError(f"sequence number {seq} above MAX_SEQ")
         if seq < self._next:
             return STALE
         if seq < self._top:
@@ -224,6 +230,32 @@ cdef class SeqTracker:
             s += 1
         self._advance()
         return [(r[0], r[1]) for r in ranges]
+
+    cpdef Py_ssize_t give_up(self, uint64_t first, uint64_t last) except -1:
+        """Abandon the missing numbers in ``first..last`` at once (the sender said GONE).
+
+        Returns how many were abandoned; they are reported by :meth:`pop_abandoned`.
+        """
+        if last < first or first >= self._top or last < self._next:
+            return 0
+        cdef uint64_t s = first if first > self._next else self._next
+        cdef uint64_t stop = last if last < self._top - 1 else self._top - 1
+        cdef uint64_t slot
+        cdef Py_ssize_t count = 0
+        if s > stop:
+            return 0
+        cdef uint64_t steps = stop - s + 1   # at most capacity
+        while steps:
+            slot = s & self._mask
+            if self._state[slot] == MISSING:
+                self._state[slot] = ABANDONED
+                self._missing -= 1
+                self._abandon(s, s)
+                count += 1
+            s += 1
+            steps -= 1
+        self._advance()
+        return count
 
     cpdef object next_deadline(self):
         """The earliest time a NAK falls due, or None when nothing is missing."""
