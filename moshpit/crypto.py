@@ -164,3 +164,69 @@ class PacketOpener(_Protection):
             raise DatagramDropped(DropReason.AUTH_FAILED, f"bad AEAD tag on sequence {seq}") from None
         self.replay.commit(seq)
         return seq, payload
+
+
+# --- key schedule ------------------------------------------------------------
+#
+#   shared  = X25519(own ephemeral private, peer ephemeral public)
+#   prk     = HKDF-Extract(salt = "moshpit v1", shared)              (SHA-512)
+#   k_c_hs  = HKDF-Expand(prk, "moshpit v1 c hs"  | th2, 32)   handshake messages, client -> server
+#   k_s_hs  = HKDF-Expand(prk, "moshpit v1 s hs"  | th2, 32)   handshake messages, server -> client
+#   traffic = HKDF-Expand(prk, "moshpit v1 c2s aead" | th3, 32), "c2s mac" 64, "s2c aead" 32, "s2c mac" 64
+#
+# th2 and th3 are SHA-512 transcript hashes (see moshpit.protocol.handshake and
+# docs/protocol.md): every key depends on both ephemerals and on everything
+# both identities signed.
+
+import nacl.bindings  # noqa: E402
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand  # noqa: E402
+
+from moshpit.errors import RemoteProtocolError  # noqa: E402
+
+KDF_SALT = b"moshpit v1"
+_LABEL = b"moshpit v1 "
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class TrafficKeys:
+    """Both directions' keys of one connection, as derived by both ends alike."""
+
+    client_to_server: DirectionKeys
+    server_to_client: DirectionKeys
+
+    def __repr__(self):
+        return "TrafficKeys(<redacted>)"
+
+
+def x25519_shared_secret(private_key: bytes, peer_public_key: bytes) -> bytes:
+    """The X25519 shared secret; a low-order peer key (all-zero result) is the peer's fault."""
+    try:
+        shared = nacl.bindings.crypto_scalarmult(private_key, peer_public_key)
+    except Exception as exc:  # pynacl raises RuntimeError for a rejected point
+        raise RemoteProtocolError(f"unusable ephemeral key: {exc}") from None
+    if not any(shared):
+        raise RemoteProtocolError("ephemeral key of low order")
+    return shared
+
+
+def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
+    return hmac.new(salt, ikm, "sha512").digest()
+
+
+def hkdf_expand(prk: bytes, label: bytes, context: bytes, length: int) -> bytes:
+    return HKDFExpand(hashes.SHA512(), length, _LABEL + label + b"\0" + context).derive(prk)
+
+
+def handshake_keys(prk: bytes, th2: bytes) -> tuple[bytes, bytes]:
+    """(client -> server, server -> client) keys sealing the encrypted handshake messages."""
+    return hkdf_expand(prk, b"c hs", th2, 32), hkdf_expand(prk, b"s hs", th2, 32)
+
+
+def traffic_keys(prk: bytes, th3: bytes) -> TrafficKeys:
+    return TrafficKeys(
+        DirectionKeys(hkdf_expand(prk, b"c2s aead", th3, AEAD_KEY_SIZE),
+                      hkdf_expand(prk, b"c2s mac", th3, MAC_KEY_SIZE)),
+        DirectionKeys(hkdf_expand(prk, b"s2c aead", th3, AEAD_KEY_SIZE),
+                      hkdf_expand(prk, b"s2c mac", th3, MAC_KEY_SIZE)),
+    )

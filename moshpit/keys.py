@@ -1,0 +1,217 @@
+"""Identity keys as text, fingerprints, authorized_keys and known_hosts.
+
+Key material lives in pynacl objects; this module deals with how keys are
+written down and which keys are trusted. The file checks here are the policy a
+runtime plugs into the sans-IO handshake: the handshake proves who holds a key,
+these decide whether that key may log in or be trusted as a host.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from moshpit.errors import MoshpitError
+
+KEY_TYPE = "moshpit"
+DEFAULT_PORT = 40404
+PUBLIC_KEY_SIZE = 32
+
+
+class KeyFormatError(MoshpitError, ValueError):
+    """A key line or key file that is not what it claims to be."""
+
+
+def fingerprint(public_key: bytes) -> str:
+    """``SHA256:<base64>`` of the raw 32-byte key, the form OpenSSH users know."""
+    digest = hashlib.sha256(bytes(public_key)).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def format_public_key(public_key: bytes, comment: str = "") -> str:
+    line = f"{KEY_TYPE} {base64.b64encode(bytes(public_key)).decode()}"
+    return f"{line} {comment}" if comment else line
+
+
+def parse_public_key(text: str) -> tuple[bytes, str]:
+    """``moshpit <base64> [comment]`` -> (key, comment)."""
+    parts = text.strip().split(None, 2)
+    if len(parts) < 2 or parts[0] != KEY_TYPE:
+        raise KeyFormatError(f"expected '{KEY_TYPE} <base64-key> [comment]'")
+    try:
+        key = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyFormatError("key is not valid base64") from None
+    if len(key) != PUBLIC_KEY_SIZE:
+        raise KeyFormatError(f"key is {len(key)} bytes, not {PUBLIC_KEY_SIZE}")
+    return key, parts[2] if len(parts) > 2 else ""
+
+
+# --- authorized_keys ---------------------------------------------------------
+
+DEFAULT_AUTHORIZED_KEYS = "%h/.mp/authorized_keys"
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """The outcome of an authorized-keys check; ``reason`` is for the server's log only."""
+
+    allowed: bool
+    reason: str
+
+
+def expand_path_template(template: str, user: str, home: str) -> Path:
+    """Expand ``%h`` (home), ``%u`` (user) and ``%%`` in a configured path."""
+    out, i = [], 0
+    while i < len(template):
+        ch = template[i]
+        if ch == "%" and i + 1 < len(template):
+            token = template[i + 1]
+            out.append({"h": home, "u": user, "%": "%"}.get(token, "%" + token))
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return Path("".join(out))
+
+
+def check_authorized(client_key: bytes, *, user: str, home: str, uid: int,
+                     template: str = DEFAULT_AUTHORIZED_KEYS) -> Authorization:
+    """May ``client_key`` log in as ``user``? Refuses unless the file and its
+    directory are owned by ``uid`` and closed to everyone else (0700 / 0600)."""
+    path = expand_path_template(template, user, home)
+    try:
+        dir_stat = os.stat(path.parent)
+        file_stat = os.lstat(path)
+    except FileNotFoundError:
+        return Authorization(False, f"{path} does not exist")
+    except OSError as exc:
+        return Authorization(False, f"cannot read {path}: {exc.strerror}")
+    if not stat.S_ISREG(file_stat.st_mode):
+        return Authorization(False, f"{path} is not a regular file")
+    for what, st, wanted in (("directory " + str(path.parent), dir_stat, 0o700),
+                             ("file " + str(path), file_stat, 0o600)):
+        if st.st_uid != uid:
+            return Authorization(False, f"{what} is owned by uid {st.st_uid}, not {user} ({uid})")
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            return Authorization(False, f"{what} has mode {mode:04o}; it must be {wanted:04o}")
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        return Authorization(False, f"cannot read {path}: {exc.strerror}")
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            key, _ = parse_public_key(line)
+        except KeyFormatError:
+            continue  # one bad line must not lock everyone out
+        if key == bytes(client_key):
+            return Authorization(True, f"{path}:{number}")
+    return Authorization(False, f"key {fingerprint(client_key)} is not in {path}")
+
+
+# --- known_hosts -------------------------------------------------------------
+
+class HostKeyPolicy(enum.Enum):
+    ASK = "ask"
+    ACCEPT_NEW = "accept-new"
+    STRICT = "strict"
+
+
+@dataclass(frozen=True)
+class HostKeyVerdict:
+    accepted: bool
+    message: str          # what to tell the user ("" when there is nothing to say)
+    added: bool = False
+
+
+def host_id(host: str, port: int = DEFAULT_PORT) -> str:
+    """How a host is written in known_hosts: ``host``, or ``[host]:port`` off the default port."""
+    return host if port == DEFAULT_PORT else f"[{host}]:{port}"
+
+
+CHANGED_WARNING = """\
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!
+Someone could be eavesdropping on you right now (man-in-the-middle attack)!
+It is also possible that the host key has just been changed.
+The fingerprint for the {kind} key sent by the remote host is
+{fingerprint}.
+Offending {kind} key for {host} in {path}:{line}
+Remove that line if the change is expected.
+Host key verification failed."""
+
+
+class KnownHosts:
+    """The client's trust-on-first-use record of server host keys."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def entries(self) -> list[tuple[int, str, bytes]]:
+        """``(line number, host id, key)`` for every well-formed line."""
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        found = []
+        for number, line in enumerate(text.splitlines(), 1):
+            parts = line.split(None, 1)
+            if len(parts) != 2 or line.lstrip().startswith("#"):
+                continue
+            try:
+                key, _ = parse_public_key(parts[1])
+            except KeyFormatError:
+                continue
+            for name in parts[0].split(","):
+                found.append((number, name, key))
+        return found
+
+    def lookup(self, host: str, port: int = DEFAULT_PORT) -> list[tuple[int, bytes]]:
+        wanted = host_id(host, port)
+        return [(number, key) for number, name, key in self.entries() if name == wanted]
+
+    def add(self, host: str, port: int, key: bytes) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            handle.write(f"{host_id(host, port)} {format_public_key(key)}\n")
+
+    def verify(self, host: str, port: int, key: bytes, policy: HostKeyPolicy,
+               ask=None) -> HostKeyVerdict:
+        """Decide on the key a server proved it holds.
+
+        A known, matching key is accepted; a known host with another key is
+        always refused with the OpenSSH-style warning; an unknown host is added
+        (accept-new), refused (strict) or put to ``ask(prompt) -> bool``.
+        """
+        known = self.lookup(host, port)
+        if any(k == bytes(key) for _, k in known):
+            return HostKeyVerdict(True, "")
+        name = host_id(host, port)
+        if known:
+            return HostKeyVerdict(False, CHANGED_WARNING.format(
+                kind=KEY_TYPE, fingerprint=fingerprint(key), host=name,
+                path=self.path, line=known[0][0]))
+        if policy is HostKeyPolicy.STRICT:
+            return HostKeyVerdict(False, f"No {KEY_TYPE} host key is known for {name} and "
+                                         "host key checking is strict.\nHost key verification failed.")
+        if policy is HostKeyPolicy.ASK:
+            prompt = (f"The authenticity of host '{name}' can't be established.\n"
+                      f"{KEY_TYPE} key fingerprint is {fingerprint(key)}.\n"
+                      "Are you sure you want to continue connecting (yes/no)? ")
+            if ask is None or not ask(prompt):
+                return HostKeyVerdict(False, "Host key verification failed.")
+        self.add(host, port, key)
+        return HostKeyVerdict(True, f"Permanently added '{name}' ({KEY_TYPE}) to the list of known hosts.",
+                              added=True)

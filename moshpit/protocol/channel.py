@@ -1,0 +1,690 @@
+"""The UDP channel of one connection, both roles, as a sans-IO state machine.
+
+Model: aioquic's ``QuicConnection``. The caller feeds ``receive_datagram(data,
+addr, now)``, sends what ``datagrams_to_send(now)`` returns, arms one timer at
+``get_timer()`` and calls ``handle_timer(now)`` when it fires, and reads
+``next_event()`` until it returns None. Nothing here reads a clock or touches a
+socket.
+
+Flows. Each direction is either *reliable* (every datagram numbered, kept in
+the sender's 512-datagram ring, gaps NAKed and resent, ordered delivery) or
+*unreliable* (frames acted on as they arrive). Client to server is always
+reliable: keystrokes must never be lost. Server to client is reliable in the
+``reliable`` diff mode and unreliable in ``datagram`` and ``statesync``, where
+the newest screen state supersedes whatever was lost.
+
+Datagrams carrying only PING and ACK frames never elicit an ACK, so two
+reliable flows cannot ping-pong acknowledgements forever; every other datagram
+is acknowledged within ``ack_delay``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from moshpit import codec
+from moshpit.crypto import PacketOpener, PacketSealer, TrafficKeys
+from moshpit.errors import DatagramDropped, DecodeError, DropReason, LocalProtocolError
+from moshpit.protocol import frames
+from moshpit.protocol.events import (AddressChanged, AddressValidated, ConnectionClosed,
+                                     DataReceived, Event, PeerReachable, PeerSilent,
+                                     Resized, ScreenUpdate, StreamGap)
+from moshpit.protocol.handshake import DiffMode, SessionParams
+from moshpit.protocol.rtt import RttEstimator
+from moshpit.protocol.screensync import ScreenAssembler, chunk_screen
+from moshpit.retransmit import RetransmitBuffer
+from moshpit.seqtrack import SeqTracker
+
+F = codec  # frame type constants live in the codec
+_NON_ELICITING = frozenset({F.FRAME_PING, F.FRAME_ACK})
+_ORDERED = frozenset({F.FRAME_DATA, F.FRAME_RESIZE, F.FRAME_SCREEN, F.FRAME_CLOSE})
+_FRAME_OVERHEAD = codec.FRAME_HEADER_SIZE
+_PING_SIZE = _FRAME_OVERHEAD + 10
+_ACK_SIZE = _FRAME_OVERHEAD + 8
+_RANGE_SIZE = 10
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class ChannelState(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class CloseCode(enum.IntEnum):
+    NORMAL = 0
+    SHELL_EXITED = 1
+    SERVER_SHUTDOWN = 2
+    DISPLACED = 3          # a newer connection resumed this session
+    PROTOCOL_ERROR = 4
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    max_datagram_size: int = 1232       # 1280 minus IPv6 and UDP headers: no path fragments it
+    keepalive_interval: float = 3.0
+    silence_threshold: float = 6.5      # report the peer silent after this long
+    silence_report_interval: float = 1.0
+    frame_interval: float = 0.050       # at most one screen message per 50 ms
+    ack_delay: float = 0.020
+    ack_every: int = 16                 # ...or at once after this many eliciting datagrams
+    initial_window: int = 64            # datagrams in flight (congestion window)
+    min_window: int = 32                # random loss is not congestion: keep a floor
+    max_window: int = 448               # below the 512-datagram ring: NAKed data is still there
+    close_timeout: float = 3.0
+    amplification_factor: int = 3
+    max_screen_bytes: int = 8 << 20
+
+    def __post_init__(self):
+        if not codec.OVERHEAD + 100 <= self.max_datagram_size <= codec.MAX_DATAGRAM_SIZE:
+            raise LocalProtocolError("max_datagram_size out of range")
+        if not 1 <= self.min_window <= self.initial_window <= self.max_window <= 500:
+            raise LocalProtocolError("window sizes out of order")
+
+
+def _ts_after_or_equal(a: int, b: int) -> bool:
+    """``a >= b`` for 32-bit millisecond timestamps that wrap."""
+    return ((a - b) & 0xFFFFFFFF) < 0x80000000
+
+
+class Channel:
+    """One connection's UDP channel. Build it with :meth:`from_params` after a handshake."""
+
+    def __init__(self, role: Role, keys: TrafficKeys, conn_id: int, diff_mode: DiffMode, *,
+                 now: float, peer_addr=None, config: ChannelConfig | None = None,
+                 screen_source=None):
+        self.role = Role(role)
+        self.diff_mode = DiffMode(diff_mode)
+        self.config = config or ChannelConfig()
+        is_client = self.role is Role.CLIENT
+        own, peer = ((codec.CLIENT_TO_SERVER, codec.SERVER_TO_CLIENT) if is_client
+                     else (codec.SERVER_TO_CLIENT, codec.CLIENT_TO_SERVER))
+        send_keys, recv_keys = ((keys.client_to_server, keys.server_to_client) if is_client
+                                else (keys.server_to_client, keys.client_to_server))
+        self._sealer = PacketSealer(send_keys, conn_id=conn_id, direction=own)
+        self._opener = PacketOpener(recv_keys, conn_id=conn_id, direction=peer)
+        reliable_down = self.diff_mode is DiffMode.RELIABLE
+        self.send_reliable = is_client or reliable_down
+        self.recv_reliable = (not is_client) or reliable_down
+        self._screen_source = screen_source
+        if not is_client and screen_source is None:
+            raise LocalProtocolError("a server channel needs a screen_source(base, state) -> bytes")
+
+        self._epoch = now
+        self._last_ts = -1
+        self.rtt = RttEstimator()
+        self._events: deque[Event] = deque()
+        self.drops: Counter = Counter()
+        self.stats: Counter = Counter()
+        self.state = ChannelState.OPEN
+
+        # peer address and roaming
+        self.peer_addr = peer_addr
+        self.addr_validated = is_client and peer_addr is not None
+        self._bytes_from_addr = 0
+        self._bytes_to_addr = 0
+        self._challenge_ts: int | None = None
+        self._highest_rx = -1
+
+        # liveness
+        self.last_heard = now
+        self._silent_reported = False
+        self._next_silence_report = now + self.config.silence_threshold
+        self._last_send = now
+        self._peer_ts: int | None = None
+        self._peer_ts_at = 0.0
+        self._force_send = is_client      # the client speaks first...
+        self._pad_next = is_client        # ...padded, to earn the server an answer budget
+        self._elicit_next = False         # add an empty PADDING frame: "answer me now"
+
+        # reliable sending
+        self._stream_out = bytearray()
+        self._ordered_out: deque[tuple[int, bytes]] = deque()
+        self._ring = RetransmitBuffer() if self.send_reliable else None
+        self._resend: set[int] = set()
+        self._gone_out: list[tuple[int, int]] = []
+        self._peer_ack = 0
+        self._last_eliciting = -1
+        self._cwnd = float(self.config.initial_window)
+        self._ssthresh = float(self.config.max_window)
+        self._recovery_until = -1
+        self._probe_at: float | None = None
+        self._probes = 0
+
+        # reliable receiving
+        self._tracker = SeqTracker() if self.recv_reliable else None
+        self._naks_out: list[tuple[int, int]] = []
+        self._ack_due: float | None = None
+        self._eliciting_since_ack = 0
+
+        # screen state
+        self._assembler = ScreenAssembler(self.config.max_screen_bytes)
+        self._unordered_out: deque[tuple[int, bytes]] = deque()
+        self.screen_state = 0            # server: newest state; client: newest applied
+        self.screen_acked = 0            # server: newest state the client acknowledged
+        self._screen_sent = 0
+        self._screen_sent_at = float("-inf")
+        self._state_ack_pending = False
+        self._repaint_pending = False
+
+        # closing
+        self._close_code = 0
+        self._close_reason = ""
+        self._close_deadline: float | None = None
+        self._close_sent_at = float("-inf")
+        self._close_reply_pending = False
+
+    @classmethod
+    def from_params(cls, role: Role, params: SessionParams, *, now: float, peer_addr=None,
+                    config: ChannelConfig | None = None, screen_source=None) -> "Channel":
+        return cls(role, params.keys, params.conn_id, params.diff_mode, now=now,
+                   peer_addr=peer_addr, config=config, screen_source=screen_source)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def conn_id(self) -> int:
+        return self._sealer.conn_id
+
+    @property
+    def srtt(self) -> float | None:
+        return self.rtt.srtt
+
+    @property
+    def rto(self) -> float:
+        return self.rtt.rto
+
+    @property
+    def closed(self) -> bool:
+        return self.state is ChannelState.CLOSED
+
+    @property
+    def in_flight(self) -> int:
+        return self._sealer.next_seq - self._peer_ack
+
+    @property
+    def pending_output(self) -> int:
+        """Bytes of the ordered stream not yet handed to a datagram."""
+        return len(self._stream_out)
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    # ------------------------------------------------------------ user calls
+    def send_data(self, data: bytes) -> None:
+        """Queue bytes on the ordered, reliable stream."""
+        if not self.send_reliable:
+            raise LocalProtocolError("this flow is not reliable: send screen states instead")
+        if self.state is not ChannelState.OPEN:
+            raise LocalProtocolError(f"cannot send on a {self.state.value} channel")
+        self._stream_out += data
+
+    def send_resize(self, cols: int, rows: int) -> None:
+        if self.role is not Role.CLIENT:
+            raise LocalProtocolError("only the client reports its window size")
+        if self.state is ChannelState.OPEN:
+            self._ordered_out.append((F.FRAME_RESIZE, frames.pack_resize(cols, rows)))
+
+    def screen_changed(self, state: int) -> None:
+        """Server: the screen is now at ``state`` (numbers only grow)."""
+        if self.role is not Role.SERVER:
+            raise LocalProtocolError("only the server has a screen to send")
+        if state < self.screen_state:
+            raise LocalProtocolError("screen state numbers must not go backwards")
+        self.screen_state = state
+
+    def screen_applied(self, state: int) -> None:
+        """Client: we now hold ``state``; acknowledge it so diffs start from it."""
+        if state > self.screen_state:
+            self.screen_state = state
+            self._state_ack_pending = True
+            self._assembler.discard_through(state)
+
+    def request_repaint(self) -> None:
+        """Client: we lost track of the screen; ask for a full snapshot."""
+        self._repaint_pending = True
+
+    def path_changed(self) -> None:
+        """Client: our source address changed (new socket); tell the server at once."""
+        self._force_send = True
+        self._pad_next = True
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "", *, now: float) -> None:
+        """Begin an orderly close; ``ConnectionClosed`` follows when the peer answers or time runs out."""
+        if self.state is not ChannelState.OPEN:
+            return
+        self.state = ChannelState.CLOSING
+        self._close_code, self._close_reason = int(code), reason
+        self._close_deadline = now + self.config.close_timeout
+        if self.send_reliable:
+            self._ordered_out.append((F.FRAME_CLOSE, frames.pack_close(code, reason)))
+
+    # --------------------------------------------------------------- receive
+    def receive_datagram(self, data: bytes, addr, now: float) -> None:
+        """Take one datagram from ``addr``. Anything bad is counted in ``drops`` and ignored."""
+        try:
+            seq, payload = self._opener.open(data)
+        except DatagramDropped as exc:
+            self.drops[exc.reason] += 1
+            return
+        try:
+            parsed = self._parse(payload)
+        except DecodeError:
+            self.drops[DropReason.MALFORMED] += 1
+            return
+        self.stats["datagrams_received"] += 1
+        self.stats["bytes_received"] += len(data)
+        newest = seq > self._highest_rx
+        if newest:
+            self._highest_rx = seq
+        self._note_address(addr, newest, len(data), now)
+        self._note_contact(now)
+
+        eliciting = False
+        ordered = []
+        for frame_type, value in parsed:
+            if frame_type not in _NON_ELICITING:
+                eliciting = True
+            if frame_type in _ORDERED and self.recv_reliable:
+                ordered.append((frame_type, value))
+            else:
+                self._on_frame(frame_type, value, seq, newest, addr, now)
+
+        if self._tracker is not None:
+            self._tracker.rto = self.rtt.rto
+            self._tracker.ingest(seq, ordered or None, now)
+            for batch in self._tracker.pop_ready():
+                for frame_type, value in batch:
+                    self._on_ordered(frame_type, value, now)
+            self._take_abandoned()
+            if eliciting:
+                self._eliciting_since_ack += 1
+                due = now if self._eliciting_since_ack >= self.config.ack_every else now + self.config.ack_delay
+                self._ack_due = due if self._ack_due is None else min(self._ack_due, due)
+        else:
+            for frame_type, value in ordered:  # cannot happen: unreliable flows order nothing
+                self._on_ordered(frame_type, value, now)
+
+    def _parse(self, payload: bytes) -> list[tuple[int, object]]:
+        """Decode every frame first: one bad frame and nothing of the datagram is acted on."""
+        parsed = []
+        for frame_type, body in codec.decode_frames(payload):
+            if frame_type == F.FRAME_PING:
+                value = frames.unpack_ping(body)
+            elif frame_type in (F.FRAME_ACK, F.FRAME_STATE_ACK, F.FRAME_REPAINT):
+                value = frames.unpack_u64(body)
+            elif frame_type in (F.FRAME_NAK, F.FRAME_GONE):
+                value = frames.unpack_ranges(body)
+            elif frame_type == F.FRAME_RESIZE:
+                value = frames.unpack_resize(body)
+            elif frame_type == F.FRAME_SCREEN:
+                value = frames.unpack_screen(body)
+            elif frame_type == F.FRAME_CLOSE:
+                value = frames.unpack_close(body)
+            else:
+                value = body
+            if self.role is Role.SERVER and frame_type == F.FRAME_SCREEN or self.role is Role.CLIENT \
+                    and frame_type in (F.FRAME_RESIZE, F.FRAME_REPAINT, F.FRAME_STATE_ACK):
+                raise DecodeError(f"frame type {frame_type} is not sent in this direction")
+            parsed.append((frame_type, value))
+        return parsed
+
+    def _note_address(self, addr, newest: bool, size: int, now: float) -> None:
+        if self.role is Role.CLIENT:
+            return  # the server does not roam; the client keeps sending where it connected
+        if addr != self.peer_addr and newest:
+            old = self.peer_addr
+            self.peer_addr = addr
+            self.addr_validated = False
+            self._bytes_from_addr = self._bytes_to_addr = 0
+            self._challenge_ts = None
+            self._force_send = True            # send the challenge right away...
+            self._elicit_next = True           # ...and ask for an immediate answer
+            self.stats["address_changes"] += 1
+            self._events.append(AddressChanged(old, addr))
+        if addr == self.peer_addr and not self.addr_validated:
+            self._bytes_from_addr += size
+
+    def _note_contact(self, now: float) -> None:
+        if self._silent_reported:
+            self._events.append(PeerReachable(now - self.last_heard))
+            self._silent_reported = False
+        self.last_heard = now
+        self._next_silence_report = now + self.config.silence_threshold
+
+    def _on_frame(self, frame_type: int, value, seq: int, newest: bool, addr, now: float) -> None:
+        if frame_type == F.FRAME_PING:
+            if newest:  # a resent or reordered datagram carries a stale timestamp
+                self._peer_ts, self._peer_ts_at = value.timestamp, now
+            if value.echo is not None:
+                if newest:
+                    sample = ((self._now_ms(now) - value.echo) & 0xFFFFFFFF) - value.echo_delay
+                    if 0 <= sample < 60_000:
+                        self.rtt.observe(sample / 1000)
+                if (not self.addr_validated and addr == self.peer_addr
+                        and self._challenge_ts is not None
+                        and _ts_after_or_equal(value.echo, self._challenge_ts)):
+                    self.addr_validated = True
+                    self._events.append(AddressValidated(addr))
+        elif frame_type == F.FRAME_ACK:
+            self._on_ack(value, now)
+        elif frame_type == F.FRAME_NAK:
+            self._on_nak(value, now)
+        elif frame_type == F.FRAME_GONE:
+            if self._tracker is not None:
+                for first, last in value:
+                    self._tracker.give_up(first, last)
+                self._take_abandoned()
+        elif frame_type == F.FRAME_STATE_ACK:
+            if self.screen_acked < value <= self.screen_state:
+                self.screen_acked = value
+        elif frame_type == F.FRAME_REPAINT:
+            self._on_repaint_request()
+        elif frame_type in (F.FRAME_SCREEN, F.FRAME_CLOSE):
+            self._on_ordered(frame_type, value, now)   # unreliable flow: act on arrival
+        elif frame_type == F.FRAME_PADDING:
+            self._force_send = True    # a probe, a path change or a challenge: answer at once
+
+    def _on_ordered(self, frame_type: int, value, now: float) -> None:
+        if frame_type == F.FRAME_DATA:
+            if self.state is not ChannelState.CLOSED:
+                self._events.append(DataReceived(bytes(value)))
+        elif frame_type == F.FRAME_RESIZE:
+            self._events.append(Resized(*value))
+        elif frame_type == F.FRAME_SCREEN:
+            done = self._assembler.add(value) if self.role is Role.CLIENT else None
+            if done is not None:
+                self._events.append(ScreenUpdate(*done))
+        elif frame_type == F.FRAME_CLOSE:
+            self._on_close(*value)
+
+    def _on_ack(self, acked_below: int, now: float) -> None:
+        if self._ring is None or acked_below <= self._peer_ack:
+            return
+        acked_below = min(acked_below, self._sealer.next_seq)
+        newly = acked_below - self._peer_ack
+        self._peer_ack = acked_below
+        self._ring.discard_through(acked_below - 1)
+        self._resend = {s for s in self._resend if s >= acked_below}
+        self._probes = 0
+        self._probe_at = now + self.rto if self._peer_ack <= self._last_eliciting else None
+        if self._cwnd < self._ssthresh:
+            self._cwnd = min(self.config.max_window, self._cwnd + newly)        # slow start
+        else:
+            self._cwnd = min(self.config.max_window, self._cwnd + newly / self._cwnd)
+
+    def _on_nak(self, ranges, now: float) -> None:
+        if self._ring is None:
+            return
+        for first, last in ranges:
+            first = max(first, self._peer_ack)
+            last = min(last, self._sealer.next_seq - 1)
+            for seq in range(first, last + 1):
+                if seq in self._ring:
+                    self._resend.add(seq)
+                else:
+                    self._gone_out.append((seq, seq))
+        if ranges and ranges[0][0] > self._recovery_until:
+            # Loss: halve the window at most once per window of data (Reno-style).
+            self._ssthresh = max(self.config.min_window, self._cwnd / 2)
+            self._cwnd = self._ssthresh
+            self._recovery_until = self._sealer.next_seq
+            self.stats["loss_events"] += 1
+
+    def _on_repaint_request(self) -> None:
+        self.stats["repaint_requests"] += 1
+        if self.send_reliable:
+            self._queue_snapshot()
+        else:
+            self.screen_acked = 0            # next message starts from blank
+            self._screen_sent = 0
+
+    def _queue_snapshot(self) -> None:
+        if self.screen_state == 0:
+            return
+        data = self._screen_source(0, self.screen_state)
+        for body in chunk_screen(self.screen_state, 0, data, self._chunk_size()):
+            self._ordered_out.append((F.FRAME_SCREEN, body))
+
+    def _on_close(self, code: int, reason: str) -> None:
+        if self.state is ChannelState.OPEN:
+            self.state = ChannelState.CLOSED
+            self._close_reply_pending = True
+            self._events.append(ConnectionClosed(code, reason, by_peer=True))
+        elif self.state is ChannelState.CLOSING:
+            self.state = ChannelState.CLOSED
+            self._events.append(ConnectionClosed(self._close_code, self._close_reason, by_peer=False))
+        else:
+            self._close_reply_pending = True   # our reply was lost; say it again
+
+    def _take_abandoned(self) -> None:
+        for first, last in self._tracker.pop_abandoned():
+            self.stats["datagrams_abandoned"] += last - first + 1
+            self._events.append(StreamGap(first, last))
+            if self.role is Role.CLIENT:
+                self._repaint_pending = True
+
+    # ------------------------------------------------------------------ timers
+    def get_timer(self) -> float | None:
+        """The earliest absolute time at which ``handle_timer`` has something to do."""
+        if self.state is ChannelState.CLOSED:
+            return None
+        deadlines = [self._next_silence_report]
+        if self._tracker is not None:
+            nak = self._tracker.next_deadline()
+            if nak is not None:
+                deadlines.append(nak)
+        if self._close_deadline is not None and self.state is ChannelState.CLOSING:
+            deadlines.append(self._close_deadline)
+        if not self._can_send():
+            return min(deadlines)   # nothing can go out before the peer speaks again
+        deadlines.append(self._last_send + self.config.keepalive_interval)
+        if self._ack_due is not None:
+            deadlines.append(self._ack_due)
+        if self._probe_at is not None:
+            deadlines.append(self._probe_at)
+        screen = self._screen_deadline()
+        if screen is not None:
+            deadlines.append(screen)
+        if self.state is ChannelState.CLOSING and not self.send_reliable:
+            deadlines.append(self._close_sent_at + max(self.rto, 0.2))
+        return min(deadlines)
+
+    def _can_send(self) -> bool:
+        """Whether a datagram could go out now: a known peer, and budget if it is unvalidated."""
+        if self.peer_addr is None:
+            return False
+        if self.addr_validated:
+            return True
+        allowance = self.config.amplification_factor * self._bytes_from_addr - self._bytes_to_addr
+        return allowance >= codec.OVERHEAD + _PING_SIZE + _ACK_SIZE
+
+    def handle_timer(self, now: float) -> None:
+        if self._tracker is not None:
+            self._tracker.rto = self.rtt.rto
+            self._naks_out.extend(self._tracker.due_naks(now))
+            self._take_abandoned()
+        if now >= self._next_silence_report and self.state is not ChannelState.CLOSED:
+            self._silent_reported = True
+            self._events.append(PeerSilent(now - self.last_heard))
+            self._next_silence_report = now + self.config.silence_report_interval
+        if now >= self._last_send + self.config.keepalive_interval:
+            self._force_send = True
+        if self._probe_at is not None and now >= self._probe_at:
+            self._force_send = True          # a fresh eliciting datagram exposes a lost tail
+            self._elicit_next = True
+            self._probes += 1
+            self._probe_at = None
+            self.stats["probes"] += 1
+        if self.state is ChannelState.CLOSING and now >= self._close_deadline:
+            self.state = ChannelState.CLOSED
+            self._events.append(ConnectionClosed(self._close_code, self._close_reason,
+                                                 by_peer=False, timed_out=True))
+
+    def _screen_deadline(self) -> float | None:
+        if self.role is not Role.SERVER or self.send_reliable or self.screen_state <= self.screen_acked:
+            return None
+        if self.screen_state != self._screen_sent:
+            return self._screen_sent_at + self.config.frame_interval
+        return self._screen_sent_at + max(self.config.frame_interval, self.rto)   # resend unacked
+
+    # ------------------------------------------------------------------- send
+    def _now_ms(self, now: float) -> int:
+        return int((now - self._epoch) * 1000) & 0xFFFFFFFF
+
+    def _next_ts(self, now: float) -> int:
+        # Strictly increasing, so an echo names exactly which datagram it answers.
+        ts = max(int((now - self._epoch) * 1000), self._last_ts + 1)
+        self._last_ts = ts
+        return ts & 0xFFFFFFFF
+
+    def _chunk_size(self) -> int:
+        return (self.config.max_datagram_size - codec.OVERHEAD - _PING_SIZE - _ACK_SIZE
+                - _FRAME_OVERHEAD - frames.SCREEN_HEADER_SIZE - 32)
+
+    def _may_send(self, size: int) -> bool:
+        if self.addr_validated:
+            return True
+        return self._bytes_to_addr + size <= self.config.amplification_factor * self._bytes_from_addr
+
+    def _prepare_screen(self, now: float) -> None:
+        deadline = self._screen_deadline()
+        if deadline is None or now < deadline or self.state is ChannelState.CLOSED:
+            return
+        base = self.screen_acked if self.diff_mode is DiffMode.STATESYNC else 0
+        data = self._screen_source(base, self.screen_state)
+        self._unordered_out = deque(   # a newer message supersedes any chunks not yet sent
+            (F.FRAME_SCREEN, body)
+            for body in chunk_screen(self.screen_state, base, data, self._chunk_size()))
+        self._screen_sent = self.screen_state
+        self._screen_sent_at = now
+        self.stats["screen_messages"] += 1
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, object]]:
+        """Everything due now, as ``(datagram, address)`` pairs."""
+        if self.peer_addr is None:
+            return []
+        if (self.state is ChannelState.CLOSING and not self.send_reliable
+                and (self.screen_acked >= self.screen_state
+                     or now >= self._close_deadline - self.config.close_timeout / 2)
+                and now >= self._close_sent_at + max(self.rto, 0.2)):
+            self._unordered_out.append((F.FRAME_CLOSE, frames.pack_close(self._close_code, self._close_reason)))
+            self._close_sent_at = now
+        if self._close_reply_pending:
+            self._close_reply_pending = False
+            self._unordered_out.append((F.FRAME_CLOSE, frames.pack_close(CloseCode.NORMAL, "")))
+        self._prepare_screen(now)
+        out: list[tuple[bytes, object]] = []
+        pending, self._resend = sorted(self._resend), set()
+        for i, seq in enumerate(pending):
+            datagram = self._ring.lookup(seq)
+            if datagram is None:
+                self._gone_out.append((seq, seq))
+            elif self._may_send(len(datagram)):
+                out.append((datagram, self.peer_addr))
+                self._count_sent(len(datagram), now)
+                self.stats["retransmitted"] += 1
+            else:
+                self._resend.update(pending[i:])   # over the amplification budget: later
+                break
+        while True:
+            datagram = self._build_datagram(now)
+            if datagram is None:
+                break
+            out.append((datagram, self.peer_addr))
+        return out
+
+    def _count_sent(self, size: int, now: float) -> None:
+        self._last_send = now
+        self.stats["datagrams_sent"] += 1
+        self.stats["bytes_sent"] += size
+        if not self.addr_validated:
+            self._bytes_to_addr += size
+
+    def _build_datagram(self, now: float) -> bytes | None:
+        budget = self.config.max_datagram_size - codec.OVERHEAD
+        if not self.addr_validated:
+            allowance = (self.config.amplification_factor * self._bytes_from_addr
+                         - self._bytes_to_addr - codec.OVERHEAD)
+            if allowance < _PING_SIZE + _ACK_SIZE:
+                return None       # unvalidated address, budget spent: wait for it to answer
+            budget = min(budget, allowance)
+        parts: list[tuple[int, bytes]] = []
+        used = 0
+
+        def add(frame_type: int, body: bytes) -> bool:
+            nonlocal used
+            if used + _FRAME_OVERHEAD + len(body) > budget:
+                return False
+            parts.append((frame_type, body))
+            used += _FRAME_OVERHEAD + len(body)
+            return True
+
+        ts = self._next_ts(now)
+        echo = None
+        if self._peer_ts is not None and now - self._peer_ts_at < 1.0:
+            echo = self._peer_ts
+        add(F.FRAME_PING, frames.pack_ping(ts, echo, int((now - self._peer_ts_at) * 1000)))
+        eliciting = False
+        ack_sent = False
+        if self._tracker is not None:
+            ack_sent = add(F.FRAME_ACK, frames.pack_u64(self._tracker.next_expected))
+        for queue in (self._naks_out, self._gone_out):
+            if queue:
+                room = (budget - used - _FRAME_OVERHEAD) // _RANGE_SIZE
+                take, rest = queue[:room], queue[room:]
+                if take:
+                    add(F.FRAME_NAK if queue is self._naks_out else F.FRAME_GONE, frames.pack_ranges(take))
+                    queue[:] = rest
+                    eliciting = True
+        if self._state_ack_pending and add(F.FRAME_STATE_ACK, frames.pack_u64(self.screen_state)):
+            self._state_ack_pending = False
+            eliciting = True
+        if self._repaint_pending and add(F.FRAME_REPAINT, frames.pack_u64(self.screen_state)):
+            self._repaint_pending = False
+            eliciting = True
+        while self._unordered_out and add(*self._unordered_out[0]):
+            self._unordered_out.popleft()
+            eliciting = True
+        window_open = not self.send_reliable or self.in_flight < int(self._cwnd)
+        if window_open and self.state is not ChannelState.CLOSED:
+            while self._ordered_out and add(*self._ordered_out[0]):
+                self._ordered_out.popleft()
+                eliciting = True
+            room = budget - used - _FRAME_OVERHEAD
+            if self._stream_out and room > 0 and not self._ordered_out:
+                chunk = bytes(self._stream_out[:room])
+                del self._stream_out[:room]
+                add(F.FRAME_DATA, chunk)
+                eliciting = True
+        if self._pad_next and self.role is Role.CLIENT:
+            add(F.FRAME_PADDING, bytes(max(0, budget - used - _FRAME_OVERHEAD)))
+            eliciting = True
+        elif self._elicit_next and add(F.FRAME_PADDING, b""):
+            eliciting = True
+        ack_due = self._ack_due is not None and now >= self._ack_due
+        if not (eliciting or self._force_send or ack_due):
+            self._last_ts -= 1       # nothing sent: give the timestamp back
+            return None
+        seq, datagram = self._sealer.seal(codec.encode_frames(parts))
+        if self._ring is not None:
+            self._ring.store(seq, datagram)
+            if eliciting:
+                self._last_eliciting = seq
+                if self._probe_at is None:
+                    self._probe_at = now + self.rto * (2 ** min(self._probes, 6))
+        if self._challenge_ts is None and not self.addr_validated:
+            self._challenge_ts = ts
+        if ack_sent:
+            self._ack_due = None
+            self._eliciting_since_ack = 0
+        self._force_send = False
+        self._pad_next = False
+        self._elicit_next = False
+        self._count_sent(len(datagram), now)
+        return datagram

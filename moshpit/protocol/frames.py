@@ -1,0 +1,127 @@
+"""Typed frame bodies over the codec: pack what we send, check what we receive.
+
+The codec guarantees each body's length; this module checks the values inside
+(counts, ranges, UTF-8) and raises :class:`DecodeError` for anything a correct
+peer would never send, so the channel can drop the whole datagram uncounted by
+any other path.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from moshpit import codec
+from moshpit.errors import DecodeError
+
+_U64 = struct.Struct("!Q")
+_RANGE = struct.Struct("!QH")
+_PING = struct.Struct("!IIH")
+_RESIZE = struct.Struct("!HH")
+_SCREEN = struct.Struct("!QQHH")
+
+NO_ECHO = 0xFFFF
+MAX_RANGE_COUNT = 0xFFFF
+SCREEN_HEADER_SIZE = _SCREEN.size
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    timestamp: int            # sender's clock, ms mod 2**32
+    echo: int | None          # the newest peer timestamp received, if any
+    echo_delay: int           # ms the echoed timestamp was held before this send
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenChunk:
+    state: int
+    base: int
+    index: int
+    count: int
+    chunk: bytes
+
+
+def pack_u64(value: int) -> bytes:
+    return _U64.pack(value)
+
+
+def unpack_u64(body: bytes) -> int:
+    value, = _U64.unpack(body)
+    if value > codec.MAX_SEQ + 1:
+        raise DecodeError(f"number {value} out of range")
+    return value
+
+
+def pack_ping(timestamp: int, echo: int | None, echo_delay: int) -> bytes:
+    if echo is None:
+        return _PING.pack(timestamp & 0xFFFFFFFF, 0, NO_ECHO)
+    return _PING.pack(timestamp & 0xFFFFFFFF, echo & 0xFFFFFFFF, min(echo_delay, NO_ECHO - 1))
+
+
+def unpack_ping(body: bytes) -> Ping:
+    timestamp, echo, delay = _PING.unpack(body)
+    if delay == NO_ECHO:
+        return Ping(timestamp, None, 0)
+    return Ping(timestamp, echo, delay)
+
+
+def pack_ranges(ranges) -> bytes:
+    """``[(first, last), ...]`` inclusive -> NAK/GONE body; long ranges are split."""
+    parts = []
+    for first, last in ranges:
+        while first <= last:
+            count = min(last - first + 1, MAX_RANGE_COUNT)
+            parts.append(_RANGE.pack(first, count))
+            first += count
+    return b"".join(parts)
+
+
+def unpack_ranges(body: bytes) -> list[tuple[int, int]]:
+    ranges = []
+    for first, count in _RANGE.iter_unpack(body):
+        if count == 0:
+            raise DecodeError("empty sequence range")
+        last = first + count - 1
+        if last > codec.MAX_SEQ:
+            raise DecodeError("sequence range runs past MAX_SEQ")
+        ranges.append((first, last))
+    return ranges
+
+
+def pack_resize(cols: int, rows: int) -> bytes:
+    return _RESIZE.pack(cols, rows)
+
+
+def unpack_resize(body: bytes) -> tuple[int, int]:
+    cols, rows = _RESIZE.unpack(body)
+    if not (cols and rows):
+        raise DecodeError("window size of zero")
+    return cols, rows
+
+
+def pack_screen(state: int, base: int, index: int, count: int, chunk: bytes) -> bytes:
+    return _SCREEN.pack(state, base, index, count) + chunk
+
+
+def unpack_screen(body: bytes) -> ScreenChunk:
+    state, base, index, count = _SCREEN.unpack_from(body)
+    if count == 0 or index >= count:
+        raise DecodeError(f"screen chunk {index} of {count}")
+    if base >= state:
+        raise DecodeError(f"screen state {state} diffed from a newer base {base}")
+    return ScreenChunk(state, base, index, count, bytes(body[SCREEN_HEADER_SIZE:]))
+
+
+MAX_REASON_BYTES = 256
+
+
+def pack_close(code: int, reason: str) -> bytes:
+    text = reason.encode("utf-8")[:MAX_REASON_BYTES].decode("utf-8", "ignore").encode("utf-8")
+    return bytes([code]) + text
+
+
+def unpack_close(body: bytes) -> tuple[int, str]:
+    try:
+        return body[0], bytes(body[1:]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("CLOSE reason is not UTF-8") from None

@@ -1,0 +1,258 @@
+"""The TCP key exchange: agreement, both identities proven, and everything a peer can get wrong."""
+
+import os
+
+import nacl.signing
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from moshpit.crypto import PacketOpener, PacketSealer
+from moshpit.errors import LocalProtocolError, RemoteProtocolError
+from moshpit.keys import fingerprint
+from moshpit.protocol.events import AuthRequested, HandshakeComplete, HandshakeRefused, HostKeyReceived
+from moshpit.protocol.handshake import (ClientHandshake, DiffMode, Failure, HandshakeError,
+                                        ServerHandshake, State)
+from moshpit.protocol.sessions import PortPool, SessionRegistry
+from simnet import handshake, pump_handshake
+
+CLIENT_KEY = nacl.signing.SigningKey(bytes(range(32)))
+HOST_KEY = nacl.signing.SigningKey(bytes(range(32, 64)))
+
+
+def started(**kw):
+    c = ClientHandshake(CLIENT_KEY, "alice", now=0.0, cols=100, rows=30,
+                        env={"TERM": "xterm-256color", "LANG": "C.UTF-8"}, **kw)
+    s = ServerHandshake(HOST_KEY, now=0.0)
+    return c, s
+
+
+def test_full_exchange_agrees_on_keys_and_proves_both_identities():
+    c, s = started(diff_mode=DiffMode.STATESYNC)
+    pump_handshake(c, s)
+    event = c.next_event()
+    assert isinstance(event, HostKeyReceived)
+    assert event.host_key == bytes(HOST_KEY.verify_key)
+    assert event.fingerprint == fingerprint(bytes(HOST_KEY.verify_key))
+    c.accept_host_key()
+    pump_handshake(c, s)
+    request = s.next_event()
+    assert isinstance(request, AuthRequested)
+    assert (request.user, request.client_key, request.diff_mode) == (
+        "alice", bytes(CLIENT_KEY.verify_key), "statesync")
+    assert (request.cols, request.rows, request.env["TERM"]) == (100, 30, "xterm-256color")
+    assert request.resume_token is None
+    params = s.accept(conn_id=7, udp_port=50123, session_id=bytes(16), resume_token=bytes(32))
+    pump_handshake(c, s)
+    done = c.next_event()
+    assert isinstance(done, HandshakeComplete) and c.state is s.state is State.DONE
+    cp = done.params
+    assert (cp.conn_id, cp.udp_port, cp.diff_mode) == (7, 50123, DiffMode.STATESYNC)
+    # Same keys on both ends, and different keys per direction.
+    for a, b in ((cp.keys.client_to_server, params.keys.client_to_server),
+                 (cp.keys.server_to_client, params.keys.server_to_client)):
+        assert (a.aead_key, a.mac_key) == (b.aead_key, b.mac_key)
+    assert cp.keys.client_to_server.aead_key != cp.keys.server_to_client.aead_key
+    assert cp.keys.client_to_server.mac_key != cp.keys.server_to_client.mac_key
+    # And they work: a datagram sealed by the client opens on the server.
+    sealer = PacketSealer(cp.keys.client_to_server, conn_id=7, direction=0)
+    opener = PacketOpener(params.keys.client_to_server, conn_id=7, direction=0)
+    assert opener.open(sealer.seal(b"")[1])[1] == b""
+
+
+def test_every_handshake_derives_fresh_keys():
+    a, _, _ = handshake()
+    b, _, _ = handshake()
+    assert a.keys.client_to_server.aead_key != b.keys.client_to_server.aead_key
+
+
+def test_client_rejecting_the_host_key_reveals_nothing_and_stops():
+    c, s = started()
+    pump_handshake(c, s)
+    c.next_event()
+    c.reject_host_key()
+    assert c.state is State.FAILED and c.failure.code is Failure.HOST_KEY_REJECTED
+    data = c.data_to_send()
+    assert bytes(CLIENT_KEY.verify_key) not in data and b"alice" not in data
+    with pytest.raises(HandshakeError) as info:
+        s.receive_data(data, 0.0)
+    assert info.value.code is Failure.PEER_ERROR
+
+
+def test_refusal_says_only_not_authorised():
+    c, s = started()
+    pump_handshake(c, s)
+    c.next_event()
+    c.accept_host_key()
+    pump_handshake(c, s)
+    s.next_event()
+    s.refuse()
+    pump_handshake(c, s)
+    event = c.next_event()
+    assert isinstance(event, HandshakeRefused)
+    assert (event.code, event.reason) == (1, "not authorised")
+    assert c.state is State.REFUSED and s.state is State.REFUSED
+
+
+def test_man_in_the_middle_swapping_the_host_key_is_caught():
+    c, s = started()
+    hello = s_hello = None
+    hello = c.data_to_send()
+    s.receive_data(hello, 0.0)
+    s_hello = bytearray(s.data_to_send())
+    mallory = nacl.signing.SigningKey.generate()
+    s_hello[3 + 65:3 + 97] = bytes(mallory.verify_key)       # claim another host key
+    with pytest.raises(HandshakeError) as info:
+        c.receive_data(bytes(s_hello), 0.0)
+    assert info.value.code is Failure.BAD_SIGNATURE
+
+
+def test_client_signature_binds_this_handshake():
+    # A CLIENT_AUTH recorded from one handshake is useless in another: the keys differ.
+    c1, s1 = started()
+    pump_handshake(c1, s1)
+    c1.next_event()
+    c1.accept_host_key()
+    recorded = c1.data_to_send()
+    c2, s2 = started()
+    s2.receive_data(c2.data_to_send(), 0.0)
+    with pytest.raises(HandshakeError) as info:
+        s2.receive_data(recorded, 0.0)
+    assert info.value.code is Failure.DECRYPT_FAILED
+
+
+def test_forged_client_identity_fails_signature():
+    # A client that claims a key it does not hold: sign with one key, present another.
+    class Liar:
+        verify_key = HOST_KEY.verify_key       # claims this key...
+        sign = CLIENT_KEY.sign                 # ...but signs with another
+    liar = Liar()
+    c = ClientHandshake(liar, "alice", now=0.0)
+    s = ServerHandshake(HOST_KEY, now=0.0)
+    pump_handshake(c, s)
+    c.next_event()
+    c.accept_host_key()
+    with pytest.raises(HandshakeError) as info:
+        s.receive_data(c.data_to_send(), 0.0)
+    assert info.value.code is Failure.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize("wire, code", [
+    (b"\x01\x00\x41" + b"\x02" + bytes(64), Failure.UNSUPPORTED_VERSION),
+    (b"\x01\x00\x40" + bytes(64), Failure.UNSUPPORTED_VERSION),
+    (b"\x01\x00\x03\x01\x00\x00", Failure.MALFORMED),
+    (b"\x01\x00\x42" + b"\x01" + bytes(65), Failure.MALFORMED),
+    (b"\x03\x00\x10" + bytes(16), Failure.UNEXPECTED_MESSAGE),
+    (b"\x09\x00\x00", Failure.UNEXPECTED_MESSAGE),
+    (b"\x01\xff\xff", Failure.OVERSIZED),
+    (b"\x01\x00\x41\x01" + bytes(64), Failure.BAD_KEY),             # all-zero ephemeral key
+])
+def test_bad_client_hello(wire, code):
+    s = ServerHandshake(HOST_KEY, now=0.0)
+    with pytest.raises(HandshakeError) as info:
+        s.receive_data(wire, 0.0)
+    assert info.value.code is code
+    assert isinstance(info.value, RemoteProtocolError)
+    assert s.state is State.FAILED
+    assert s.data_to_send()[:1] == b"\x06"        # the peer is told why, in an ERROR message
+
+
+def test_truncation_and_timeout():
+    s = ServerHandshake(HOST_KEY, now=0.0)
+    s.receive_data(b"\x01\x00", 0.0)               # half a header: wait for more
+    with pytest.raises(HandshakeError) as info:
+        s.receive_data(b"", 0.1)                   # EOF
+    assert info.value.code is Failure.TRUNCATED
+    c, s = started()
+    assert c.get_timer() == 10.0
+    c.handle_timer(9.9)
+    with pytest.raises(HandshakeError) as info:
+        c.handle_timer(10.0)
+    assert info.value.code is Failure.TIMEOUT and c.get_timer() is None
+
+
+def test_byte_at_a_time_delivery_works():
+    c, s = started()
+    for byte in c.data_to_send():
+        s.receive_data(bytes([byte]), 0.0)
+    for byte in s.data_to_send():
+        c.receive_data(bytes([byte]), 0.0)
+    assert isinstance(c.next_event(), HostKeyReceived)
+
+
+@settings(max_examples=150)
+@given(st.data())
+def test_tampering_with_any_server_byte_fails_cleanly(data):
+    c, s = started()
+    pump_handshake(c, s)
+    c.next_event()
+    c.accept_host_key()
+    s.receive_data(c.data_to_send(), 0.0)
+    s.next_event()
+    s.accept(conn_id=1, udp_port=50000, session_id=bytes(16), resume_token=bytes(32))
+    accept = bytearray(s.data_to_send())
+    i = data.draw(st.integers(0, len(accept) - 1))
+    accept[i] ^= data.draw(st.integers(1, 255))
+    try:
+        c.receive_data(bytes(accept), 0.0)
+    except HandshakeError:
+        assert c.state is State.FAILED
+    else:
+        assert c.state is State.SENT_AUTH        # a grown length field: still waiting for bytes
+    assert c.params is None
+
+
+@settings(max_examples=150)
+@given(st.binary(max_size=300))
+def test_garbage_only_ever_raises_handshake_error(garbage):
+    for side in (ServerHandshake(HOST_KEY, now=0.0), started()[0]):
+        try:
+            side.receive_data(garbage, 0.0)
+        except HandshakeError:
+            pass
+
+
+def test_caller_misuse_is_local_error():
+    c, s = started()
+    with pytest.raises(LocalProtocolError):
+        c.accept_host_key()                         # no host key yet
+    with pytest.raises(LocalProtocolError):
+        s.accept(conn_id=1, udp_port=1, session_id=bytes(16), resume_token=bytes(32))
+    with pytest.raises(LocalProtocolError):
+        ClientHandshake(CLIENT_KEY, "a", now=0.0, resume_token=b"short")
+
+
+# --- resume ---------------------------------------------------------------------
+
+def test_resume_reattaches_the_same_session_with_fresh_keys():
+    registry = SessionRegistry(PortPool(range(50000, 50010)))
+    key = nacl.signing.SigningKey.generate()
+    first, _, admission = handshake(registry=registry, client_key=key)
+    again, _, admission2 = handshake(registry=registry, client_key=key, token=first.resume_token)
+    assert admission2.resumed and again.resumed
+    assert again.session_id == first.session_id and again.udp_port == first.udp_port
+    assert again.conn_id != first.conn_id
+    assert again.keys.client_to_server.aead_key != first.keys.client_to_server.aead_key
+    assert again.resume_token != first.resume_token          # tokens are single-use
+    assert len(registry) == 1
+    # The spent token no longer resumes anything.
+    third, _, admission3 = handshake(registry=registry, client_key=key, token=first.resume_token)
+    assert not admission3.resumed and third.session_id != first.session_id
+
+
+def test_stolen_token_never_yields_someone_elses_session():
+    registry = SessionRegistry(PortPool(range(50000, 50010)))
+    alice_params, _, _ = handshake(registry=registry)
+    thief, _, admission = handshake(registry=registry, token=alice_params.resume_token)
+    assert not admission.resumed and "another identity" in admission.note
+    assert thief.session_id != alice_params.session_id
+    assert thief.udp_port != alice_params.udp_port
+
+
+def test_ports_return_to_the_pool():
+    pool = PortPool(range(50000, 50002))
+    registry = SessionRegistry(pool)
+    a = registry.admit("u", os.urandom(32), None)
+    registry.admit("u", os.urandom(32), None)
+    assert pool.free == 0
+    registry.close(a.session.session_id)
+    assert pool.free == 1 and len(registry) == 1
