@@ -134,6 +134,7 @@ class Link:
     delay: float = 0.025
     jitter: float = 0.005
     up: bool = True           # False: everything is lost (a tunnel, a lid closed)
+    black_hole: object = None  # callable(datagram) -> True to lose that datagram every time
 
 
 class Endpoint:
@@ -187,6 +188,8 @@ class SimNet:
         copies = 1 + (self.rng.random() < link.duplicate)
         for _ in range(copies):
             if not link.up or self.rng.random() < link.loss:
+                continue
+            if link.black_hole is not None and link.black_hole(data):
                 continue
             delay = link.delay + self.rng.uniform(0, link.jitter)
             if self.rng.random() < link.reorder:

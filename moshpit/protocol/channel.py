@@ -76,7 +76,8 @@ class ChannelConfig:
     ack_every: int = 16                 # ...or at once after this many eliciting datagrams
     initial_window: int = 64            # datagrams in flight (congestion window)
     min_window: int = 32                # random loss is not congestion: keep a floor
-    max_window: int = 448               # below the 512-datagram ring: NAKed data is still there
+    max_window: int = 448               # below the ring size: NAKed data is still there
+    retransmit_capacity: int = 512      # datagrams kept for resending (a power of two)
     close_timeout: float = 3.0
     amplification_factor: int = 3
     max_screen_bytes: int = 8 << 20
@@ -84,8 +85,8 @@ class ChannelConfig:
     def __post_init__(self):
         if not codec.OVERHEAD + 100 <= self.max_datagram_size <= codec.MAX_DATAGRAM_SIZE:
             raise LocalProtocolError("max_datagram_size out of range")
-        if not 1 <= self.min_window <= self.initial_window <= self.max_window <= 500:
-            raise LocalProtocolError("window sizes out of order")
+        if not 1 <= self.min_window <= self.initial_window <= self.max_window < self.retransmit_capacity:
+            raise LocalProtocolError("need min_window <= initial_window <= max_window < retransmit_capacity")
 
 
 def _ts_after_or_equal(a: int, b: int) -> bool:
@@ -144,9 +145,11 @@ class Channel:
         self._elicit_next = False         # add an empty PADDING frame: "answer me now"
 
         # reliable sending
-        self._stream_out = bytearray()
-        self._ordered_out: deque[tuple[int, bytes]] = deque()
-        self._ring = RetransmitBuffer() if self.send_reliable else None
+        # One queue keeps DATA, RESIZE, SCREEN (reliable repaints) and CLOSE in the
+        # order they were given; consecutive DATA share one growing bytearray.
+        self._ordered_out: deque[tuple[int, bytes | bytearray]] = deque()
+        self._pending_bytes = 0
+        self._ring = RetransmitBuffer(self.config.retransmit_capacity) if self.send_reliable else None
         self._resend: set[int] = set()
         self._gone_out: list[tuple[int, int]] = []
         self._peer_ack = 0
@@ -210,7 +213,7 @@ class Channel:
     @property
     def pending_output(self) -> int:
         """Bytes of the ordered stream not yet handed to a datagram."""
-        return len(self._stream_out)
+        return self._pending_bytes
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
@@ -222,7 +225,13 @@ class Channel:
             raise LocalProtocolError("this flow is not reliable: send screen states instead")
         if self.state is not ChannelState.OPEN:
             raise LocalProtocolError(f"cannot send on a {self.state.value} channel")
-        self._stream_out += data
+        if not data:
+            return
+        if self._ordered_out and self._ordered_out[-1][0] == F.FRAME_DATA:
+            self._ordered_out[-1][1].extend(data)
+        else:
+            self._ordered_out.append((F.FRAME_DATA, bytearray(data)))
+        self._pending_bytes += len(data)
 
     def send_resize(self, cols: int, rows: int) -> None:
         if self.role is not Role.CLIENT:
@@ -429,6 +438,7 @@ class Channel:
                     self._resend.add(seq)
                 else:
                     self._gone_out.append((seq, seq))
+                    self.stats["gone_sent"] += 1
         if ranges and ranges[0][0] > self._recovery_until:
             # Loss: halve the window at most once per window of data (Reno-style).
             self._ssthresh = max(self.config.min_window, self._cwnd / 2)
@@ -491,9 +501,19 @@ class Channel:
         screen = self._screen_deadline()
         if screen is not None:
             deadlines.append(screen)
-        if self.state is ChannelState.CLOSING and not self.send_reliable:
-            deadlines.append(self._close_sent_at + max(self.rto, 0.2))
+        close_at = self._close_resend_at()
+        if close_at is not None:
+            deadlines.append(close_at)
         return min(deadlines)
+
+    def _close_resend_at(self) -> float | None:
+        """When an unreliable flow next repeats its CLOSE: once the final screen is
+        acknowledged (or half the close timeout has gone), then every RTO."""
+        if self.state is not ChannelState.CLOSING or self.send_reliable:
+            return None
+        ready = (float("-inf") if self.screen_acked >= self.screen_state
+                 else self._close_deadline - self.config.close_timeout / 2)
+        return max(ready, self._close_sent_at + max(self.rto, 0.2))
 
     def _can_send(self) -> bool:
         """Whether a datagram could go out now: a known peer, and budget if it is unvalidated."""
@@ -569,10 +589,8 @@ class Channel:
         """Everything due now, as ``(datagram, address)`` pairs."""
         if self.peer_addr is None:
             return []
-        if (self.state is ChannelState.CLOSING and not self.send_reliable
-                and (self.screen_acked >= self.screen_state
-                     or now >= self._close_deadline - self.config.close_timeout / 2)
-                and now >= self._close_sent_at + max(self.rto, 0.2)):
+        close_at = self._close_resend_at()
+        if close_at is not None and now >= close_at:
             self._unordered_out.append((F.FRAME_CLOSE, frames.pack_close(self._close_code, self._close_reason)))
             self._close_sent_at = now
         if self._close_reply_pending:
@@ -653,14 +671,22 @@ class Channel:
             eliciting = True
         window_open = not self.send_reliable or self.in_flight < int(self._cwnd)
         if window_open and self.state is not ChannelState.CLOSED:
-            while self._ordered_out and add(*self._ordered_out[0]):
+            while self._ordered_out:
+                frame_type, body = self._ordered_out[0]
+                if frame_type == F.FRAME_DATA:
+                    room = budget - used - _FRAME_OVERHEAD
+                    if room <= 0:
+                        break
+                    chunk = bytes(body[:room])
+                    del body[:room]
+                    add(F.FRAME_DATA, chunk)
+                    self._pending_bytes -= len(chunk)
+                    eliciting = True
+                    if body:
+                        break                  # this datagram is full
+                elif not add(frame_type, body):
+                    break
                 self._ordered_out.popleft()
-                eliciting = True
-            room = budget - used - _FRAME_OVERHEAD
-            if self._stream_out and room > 0 and not self._ordered_out:
-                chunk = bytes(self._stream_out[:room])
-                del self._stream_out[:room]
-                add(F.FRAME_DATA, chunk)
                 eliciting = True
         if self._pad_next and self.role is Role.CLIENT:
             add(F.FRAME_PADDING, bytes(max(0, budget - used - _FRAME_OVERHEAD)))

@@ -28,20 +28,26 @@ def chunk_screen(state: int, base: int, data: bytes, chunk_size: int) -> list[by
 
 
 class ScreenAssembler:
-    """Collects chunks; hands back ``(base, state, data)`` once a message is whole."""
+    """Collects chunks; hands back ``(base, state, data)`` once a message is whole.
+
+    A whole message is handed back even if the receiver cannot use it (it may
+    lack the base); only states the receiver says it holds are filtered out, so
+    a repaint of an already-seen state number still gets through.
+    """
 
     def __init__(self, max_bytes: int = 8 << 20):
         self.max_bytes = max_bytes
         self._pending: dict[tuple[int, int], dict] = {}
-        self.newest_complete = 0
+        self.applied = 0
 
     def discard_through(self, state: int) -> None:
-        """Forget messages that would not advance past ``state``."""
+        """The receiver now holds ``state``: forget messages that would not advance past it."""
+        self.applied = max(self.applied, state)
         for key in [k for k in self._pending if k[0] <= state]:
             del self._pending[key]
 
     def add(self, chunk: frames.ScreenChunk) -> tuple[int, int, bytes] | None:
-        if chunk.state <= self.newest_complete:
+        if chunk.state <= self.applied:
             return None
         key = (chunk.state, chunk.base)
         entry = self._pending.get(key)
@@ -69,6 +75,4 @@ class ScreenAssembler:
             raise DecodeError(f"screen message does not decompress: {exc}") from None
         if inflater.unconsumed_tail or not inflater.eof:
             raise DecodeError("screen message is truncated or exceeds the size limit")
-        self.newest_complete = max(self.newest_complete, chunk.state)
-        self.discard_through(self.newest_complete)
         return chunk.base, chunk.state, data
