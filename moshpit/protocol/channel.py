@@ -151,6 +151,7 @@ class Channel:
         self._pending_bytes = 0
         self._ring = RetransmitBuffer(self.config.retransmit_capacity) if self.send_reliable else None
         self._resend: set[int] = set()
+        self._nak_counts: dict[int, int] = {}   # seq -> NAKs received for it
         self._gone_out: list[tuple[int, int]] = []
         self._peer_ack = 0
         self._last_eliciting = -1
@@ -420,6 +421,8 @@ class Channel:
         self._peer_ack = acked_below
         self._ring.discard_through(acked_below - 1)
         self._resend = {s for s in self._resend if s >= acked_below}
+        for seq in [s for s in self._nak_counts if s < acked_below]:
+            del self._nak_counts[seq]
         self._probes = 0
         self._probe_at = now + self.rto if self._peer_ack <= self._last_eliciting else None
         if self._cwnd < self._ssthresh:
@@ -436,6 +439,7 @@ class Channel:
             for seq in range(first, last + 1):
                 if seq in self._ring:
                     self._resend.add(seq)
+                    self._nak_counts[seq] = self._nak_counts.get(seq, 0) + 1
                 else:
                     self._gone_out.append((seq, seq))
                     self.stats["gone_sent"] += 1
@@ -538,6 +542,8 @@ class Channel:
         if self._probe_at is not None and now >= self._probe_at:
             self._force_send = True          # a fresh eliciting datagram exposes a lost tail
             self._elicit_next = True
+            if self.role is Role.CLIENT and self._highest_rx < 0:
+                self._pad_next = True        # never heard back: the padded hello may have been lost
             self._probes += 1
             self._probe_at = None
             self.stats["probes"] += 1
@@ -604,9 +610,13 @@ class Channel:
             if datagram is None:
                 self._gone_out.append((seq, seq))
             elif self._may_send(len(datagram)):
-                out.append((datagram, self.peer_addr))
-                self._count_sent(len(datagram), now)
-                self.stats["retransmitted"] += 1
+                # A datagram NAKed again lost its resend too: send two copies, so
+                # heavy loss rarely exhausts the receiver's retries.
+                copies = 2 if self._nak_counts.get(seq, 0) >= 2 and self._may_send(2 * len(datagram)) else 1
+                for _ in range(copies):
+                    out.append((datagram, self.peer_addr))
+                    self._count_sent(len(datagram), now)
+                self.stats["retransmitted"] += copies
             else:
                 self._resend.update(pending[i:])   # over the amplification budget: later
                 break
@@ -644,10 +654,11 @@ class Channel:
             return True
 
         ts = self._next_ts(now)
-        echo = None
-        if self._peer_ts is not None and now - self._peer_ts_at < 1.0:
-            echo = self._peer_ts
-        add(F.FRAME_PING, frames.pack_ping(ts, echo, int((now - self._peer_ts_at) * 1000)))
+        # Echo the newest peer timestamp however old: the hold time travels with it,
+        # so the RTT sample stays exact, and an echo is what validates a new address.
+        held_ms = int((now - self._peer_ts_at) * 1000)
+        echo = self._peer_ts if held_ms < frames.NO_ECHO else None
+        add(F.FRAME_PING, frames.pack_ping(ts, echo, held_ms))
         eliciting = False
         ack_sent = False
         if self._tracker is not None:
@@ -691,8 +702,8 @@ class Channel:
         if self._pad_next and self.role is Role.CLIENT:
             add(F.FRAME_PADDING, bytes(max(0, budget - used - _FRAME_OVERHEAD)))
             eliciting = True
-        elif self._elicit_next and add(F.FRAME_PADDING, b""):
-            eliciting = True
+        elif (self._elicit_next or not self.addr_validated) and add(F.FRAME_PADDING, b""):
+            eliciting = True       # "answer now": the answer's echo validates the address
         ack_due = self._ack_due is not None and now >= self._ack_due
         if not (eliciting or self._force_send or ack_due):
             self._last_ts -= 1       # nothing sent: give the timestamp back
