@@ -204,7 +204,8 @@ class _Handshake:
         self._deadline = now + timeout
         self._rng = rng
         self._transcript: list[bytes] = []
-        self._ephemeral = nacl.bindings.crypto_box_keypair()  # (public, private)
+        private = rng(32)   # drawn from rng (not pynacl) so tests can replay a handshake exactly
+        self._ephemeral = (nacl.bindings.crypto_scalarmult_base(private), private)
         self._random = rng(32)
         self._prk = b""
         self.state: State
