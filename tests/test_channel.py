@@ -20,6 +20,20 @@ def events(endpoint, kind):
     return [e for _, e in endpoint.events if isinstance(e, kind)]
 
 
+def lose_forever(min_size):
+    """A black hole for the first datagram of at least ``min_size`` bytes, and all its resends.
+
+    Returns (filter, victim) where victim[0] becomes that datagram's sequence number bytes.
+    """
+    victim = []
+
+    def black_hole(datagram):
+        if len(datagram) >= min_size and not victim:
+            victim.append(datagram[5:13])
+        return bool(victim) and datagram[5:13] == victim[0]
+    return black_hole, victim
+
+
 # --- reliable stream -----------------------------------------------------------
 
 @pytest.mark.parametrize("loss", [0.0, 0.1, 0.3])
@@ -77,13 +91,7 @@ def test_rtt_estimate_converges():
 def test_unfillable_gap_is_abandoned_then_repainted():
     # One datagram is lost every time it is sent: after its retries it is given up,
     # the client hears of it (StreamGap), asks for a repaint and gets a full screen.
-    victim = []
-
-    def black_hole(datagram):
-        if len(datagram) > 1000 and not victim:
-            victim.append(datagram[5:13])
-        return bool(victim) and datagram[5:13] == victim[0]
-
+    black_hole, victim = lose_forever(1001)
     net = SimNet(DiffMode.RELIABLE, seed=4, down=Link(black_hole=black_hole))
     net.screen(b"the screen as it is now")
     net.server_output(random_bytes(20_000))
@@ -100,13 +108,7 @@ def test_nak_for_an_evicted_datagram_is_answered_with_gone():
     # acknowledging keystrokes, and those datagrams push it out of the ring. The
     # next NAK for it is answered with GONE, and the client gives up at once
     # instead of after ten retries.
-    victim = []
-
-    def black_hole(datagram):
-        if len(datagram) > 500 and not victim:
-            victim.append(datagram[5:13])
-        return bool(victim) and datagram[5:13] == victim[0]
-
+    black_hole, victim = lose_forever(501)
     config = ChannelConfig(retransmit_capacity=16, min_window=4, initial_window=8, max_window=12)
     net = SimNet(DiffMode.RELIABLE, seed=6, config=config, down=Link(black_hole=black_hole))
     net.server_output(random_bytes(2000))
@@ -342,3 +344,24 @@ def test_caller_misuse_is_local_error():
         server.screen_changed(4)
     with pytest.raises(LocalProtocolError):
         Channel.from_params(Role.SERVER, server_params, now=0)      # no screen source
+
+
+def test_resumed_connection_ignores_the_displaced_one():
+    from moshpit.protocol.sessions import PortPool, SessionRegistry
+    import nacl.signing
+    registry = SessionRegistry(PortPool(range(50000, 50010)))
+    key = nacl.signing.SigningKey.generate()
+    first = handshake(registry=registry, client_key=key)
+    old = SimNet(DiffMode.RELIABLE, seed=30, params=first)
+    old.client.channel.send_data(b"typed before the laptop slept")
+    old.run_until(lambda: old.server.received, timeout=5)
+    second = handshake(registry=registry, client_key=key, token=first[0].resume_token)
+    assert second[2].resumed and second[0].session_id == first[0].session_id
+    new = SimNet(DiffMode.RELIABLE, seed=31, params=second)
+    for _, src, _, datagram in old.tap:
+        if src == CLIENT_ADDR:
+            new.inject(datagram, CLIENT_ADDR, new.server)   # the old client still talking
+    new.client.channel.send_data(b"typed after resuming")
+    assert new.run_until(lambda: new.server.received == b"typed after resuming", timeout=5)
+    assert new.server.channel.drops[DropReason.WRONG_CONNECTION] == sum(
+        1 for _, src, _, _ in old.tap if src == CLIENT_ADDR)

@@ -26,6 +26,19 @@ def started(**kw):
     return c, s
 
 
+def trusted(deliver=True):
+    """A pair where the client has accepted the host key (and, if ``deliver``, the
+    server has read CLIENT_AUTH and waits for its accept/refuse decision)."""
+    c, s = started()
+    pump_handshake(c, s)
+    c.next_event()
+    c.accept_host_key()
+    if deliver:
+        pump_handshake(c, s)
+        s.next_event()
+    return c, s
+
+
 def test_full_exchange_agrees_on_keys_and_proves_both_identities():
     c, s = started(diff_mode=DiffMode.STATESYNC)
     pump_handshake(c, s)
@@ -79,12 +92,7 @@ def test_client_rejecting_the_host_key_reveals_nothing_and_stops():
 
 
 def test_refusal_says_only_not_authorised():
-    c, s = started()
-    pump_handshake(c, s)
-    c.next_event()
-    c.accept_host_key()
-    pump_handshake(c, s)
-    s.next_event()
+    c, s = trusted()
     s.refuse()
     pump_handshake(c, s)
     event = c.next_event()
@@ -95,9 +103,7 @@ def test_refusal_says_only_not_authorised():
 
 def test_man_in_the_middle_swapping_the_host_key_is_caught():
     c, s = started()
-    hello = s_hello = None
-    hello = c.data_to_send()
-    s.receive_data(hello, 0.0)
+    s.receive_data(c.data_to_send(), 0.0)
     s_hello = bytearray(s.data_to_send())
     mallory = nacl.signing.SigningKey.generate()
     s_hello[3 + 65:3 + 97] = bytes(mallory.verify_key)       # claim another host key
@@ -108,10 +114,7 @@ def test_man_in_the_middle_swapping_the_host_key_is_caught():
 
 def test_client_signature_binds_this_handshake():
     # A CLIENT_AUTH recorded from one handshake is useless in another: the keys differ.
-    c1, s1 = started()
-    pump_handshake(c1, s1)
-    c1.next_event()
-    c1.accept_host_key()
+    c1, _ = trusted(deliver=False)
     recorded = c1.data_to_send()
     c2, s2 = started()
     s2.receive_data(c2.data_to_send(), 0.0)
@@ -182,12 +185,7 @@ def test_byte_at_a_time_delivery_works():
 @settings(max_examples=150)
 @given(st.data())
 def test_tampering_with_any_server_byte_fails_cleanly(data):
-    c, s = started()
-    pump_handshake(c, s)
-    c.next_event()
-    c.accept_host_key()
-    s.receive_data(c.data_to_send(), 0.0)
-    s.next_event()
+    c, s = trusted()
     s.accept(conn_id=1, udp_port=50000, session_id=bytes(16), resume_token=bytes(32))
     accept = bytearray(s.data_to_send())
     i = data.draw(st.integers(0, len(accept) - 1))
