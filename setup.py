@@ -8,7 +8,7 @@ from pathlib import Path
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["codec", "replay", "seqtrack", "retransmit"]
+KERNELS = ["codec", "replay", "seqtrack", "retransmit", "vtscan"]
 
 extensions = [
     Extension(f"moshpit.{name}", [f"_ext/moshpit/{name}.pyx"]) for name in KERNELS

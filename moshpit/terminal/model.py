@@ -1,0 +1,169 @@
+"""The screen model: bytes in, numbered immutable screen states out. No I/O.
+
+``TerminalModel`` wraps the fixed pyte screen (``TermScreen``) and parser
+(``TermStream``) behind a small interface, numbers its visible states, collects
+the replies the terminal owes the program, and takes a fast path through long
+runs of plain text: lines that would scroll off before a run ends are never
+drawn (see ``moshpit.vtscan``), which is where ``cat`` and ``seq`` spend their
+bytes. Tests prove the fast path equal to feeding the same bytes to the plain
+fixed screen.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+from pyte import modes as mo
+from pyte.screens import Char
+
+from moshpit import vtscan
+from moshpit.terminal.screen import TermScreen
+from moshpit.terminal.stream import TermStream
+
+BLANK = Char(" ")
+MAX_COLUMNS = 1000
+MAX_ROWS = 500
+
+
+@dataclass(frozen=True, eq=True)
+class ScreenState:
+    """Everything a client must reproduce, as immutable values; equal states look the same."""
+
+    cols: int
+    rows: int
+    lines: tuple                 # rows x tuple of pyte Char (data, fg, bg, flags)
+    cursor_x: int
+    cursor_y: int
+    cursor_visible: bool
+    title: str
+    modes: frozenset             # mirrored private modes (see TermScreen.mirrored_modes)
+    app_keypad: bool
+    cursor_style: int
+    bell_count: int
+    pen: Char                    # current SGR attributes (for a reliable-mode repaint)
+    margins: tuple | None        # scroll region (top, bottom), 0-based, or None
+    autowrap: bool
+
+    @classmethod
+    def blank(cls, cols: int = 80, rows: int = 24) -> "ScreenState":
+        return TerminalModel(cols, rows).state
+
+    def text(self) -> list[str]:
+        """The characters on screen, one string per row (wide-character stubs left out)."""
+        return ["".join(cell.data for cell in line) for line in self.lines]
+
+
+class TerminalModel:
+    """A terminal that remembers what it shows. Feed it PTY output; read ``state``."""
+
+    def __init__(self, cols: int = 80, rows: int = 24, *, fast_path: bool = True):
+        self._check_size(cols, rows)
+        self.screen = TermScreen(cols, rows)
+        self.stream = TermStream(self.screen)
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.fast_path = fast_path
+        self.number = 1
+        self.skipped_bytes = 0
+        self._rows_cache: list = [None] * rows
+        self._state = self._snapshot(all_dirty=True)
+
+    @staticmethod
+    def _check_size(cols: int, rows: int) -> None:
+        if not (1 <= cols <= MAX_COLUMNS and 1 <= rows <= MAX_ROWS):
+            raise ValueError(f"window size {cols}x{rows} out of range")
+
+    # --- input ----------------------------------------------------------------
+    def feed(self, data: bytes) -> int:
+        """Take PTY output; return the state number afterwards."""
+        text = self._decoder.decode(data)
+        if self.fast_path and len(text) > 4 * self.screen.columns:
+            self._feed_fast(text)
+        else:
+            self.stream.feed(text)
+        return self._update()
+
+    def _feed_fast(self, text: str) -> None:
+        screen = self.screen
+        pos, n = 0, len(text)
+        while pos < n:
+            if not self.stream._taking_plain_text:
+                self.stream.feed(text[pos])     # mid-sequence: one character at a time
+                pos += 1
+                continue
+            start, end = vtscan.plain_run(text, pos)
+            if start > pos:
+                self.stream.feed(text[pos:start])
+                pos = start
+                continue                        # the parser may now be mid-sequence
+            if end - start >= 2 * screen.columns and self._simple_modes():
+                cut, x, y = vtscan.skip_point(text, start, end, screen.cursor.x, screen.cursor.y,
+                                              screen.columns, screen.lines)
+                if cut > start and x >= 0:
+                    # Everything drawn before ``cut`` scrolls off before ``end``: skip it.
+                    screen.buffer.clear()
+                    screen.dirty.update(range(screen.lines))
+                    screen.cursor.x, screen.cursor.y = x, y
+                    self.skipped_bytes += cut - start
+                    start = cut
+            if end > start:
+                self.stream.feed(text[start:end])
+            pos = end
+
+    def _simple_modes(self) -> bool:
+        """The fast path's cursor arithmetic holds: full-screen scrolling, autowrap,
+        no insert, no newline mode, no origin mode, plain charset."""
+        s = self.screen
+        return (s.margins is None or (s.margins.top == 0 and s.margins.bottom == s.lines - 1)) \
+            and mo.DECAWM in s.mode and mo.IRM not in s.mode and mo.LNM not in s.mode \
+            and mo.DECOM not in s.mode and not s.charset and s.cursor.y < s.lines
+
+    def resize(self, cols: int, rows: int) -> int:
+        self._check_size(cols, rows)
+        if (cols, rows) != (self.screen.columns, self.screen.lines):
+            self.screen.resize(rows, cols)
+            self._rows_cache = [None] * rows
+            self.screen.dirty.update(range(rows))
+        return self._update()
+
+    def take_replies(self) -> bytes:
+        """What the terminal must answer the program (cursor position, device attributes)."""
+        replies, self.screen.replies = self.screen.replies, []
+        return "".join(replies).encode("utf-8")
+
+    # --- state ----------------------------------------------------------------
+    @property
+    def state(self) -> ScreenState:
+        return self._state
+
+    def _update(self) -> int:
+        new = self._snapshot()
+        if new != self._state:
+            self._state = new
+            self.number += 1
+        return self.number
+
+    def _snapshot(self, all_dirty: bool = False) -> ScreenState:
+        s = self.screen
+        cols, rows = s.columns, s.lines
+        dirty = range(rows) if all_dirty else s.dirty
+        cache = self._rows_cache
+        buffer = s.buffer
+        for y in dirty:
+            if 0 <= y < rows:
+                if y in buffer:
+                    line = buffer[y]
+                    cache[y] = tuple(line[x] for x in range(cols))
+                else:
+                    cache[y] = (s.default_char,) * cols
+        s.dirty.clear()
+        margins = None
+        if s.margins is not None and (s.margins.top, s.margins.bottom) != (0, rows - 1):
+            margins = (s.margins.top, s.margins.bottom)
+        return ScreenState(
+            cols=cols, rows=rows, lines=tuple(cache),
+            cursor_x=min(s.cursor.x, cols), cursor_y=min(s.cursor.y, rows - 1),
+            cursor_visible=not s.cursor.hidden, title=s.title[:1024], modes=s.mirrored_modes,
+            app_keypad=s.app_keypad, cursor_style=s.cursor_style, bell_count=s.bell_count,
+            pen=s.cursor.attrs, margins=margins, autowrap=mo.DECAWM in s.mode)
+

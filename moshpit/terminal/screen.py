@@ -1,0 +1,257 @@
+"""pyte's Screen with the gaps a real shell hits filled in.
+
+pyte is in maintenance mode, so its shortcomings are fixed here, in one
+subclass, rather than worked around everywhere:
+
+* alternate screen (1049, 1047, 47) with xterm's save/restore semantics, so
+  vim, less and htop leave the main screen as it was;
+* SGR parsed completely, colon forms included (``38:2::r:g:b``), with 256-colour
+  indexes kept as indexes (``"i196"``) rather than flattened to RGB;
+* zero-width characters (ZWJ, variation selectors) join the previous cell
+  instead of silently dropping the rest of the text run; unprintable
+  characters are skipped one at a time; a wide character that does not fit the
+  last column wraps first, as xterm and tmux do;
+* cursor-position, status and device-attribute queries answered into
+  ``replies`` (the caller writes them to the PTY), so programs that ask do not
+  hang;
+* the modes a client must mirror (application cursor keys and keypad,
+  bracketed paste, mouse reporting, focus events, cursor style) are tracked,
+  and so is the bell.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pyte
+from pyte import modes as mo
+from pyte.screens import Char, StaticDefaultDict
+from wcwidth import wcwidth
+
+ALT_SCREEN_MODES = (1049, 1047, 47)
+MIRRORED_PRIVATE_MODES = (1, 1000, 1002, 1003, 1004, 1005, 1006, 1015, 2004)
+
+_NAMED = ["black", "red", "green", "brown", "blue", "magenta", "cyan", "white"]
+
+
+def _private(mode: int) -> int:
+    return mode << 5
+
+
+class TermScreen(pyte.Screen):
+    """A pyte Screen that behaves like the terminals moshpit's users run."""
+
+    def __init__(self, columns: int, lines: int):
+        self.replies: list[str] = []
+        self.bell_count = 0
+        self.cursor_style = 0
+        self.app_keypad = False
+        self.alt_screen = False
+        self._inactive_buffer = None
+        super().__init__(columns, lines)
+
+    # --- lifecycle ------------------------------------------------------------
+    def _new_buffer(self):
+        return defaultdict(lambda: StaticDefaultDict[int, Char](self.default_char))
+
+    def reset(self) -> None:
+        super().reset()
+        self.cursor_style = 0
+        self.app_keypad = False
+        self.alt_screen = False
+        self._inactive_buffer = None
+        self.savepoints = []
+
+    def resize(self, lines: int | None = None, columns: int | None = None) -> None:
+        lines = lines or self.lines
+        columns = columns or self.columns
+        if self._inactive_buffer is not None:
+            # Clip the hidden buffer the way pyte clips the visible one.
+            hidden = self._inactive_buffer
+            if lines < self.lines:
+                drop = self.lines - lines
+                shifted = self._new_buffer()
+                for y, row in hidden.items():
+                    if y >= drop:
+                        shifted[y - drop] = row
+                hidden = shifted
+            for row in hidden.values():
+                for x in [x for x in row if x >= columns]:
+                    del row[x]
+            self._inactive_buffer = hidden
+        super().resize(lines, columns)
+
+    # --- modes ----------------------------------------------------------------
+    def set_mode(self, *modes: int, **kwargs) -> None:
+        if kwargs.get("private"):
+            for mode in modes:
+                if mode in ALT_SCREEN_MODES:
+                    self._enter_alt_screen(mode)
+                elif mode == 1048:
+                    self.save_cursor()
+        super().set_mode(*[m for m in modes if not (kwargs.get("private") and m in ALT_SCREEN_MODES)],
+                         **kwargs)
+
+    def reset_mode(self, *modes: int, **kwargs) -> None:
+        if kwargs.get("private"):
+            for mode in modes:
+                if mode in ALT_SCREEN_MODES:
+                    self._leave_alt_screen(mode)
+                elif mode == 1048:
+                    self.restore_cursor()
+        super().reset_mode(*[m for m in modes if not (kwargs.get("private") and m in ALT_SCREEN_MODES)],
+                           **kwargs)
+
+    def _swap_buffers(self) -> None:
+        hidden = self._inactive_buffer if self._inactive_buffer is not None else self._new_buffer()
+        self._inactive_buffer = self.buffer
+        self.buffer = hidden
+        self.dirty.update(range(self.lines))
+
+    def _enter_alt_screen(self, mode: int) -> None:
+        if self.alt_screen:
+            return
+        if mode == 1049:
+            self.save_cursor()
+        self._swap_buffers()
+        if mode == 1049:
+            self.buffer.clear()
+        self.alt_screen = True
+
+    def _leave_alt_screen(self, mode: int) -> None:
+        if not self.alt_screen:
+            return
+        if mode in (1049, 1047):
+            self.buffer.clear()
+        self._swap_buffers()
+        self.alt_screen = False
+        if mode == 1049:
+            self.restore_cursor()
+
+    def private_mode(self, mode: int) -> bool:
+        return _private(mode) in self.mode
+
+    @property
+    def mirrored_modes(self) -> frozenset:
+        found = {m for m in MIRRORED_PRIVATE_MODES if _private(m) in self.mode}
+        if self.alt_screen:
+            found.add(1049)
+        return frozenset(found)
+
+    def set_keypad_application(self) -> None:
+        self.app_keypad = True
+
+    def set_keypad_numeric(self) -> None:
+        self.app_keypad = False
+
+    def set_cursor_style(self, style: int = 0) -> None:
+        if 0 <= style <= 6:
+            self.cursor_style = style
+
+    def bell(self, *args) -> None:
+        self.bell_count += 1
+
+    # --- replies ----------------------------------------------------------------
+    def write_process_input(self, data: str) -> None:
+        self.replies.append(data)
+
+    def report_secondary_attributes(self) -> None:
+        self.write_process_input("\x1b[>1;10;0c")
+
+    # --- text -----------------------------------------------------------------
+    def draw(self, data: str) -> None:
+        data = data.translate(self.g1_charset if self.charset else self.g0_charset)
+        cursor = self.cursor
+        columns = self.columns
+        autowrap = mo.DECAWM in self.mode
+        insert = mo.IRM in self.mode
+        for char in data:
+            width = wcwidth(char)
+            if width < 0:
+                continue                       # unprintable: skip it, keep the rest
+            if width == 0:
+                self._combine(char)
+                continue
+            if cursor.x == columns or (width == 2 and cursor.x == columns - 1):
+                if autowrap:
+                    self.dirty.add(cursor.y)
+                    self.carriage_return()
+                    self.linefeed()
+                else:
+                    cursor.x = columns - width
+            if insert:
+                self.insert_characters(width)
+            line = self.buffer[cursor.y]
+            line[cursor.x] = cursor.attrs._replace(data=char)
+            if width == 2 and cursor.x + 1 < columns:
+                line[cursor.x + 1] = cursor.attrs._replace(data="")
+            cursor.x = min(cursor.x + width, columns)
+        self.dirty.add(cursor.y)
+
+    def _combine(self, char: str) -> None:
+        """Attach a zero-width character to the cell before the cursor."""
+        x, y = self.cursor.x, self.cursor.y
+        if x:
+            line = self.buffer[y]
+            x -= 1
+            if not line[x].data and x:          # the stub of a wide character
+                x -= 1
+        elif y:
+            y -= 1
+            line = self.buffer[y]
+            x = self.columns - 1
+        else:
+            return
+        last = line[x]
+        if len(last.data) < 32:                 # bound what one cell can hold
+            line[x] = last._replace(data=last.data + char)
+            self.dirty.add(y)
+
+    # --- rendition ------------------------------------------------------------
+    def select_graphic_rendition(self, *attrs: int, **_) -> None:
+        if not attrs or attrs == (0,):
+            self.cursor.attrs = self.default_char
+            return
+        replace = {}
+        params = list(attrs)
+        i = 0
+        while i < len(params):
+            attr = params[i]
+            i += 1
+            if attr == 0:
+                replace.update(self.default_char._asdict())
+                replace.pop("data")
+            elif attr in (1, 3, 4, 5, 7, 9):
+                replace[_FLAG_ON[attr]] = True
+            elif attr in (21, 22, 23, 24, 25, 27, 29):
+                for name in _FLAG_OFF[attr]:
+                    replace[name] = False
+            elif 30 <= attr <= 37:
+                replace["fg"] = _NAMED[attr - 30]
+            elif 40 <= attr <= 47:
+                replace["bg"] = _NAMED[attr - 40]
+            elif 90 <= attr <= 97:
+                replace["fg"] = "bright" + _NAMED[attr - 90]
+            elif 100 <= attr <= 107:
+                replace["bg"] = "bright" + _NAMED[attr - 100]
+            elif attr == 39:
+                replace["fg"] = "default"
+            elif attr == 49:
+                replace["bg"] = "default"
+            elif attr in (38, 48):
+                key = "fg" if attr == 38 else "bg"
+                if i < len(params) and params[i] == 5 and i + 1 < len(params):
+                    replace[key] = f"i{min(params[i + 1], 255)}"
+                    i += 2
+                elif i < len(params) and params[i] == 2 and i + 3 < len(params):
+                    r, g, b = (min(v, 255) for v in params[i + 1:i + 4])
+                    replace[key] = f"{r:02x}{g:02x}{b:02x}"
+                    i += 4
+                else:
+                    break                       # malformed: ignore the rest, as xterm does
+        self.cursor.attrs = self.cursor.attrs._replace(**replace)
+
+
+_FLAG_ON = {1: "bold", 3: "italics", 4: "underscore", 5: "blink", 7: "reverse", 9: "strikethrough"}
+_FLAG_OFF = {21: ("bold",), 22: ("bold",), 23: ("italics",), 24: ("underscore",), 25: ("blink",),
+             27: ("reverse",), 29: ("strikethrough",)}
