@@ -12,7 +12,7 @@ fixed screen.
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyte import modes as mo
 from pyte.screens import Char
@@ -40,7 +40,7 @@ class ScreenState:
     modes: frozenset             # mirrored private modes (see TermScreen.mirrored_modes)
     app_keypad: bool
     cursor_style: int
-    bell_count: int
+    bell_count: int = field(compare=False)   # a bell is an event, not a look
     pen: Char                    # current SGR attributes (for a reliable-mode repaint)
     margins: tuple | None        # scroll region (top, bottom), 0-based, or None
     autowrap: bool
@@ -138,7 +138,7 @@ class TerminalModel:
 
     def _update(self) -> int:
         new = self._snapshot()
-        if new != self._state:
+        if new != self._state or new.bell_count != self._state.bell_count:
             self._state = new
             self.number += 1
         return self.number
