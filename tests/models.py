@@ -153,12 +153,12 @@ class SeqTrackModel:
             nak_at, retries = self.missing[s]
             if nak_at > now:
                 continue
-            if retries >= self.max_retries:
+            if self.max_retries >= 0 and retries >= self.max_retries:
                 del self.missing[s]
                 self.abandoned_slots.add(s)
                 self._abandon(s, s)
                 continue
-            retries += 1
+            retries = min(retries + 1, 60)
             self.missing[s] = [now + min(self._base() * 2**retries, self.max_interval), retries]
             if ranges and ranges[-1][1] + 1 == s:
                 ranges[-1][1] = s

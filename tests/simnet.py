@@ -137,6 +137,31 @@ class Link:
     black_hole: object = None  # callable(datagram) -> True to lose that datagram every time
 
 
+class Peeker:
+    """Reads the OSN inside a datagram, as only a test (holding the keys) can."""
+
+    def __init__(self, params):
+        self.keys = params.keys
+        self.conn_id = params.conn_id
+
+    def osn(self, datagram: bytes, direction: int) -> int | None:
+        from moshpit import codec
+        from moshpit.crypto import PacketOpener
+        from moshpit.errors import DatagramDropped
+        from moshpit.replay import ReplayWindow
+        keys = self.keys.server_to_client if direction else self.keys.client_to_server
+        opener = PacketOpener(keys, conn_id=self.conn_id, direction=direction,
+                              replay=ReplayWindow(max_ahead=2**63))
+        try:
+            _, payload = opener.open(datagram)
+        except DatagramDropped:
+            return None
+        for frame_type, body in codec.decode_frames(payload):
+            if frame_type == codec.FRAME_OSN:
+                return int.from_bytes(body, "big")
+        return None
+
+
 class Endpoint:
     def __init__(self, name, channel, addr):
         self.name, self.channel, self.addr = name, channel, addr
@@ -152,6 +177,7 @@ class SimNet:
         self.rng = random.Random(seed)
         self.now = 0.0
         client_params, server_params, self.admission = params or handshake(diff_mode)
+        self.peek = Peeker(client_params)
         self.server_screen = ServerScreen()
         self.client_screen = ClientScreen()
         self.client = Endpoint("client", Channel.from_params(

@@ -119,11 +119,26 @@ def test_top_of_the_number_space():
         t.ingest(top + 1, b"beyond", 0.0)
 
 
+def test_unlimited_retries_never_give_a_gap_up():
+    t = SeqTracker(max_retries=-1, max_interval=1.0)
+    t.ingest(1, b"after", 0.0)
+    now, naks = 0.0, 0
+    while now < 3600:                       # an hour of NAKs at most once a second
+        now = t.next_deadline()
+        naks += len(t.due_naks(now))
+    assert t.pop_abandoned() == [] and t.pop_ready() == [] and t.missing == 1
+    assert naks > 3500
+    t.ingest(0, b"before", now)
+    assert t.pop_ready() == [b"before", b"after"]
+
+
 def test_bad_parameters_are_caller_errors():
     with pytest.raises(LocalProtocolError):
         SeqTracker(capacity=1000)
     with pytest.raises(LocalProtocolError):
         SeqTracker(nak_floor=0)
+    with pytest.raises(LocalProtocolError):
+        SeqTracker(max_retries=-2)
 
 
 ops = st.lists(st.one_of(
@@ -135,7 +150,7 @@ ops = st.lists(st.one_of(
 ), max_size=250)
 
 
-@given(capacity=st.sampled_from([2, 8, 32, 1024]), retries=st.integers(0, 4),
+@given(capacity=st.sampled_from([2, 8, 32, 1024]), retries=st.integers(-1, 4),
        start=st.sampled_from([0, 7, 2**40, 2**63 - 3000]), steps=ops)
 def test_matches_reference_model(capacity, retries, start, steps):
     kw = dict(capacity=capacity, start=start, max_retries=retries, max_interval=0.5)

@@ -49,6 +49,8 @@ cdef class SeqTracker:
     past the oldest undelivered one forces the oldest gaps to be abandoned.
     ``start`` is the first sequence number expected. ``rto`` may be updated by
     the caller at any time; it is read whenever a NAK is scheduled.
+    ``max_retries=-1`` never gives a gap up (for a stream that must not lose a
+    byte, such as keystrokes); only the reorder-buffer bound can then abandon.
     """
 
     def __cinit__(self, Py_ssize_t capacity=DEFAULT_CAPACITY, uint64_t start=0,
@@ -58,8 +60,8 @@ cdef class SeqTracker:
             raise LocalProtocolError("start above MAX_SEQ")
         if capacity < 2 or capacity & (capacity - 1):
             raise LocalProtocolError(f"capacity must be a power of two >= 2, not {capacity}")
-        if not (nak_floor > 0) or max_retries < 0 or max_retries > 60 or not (max_interval >= nak_floor):
-            raise LocalProtocolError("need nak_floor > 0, 0 <= max_retries <= 60, max_interval >= nak_floor")
+        if not (nak_floor > 0) or max_retries < -1 or not (max_interval >= nak_floor):
+            raise LocalProtocolError("need nak_floor > 0, max_retries >= -1, max_interval >= nak_floor")
         self._capacity = capacity
         self._mask = <uint64_t>(capacity - 1)
         self._state = <uint8_t *>PyMem_Calloc(capacity, sizeof(uint8_t))
@@ -211,12 +213,13 @@ cdef class SeqTracker:
             slot = s & self._mask
             if self._state[slot] == MISSING and self._nak_at[slot] <= now:
                 retries = self._retries[slot]
-                if retries >= self._max_retries:
+                if self._max_retries >= 0 and retries >= self._max_retries:
                     self._state[slot] = ABANDONED
                     self._missing -= 1
                     self._abandon(s, s)
                 else:
-                    retries += 1
+                    if retries < 60:
+                        retries += 1
                     self._retries[slot] = retries
                     interval = self._base_interval() * (<double>(<uint64_t>1 << retries))
                     if interval > self._max_interval:

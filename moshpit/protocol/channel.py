@@ -6,16 +6,20 @@ addr, now)``, sends what ``datagrams_to_send(now)`` returns, arms one timer at
 ``next_event()`` until it returns None. Nothing here reads a clock or touches a
 socket.
 
-Flows. Each direction is either *reliable* (every datagram numbered, kept in
-the sender's 512-datagram ring, gaps NAKed and resent, ordered delivery) or
-*unreliable* (frames acted on as they arrive). Client to server is always
-reliable: keystrokes must never be lost. Server to client is reliable in the
-``reliable`` diff mode and unreliable in ``datagram`` and ``statesync``, where
-the newest screen state supersedes whatever was lost.
+Two numbers. Every datagram has a *packet number* (the header sequence number:
+nonce, replay window, roaming). Datagrams that carry ordered frames (DATA,
+RESIZE, SCREEN and CLOSE of a reliable flow, and REPAINT) also carry an *ordered
+sequence number* (OSN frame); only those are kept in the sender's 512-entry
+ring, NAKed, acknowledged and delivered in order. A resend puts the same
+ordered frames under a fresh packet number with fresh PING and ACK frames, so
+the replay window never stands in its way and control datagrams (keepalives,
+ACKs, NAKs) never open gaps of their own.
 
-Datagrams carrying only PING and ACK frames never elicit an ACK, so two
-reliable flows cannot ping-pong acknowledgements forever; every other datagram
-is acknowledged within ``ack_delay``.
+Flows. Client to server is always reliable: keystrokes are never skipped (the
+server NAKs a gap for as long as it takes, and closes rather than deliver past
+a hole). Server to client is reliable in ``reliable`` mode (a gap still missing
+after ten NAKs is given up and repainted over) and unreliable in ``datagram``
+and ``statesync``, where the newest screen state supersedes whatever was lost.
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ from moshpit.retransmit import RetransmitBuffer
 from moshpit.seqtrack import SeqTracker
 
 F = codec  # frame type constants live in the codec
-_NON_ELICITING = frozenset({F.FRAME_PING, F.FRAME_ACK})
-_ORDERED = frozenset({F.FRAME_DATA, F.FRAME_RESIZE, F.FRAME_SCREEN, F.FRAME_CLOSE})
+_ORDERED = frozenset({F.FRAME_DATA, F.FRAME_RESIZE, F.FRAME_SCREEN, F.FRAME_CLOSE, F.FRAME_REPAINT})
+_OSN_SIZE = codec.FRAME_HEADER_SIZE + 8
 _FRAME_OVERHEAD = codec.FRAME_HEADER_SIZE
 _PING_SIZE = _FRAME_OVERHEAD + 10
 _ACK_SIZE = _FRAME_OVERHEAD + 8
@@ -89,6 +93,17 @@ class ChannelConfig:
             raise LocalProtocolError("need min_window <= initial_window <= max_window < retransmit_capacity")
 
 
+def _coalesce(seqs: list[int]) -> list[tuple[int, int]]:
+    """Sorted sequence numbers -> inclusive ranges."""
+    ranges: list[list[int]] = []
+    for seq in seqs:
+        if ranges and ranges[-1][1] + 1 == seq:
+            ranges[-1][1] = seq
+        else:
+            ranges.append([seq, seq])
+    return [(a, b) for a, b in ranges]
+
+
 def _ts_after_or_equal(a: int, b: int) -> bool:
     """``a >= b`` for 32-bit millisecond timestamps that wrap."""
     return ((a - b) & 0xFFFFFFFF) < 0x80000000
@@ -119,6 +134,7 @@ class Channel:
 
         self._epoch = now
         self._last_ts = -1
+        self._sent_at: dict[int, float] = {}   # timestamp we sent -> when (exact RTT samples)
         self.rtt = RttEstimator()
         self._events: deque[Event] = deque()
         self.drops: Counter = Counter()
@@ -142,30 +158,31 @@ class Channel:
         self._peer_ts_at = 0.0
         self._force_send = is_client      # the client speaks first...
         self._pad_next = is_client        # ...padded, to earn the server an answer budget
+        self._unanswered = is_client      # client: nothing heard on this path yet
         self._elicit_next = False         # add an empty PADDING frame: "answer me now"
 
-        # reliable sending
-        # One queue keeps DATA, RESIZE, SCREEN (reliable repaints) and CLOSE in the
-        # order they were given; consecutive DATA share one growing bytearray.
+        # sending ordered frames: one queue keeps DATA, RESIZE, SCREEN (reliable
+        # repaints) and CLOSE in the order given; consecutive DATA share a bytearray
         self._ordered_out: deque[tuple[int, bytes | bytearray]] = deque()
         self._pending_bytes = 0
         self._ring = RetransmitBuffer(self.config.retransmit_capacity) if self.send_reliable else None
+        self._next_osn = 0
+        self._peer_ack = 0                # the peer holds every OSN below this
         self._resend: set[int] = set()
-        self._nak_counts: dict[int, int] = {}   # seq -> NAKs received for it
-        self._gone_out: list[tuple[int, int]] = []
-        self._peer_ack = 0
-        self._last_eliciting = -1
+        self._nak_counts: dict[int, int] = {}
+        self._gone_out: set[int] = set()
         self._cwnd = float(self.config.initial_window)
         self._ssthresh = float(self.config.max_window)
         self._recovery_until = -1
         self._probe_at: float | None = None
         self._probes = 0
 
-        # reliable receiving
-        self._tracker = SeqTracker() if self.recv_reliable else None
+        # receiving ordered frames
+        self._tracker = (SeqTracker(max_retries=-1 if self.role is Role.SERVER else 10)
+                         if self.recv_reliable else None)
         self._naks_out: list[tuple[int, int]] = []
         self._ack_due: float | None = None
-        self._eliciting_since_ack = 0
+        self._unacked_received = 0
 
         # screen state
         self._assembler = ScreenAssembler(self.config.max_screen_bytes)
@@ -175,7 +192,6 @@ class Channel:
         self._screen_sent = 0
         self._screen_sent_at = float("-inf")
         self._state_ack_pending = False
-        self._repaint_pending = False
 
         # closing
         self._close_code = 0
@@ -183,6 +199,7 @@ class Channel:
         self._close_deadline: float | None = None
         self._close_sent_at = float("-inf")
         self._close_reply_pending = False
+        self._close_osn: int | None = None     # the bundle that carried our CLOSE
 
     @classmethod
     def from_params(cls, role: Role, params: SessionParams, *, now: float, peer_addr=None,
@@ -209,7 +226,8 @@ class Channel:
 
     @property
     def in_flight(self) -> int:
-        return self._sealer.next_seq - self._peer_ack
+        """Ordered bundles sent and not yet acknowledged."""
+        return self._next_osn - self._peer_ack
 
     @property
     def pending_output(self) -> int:
@@ -256,16 +274,21 @@ class Channel:
             self._assembler.discard_through(state)
 
     def request_repaint(self) -> None:
-        """Client: we lost track of the screen; ask for a full snapshot."""
-        self._repaint_pending = True
+        """Client: we lost track of the screen; ask (reliably) for a full snapshot."""
+        if self.state is ChannelState.OPEN and not any(ft == F.FRAME_REPAINT for ft, _ in self._ordered_out):
+            self._ordered_out.appendleft((F.FRAME_REPAINT, frames.pack_u64(self.screen_state)))
 
     def path_changed(self) -> None:
         """Client: our source address changed (new socket); tell the server at once."""
         self._force_send = True
         self._pad_next = True
+        self._unanswered = True
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "", *, now: float) -> None:
-        """Begin an orderly close; ``ConnectionClosed`` follows when the peer answers or time runs out."""
+        """Begin an orderly close; ``ConnectionClosed`` follows when the peer answers or time runs out.
+
+        The timeout counts from the last sign of progress, so a long backlog of
+        output drains before the CLOSE behind it."""
         if self.state is not ChannelState.OPEN:
             return
         self.state = ChannelState.CLOSING
@@ -283,7 +306,7 @@ class Channel:
             self.drops[exc.reason] += 1
             return
         try:
-            parsed = self._parse(payload)
+            immediate, osn, ordered = self._parse(payload)
         except DecodeError:
             self.drops[DropReason.MALFORMED] += 1
             return
@@ -294,39 +317,52 @@ class Channel:
             self._highest_rx = seq
         self._note_address(addr, newest, len(data), now)
         self._note_contact(now)
+        for frame_type, value in immediate:
+            self._on_frame(frame_type, value, newest, addr, now)
+        if self.state is ChannelState.CLOSED and (osn is not None or any(
+                ft == F.FRAME_PADDING for ft, _ in immediate)):
+            self._close_reply_pending = True     # they have not heard our CLOSE yet
+        if osn is not None:
+            self._on_bundle(osn, ordered, now)
 
-        eliciting = False
-        ordered = []
-        for frame_type, value in parsed:
-            if frame_type not in _NON_ELICITING:
-                eliciting = True
-            if frame_type in _ORDERED and self.recv_reliable:
-                ordered.append((frame_type, value))
-            else:
-                self._on_frame(frame_type, value, seq, newest, addr, now)
-
-        if self._tracker is not None:
-            self._tracker.rto = self.rtt.rto
-            self._tracker.ingest(seq, ordered or None, now)
-            for batch in self._tracker.pop_ready():
-                for frame_type, value in batch:
-                    self._on_ordered(frame_type, value, now)
-            self._take_abandoned()
-            if eliciting:
-                self._eliciting_since_ack += 1
-                due = now if self._eliciting_since_ack >= self.config.ack_every else now + self.config.ack_delay
-                self._ack_due = due if self._ack_due is None else min(self._ack_due, due)
-        else:
-            for frame_type, value in ordered:  # cannot happen: unreliable flows order nothing
+    def _on_bundle(self, osn: int, ordered: list, now: float) -> None:
+        tracker = self._tracker
+        tracker.rto = self.rtt.rto
+        tracker.ingest(osn, ordered, now)
+        if self.role is Role.SERVER and self._input_gap_given_up(now):
+            return
+        for batch in tracker.pop_ready():
+            for frame_type, value in batch:
                 self._on_ordered(frame_type, value, now)
+        self._take_abandoned()
+        # Acknowledge within ack_delay, or at once after ack_every bundles. A
+        # duplicate is acknowledged too: our previous ACK must have been lost.
+        self._unacked_received += 1
+        due = now if self._unacked_received >= self.config.ack_every else now + self.config.ack_delay
+        self._ack_due = due if self._ack_due is None else min(self._ack_due, due)
 
-    def _parse(self, payload: bytes) -> list[tuple[int, object]]:
-        """Decode every frame first: one bad frame and nothing of the datagram is acted on."""
-        parsed = []
+    def _input_gap_given_up(self, now: float) -> bool:
+        """Keystrokes are never skipped: a peer that forces a gap is closed on, not obeyed."""
+        gone = self._tracker.pop_abandoned()
+        if not gone:
+            return False
+        self._tracker.pop_ready()                # never deliver what follows a hole
+        for first, last in gone:
+            self._events.append(StreamGap(first, last))
+        self.close(CloseCode.PROTOCOL_ERROR, "input stream gap", now=now)
+        return True
+
+    def _parse(self, payload: bytes):
+        """Decode every frame first: one bad frame and nothing of the datagram is acted on.
+
+        Returns (immediate frames, OSN or None, ordered frames after the OSN)."""
+        immediate: list = []
+        ordered: list = []
+        osn = None
         for frame_type, body in codec.decode_frames(payload):
             if frame_type == F.FRAME_PING:
                 value = frames.unpack_ping(body)
-            elif frame_type in (F.FRAME_ACK, F.FRAME_STATE_ACK, F.FRAME_REPAINT):
+            elif frame_type in (F.FRAME_ACK, F.FRAME_STATE_ACK, F.FRAME_REPAINT, F.FRAME_OSN):
                 value = frames.unpack_u64(body)
             elif frame_type in (F.FRAME_NAK, F.FRAME_GONE):
                 value = frames.unpack_ranges(body)
@@ -341,8 +377,22 @@ class Channel:
             if self.role is Role.SERVER and frame_type == F.FRAME_SCREEN or self.role is Role.CLIENT \
                     and frame_type in (F.FRAME_RESIZE, F.FRAME_REPAINT, F.FRAME_STATE_ACK):
                 raise DecodeError(f"frame type {frame_type} is not sent in this direction")
-            parsed.append((frame_type, value))
-        return parsed
+            if frame_type == F.FRAME_OSN:
+                if osn is not None or self._tracker is None or value > codec.MAX_SEQ:
+                    raise DecodeError("unexpected OSN frame")
+                osn = value
+            elif osn is not None:
+                if frame_type not in _ORDERED:
+                    raise DecodeError(f"frame type {frame_type} after OSN")
+                ordered.append((frame_type, value))
+            elif frame_type in _ORDERED and self.recv_reliable and frame_type != F.FRAME_CLOSE:
+                # (a CLOSE outside a bundle is an answer to ours, or a last word: act at once)
+                raise DecodeError(f"ordered frame type {frame_type} without an OSN")
+            else:
+                immediate.append((frame_type, value))
+        if osn is not None and not ordered:
+            raise DecodeError("OSN with no ordered frames")
+        return immediate, osn, ordered
 
     def _note_address(self, addr, newest: bool, size: int, now: float) -> None:
         if self.role is Role.CLIENT:
@@ -353,29 +403,37 @@ class Channel:
             self.addr_validated = False
             self._bytes_from_addr = self._bytes_to_addr = 0
             self._challenge_ts = None
-            self._force_send = True            # send the challenge right away...
-            self._elicit_next = True           # ...and ask for an immediate answer
+            self._force_send = True            # send the challenge right away
             self.stats["address_changes"] += 1
             self._events.append(AddressChanged(old, addr))
         if addr == self.peer_addr and not self.addr_validated:
             self._bytes_from_addr += size
 
+    def _hello_retry_at(self) -> float | None:
+        """Client: until the server answers on this path, repeat a padded hello (so a
+        lost one does not leave the server without an answer budget for 3 s)."""
+        if not self._unanswered:
+            return None
+        return self._last_send + min(self.config.keepalive_interval, max(self.rto, 0.5))
+
     def _note_contact(self, now: float) -> None:
+        self._unanswered = False
         if self._silent_reported:
             self._events.append(PeerReachable(now - self.last_heard))
             self._silent_reported = False
         self.last_heard = now
         self._next_silence_report = now + self.config.silence_threshold
 
-    def _on_frame(self, frame_type: int, value, seq: int, newest: bool, addr, now: float) -> None:
+    def _on_frame(self, frame_type: int, value, newest: bool, addr, now: float) -> None:
         if frame_type == F.FRAME_PING:
-            if newest:  # a resent or reordered datagram carries a stale timestamp
+            if newest:  # a reordered datagram carries a stale timestamp
                 self._peer_ts, self._peer_ts_at = value.timestamp, now
             if value.echo is not None:
-                if newest:
-                    sample = ((self._now_ms(now) - value.echo) & 0xFFFFFFFF) - value.echo_delay
-                    if 0 <= sample < 60_000:
-                        self.rtt.observe(sample / 1000)
+                sent = self._sent_at.pop(value.echo, None) if newest else None
+                if sent is not None:
+                    sample = now - sent - value.echo_delay / 1000
+                    if 0 <= sample < 60:
+                        self.rtt.observe(sample)
                 if (not self.addr_validated and addr == self.peer_addr
                         and self._challenge_ts is not None
                         and _ts_after_or_equal(value.echo, self._challenge_ts)):
@@ -386,19 +444,18 @@ class Channel:
         elif frame_type == F.FRAME_NAK:
             self._on_nak(value, now)
         elif frame_type == F.FRAME_GONE:
-            if self._tracker is not None:
+            # Only the output flow may be skipped; keystrokes never are.
+            if self._tracker is not None and self.role is Role.CLIENT:
                 for first, last in value:
                     self._tracker.give_up(first, last)
                 self._take_abandoned()
         elif frame_type == F.FRAME_STATE_ACK:
             if self.screen_acked < value <= self.screen_state:
                 self.screen_acked = value
-        elif frame_type == F.FRAME_REPAINT:
-            self._on_repaint_request()
-        elif frame_type in (F.FRAME_SCREEN, F.FRAME_CLOSE):
-            self._on_ordered(frame_type, value, now)   # unreliable flow: act on arrival
         elif frame_type == F.FRAME_PADDING:
             self._force_send = True    # a probe, a path change or a challenge: answer at once
+        elif frame_type in (F.FRAME_SCREEN, F.FRAME_CLOSE):
+            self._on_ordered(frame_type, value, now)   # unreliable flow: act on arrival
 
     def _on_ordered(self, frame_type: int, value, now: float) -> None:
         if frame_type == F.FRAME_DATA:
@@ -407,24 +464,37 @@ class Channel:
         elif frame_type == F.FRAME_RESIZE:
             self._events.append(Resized(*value))
         elif frame_type == F.FRAME_SCREEN:
-            done = self._assembler.add(value) if self.role is Role.CLIENT else None
+            try:
+                done = self._assembler.add(value) if self.role is Role.CLIENT else None
+            except DecodeError:
+                self.drops[DropReason.MALFORMED] += 1
+                return
             if done is not None:
                 self._events.append(ScreenUpdate(*done))
+        elif frame_type == F.FRAME_REPAINT:
+            self._on_repaint_request()
         elif frame_type == F.FRAME_CLOSE:
             self._on_close(*value)
 
     def _on_ack(self, acked_below: int, now: float) -> None:
+        acked_below = min(acked_below, self._next_osn)   # a peer cannot ack what we never sent
         if self._ring is None or acked_below <= self._peer_ack:
             return
-        acked_below = min(acked_below, self._sealer.next_seq)
         newly = acked_below - self._peer_ack
         self._peer_ack = acked_below
         self._ring.discard_through(acked_below - 1)
         self._resend = {s for s in self._resend if s >= acked_below}
-        for seq in [s for s in self._nak_counts if s < acked_below]:
-            del self._nak_counts[seq]
+        for osn in [s for s in self._nak_counts if s < acked_below]:
+            del self._nak_counts[osn]
         self._probes = 0
-        self._probe_at = now + self.rto if self._peer_ack <= self._last_eliciting else None
+        self._probe_at = now + self.rto if self.in_flight else None
+        if self.state is ChannelState.CLOSING:
+            if self._close_osn is not None and acked_below > self._close_osn:
+                # They acknowledged the bundle with our CLOSE: they processed it, in order.
+                self.state = ChannelState.CLOSED
+                self._events.append(ConnectionClosed(self._close_code, self._close_reason, by_peer=False))
+                return
+            self._close_deadline = now + self.config.close_timeout   # still draining: not stuck
         if self._cwnd < self._ssthresh:
             self._cwnd = min(self.config.max_window, self._cwnd + newly)        # slow start
         else:
@@ -435,19 +505,19 @@ class Channel:
             return
         for first, last in ranges:
             first = max(first, self._peer_ack)
-            last = min(last, self._sealer.next_seq - 1)
-            for seq in range(first, last + 1):
-                if seq in self._ring:
-                    self._resend.add(seq)
-                    self._nak_counts[seq] = self._nak_counts.get(seq, 0) + 1
+            last = min(last, self._next_osn - 1)
+            for osn in range(first, last + 1):
+                if osn in self._ring:
+                    self._resend.add(osn)
+                    self._nak_counts[osn] = self._nak_counts.get(osn, 0) + 1
                 else:
-                    self._gone_out.append((seq, seq))
+                    self._gone_out.add(osn)
                     self.stats["gone_sent"] += 1
         if ranges and ranges[0][0] > self._recovery_until:
-            # Loss: halve the window at most once per window of data (Reno-style).
+            # Loss: shrink the window at most once per window of data (Reno-style).
             self._ssthresh = max(self.config.min_window, self._cwnd / 2)
             self._cwnd = self._ssthresh
-            self._recovery_until = self._sealer.next_seq
+            self._recovery_until = self._next_osn
             self.stats["loss_events"] += 1
 
     def _on_repaint_request(self) -> None:
@@ -459,8 +529,8 @@ class Channel:
             self._screen_sent = 0
 
     def _queue_snapshot(self) -> None:
-        if self.screen_state == 0:
-            return
+        if self.screen_state == 0 or any(ft == F.FRAME_SCREEN for ft, _ in self._ordered_out):
+            return                            # one queued repaint is enough
         data = self._screen_source(0, self.screen_state)
         for body in chunk_screen(self.screen_state, 0, data, self._chunk_size()):
             self._ordered_out.append((F.FRAME_SCREEN, body))
@@ -481,7 +551,7 @@ class Channel:
             self.stats["datagrams_abandoned"] += last - first + 1
             self._events.append(StreamGap(first, last))
             if self.role is Role.CLIENT:
-                self._repaint_pending = True
+                self.request_repaint()
 
     # ------------------------------------------------------------------ timers
     def get_timer(self) -> float | None:
@@ -498,6 +568,9 @@ class Channel:
         if not self._can_send():
             return min(deadlines)   # nothing can go out before the peer speaks again
         deadlines.append(self._last_send + self.config.keepalive_interval)
+        hello = self._hello_retry_at()
+        if hello is not None:
+            deadlines.append(hello)
         if self._ack_due is not None:
             deadlines.append(self._ack_due)
         if self._probe_at is not None:
@@ -539,16 +612,23 @@ class Channel:
             self._next_silence_report = now + self.config.silence_report_interval
         if now >= self._last_send + self.config.keepalive_interval:
             self._force_send = True
+        hello = self._hello_retry_at()
+        if hello is not None and now >= hello:
+            self._force_send = self._pad_next = True
         if self._probe_at is not None and now >= self._probe_at:
-            self._force_send = True          # a fresh eliciting datagram exposes a lost tail
-            self._elicit_next = True
+            # Nothing acknowledged for a while: resend the newest bundle. If the
+            # tail was lost, the peer now sees the gap and NAKs the rest.
+            if self.in_flight:
+                self._resend.add(self._next_osn - 1)
+            self._probes += 1
+            backoff = 1 if self.state is ChannelState.CLOSING else 2 ** min(self._probes, 6)
+            self._probe_at = now + self.rto * backoff if self.in_flight else None
+            self.stats["probes"] += 1
             if self.role is Role.CLIENT and self._highest_rx < 0:
                 self._pad_next = True        # never heard back: the padded hello may have been lost
-            self._probes += 1
-            self._probe_at = None
-            self.stats["probes"] += 1
         if self.state is ChannelState.CLOSING and now >= self._close_deadline:
             self.state = ChannelState.CLOSED
+            self._close_reply_pending = True      # one last word, in case they can hear
             self._events.append(ConnectionClosed(self._close_code, self._close_reason,
                                                  by_peer=False, timed_out=True))
 
@@ -560,18 +640,21 @@ class Channel:
         return self._screen_sent_at + max(self.config.frame_interval, self.rto)   # resend unacked
 
     # ------------------------------------------------------------------- send
-    def _now_ms(self, now: float) -> int:
-        return int((now - self._epoch) * 1000) & 0xFFFFFFFF
-
     def _next_ts(self, now: float) -> int:
-        # Strictly increasing, so an echo names exactly which datagram it answers.
+        # Strictly increasing, so an echo names exactly which datagram it answers;
+        # the real send time is kept aside, so bursts do not skew the RTT.
         ts = max(int((now - self._epoch) * 1000), self._last_ts + 1)
         self._last_ts = ts
-        return ts & 0xFFFFFFFF
+        ts &= 0xFFFFFFFF
+        self._sent_at[ts] = now
+        if len(self._sent_at) > 1024:
+            for old in list(self._sent_at)[:512]:
+                del self._sent_at[old]
+        return ts
 
     def _chunk_size(self) -> int:
         return (self.config.max_datagram_size - codec.OVERHEAD - _PING_SIZE - _ACK_SIZE
-                - _FRAME_OVERHEAD - frames.SCREEN_HEADER_SIZE - 32)
+                - _OSN_SIZE - _FRAME_OVERHEAD - frames.SCREEN_HEADER_SIZE - 16)
 
     def _may_send(self, size: int) -> bool:
         if self.addr_validated:
@@ -603,23 +686,28 @@ class Channel:
             self._close_reply_pending = False
             self._unordered_out.append((F.FRAME_CLOSE, frames.pack_close(CloseCode.NORMAL, "")))
         self._prepare_screen(now)
+        if not self.addr_validated:
+            self._elicit_next = True     # one "answer me" per batch, never a burst of them
         out: list[tuple[bytes, object]] = []
         pending, self._resend = sorted(self._resend), set()
-        for i, seq in enumerate(pending):
-            datagram = self._ring.lookup(seq)
-            if datagram is None:
-                self._gone_out.append((seq, seq))
-            elif self._may_send(len(datagram)):
-                # A datagram NAKed again lost its resend too: send two copies, so
-                # heavy loss rarely exhausts the receiver's retries.
-                copies = 2 if self._nak_counts.get(seq, 0) >= 2 and self._may_send(2 * len(datagram)) else 1
-                for _ in range(copies):
-                    out.append((datagram, self.peer_addr))
-                    self._count_sent(len(datagram), now)
-                self.stats["retransmitted"] += copies
+        for i, osn in enumerate(pending):
+            bundle = self._ring.lookup(osn)
+            if bundle is None:
+                self._gone_out.add(osn)
+                continue
+            # A bundle NAKed again lost its resend too: send it twice, so heavy
+            # loss rarely exhausts the receiver's retries.
+            copies = 2 if self._nak_counts.get(osn, 0) >= 2 else 1
+            for _ in range(copies):
+                datagram = self._build_datagram(now, resend=bundle)
+                if datagram is None:
+                    break
+                out.append((datagram, self.peer_addr))
+                self.stats["retransmitted"] += 1
             else:
-                self._resend.update(pending[i:])   # over the amplification budget: later
-                break
+                continue
+            self._resend.update(pending[i:])   # over the amplification budget: later
+            break
         while True:
             datagram = self._build_datagram(now)
             if datagram is None:
@@ -634,12 +722,39 @@ class Channel:
         if not self.addr_validated:
             self._bytes_to_addr += size
 
-    def _build_datagram(self, now: float) -> bytes | None:
+    def _take_ordered(self, room: int) -> list[tuple[int, bytes]]:
+        """Ordered frames for one bundle, at most ``room`` bytes encoded."""
+        taken: list[tuple[int, bytes]] = []
+        used = 0
+        while self._ordered_out:
+            frame_type, body = self._ordered_out[0]
+            if frame_type == F.FRAME_DATA:
+                space = room - used - _FRAME_OVERHEAD
+                if space <= 0:
+                    break
+                chunk = bytes(body[:space])
+                del body[:space]
+                taken.append((F.FRAME_DATA, chunk))
+                used += _FRAME_OVERHEAD + len(chunk)
+                self._pending_bytes -= len(chunk)
+                if body:
+                    break                  # the bundle is full
+            else:
+                if used + _FRAME_OVERHEAD + len(body) > room:
+                    break
+                taken.append((frame_type, bytes(body)))
+                used += _FRAME_OVERHEAD + len(body)
+            self._ordered_out.popleft()
+        return taken
+
+    def _build_datagram(self, now: float, resend: bytes | None = None) -> bytes | None:
+        """One datagram of whatever is due, or None. With ``resend``, that stored bundle
+        goes out again under a fresh packet number with fresh PING and ACK frames."""
         budget = self.config.max_datagram_size - codec.OVERHEAD
         if not self.addr_validated:
             allowance = (self.config.amplification_factor * self._bytes_from_addr
                          - self._bytes_to_addr - codec.OVERHEAD)
-            if allowance < _PING_SIZE + _ACK_SIZE:
+            if allowance < _PING_SIZE + _ACK_SIZE + (len(resend) if resend else 0):
                 return None       # unvalidated address, budget spent: wait for it to answer
             budget = min(budget, allowance)
         parts: list[tuple[int, bytes]] = []
@@ -655,71 +770,68 @@ class Channel:
 
         ts = self._next_ts(now)
         # Echo the newest peer timestamp however old: the hold time travels with it,
-        # so the RTT sample stays exact, and an echo is what validates a new address.
+        # and an echo is what validates a new address.
         held_ms = int((now - self._peer_ts_at) * 1000)
         echo = self._peer_ts if held_ms < frames.NO_ECHO else None
         add(F.FRAME_PING, frames.pack_ping(ts, echo, held_ms))
-        eliciting = False
-        ack_sent = False
-        if self._tracker is not None:
-            ack_sent = add(F.FRAME_ACK, frames.pack_u64(self._tracker.next_expected))
-        for queue in (self._naks_out, self._gone_out):
-            if queue:
-                room = (budget - used - _FRAME_OVERHEAD) // _RANGE_SIZE
-                take, rest = queue[:room], queue[room:]
-                if take:
-                    add(F.FRAME_NAK if queue is self._naks_out else F.FRAME_GONE, frames.pack_ranges(take))
-                    queue[:] = rest
-                    eliciting = True
-        if self._state_ack_pending and add(F.FRAME_STATE_ACK, frames.pack_u64(self.screen_state)):
-            self._state_ack_pending = False
-            eliciting = True
-        if self._repaint_pending and add(F.FRAME_REPAINT, frames.pack_u64(self.screen_state)):
-            self._repaint_pending = False
-            eliciting = True
-        while self._unordered_out and add(*self._unordered_out[0]):
-            self._unordered_out.popleft()
-            eliciting = True
-        window_open = not self.send_reliable or self.in_flight < int(self._cwnd)
-        if window_open and self.state is not ChannelState.CLOSED:
-            while self._ordered_out:
-                frame_type, body = self._ordered_out[0]
-                if frame_type == F.FRAME_DATA:
-                    room = budget - used - _FRAME_OVERHEAD
-                    if room <= 0:
-                        break
-                    chunk = bytes(body[:room])
-                    del body[:room]
-                    add(F.FRAME_DATA, chunk)
-                    self._pending_bytes -= len(chunk)
-                    eliciting = True
-                    if body:
-                        break                  # this datagram is full
-                elif not add(frame_type, body):
-                    break
-                self._ordered_out.popleft()
-                eliciting = True
+        ack_sent = self._tracker is not None and add(
+            F.FRAME_ACK, frames.pack_u64(self._tracker.next_expected))
+        bundle = resend or b""
+        worth_sending = resend is not None
+        if resend is None:
+            room = (budget - used - _FRAME_OVERHEAD) // _RANGE_SIZE
+            if self._naks_out and room > 0:
+                take, self._naks_out = self._naks_out[:room], self._naks_out[room:]
+                add(F.FRAME_NAK, frames.pack_ranges(take))
+                worth_sending = True
+            room = (budget - used - _FRAME_OVERHEAD) // _RANGE_SIZE
+            if self._gone_out and room > 0:
+                ranges = _coalesce(sorted(self._gone_out))[:room]
+                add(F.FRAME_GONE, frames.pack_ranges(ranges))
+                for first, last in ranges:
+                    self._gone_out.difference_update(range(first, last + 1))
+                worth_sending = True
+            if self._state_ack_pending and add(F.FRAME_STATE_ACK, frames.pack_u64(self.screen_state)):
+                self._state_ack_pending = False
+                worth_sending = True
+            while self._unordered_out and add(*self._unordered_out[0]):
+                self._unordered_out.popleft()
+                worth_sending = True
+            # New ordered frames: only while the window allows and the ring can keep
+            # every unacknowledged bundle (so nothing NAKable is ever evicted).
+            if (self.send_reliable and self.state is not ChannelState.CLOSED and self._ordered_out
+                    and self.in_flight < min(int(self._cwnd), self.config.retransmit_capacity - 1)):
+                room = min(budget - used, self.config.max_datagram_size - codec.OVERHEAD
+                           - _PING_SIZE - _ACK_SIZE) - _OSN_SIZE
+                ordered = self._take_ordered(room)
+                if ordered:
+                    osn = self._next_osn
+                    self._next_osn += 1
+                    if any(ft == F.FRAME_CLOSE for ft, _ in ordered):
+                        self._close_osn = osn
+                    bundle = codec.encode_frames([(F.FRAME_OSN, frames.pack_u64(osn)), *ordered])
+                    self._ring.store(osn, bundle)
+                    if self._probe_at is None:
+                        self._probe_at = now + self.rto
+                    worth_sending = True
+        if bundle:
+            used += len(bundle)
         if self._pad_next and self.role is Role.CLIENT:
             add(F.FRAME_PADDING, bytes(max(0, budget - used - _FRAME_OVERHEAD)))
-            eliciting = True
-        elif (self._elicit_next or not self.addr_validated) and add(F.FRAME_PADDING, b""):
-            eliciting = True       # "answer now": the answer's echo validates the address
+            worth_sending = True
+        elif self._elicit_next and add(F.FRAME_PADDING, b""):
+            worth_sending = True   # "answer me now": the answer's echo validates the address
         ack_due = self._ack_due is not None and now >= self._ack_due
-        if not (eliciting or self._force_send or ack_due):
-            self._last_ts -= 1       # nothing sent: give the timestamp back
+        if not (worth_sending or self._force_send or ack_due):
+            self._sent_at.pop(ts, None)   # nothing sent: give the timestamp back
+            self._last_ts -= 1
             return None
-        seq, datagram = self._sealer.seal(codec.encode_frames(parts))
-        if self._ring is not None:
-            self._ring.store(seq, datagram)
-            if eliciting:
-                self._last_eliciting = seq
-                if self._probe_at is None:
-                    self._probe_at = now + self.rto * (2 ** min(self._probes, 6))
+        _, datagram = self._sealer.seal(codec.encode_frames(parts) + bundle)
         if self._challenge_ts is None and not self.addr_validated:
             self._challenge_ts = ts
         if ack_sent:
             self._ack_due = None
-            self._eliciting_since_ack = 0
+            self._unacked_received = 0
         self._force_send = False
         self._pad_next = False
         self._elicit_next = False

@@ -148,6 +148,36 @@ class TermScreen(pyte.Screen):
         if 0 <= style <= 6:
             self.cursor_style = style
 
+    def scroll_up(self, count: int = 1, *args, **kwargs) -> None:
+        """SU: scroll the region up, the cursor staying where it is."""
+        self._scroll(max(count, 1), up=True)
+
+    def scroll_down(self, count: int = 1, *args, **kwargs) -> None:
+        """SD: scroll the region down, the cursor staying where it is."""
+        self._scroll(max(count, 1), up=False)
+
+    def _scroll(self, count: int, up: bool) -> None:
+        top, bottom = self.margins or (0, self.lines - 1)
+        count = min(count, bottom - top + 1)
+        rows = [self.buffer[y] if y in self.buffer else None for y in range(top, bottom + 1)]
+        rows = rows[count:] + [None] * count if up else [None] * count + rows[:-count]
+        for y, row in zip(range(top, bottom + 1), rows):
+            if row is None:
+                self.buffer.pop(y, None)
+            else:
+                self.buffer[y] = row
+        self.dirty.update(range(top, bottom + 1))
+
+    def insert_lines(self, count=None) -> None:
+        x = self.cursor.x                       # xterm and tmux keep the column; pyte returns to 0
+        super().insert_lines(count)
+        self.cursor.x = x
+
+    def delete_lines(self, count=None) -> None:
+        x = self.cursor.x
+        super().delete_lines(count)
+        self.cursor.x = x
+
     def bell(self, *args) -> None:
         self.bell_count += 1
 

@@ -29,8 +29,10 @@ _C1_STRINGS = {"\x90", "\x98", "\x9e", "\x9f"}
 
 class TermStream(pyte.Stream):
     escape = dict(pyte.Stream.escape, **{"=": "set_keypad_application", ">": "set_keypad_numeric"})
+    csi = dict(pyte.Stream.csi, **{"S": "scroll_up", "T": "scroll_down"})
     events = pyte.Stream.events | {"set_keypad_application", "set_keypad_numeric",
-                                   "set_cursor_style", "report_secondary_attributes"}
+                                   "set_cursor_style", "report_secondary_attributes",
+                                   "scroll_up", "scroll_down"}
 
     def _parser_fsm(self):
         listener = self.listener
