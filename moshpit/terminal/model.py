@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pyte import modes as mo
 from pyte.screens import Char
 
+from wcwidth import wcwidth
+
 from moshpit import vtscan
 from moshpit.terminal.screen import TermScreen
 from moshpit.terminal.stream import TermStream
@@ -153,7 +155,7 @@ class TerminalModel:
             if 0 <= y < rows:
                 if y in buffer:
                     line = buffer[y]
-                    cache[y] = tuple(line[x] for x in range(cols))
+                    cache[y] = _pair_wide_cells(tuple(line[x] for x in range(cols)))
                 else:
                     cache[y] = (s.default_char,) * cols
         s.dirty.clear()
@@ -167,3 +169,28 @@ class TerminalModel:
             app_keypad=s.app_keypad, cursor_style=s.cursor_style, bell_count=s.bell_count,
             pen=s.cursor.attrs, margins=margins, autowrap=mo.DECAWM in s.mode)
 
+
+
+def _pair_wide_cells(cells: tuple) -> tuple:
+    """Make every wide character sit on two cells, as real terminals insist.
+
+    pyte lets a write land on half of a wide character, leaving a wide
+    character without its right half or a right half without its character;
+    xterm and tmux blank the broken pair instead, and so does the snapshot.
+    """
+    if all(len(c.data) == 1 and c.data < "\u1100" for c in cells):
+        return cells                        # no wide characters, no stubs: nothing to pair
+    out = list(cells)
+    cols = len(out)
+    x = 0
+    while x < cols:
+        data = out[x].data
+        if data == "":
+            out[x] = out[x]._replace(data=" ")            # a right half on its own
+        elif wcwidth(data[0]) == 2:
+            if x + 1 < cols and out[x + 1].data == "":
+                x += 2
+                continue
+            out[x] = out[x]._replace(data=" ")            # a left half on its own
+        x += 1
+    return tuple(out)

@@ -72,6 +72,23 @@ def _is_blank(cell: Char) -> bool:
     return cell.data == " " and _same_pen(cell, _DEFAULT_PEN)
 
 
+def _erased(cell: Char) -> bool:
+    """A cell an erase leaves behind: a space with at most a background colour."""
+    return cell.data == " " and cell[1] == "default" and not any(cell[3:])
+
+
+def _tail(line: tuple) -> tuple[int, Char]:
+    """Where the run of identical erased cells that ends the row begins, and its pen."""
+    cols = len(line)
+    last = line[cols - 1]
+    if not _erased(last):
+        return cols, last
+    start = cols - 1
+    while start > 0 and line[start - 1] == last:
+        start -= 1
+    return start, last
+
+
 class _Painter:
     """Tracks what the terminal's cursor and pen are while output is produced."""
 
@@ -177,14 +194,12 @@ def _blank_gaps(line: tuple, start: int, end: int) -> list[list[int]]:
 
 def _paint_row(p: _Painter, y: int, old: tuple | None, new: tuple, cleared: bool) -> None:
     cols = p.cols
-    tail = cols                           # cells from ``tail`` on are blank in ``new``
-    while tail > 0 and _is_blank(new[tail - 1]):
-        tail -= 1
+    tail, tail_pen = _tail(new)           # cells from ``tail`` on: erased, one background
     if cleared:
         spans = _blank_gaps(new, 0, tail)
-        use_el = False
+        use_el = tail < cols and not _is_blank(tail_pen)
     else:
-        use_el = tail < cols and any(not _is_blank(c) for c in old[tail:])
+        use_el = tail < cols and any(c != tail_pen for c in old[tail:])
         spans = _row_changes(old, new, cols)
         if use_el:
             spans = [[s, min(e, tail)] for s, e in spans if s < tail]
@@ -193,7 +208,7 @@ def _paint_row(p: _Painter, y: int, old: tuple | None, new: tuple, cleared: bool
         p.write_cells(new, start, end)
     if use_el:
         p.move(tail, y)
-        p.set_pen(_DEFAULT_PEN)
+        p.set_pen(tail_pen)               # EL fills with the background, as xterm does
         p.emit(f"{CSI}K")
 
 

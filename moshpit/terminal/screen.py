@@ -63,23 +63,51 @@ class TermScreen(pyte.Screen):
         self.savepoints = []
 
     def resize(self, lines: int | None = None, columns: int | None = None) -> None:
+        """Resize as xterm does: a shorter screen loses blank rows below the cursor
+        first and only then rows from the top (pyte always cuts the top)."""
         lines = lines or self.lines
         columns = columns or self.columns
+        if lines < self.lines:
+            from_top = self._shrink(self.buffer, self.lines, lines, self.cursor.y)
+            if self._inactive_buffer is not None:
+                self._shrink(self._inactive_buffer, self.lines, lines, 0)
+            self.cursor.y = max(0, self.cursor.y - from_top)
+            self.lines = lines
+            self.savepoints = []
         if self._inactive_buffer is not None:
-            # Clip the hidden buffer the way pyte clips the visible one.
-            hidden = self._inactive_buffer
-            if lines < self.lines:
-                drop = self.lines - lines
-                shifted = self._new_buffer()
-                for y, row in hidden.items():
-                    if y >= drop:
-                        shifted[y - drop] = row
-                hidden = shifted
-            for row in hidden.values():
+            for row in self._inactive_buffer.values():
                 for x in [x for x in row if x >= columns]:
                     del row[x]
-            self._inactive_buffer = hidden
         super().resize(lines, columns)
+        self._ensure_origin_margins()
+
+    @staticmethod
+    def _shrink(buffer, old_lines: int, new_lines: int, keep_below: int) -> int:
+        """Lose ``old_lines - new_lines`` rows: blank ones at the bottom (below row
+        ``keep_below``) first, then from the top. Returns how many went from the top."""
+        surplus = old_lines - new_lines
+        bottom = 0
+        for y in range(old_lines - 1, keep_below, -1):
+            if bottom == surplus or any(cell.data.strip() for cell in buffer.get(y, {}).values()):
+                break
+            bottom += 1
+        for y in range(old_lines - bottom, old_lines):
+            buffer.pop(y, None)
+        top = surplus - bottom
+        if top:
+            rows = {y - top: row for y, row in buffer.items() if top <= y < old_lines - bottom}
+            buffer.clear()
+            buffer.update(rows)
+        return top
+
+    def _ensure_origin_margins(self) -> None:
+        # pyte asserts margins exist whenever origin mode is on; keep that true.
+        if mo.DECOM in self.mode and self.margins is None:
+            self.margins = pyte.screens.Margins(0, self.lines - 1)
+
+    def set_margins(self, top=None, bottom=None) -> None:
+        super().set_margins(top, bottom)
+        self._ensure_origin_margins()
 
     # --- modes ----------------------------------------------------------------
     def set_mode(self, *modes: int, **kwargs) -> None:
@@ -89,6 +117,9 @@ class TermScreen(pyte.Screen):
                     self._enter_alt_screen(mode)
                 elif mode == 1048:
                     self.save_cursor()
+        shifted = [m << 5 for m in modes] if kwargs.get("private") else list(modes)
+        if mo.DECOM in shifted and self.margins is None:
+            self.margins = pyte.screens.Margins(0, self.lines - 1)   # pyte asserts on None
         super().set_mode(*[m for m in modes if not (kwargs.get("private") and m in ALT_SCREEN_MODES)],
                          **kwargs)
 
@@ -167,6 +198,25 @@ class TermScreen(pyte.Screen):
             else:
                 self.buffer[y] = row
         self.dirty.update(range(top, bottom + 1))
+
+    # Erasing: xterm and tmux fill erased cells with the current background only
+    # (BCE); pyte copies every attribute (underline, reverse, ...) into them.
+    def _erase_with_background(self, erase, *args, **kwargs) -> None:
+        pen = self.cursor.attrs
+        self.cursor.attrs = self.default_char._replace(bg=pen.bg)
+        try:
+            erase(*args, **kwargs)
+        finally:
+            self.cursor.attrs = pen
+
+    def erase_in_line(self, how: int = 0, private: bool = False) -> None:
+        self._erase_with_background(super().erase_in_line, how, private)
+
+    def erase_in_display(self, how: int = 0, *args, **kwargs) -> None:
+        self._erase_with_background(super().erase_in_display, how, *args, **kwargs)
+
+    def erase_characters(self, count=None) -> None:
+        self._erase_with_background(super().erase_characters, count)
 
     def insert_lines(self, count=None) -> None:
         x = self.cursor.x                       # xterm and tmux keep the column; pyte returns to 0

@@ -1,0 +1,206 @@
+"""The screen model: pyte's gaps fixed, the fast path proven equal, hostile input survived."""
+
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from moshpit.terminal.model import ScreenState, TerminalModel
+from terminal_corpus import CORPUS
+
+CSI = "\x1b["
+
+
+def fed(text, cols=80, rows=24, **kw) -> TerminalModel:
+    model = TerminalModel(cols, rows, **kw)
+    model.feed(text.encode() if isinstance(text, str) else text)
+    return model
+
+
+def row(model, y) -> str:
+    return "".join(c.data for c in model.state.lines[y]).rstrip()
+
+
+# --- pyte's gaps, fixed --------------------------------------------------------
+
+def test_alternate_screen_keeps_the_main_screen():
+    m = fed("main text\r\nprompt$ ")
+    m.feed(f"{CSI}?1049h{CSI}H{CSI}2Jvim owns this screen".encode())
+    assert row(m, 0) == "vim owns this screen" and 1049 in m.state.modes
+    m.feed(f"{CSI}?1049l".encode())
+    assert [row(m, 0), row(m, 1)] == ["main text", "prompt$"]
+    assert (m.state.cursor_x, m.state.cursor_y) == (8, 1)      # restored with the screen
+    assert 1049 not in m.state.modes
+
+
+@pytest.mark.parametrize("mode", [47, 1047])
+def test_older_alternate_screen_modes(mode):
+    m = fed("main")
+    m.feed(f"{CSI}?{mode}h{CSI}Halt".encode())
+    assert row(m, 0) == "alt"
+    m.feed(f"{CSI}?{mode}l".encode())
+    assert row(m, 0) == "main"
+
+
+def test_colon_and_semicolon_colours():
+    m = fed(f"{CSI}38:2::255:0:10ma{CSI}38;2;1;2;3mb{CSI}48:5:196mc{CSI}38;5;42md{CSI}4:0me{CSI}m")
+    cells = m.state.lines[0]
+    assert cells[0].fg == "ff000a" and cells[1].fg == "010203"
+    assert cells[2].bg == "i196" and cells[3].fg == "i42"          # indexes stay indexes
+    assert row(m, 0) == "abcde"                                    # nothing printed as text
+
+
+def test_zero_width_joiners_and_selectors_do_not_drop_text():
+    m = fed("a\u200db \u2764\ufe0f end \x01 x\x02y")
+    assert row(m, 0).replace("\u200d", "").replace("\ufe0f", "") == "ab \u2764 end  xy"
+    assert m.state.lines[0][0].data == "a\u200d"
+
+
+def test_wide_character_at_the_last_column_wraps():
+    m = fed("x" * 79 + "中", cols=80)
+    assert row(m, 0) == "x" * 79 and m.state.lines[1][0].data == "中"
+
+
+def test_queries_are_answered():
+    m = fed(f"ab{CSI}6n{CSI}c{CSI}>c{CSI}5n")
+    assert m.take_replies() == f"{CSI}1;3R{CSI}?6c{CSI}>1;10;0c{CSI}0n".encode()
+    assert m.take_replies() == b""
+
+
+def test_titles_modes_and_cursor_style():
+    m = fed(f"\x1b]0;first\x07\x1b]2;second\x1b\\{CSI}?2004h{CSI}?1000;1006h{CSI}?1h\x1b={CSI}4 q{CSI}?25l")
+    s = m.state
+    assert s.title == "second"
+    assert {1, 2004, 1000, 1006} <= s.modes and s.app_keypad and s.cursor_style == 4
+    assert not s.cursor_visible
+
+
+def test_insert_and_delete_lines_keep_the_column():
+    m = fed(f"line1\r\nline2\r\n{CSI}1;4H{CSI}L")
+    assert m.state.cursor_x == 3 and row(m, 1) == "line1"
+
+
+def test_scroll_up_and_down():
+    m = fed("a\r\nb\r\nc", rows=3)
+    m.feed(f"{CSI}S".encode())
+    assert [row(m, y) for y in range(3)] == ["b", "c", ""]
+    m.feed(f"{CSI}2T".encode())
+    assert [row(m, y) for y in range(3)] == ["", "", "b"]
+
+
+def test_erase_keeps_only_the_background():
+    m = fed(f"{CSI}4;41mx{CSI}K")
+    assert m.state.lines[0][5].bg == "red" and not m.state.lines[0][5].underscore
+
+
+def test_state_number_moves_only_when_the_look_changes():
+    m = fed("hello")
+    number = m.number
+    assert m.feed(b"\rhello") == number          # same characters over themselves
+    assert m.feed(f"{CSI}0m".encode()) == number  # the pen is not on screen... but is state
+    assert m.feed(b"!") == number + 1
+    assert m.feed(b"\x07") == number + 2         # a bell is news even if nothing moved
+
+
+def test_shrinking_loses_blank_rows_first_then_the_top():
+    m = fed("".join(f"line {i}\r\n" for i in range(20)), rows=24)     # cursor on row 20
+    m.resize(80, 10)
+    assert row(m, 9) == "" and row(m, 8) == "line 19" and m.state.cursor_y == 9
+
+
+def test_resize_keeps_content_and_alt_buffer():
+    m = fed(f"keep me\r\n{CSI}?1049halt")
+    m.resize(40, 10)
+    assert m.state.cols == 40 and m.state.rows == 10 and row(m, 1) == "alt"   # blank rows went
+    m.feed(f"{CSI}?1049l".encode())
+    assert row(m, 0) == "keep me"
+    with pytest.raises(ValueError):
+        m.resize(0, 10)
+
+
+# --- hostile input ---------------------------------------------------------------
+
+@pytest.mark.parametrize("attack", [
+    f"{CSI}{'9' * 100000}A",                       # pyte: int() of 100k digits raises
+    f"{CSI}{';' * 100000}m",
+    "\x1b]2;" + "x" * 1_000_000,                  # endless OSC
+    "\x1bP" + "q" * 100000 + "\x1b\\",             # DCS (sixel) payload
+    "e" + "\u0301" * 10000,                        # endless combining marks
+    "\x1b[?1049h" * 1000 + "\x1b[?1049l" * 1000,
+    f"{CSI}9999;9999H{CSI}9999@{CSI}9999P{CSI}9999L{CSI}9999M{CSI}9999X{CSI}9999S",
+])
+def test_hostile_sequences_never_raise_or_grow(attack):
+    m = fed(attack)
+    assert len(m.state.title) <= 4096
+    m.feed(b"\x07\x1b\\")                        # end whatever string was left open
+    assert all(len(c.data) <= 33 for line in m.state.lines for c in line)
+    m.feed(b"still alive")
+    assert "still alive" in "".join(row(m, y) for y in range(24))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000))
+def test_random_bytes_never_raise(data):
+    m = TerminalModel(20, 5)
+    m.feed(data)
+    m.feed(b"\x1b[0m\x1b\\ok")
+    assert m.state.rows == 5
+
+
+def test_invalid_utf8_becomes_replacement_characters():
+    m = fed(b"a\xff\xfeb\xc3")
+    m.feed(b"\xa9!")                               # a sequence split across feeds
+    assert row(m, 0) == "a\ufffd\ufffdb\u00e9!"
+
+
+# --- the fast path is the slow path, only faster -----------------------------------
+
+PIECES = ["\r\n", "\n", "\r", f"{CSI}31m", f"{CSI}0m", f"{CSI}2J", f"{CSI}H", f"{CSI}5;3H", f"{CSI}K",
+          "\t", "\b", f"{CSI}?1049h", f"{CSI}?1049l", f"{CSI}3;10r", f"{CSI}r", "é", "中",
+          "\x1b]2;t\x07", f"{CSI}4h", f"{CSI}4l", "\x1b7", "\x1b8", "\x1bM", f"{CSI}2L", f"{CSI}20h",
+          f"{CSI}20l", f"{CSI}?7l", f"{CSI}?7h", "\x1b(0", "\x1b(B", f"{CSI}?6h", f"{CSI}?6l", "\x1b["]
+
+
+def random_stream(rng: random.Random, size: int) -> bytes:
+    parts = []
+    while sum(map(len, parts)) < size:
+        if rng.random() < 0.75:
+            line = "".join(rng.choice("abcdefghij klmnop0123456789") for _ in range(rng.randrange(1, 200)))
+            parts.append(line + rng.choice(["\n", "\r\n", ""]) * rng.randrange(1, 4))
+        else:
+            parts.append(rng.choice(PIECES))
+    return "".join(parts).encode()
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32), size=st.integers(100, 20000),
+       shape=st.sampled_from([(80, 24), (10, 3), (20, 5), (132, 50), (1, 1)]))
+def test_fast_path_equals_plain_model(seed, size, shape):
+    rng = random.Random(seed)
+    data = random_stream(rng, size)
+    fast, slow = TerminalModel(*shape), TerminalModel(*shape, fast_path=False)
+    i = 0
+    while i < len(data):
+        j = i + rng.randrange(1, 5000)
+        fast.feed(data[i:j])
+        slow.feed(data[i:j])
+        i = j
+    assert fast.state == slow.state
+    assert fast.take_replies() == slow.take_replies()
+
+
+@pytest.mark.parametrize("name, cols, rows, text", CORPUS, ids=[c[0] for c in CORPUS])
+def test_fast_path_equals_plain_model_on_the_corpus(name, cols, rows, text):
+    data = text.encode() * 3
+    fast, slow = fed(data, cols, rows), fed(data, cols, rows, fast_path=False)
+    assert fast.state == slow.state
+
+
+def test_fast_path_actually_skips_on_plain_output():
+    m = fed("".join(f"{i}\n" for i in range(10000)).encode())
+    assert m.skipped_bytes > 40000
+    assert row(m, 23) == "" and row(m, 22).strip() == "9999"
+
+
+def test_blank_state_matches_a_new_model():
+    assert ScreenState.blank(80, 24) == TerminalModel(80, 24).state
