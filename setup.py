@@ -1,4 +1,4 @@
-"""Build the Cython protocol kernels in _ext/moshpit/ into the moshpit package.
+"""Build the Cython kernels in _ext/moshpit/ into the moshpit package.
 
 The sources mirror the package layout (_ext/moshpit/codec.pyx -> moshpit.codec) so
 that Cython finds each module's .pxd and cross-module cimports resolve.

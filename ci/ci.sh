@@ -6,6 +6,16 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 echo "== python: $(python3 --version) on $(uname -m)"
 
+# tmux is the independent oracle of the terminal tests.
+if ! command -v tmux >/dev/null 2>&1; then
+    echo "== installing tmux"
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq >/dev/null && apt-get install -y -qq tmux >/dev/null
+    else
+        sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq tmux >/dev/null
+    fi
+fi
+
 # The README's test command, read from the README so the two cannot drift apart.
 test_cmd=$(awk '/^Run the tests:/ {getline; getline; sub(/^    /, ""); print; exit}' README.md)
 if [ -z "$test_cmd" ]; then
@@ -18,5 +28,7 @@ eval "$test_cmd"
 echo "== wheel check"
 bash ci/wheel_check.sh
 
-echo "== benchmark smoke run"
+echo "== benchmark smoke runs"
 .venv/bin/python benchmarks/bench_core.py --quick
+.venv/bin/python benchmarks/bench_terminal.py --quick
+.venv/bin/python benchmarks/bench_loss.py --quick

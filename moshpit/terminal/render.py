@@ -289,12 +289,37 @@ def render_diff(old: ScreenState, new: ScreenState) -> str:
     if not old.autowrap:
         p.emit(f"{CSI}?7h")
         old = _with_autowrap(old, True)
+    old_lines = _scroll_first(p, old, new)
     for y in range(new.rows):
-        if old.lines[y] is new.lines[y] or old.lines[y] == new.lines[y]:
+        if old_lines[y] is new.lines[y] or old_lines[y] == new.lines[y]:
             continue
-        _paint_row(p, y, old.lines[y], new.lines[y], cleared=False)
+        _paint_row(p, y, old_lines[y], new.lines[y], cleared=False)
     _finish(p, old, new)
     return p.text()
+
+
+def _scroll_first(p: _Painter, old: ScreenState, new: ScreenState) -> tuple:
+    """If ``new`` looks like ``old`` scrolled up by k lines, scroll the terminal with
+    k line feeds at the bottom first (a few bytes instead of a repaint of every
+    row); return the rows the terminal then shows, for the row diff that follows."""
+    rows = new.rows
+    if rows < 3:
+        return old.lines
+    unshifted = sum(1 for y in range(rows) if old.lines[y] == new.lines[y])
+    best_k, best = 0, unshifted
+    for k in range(1, rows // 2 + 1):
+        if new.lines[0] != old.lines[k]:
+            continue
+        matched = sum(1 for y in range(rows - k) if new.lines[y] == old.lines[y + k])
+        if matched > best + 1:
+            best_k, best = k, matched
+    if not best_k:
+        return old.lines
+    p.move(0, rows - 1)
+    p.set_pen(_DEFAULT_PEN)                   # new lines take the background (BCE): keep it default
+    p.emit("\n" * best_k)                     # full-screen margins here: LF at the bottom scrolls
+    blank = (Char(" "),) * new.cols
+    return old.lines[best_k:] + (blank,) * best_k
 
 
 def _with_margins(state: ScreenState, margins) -> ScreenState:
