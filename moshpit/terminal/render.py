@@ -26,6 +26,8 @@ CSI = ESC + "["
 _NAMED = ["black", "red", "green", "brown", "blue", "magenta", "cyan", "white"]
 _NAMED_INDEX = {name: i for i, name in enumerate(_NAMED)}
 _DEFAULT_PEN = Char(" ")
+_FLAG_CODES = (("bold", "1"), ("italics", "3"), ("underscore", "4"), ("blink", "5"),
+               ("reverse", "7"), ("strikethrough", "9"))
 _WRITE_THROUGH = 4          # unchanged cells shorter than this are rewritten, not jumped
 
 
@@ -47,19 +49,7 @@ def _colour(value: str, base: int) -> list[str]:
 
 def sgr(cell: Char) -> str:
     """The full SGR sequence for a cell's attributes, starting from a reset."""
-    params = ["0"]
-    if cell.bold:
-        params.append("1")
-    if cell.italics:
-        params.append("3")
-    if cell.underscore:
-        params.append("4")
-    if cell.blink:
-        params.append("5")
-    if cell.reverse:
-        params.append("7")
-    if cell.strikethrough:
-        params.append("9")
+    params = ["0"] + [code for field, code in _FLAG_CODES if getattr(cell, field)]
     params += _colour(cell.fg, 30) + _colour(cell.bg, 40)
     return CSI + (";".join(params) if len(params) > 1 else "") + "m"
 
