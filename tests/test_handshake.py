@@ -254,3 +254,40 @@ def test_ports_return_to_the_pool():
     assert pool.free == 0
     registry.close(a.session.session_id)
     assert pool.free == 1 and len(registry) == 1
+
+
+def authorise(handshake_server, home, uid, request):
+    """What a server runtime does with an AuthRequested: check the file, accept or refuse."""
+    from moshpit.keys import check_authorized
+    verdict = check_authorized(request.client_key, user=request.user, home=str(home), uid=uid)
+    if verdict.allowed:
+        handshake_server.accept(conn_id=1, udp_port=50000, session_id=bytes(16), resume_token=bytes(32))
+    else:
+        handshake_server.refuse()
+    return verdict
+
+
+@pytest.mark.parametrize("setup, allowed, logged", [
+    ("listed", True, "authorized_keys:1"),
+    ("unlisted", False, "is not in"),
+    ("loose-file", False, "mode 0644"),
+    ("loose-dir", False, "mode 0755"),
+])
+def test_authorised_keys_decide_and_the_client_learns_only_yes_or_no(tmp_path, setup, allowed, logged):
+    from moshpit.keys import format_public_key
+    mp = tmp_path / ".mp"
+    mp.mkdir(mode=0o700)
+    listed = CLIENT_KEY if setup != "unlisted" else nacl.signing.SigningKey.generate()
+    (mp / "authorized_keys").write_text(format_public_key(bytes(listed.verify_key)) + "\n")
+    (mp / "authorized_keys").chmod(0o644 if setup == "loose-file" else 0o600)
+    if setup == "loose-dir":
+        mp.chmod(0o755)
+    c, s = trusted()
+    verdict = authorise(s, tmp_path, os.getuid(), s.request)
+    pump_handshake(c, s)
+    assert verdict.allowed is allowed and logged in verdict.reason
+    event = c.next_event()
+    if allowed:
+        assert isinstance(event, HandshakeComplete)
+    else:
+        assert isinstance(event, HandshakeRefused) and event.reason == "not authorised"

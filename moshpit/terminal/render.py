@@ -195,11 +195,41 @@ def _paint_row(p: _Painter, y: int, old: tuple | None, new: tuple, cleared: bool
             spans = [[s, min(e, tail)] for s, e in spans if s < tail]
     for start, end in spans:
         p.move(start, y)
-        p.write_cells(new, start, end)
+        _write_with_erases(p, new, start, end, y)
     if use_el:
         p.move(tail, y)
         p.set_pen(tail_pen)               # EL fills with the background, as xterm does
         p.emit(f"{CSI}K")
+
+
+_MIN_ECH = 6        # a run of erased cells this long is cheaper as ECH than as spaces
+
+
+def _write_with_erases(p: _Painter, line: tuple, start: int, end: int, y: int) -> None:
+    """Write ``line[start:end]``, turning long runs of erased cells into ECH + a jump."""
+    x = start
+    while x < end:
+        run = x
+        while run < end and _erased(line[run]) and line[run] == line[x]:
+            run += 1
+        if run - x >= _MIN_ECH:
+            p.move(x, y)
+            p.set_pen(line[x])                # ECH fills with the background, as xterm does
+            p.emit(f"{CSI}{run - x}X")
+            x = run
+            continue
+        seg_end = x + 1
+        while seg_end < end:
+            probe = seg_end
+            while probe < end and _erased(line[probe]) and line[probe] == line[seg_end]:
+                probe += 1
+            if probe - seg_end >= _MIN_ECH:
+                break
+            seg_end = max(probe, seg_end + 1)
+        seg_end = min(seg_end, end)
+        p.move(x, y)
+        p.write_cells(line, x, seg_end)
+        x = seg_end
 
 
 def _modes(old: frozenset, new: frozenset) -> str:
