@@ -30,7 +30,7 @@ def workloads(scale: int) -> dict[str, bytes]:
     log = "".join(f"2026-11-22 01:02:{i % 60:02d} host app[{i}]: GET /api/v1/items/{i} 200 in {i % 97} ms\r\n"
                   for i in range(12_000 * scale)).encode()
     seq = "".join(f"{i}\n" for i in range(1, 150_000 * scale)).encode()
-    coloured = (ls_color(400) * scale).encode()
+    coloured = (ls_color(400) * 20 * scale).encode()
     return {"plain text (cat of a log)": log, "seq": seq, "coloured (ls --color)": coloured}
 
 

@@ -158,7 +158,8 @@ def test_invalid_utf8_becomes_replacement_characters():
 PIECES = ["\r\n", "\n", "\r", f"{CSI}31m", f"{CSI}0m", f"{CSI}2J", f"{CSI}H", f"{CSI}5;3H", f"{CSI}K",
           "\t", "\b", f"{CSI}?1049h", f"{CSI}?1049l", f"{CSI}3;10r", f"{CSI}r", "é", "中",
           "\x1b]2;t\x07", f"{CSI}4h", f"{CSI}4l", "\x1b7", "\x1b8", "\x1bM", f"{CSI}2L", f"{CSI}20h",
-          f"{CSI}20l", f"{CSI}?7l", f"{CSI}?7h", "\x1b(0", "\x1b(B", f"{CSI}?6h", f"{CSI}?6l", "\x1b["]
+          f"{CSI}20l", f"{CSI}?7l", f"{CSI}?7h", "\x1b(0", "\x1b(B", f"{CSI}?6h", f"{CSI}?6l", "\x1b[",
+          f"{CSI}1;4;38;5;100m", f"{CSI}0;1m", f"{CSI}m", f"{CSI}38:2::1:2:3m", f"{CSI}7m", f"{CSI}00;32m"]
 
 
 def random_stream(rng: random.Random, size: int) -> bytes:

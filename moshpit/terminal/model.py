@@ -12,6 +12,7 @@ fixed screen.
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass, field
 
 from pyte import modes as mo
@@ -24,6 +25,7 @@ from moshpit.terminal.screen import TermScreen
 from moshpit.terminal.stream import TermStream
 
 BLANK = Char(" ")
+_SGR = re.compile("\x1b\\[[0-9:;]*m")
 MAX_COLUMNS = 1000
 MAX_ROWS = 500
 
@@ -102,7 +104,15 @@ class TerminalModel:
                 cut, x, y = vtscan.skip_point(text, start, end, screen.cursor.x, screen.cursor.y,
                                               screen.columns, screen.lines)
                 if cut > start and x >= 0:
-                    # Everything drawn before ``cut`` scrolls off before ``end``: skip it.
+                    # Everything drawn before ``cut`` scrolls off before ``end``: skip it,
+                    # keeping only what it did to the pen (its SGR sequences).
+                    pens = _SGR.findall(text, start, cut)
+                    for i in range(len(pens) - 1, -1, -1):
+                        if _resets_pen(pens[i]):
+                            pens = pens[i:]      # nothing before a reset matters
+                            break
+                    if pens:
+                        self.stream.feed("".join(pens))
                     screen.buffer.clear()
                     screen.dirty.update(range(screen.lines))
                     screen.cursor.x, screen.cursor.y = x, y
@@ -169,6 +179,12 @@ class TerminalModel:
             app_keypad=s.app_keypad, cursor_style=s.cursor_style, bell_count=s.bell_count,
             pen=s.cursor.attrs, margins=margins, autowrap=mo.DECAWM in s.mode)
 
+
+
+def _resets_pen(sgr: str) -> bool:
+    """Whether an SGR sequence starts with a full reset (``ESC[m``, ``ESC[0;1m``...)."""
+    first = sgr[2:-1].split(";", 1)[0]
+    return first == "" or first.strip("0") == ""
 
 
 def _pair_wide_cells(cells: tuple) -> tuple:
