@@ -81,10 +81,15 @@ class TerminalModel:
     def feed(self, data: bytes) -> int:
         """Take PTY output; return the state number afterwards."""
         text = self._decoder.decode(data)
-        if self.fast_path and len(text) > 4 * self.screen.columns:
-            self._feed_fast(text)
-        else:
-            self.stream.feed(text)
+        try:
+            if self.fast_path and len(text) > 4 * self.screen.columns:
+                self._feed_fast(text)
+            else:
+                self.stream.feed(text)
+        except Exception:                     # a pyte bug must not take the session down
+            self.screen.malformed += 1
+            self.stream._initialize_parser()
+            self.stream._taking_plain_text = True
         return self._update()
 
     def _feed_fast(self, text: str) -> None:
@@ -128,7 +133,8 @@ class TerminalModel:
         s = self.screen
         return (s.margins is None or (s.margins.top == 0 and s.margins.bottom == s.lines - 1)) \
             and mo.DECAWM in s.mode and mo.IRM not in s.mode and mo.LNM not in s.mode \
-            and mo.DECOM not in s.mode and not s.charset and s.cursor.y < s.lines
+            and mo.DECOM not in s.mode and not s.charset and s.cursor.y < s.lines \
+            and s.cursor.x <= s.columns
 
     def resize(self, cols: int, rows: int) -> int:
         self._check_size(cols, rows)

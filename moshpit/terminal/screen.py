@@ -21,6 +21,7 @@ subclass, rather than worked around everywhere:
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 
 import pyte
@@ -41,8 +42,12 @@ def _private(mode: int) -> int:
 class TermScreen(pyte.Screen):
     """A pyte Screen that behaves like the terminals moshpit's users run."""
 
+    MAX_REPLIES = 64
+
     def __init__(self, columns: int, lines: int):
         self.replies: list[str] = []
+        self.malformed = 0
+        self._last_char = ""
         self.bell_count = 0
         self.cursor_style = 0
         self.app_keypad = False
@@ -73,12 +78,15 @@ class TermScreen(pyte.Screen):
                 self._shrink(self._inactive_buffer, self.lines, lines, 0)
             self.cursor.y = max(0, self.cursor.y - from_top)
             self.lines = lines
-            self.savepoints = []
         if self._inactive_buffer is not None:
             for row in self._inactive_buffer.values():
                 for x in [x for x in row if x >= columns]:
                     del row[x]
+        old_columns = self.columns
         super().resize(lines, columns)
+        self.cursor.x = min(self.cursor.x, self.columns)
+        if columns != old_columns:
+            self.tabstops = set(range(8, self.columns, 8))   # stale stops would point off screen
         self._ensure_origin_margins()
 
     @staticmethod
@@ -117,6 +125,8 @@ class TermScreen(pyte.Screen):
                     self._enter_alt_screen(mode)
                 elif mode == 1048:
                     self.save_cursor()
+        if kwargs.get("private"):
+            modes = tuple(m for m in modes if m != 3)   # DECCOLM: the window decides the width
         shifted = [m << 5 for m in modes] if kwargs.get("private") else list(modes)
         if mo.DECOM in shifted and self.margins is None:
             self.margins = pyte.screens.Margins(0, self.lines - 1)   # pyte asserts on None
@@ -125,6 +135,7 @@ class TermScreen(pyte.Screen):
 
     def reset_mode(self, *modes: int, **kwargs) -> None:
         if kwargs.get("private"):
+            modes = tuple(m for m in modes if m != 3)
             for mode in modes:
                 if mode in ALT_SCREEN_MODES:
                     self._leave_alt_screen(mode)
@@ -210,10 +221,12 @@ class TermScreen(pyte.Screen):
             self.cursor.attrs = pen
 
     def erase_in_line(self, how: int = 0, private: bool = False) -> None:
-        self._erase_with_background(super().erase_in_line, how, private)
+        if how in (0, 1, 2):
+            self._erase_with_background(super().erase_in_line, how, private)
 
     def erase_in_display(self, how: int = 0, *args, **kwargs) -> None:
-        self._erase_with_background(super().erase_in_display, how, *args, **kwargs)
+        if how in (0, 1, 2):                    # 3 erases scrollback only: none here
+            self._erase_with_background(super().erase_in_display, how, *args, **kwargs)
 
     def erase_characters(self, count=None) -> None:
         self._erase_with_background(super().erase_characters, count)
@@ -233,7 +246,36 @@ class TermScreen(pyte.Screen):
 
     # --- replies ----------------------------------------------------------------
     def write_process_input(self, data: str) -> None:
-        self.replies.append(data)
+        if len(self.replies) < self.MAX_REPLIES:    # a flood of queries earns no flood of memory
+            self.replies.append(data)
+
+    # --- cursor saving: one slot, as in xterm (pyte keeps an unbounded stack) ---
+    def save_cursor(self) -> None:
+        super().save_cursor()
+        del self.savepoints[:-1]
+
+    def restore_cursor(self) -> None:
+        saved = list(self.savepoints)
+        super().restore_cursor()
+        self.savepoints = saved                     # DECRC can restore the same point twice
+        self.cursor = copy.copy(self.cursor)        # ...so do not move the saved one around
+
+    def save_cursor_sco(self, *args, **kwargs) -> None:
+        if not kwargs.get("private"):
+            self.save_cursor()
+
+    def next_line(self) -> None:
+        self.carriage_return()
+        self.index()
+
+    def repeat_last(self, count: int = 1, *args, **kwargs) -> None:
+        if self._last_char:
+            self.draw(self._last_char * min(max(count, 1), self.columns * self.lines))
+
+    def back_tab(self, count: int = 1, *args, **kwargs) -> None:
+        for _ in range(max(count, 1)):
+            stops = [s for s in self.tabstops if s < self.cursor.x]
+            self.cursor.x = max(stops) if stops else 0
 
     def report_secondary_attributes(self) -> None:
         self.write_process_input("\x1b[>1;10;0c")
@@ -263,6 +305,7 @@ class TermScreen(pyte.Screen):
                 self.insert_characters(width)
             line = self.buffer[cursor.y]
             line[cursor.x] = cursor.attrs._replace(data=char)
+            self._last_char = char
             if width == 2 and cursor.x + 1 < columns:
                 line[cursor.x + 1] = cursor.attrs._replace(data="")
             cursor.x = min(cursor.x + width, columns)
@@ -271,16 +314,13 @@ class TermScreen(pyte.Screen):
     def _combine(self, char: str) -> None:
         """Attach a zero-width character to the cell before the cursor."""
         x, y = self.cursor.x, self.cursor.y
-        if x:
-            line = self.buffer[y]
+        if not x:
+            return                              # nothing before it on this line: tmux drops it
+        line = self.buffer[y]
+        x = min(x, self.columns) - 1
+        if not line[x].data and x:              # the stub of a wide character
             x -= 1
-            if not line[x].data and x:          # the stub of a wide character
-                x -= 1
-        elif y:
-            y -= 1
-            line = self.buffer[y]
-            x = self.columns - 1
-        else:
+        if not line[x].data:
             return
         last = line[x]
         if len(last.data) < 32:                 # bound what one cell can hold
@@ -301,7 +341,7 @@ class TermScreen(pyte.Screen):
             if attr == 0:
                 replace.update(self.default_char._asdict())
                 replace.pop("data")
-            elif attr in (1, 3, 4, 5, 7, 9):
+            elif attr in _FLAG_ON:
                 replace[_FLAG_ON[attr]] = True
             elif attr in (21, 22, 23, 24, 25, 27, 29):
                 for name in _FLAG_OFF[attr]:
@@ -332,6 +372,7 @@ class TermScreen(pyte.Screen):
         self.cursor.attrs = self.cursor.attrs._replace(**replace)
 
 
-_FLAG_ON = {1: "bold", 3: "italics", 4: "underscore", 5: "blink", 7: "reverse", 9: "strikethrough"}
+_FLAG_ON = {1: "bold", 3: "italics", 4: "underscore", 5: "blink", 6: "blink", 7: "reverse",
+            9: "strikethrough"}
 _FLAG_OFF = {21: ("bold",), 22: ("bold",), 23: ("italics",), 24: ("underscore",), 25: ("blink",),
              27: ("reverse",), 29: ("strikethrough",)}

@@ -22,6 +22,7 @@ from pyte import control as ctrl
 MAX_PARAMS = 32
 MAX_DIGITS = 5
 MAX_OSC = 4096
+MAX_SUBPARAMS = 8
 
 _STRING_INTRODUCERS = {"P", "X", "^", "_"}        # DCS, SOS, PM, APC
 _C1_STRINGS = {"\x90", "\x98", "\x9e", "\x9f"}
@@ -29,10 +30,13 @@ _C1_STRINGS = {"\x90", "\x98", "\x9e", "\x9f"}
 
 class TermStream(pyte.Stream):
     escape = dict(pyte.Stream.escape, **{"=": "set_keypad_application", ">": "set_keypad_numeric"})
-    csi = dict(pyte.Stream.csi, **{"S": "scroll_up", "T": "scroll_down"})
+    csi = dict(pyte.Stream.csi, **{"S": "scroll_up", "T": "scroll_down", "s": "save_cursor_sco",
+                                   "u": "restore_cursor", "b": "repeat_last", "Z": "back_tab"})
+    escape = dict(escape, **{"E": "next_line"})
     events = pyte.Stream.events | {"set_keypad_application", "set_keypad_numeric",
                                    "set_cursor_style", "report_secondary_attributes",
-                                   "scroll_up", "scroll_down"}
+                                   "scroll_up", "scroll_down", "save_cursor_sco", "repeat_last",
+                                   "back_tab", "next_line"}
 
     def _parser_fsm(self):
         listener = self.listener
@@ -52,10 +56,11 @@ class TermStream(pyte.Stream):
         escape = dispatcher(self.escape)
         csi = dispatcher(self.csi)
 
+        queued: list[str] = []                # characters to read again (an aborted string)
         while True:
-            char = yield True
+            char = queued.pop(0) if queued else (yield True)
             if char == ESC:
-                char = yield None
+                char = queued.pop(0) if queued else (yield None)
                 if char == "[":
                     char = CSI_C1
                 elif char == "]":
@@ -68,16 +73,15 @@ class TermStream(pyte.Stream):
                     elif char == "%":
                         self.select_other_charset((yield None))
                     elif char in "()":
-                        code = yield None
-                        if not self.use_utf8:
-                            listener.define_charset(code, mode=char)
+                        # Honoured in UTF-8 too: ncurses draws its lines with ESC ( 0.
+                        listener.define_charset((yield None), mode=char)
                     elif char is not None:
                         escape(char)()
                     continue
 
             if char in self.basic:
                 if (char == ctrl.SI or char == ctrl.SO) and self.use_utf8:
-                    continue
+                    continue                    # as tmux: no G1 shifting in UTF-8
                 basic(char)()
             elif char == CSI_C1:
                 groups: list[list[int]] = []    # ';'-separated, each a ':'-separated group
@@ -98,14 +102,15 @@ class TermStream(pyte.Stream):
                         if len(current) < MAX_DIGITS:
                             current += char
                     elif char == ":" or char == ";":
-                        group.append(min(int(current), 9999) if current else 0)
+                        if len(group) < MAX_SUBPARAMS:
+                            group.append(min(int(current), 9999) if current else 0)
                         current = ""
                         if char == ";":
                             if len(groups) < MAX_PARAMS:
                                 groups.append(group)
                             group = []
                     elif " " <= char <= "/":
-                        intermediate += char
+                        intermediate = (intermediate + char)[:2]
                     elif "@" <= char <= "~":
                         group.append(min(int(current), 9999) if current else 0)
                         if len(groups) < MAX_PARAMS:
@@ -120,13 +125,16 @@ class TermStream(pyte.Stream):
                 while True:
                     char = yield None
                     if char == ESC:
-                        char += yield None
-                    if char in (ctrl.BEL, ctrl.ST_C0, ctrl.ST_C1):
+                        after = yield None
+                        if after != "\\":
+                            queued[:0] = [ESC, after]   # ESC ends the string and starts anew
+                        break
+                    if char in (ctrl.BEL, ctrl.ST_C1) or char in CAN_OR_SUB:
                         break
                     if size < MAX_OSC:
                         text.append(char)
-                        size += len(char)
-                param = "".join(text)
+                        size += 1
+                param = "".join(c for c in text if c >= " " and not "\x7f" <= c <= "\x9f")
                 code, _, value = param.partition(";")
                 if code in ("0", "1"):
                     listener.set_icon_name(value)
@@ -155,10 +163,16 @@ class TermStream(pyte.Stream):
             return
         if private in ("<", "="):
             return
-        if private == "?":
-            csi(final)(*params, private=True)
-        else:
-            csi(final)(*params)
+        if private == "?" and final == "m":
+            return                              # private SGR (xterm's ?4m query): not ours
+        try:
+            if private == "?":
+                csi(final)(*params, private=True)
+            else:
+                csi(final)(*params)
+        except (TypeError, ValueError, IndexError, KeyError, AssertionError, UnboundLocalError,
+                AttributeError, OverflowError):
+            listener.malformed += 1             # pyte rejects the parameters: ignore the sequence
 
 
 def _flatten(groups: list[list[int]], final: str) -> list[int]:
