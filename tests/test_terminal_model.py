@@ -205,3 +205,42 @@ def test_fast_path_actually_skips_on_plain_output():
 
 def test_blank_state_matches_a_new_model():
     assert ScreenState.blank(80, 24) == TerminalModel(80, 24).state
+
+
+# --- regressions found in review ------------------------------------------------------
+
+@pytest.mark.parametrize("sequence", [
+    b"\x1b[1;2A", b"\x1b[?5A", b"\x1b[1;2;3r", b"\x1b[?r", b"\x1b[1;2n", b"\x1b[4J", b"\x1b[5K",
+    b"\x1b[" + b":" * 100000 + b"m", b"\x1b[" + b" " * 100000 + b"q", b"\x1b7" * 100000,
+    b"\x1b[6n" * 10000,
+])
+def test_malformed_or_flooding_csi_is_absorbed(sequence):
+    m = fed(sequence + b"ok")
+    assert "ok" in row(m, 0) + row(m, 1) + row(m, 23)
+    assert len(m.screen.savepoints) <= 1 and len(m.screen.replies) <= 64
+
+
+def test_cursor_save_is_one_slot_and_restores_twice():
+    assert row(fed("Progress: \x1b7 10%\x1b8 20%\x1b8 30%"), 0) == "Progress:  30%"
+
+
+def test_osc_ends_at_escape_and_titles_lose_control_characters():
+    m = fed("\x1b]2;x\x1b[2J\x07hello")
+    assert m.state.title == "x" and row(m, 0) == "hello"
+    assert fed("\x1b]0;a\x01b\x9bc\x07").state.title == "abc"
+
+
+def test_line_drawing_charset_in_utf8():
+    assert row(fed("\x1b(0lqqk\x1b(B"), 0) == "┌──┐"
+
+
+def test_window_size_is_not_the_programs_to_change():
+    m = fed("\x1b[?3h")
+    assert m.state.cols == 80
+
+
+def test_tab_stops_follow_a_resize():
+    m = fed("")
+    m.resize(120, 24)
+    m.feed(b"\x1b[86G\tX")
+    assert m.state.lines[0][88].data == "X"
