@@ -1,0 +1,205 @@
+"""Configuration: TOML files with environment-variable overrides, checked against a schema.
+
+Precedence, highest first: environment, command line, file, defaults. Every key
+of the schema can be set by an environment variable named after it, nested
+tables joined with ``_``: ``port`` of the server is ``MOSHPITS_PORT``,
+``server_port`` of the client is ``MOSHPIT_SERVER_PORT``, ``[log] file`` is
+``MOSHPITS_LOG_FILE``. A missing file means defaults; a bad file, key or value
+is one ``ConfigError`` naming where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moshpit.errors import MoshpitError
+
+
+class ConfigError(MoshpitError):
+    """A configuration value that cannot be used; the message says where it came from."""
+
+
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError("must be a port number, 1..65535")
+    return value
+
+
+def _port_range(value) -> tuple[int, int]:
+    if isinstance(value, str):
+        low, sep, high = value.partition("-")
+        if not sep:
+            raise ValueError("must look like LOW-HIGH")
+        value = (int(low), int(high))
+    low, high = (int(v) for v in value)
+    if not (1 <= low <= high <= 65535):
+        raise ValueError("must be LOW-HIGH with 1 <= LOW <= HIGH <= 65535")
+    return low, high
+
+
+def _choice(*allowed):
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+    return check
+
+
+def _between(low: int, high: int):
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+    return check
+
+
+def _check(check):
+    return {"check": check}
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    file: str = ""                  # empty: ~/.config/<app>/logs/<app>.log
+    level: str = field(default="info", metadata=_check(_choice("debug", "info", "warning", "error")))
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    port: int = field(default=40404, metadata=_check(_port))
+    bind: str = "::"
+    udp_ports: tuple = field(default=(50000, 59999), metadata=_check(_port_range))
+    authorized_keys_file: str = "%h/.mp/authorized_keys"
+    host_key: str = "~/.mp/mps_host_ed25519_key"
+    detached_timeout_secs: int = field(default=0, metadata=_check(_between(0, 10 ** 9)))  # 0: never
+    accept_env: tuple = ("LANG", "LC_*", "TZ")
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    server_port: int = field(default=40404, metadata=_check(_port))
+    identity: str = "~/.mp/id_ed25519"
+    known_hosts: str = "~/.mp/known_hosts"
+    host_key_check: str = field(default="ask", metadata=_check(_choice("ask", "accept-new", "strict")))
+    diff_mode: str = field(default="reliable", metadata=_check(_choice("reliable", "datagram", "statesync")))
+    predict: str = field(default="adaptive", metadata=_check(_choice("adaptive", "always", "never")))
+    max_reconnect_backoff_secs: int = field(default=3600, metadata=_check(_between(2, 86400)))
+    term: str = "xterm-256color"
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+APPS = {"moshpits": ServerConfig, "moshpit": ClientConfig}
+
+
+def default_path(app: str, home: str | None = None) -> Path:
+    return Path(home or os.path.expanduser("~")) / ".config" / app / f"{app}.toml"
+
+
+def _convert(name: str, kind: type, value: Any, source: str):
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError("must be true or false")
+                return lowered in ("1", "true", "yes", "on")
+            if not isinstance(value, bool):
+                raise ValueError("must be true or false")
+            return value
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError("must be a whole number")
+            return int(value)
+        if kind is tuple:
+            if isinstance(value, str):
+                return tuple(part.strip() for part in value.split(",") if part.strip()) \
+                    if "-" not in value or "," in value else value
+            return tuple(value)
+        if kind is str:
+            if not isinstance(value, str):
+                raise ValueError("must be a string")
+            return value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {name} {exc if str(exc).startswith('must') else 'has the wrong type'}") from None
+    return value
+
+
+def _build(cls, values: dict, origins: dict, prefix: str):
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.type) or (isinstance(f.type, str) and f.type in ("LogConfig",)):
+            sub = values.get(f.name, {})
+            kwargs[f.name] = _build(LogConfig, sub if isinstance(sub, dict) else {}, origins,
+                                    f"{prefix}{f.name}.")
+            continue
+        if f.name not in values:
+            continue
+        kind = {"int": int, "str": str, "tuple": tuple, "bool": bool}.get(str(f.type), str)
+        source = origins.get(prefix + f.name, "config")
+        value = _convert(prefix + f.name, kind, values[f.name], source)
+        check = f.metadata.get("check")
+        if check is not None:
+            try:
+                value = check(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{source}: {prefix}{f.name} {exc}") from None
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _env_names(cls, app: str, prefix: str = "") -> dict[str, str]:
+    """Environment variable -> dotted key, for every key of the schema."""
+    names = {}
+    for f in dataclasses.fields(cls):
+        if f.name == "log":
+            names.update(_env_names(LogConfig, app, prefix + "log."))
+        else:
+            dotted = prefix + f.name
+            names[f"{app.upper()}_{dotted.replace('.', '_').upper()}"] = dotted
+    return names
+
+
+def _set(values: dict, dotted: str, value) -> None:
+    *tables, key = dotted.split(".")
+    for table in tables:
+        values = values.setdefault(table, {})
+    values[key] = value
+
+
+def load(app: str, path: str | os.PathLike | None = None, *, cli: dict | None = None,
+         environ: dict | None = None):
+    """The configuration of ``app`` ("moshpits" or "moshpit")."""
+    cls = APPS[app]
+    environ = os.environ if environ is None else environ
+    path = Path(path) if path else default_path(app)
+    values: dict = {}
+    origins: dict = {}
+    if path.exists():
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: {exc.strerror}") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"{path}: unknown key {key!r}")
+        for key in values.get("log", {}) if isinstance(values.get("log"), dict) else {}:
+            if key not in {f.name for f in dataclasses.fields(LogConfig)}:
+                raise ConfigError(f"{path}: unknown key 'log.{key}'")
+        origins = {k: str(path) for k in _env_names(cls, app).values()}
+    for dotted, value in (cli or {}).items():
+        if value is not None:
+            _set(values, dotted, value)
+            origins[dotted] = "command line"
+    for name, dotted in _env_names(cls, app).items():
+        if name in environ:
+            _set(values, dotted, environ[name])
+            origins[dotted] = f"environment variable {name}"
+    return _build(cls, values, origins, "")
