@@ -173,7 +173,8 @@ class SimNet:
     """A client and a server channel joined by two impaired links and one fake clock."""
 
     def __init__(self, diff_mode=DiffMode.RELIABLE, *, seed=0, down: Link | None = None,
-                 up: Link | None = None, config: ChannelConfig | None = None, params=None):
+                 up: Link | None = None, config: ChannelConfig | None = None, params=None,
+                 screen_source=None, event_hook=None):
         self.rng = random.Random(seed)
         self.now = 0.0
         client_params, server_params, self.admission = params or handshake(diff_mode)
@@ -184,7 +185,8 @@ class SimNet:
             Role.CLIENT, client_params, now=0.0, peer_addr=SERVER_ADDR, config=config), CLIENT_ADDR)
         self.server = Endpoint("server", Channel.from_params(
             Role.SERVER, server_params, now=0.0, config=config,
-            screen_source=self.server_screen.source), SERVER_ADDR)
+            screen_source=screen_source or self.server_screen.source), SERVER_ADDR)
+        self.event_hook = event_hook
         self.links = {"down": down or Link(), "up": up or Link()}
         self.queue: list[_InFlight] = []
         self._order = 0
@@ -232,6 +234,9 @@ class SimNet:
         for ep in (self.client, self.server):
             while (event := ep.channel.next_event()) is not None:
                 ep.events.append((self.now, event))
+                if self.event_hook is not None:
+                    self.event_hook(ep, event)
+                    continue
                 if ep is self.client and isinstance(event, ScreenUpdate):
                     self.client_screen.apply(event, ep.channel)
                 if hasattr(event, "data") and type(event).__name__ == "DataReceived":

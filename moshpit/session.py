@@ -1,0 +1,148 @@
+"""Server and client sessions: the screen model joined to the channel, loop-agnostic.
+
+The server session takes PTY output and hands the channel what its diff mode
+needs: the raw bytes in ``reliable`` mode, numbered screen states always (for
+``statesync``/``datagram`` diffs and for repaints). The client session turns
+channel events into the bytes to write to the user's terminal. Neither does
+I/O or reads a clock: the runtime passes ``now`` and arms their timers.
+"""
+
+from __future__ import annotations
+
+from moshpit.protocol.channel import Channel
+from moshpit.protocol.events import DataReceived, Resized, ScreenUpdate
+from moshpit.protocol.handshake import DiffMode
+from moshpit.terminal.model import ScreenState, TerminalModel
+from moshpit.terminal.render import render_diff, render_full
+
+BATCH_DELAY = 0.008            # gather PTY output this long before re-reading the screen
+BATCH_LIMIT = 256 * 1024       # ...or this much, whichever comes first
+KEPT_STATES = 64               # screen states kept as possible diff bases
+
+
+class ServerSession:
+    """One shell's screen, shared by whichever connection is attached."""
+
+    def __init__(self, cols: int = 80, rows: int = 24):
+        self.model = TerminalModel(cols, rows)
+        self.channel: Channel | None = None
+        self._states: dict[int, ScreenState] = {self.model.number: self.model.state}
+        self._pending = bytearray()
+        self._pending_since: float | None = None
+        self.pty_input = bytearray()          # keystrokes and terminal replies for the PTY
+
+    def attach(self, channel: Channel) -> None:
+        """A (new or resumed) connection takes over; it starts from a full repaint.
+
+        Build the channel with ``screen_source=session.screen_source``."""
+        self.channel = channel
+        self.flush()
+        channel.screen_changed(self.model.number)
+
+    # --- PTY side ---------------------------------------------------------------
+    def pty_output(self, data: bytes, now: float) -> None:
+        if not data:
+            return
+        channel = self.channel
+        if channel is not None and channel.diff_mode is DiffMode.RELIABLE and not channel.closed:
+            channel.send_data(data)           # the raw stream goes out at once (echo latency)
+        self._pending += data
+        if self._pending_since is None:
+            self._pending_since = now
+        if len(self._pending) >= BATCH_LIMIT:
+            self.flush()
+
+    def get_timer(self) -> float | None:
+        return None if self._pending_since is None else self._pending_since + BATCH_DELAY
+
+    def handle_timer(self, now: float) -> None:
+        if self._pending_since is not None and now >= self._pending_since + BATCH_DELAY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Feed gathered output to the screen model (in one piece: the fast path likes that)."""
+        if self._pending:
+            self.model.feed(bytes(self._pending))
+            self._pending.clear()
+            self.pty_input += self.model.take_replies()
+        self._pending_since = None
+        number = self.model.number
+        if number not in self._states:
+            self._states[number] = self.model.state
+            if len(self._states) > KEPT_STATES:
+                keep = self.channel.screen_acked if self.channel is not None else number
+                for old in sorted(self._states)[:-KEPT_STATES]:
+                    if old != keep:
+                        del self._states[old]
+        if self.channel is not None and not self.channel.closed:
+            self.channel.screen_changed(number)
+
+    def screen_source(self, base: int, state: int) -> bytes:
+        """What the channel sends: a diff from ``base``, or a full repaint from 0."""
+        self.flush()
+        target = self._states.get(state, self.model.state)
+        old = self._states.get(base) if base else None
+        if old is None:
+            return render_full(target).encode()
+        return render_diff(old, target).encode()
+
+    # --- channel side -------------------------------------------------------------
+    def on_event(self, event) -> None:
+        if isinstance(event, DataReceived):
+            self.pty_input += event.data
+        elif isinstance(event, Resized):
+            self.flush()
+            self.model.resize(event.cols, event.rows)
+            self.flush()
+
+    def take_pty_input(self) -> bytes:
+        data = bytes(self.pty_input)
+        self.pty_input.clear()
+        return data
+
+
+class ClientSession:
+    """What the user's terminal shows, and the bytes that keep it so."""
+
+    def __init__(self, cols: int = 80, rows: int = 24):
+        self.cols, self.rows = cols, rows
+        self.displayed = ScreenState.blank(cols, rows)     # what the real terminal shows
+        self._held: dict[int, ScreenState] = {}
+        self.output = bytearray()                         # for the real terminal
+
+    def on_event(self, event, channel: Channel) -> None:
+        if isinstance(event, DataReceived):
+            self.output += event.data                     # reliable: the raw stream
+        elif isinstance(event, ScreenUpdate):
+            self._apply(event, channel)
+
+    def _apply(self, event: ScreenUpdate, channel: Channel) -> None:
+        if event.base == 0:
+            model = TerminalModel(self.cols, self.rows)
+        else:
+            base = self._held.get(event.base)
+            if base is None:
+                channel.request_repaint()                 # we no longer have what it builds on
+                return
+            model = TerminalModel(base.cols, base.rows)
+            model.feed(render_full(base).encode())
+        if channel.diff_mode is DiffMode.RELIABLE:
+            self.output += event.data                     # a repaint inside the raw stream
+        model.feed(event.data)
+        new = model.state
+        if channel.diff_mode is not DiffMode.RELIABLE:
+            self.output += render_diff(self.displayed, new).encode()
+        self.displayed = new
+        self._held[event.state] = new
+        for old in [s for s in self._held if s < event.base]:
+            del self._held[old]
+        channel.screen_applied(event.state)
+
+    def resize(self, cols: int, rows: int, channel: Channel) -> None:
+        self.cols, self.rows = cols, rows
+        channel.send_resize(cols, rows)
+
+    def take_output(self) -> bytes:
+        data = bytes(self.output)
+        self.output.clear()
+        return data

@@ -1,0 +1,81 @@
+"""Sessions end to end over the simulated network: what the user's terminal shows
+is what the server's screen holds, in every diff mode, under loss."""
+
+import random
+
+import pytest
+
+from moshpit.protocol.handshake import DiffMode
+from moshpit.session import ClientSession, ServerSession
+from moshpit.terminal.model import TerminalModel
+from simnet import Link, SimNet
+from terminal_corpus import CORPUS
+
+
+class Pair:
+    """A server session with a scripted 'PTY', a client session and a model of the user's terminal."""
+
+    def __init__(self, mode, loss=0.0, seed=0):
+        self.server = ServerSession(80, 24)
+        self.client = ClientSession(80, 24)
+        self.terminal = TerminalModel(80, 24)       # what the user's real terminal would show
+        self.net = SimNet(mode, seed=seed, screen_source=self.server.screen_source,
+                          event_hook=self._event, down=Link(loss=loss, duplicate=0.05, reorder=0.1),
+                          up=Link(loss=loss, duplicate=0.05, reorder=0.1))
+        self.server.attach(self.net.server.channel)
+
+    def _event(self, endpoint, event):
+        if endpoint is self.net.server:
+            self.server.on_event(event)
+        else:
+            self.client.on_event(event, endpoint.channel)
+            self.terminal.feed(self.client.take_output())
+
+    def pty(self, data: bytes):
+        self.server.pty_output(data, self.net.now)
+
+    def run(self, seconds):
+        deadline = self.net.now + seconds
+        while self.net.now < deadline:
+            timer = self.server.get_timer()
+            self.net.step(min(deadline, timer) if timer is not None else deadline)
+            self.server.handle_timer(self.net.now)
+
+    def settled(self):
+        return self.terminal.state == self.server.model.state
+
+
+@pytest.mark.parametrize("mode", list(DiffMode))
+@pytest.mark.parametrize("loss", [0.0, 0.3])
+def test_the_users_terminal_shows_the_servers_screen(mode, loss):
+    pair = Pair(mode, loss=loss, seed=3)
+    rng = random.Random(4)
+    for name, cols, rows, text in CORPUS:
+        if (cols, rows) != (80, 24):
+            continue
+        data = text.encode()
+        i = 0
+        while i < len(data):
+            j = i + rng.randrange(1, 3000)
+            pair.pty(data[i:j])
+            pair.run(rng.choice([0.001, 0.02, 0.1]))
+            i = j
+    deadline = pair.net.now + 60
+    while not pair.settled() and pair.net.now < deadline:
+        pair.run(0.5)
+    assert pair.settled(), mode
+
+
+def test_keystrokes_and_terminal_replies_reach_the_pty():
+    pair = Pair(DiffMode.STATESYNC)
+    pair.net.client.channel.send_data(b"ls\r")
+    pair.pty(b"\x1b[6n")                              # a program asks where the cursor is
+    pair.run(1.0)
+    assert pair.server.take_pty_input() == b"\x1b[1;1Rls\r"     # the reply first: it was owed first
+
+
+def test_resize_reaches_the_screen_model():
+    pair = Pair(DiffMode.STATESYNC)
+    pair.client.resize(100, 30, pair.net.client.channel)
+    pair.run(1.0)
+    assert (pair.server.model.state.cols, pair.server.model.state.rows) == (100, 30)
