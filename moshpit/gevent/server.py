@@ -1,0 +1,319 @@
+"""The server runtime on gevent: the only server code that touches sockets, PTYs and clocks.
+
+``Server`` has gevent's ``BaseServer`` shape (``start()``, ``serve_forever()``,
+``stop(timeout)``, context manager) so it embeds in a gevent application. Per
+TCP connection a greenlet runs the sans-IO handshake; per session a UDP socket,
+a PTY running the shell, and one re-armed timer drive a ``ServerSession`` and
+its ``Channel``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import pwd
+import struct
+import termios
+import time
+
+import gevent
+import gevent.event
+import gevent.os
+import gevent.socket as gsocket
+from gevent.server import StreamServer
+
+from moshpit import codec
+from moshpit.errors import DecodeError, RemoteProtocolError
+from moshpit.keys import check_authorized
+from moshpit.protocol.channel import Channel, ChannelState, CloseCode, Role
+from moshpit.protocol.events import AuthRequested, ConnectionClosed, Resized
+from moshpit.protocol.handshake import HandshakeError, RefuseCode, ServerHandshake
+from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionRegistry
+from moshpit.session import ServerSession
+
+log = logging.getLogger("moshpit.server")
+
+
+def set_window_size(fd: int, cols: int, rows: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+class ShellSession:
+    """One shell on a PTY, its screen, its UDP socket and whichever channel is attached."""
+
+    def __init__(self, server: "Server", record, params, sock, user: pwd.struct_passwd):
+        self.server = server
+        self.record = record
+        self.sock = sock
+        self.session = ServerSession(params.cols, params.rows)
+        self.channels: dict[int, Channel] = {}
+        self.channel: Channel | None = None
+        self._timer = None
+        self._greenlets: list[gevent.Greenlet] = []
+        self.exit_status: int | None = None
+        self.pid, self.fd = self._spawn(params, user)
+        set_window_size(self.fd, params.cols, params.rows)
+        self._greenlets.append(gevent.spawn(self._read_pty))
+        self._greenlets.append(gevent.spawn(self._read_udp))
+
+    def _spawn(self, params, user):
+        env = {"TERM": params.env.get("TERM", "xterm-256color"), "HOME": user.pw_dir,
+               "USER": user.pw_name, "LOGNAME": user.pw_name, "SHELL": user.pw_shell,
+               "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        for key, value in params.env.items():
+            if key in ("LANG", "TZ") or key.startswith("LC_"):
+                env[key] = value
+        argv = self.server.command or [user.pw_shell or "/bin/sh", "-l"]
+        pid, fd = gevent.os.forkpty_and_watch()
+        if pid == 0:                                   # the child: become the shell
+            try:
+                if os.getuid() == 0 and user.pw_uid != 0:
+                    os.initgroups(user.pw_name, user.pw_gid)
+                    os.setgid(user.pw_gid)
+                    os.setuid(user.pw_uid)
+                os.chdir(user.pw_dir if os.path.isdir(user.pw_dir) else "/")
+                os.execvpe(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        os.set_blocking(fd, False)
+        return pid, fd
+
+    # --- connections --------------------------------------------------------------
+    def attach(self, channel: Channel) -> None:
+        if self.channel is not None and not self.channel.closed:
+            self.channel.close(CloseCode.DISPLACED, "resumed elsewhere", now=time.monotonic())
+        self.channels[channel.conn_id] = channel
+        self.channel = channel
+        self.session.attach(channel)
+        self.service()
+
+    # --- I/O greenlets ----------------------------------------------------------------
+    def _read_pty(self) -> None:
+        while True:
+            try:
+                data = gevent.os.nb_read(self.fd, 65536)
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    log.warning("pty read failed: %s", exc)
+                data = b""
+            if not data:
+                break
+            self.session.pty_output(data, time.monotonic())
+            self.service()
+        self._shell_exited()
+
+    def _read_udp(self) -> None:
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(codec.MAX_DATAGRAM_SIZE + 1)
+            except OSError:
+                return
+            try:
+                _, conn_id, _ = codec.decode_header(data)
+            except DecodeError:
+                continue
+            channel = self.channels.get(conn_id) or self.channel
+            if channel is not None:
+                channel.receive_datagram(data, addr, time.monotonic())
+                self.service()
+
+    def _shell_exited(self) -> None:
+        try:
+            _, status = gevent.os.waitpid(self.pid, 0)
+            self.exit_status = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            self.exit_status = self.exit_status or 0
+        self.session.flush()
+        if self.channel is not None:
+            self.channel.close(CloseCode.SHELL_EXITED, f"shell exited with status {self.exit_status}",
+                               now=time.monotonic())
+            self.service()
+        gevent.spawn_later(5, self.shutdown)
+
+    # --- the one timer ------------------------------------------------------------------
+    def service(self) -> None:
+        now = time.monotonic()
+        for channel in list(self.channels.values()):
+            for data, addr in channel.datagrams_to_send(now):
+                try:
+                    self.sock.sendto(data, addr)
+                except OSError as exc:
+                    log.debug("send to %s failed: %s", addr, exc)
+            while (event := channel.next_event()) is not None:
+                if channel is self.channel:
+                    self.session.on_event(event)
+                    if isinstance(event, Resized):
+                        set_window_size(self.fd, event.cols, event.rows)
+                if isinstance(event, ConnectionClosed) and channel is self.channel and event.by_peer:
+                    log.info("client closed the connection: %s", event.reason)
+            if channel.closed and channel is not self.channel:
+                self.channels.pop(channel.conn_id, None)
+        pending = self.session.take_pty_input()
+        if pending and self.exit_status is None:
+            try:
+                gevent.os.nb_write(self.fd, pending)
+            except OSError:
+                pass
+        self._arm(now)
+
+    def _arm(self, now: float) -> None:
+        deadlines = [t for t in [self.session.get_timer(), *(c.get_timer() for c in self.channels.values())]
+                     if t is not None]
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+        if deadlines:
+            self._timer = gevent.get_hub().loop.timer(max(0.0, min(deadlines) - now))
+            self._timer.start(self._on_timer)
+
+    def _on_timer(self) -> None:
+        now = time.monotonic()
+        self.session.handle_timer(now)
+        for channel in list(self.channels.values()):
+            channel.handle_timer(now)
+        self.service()
+
+    def shutdown(self) -> None:
+        for greenlet in self._greenlets:
+            greenlet.kill(block=False)
+        if self._timer is not None:
+            self._timer.close()
+        if self.exit_status is None:
+            try:
+                os.kill(self.pid, 1)
+            except ProcessLookupError:
+                pass
+        for closer in (self.sock.close, lambda: os.close(self.fd)):
+            try:
+                closer()
+            except OSError:
+                pass
+        self.server._forget(self)
+
+
+class Server:
+    """mps as a library: ``start()`` for embedding, ``serve_forever()``, ``stop()``."""
+
+    def __init__(self, host_key, *, bind: tuple = ("::", 40404), udp_ports=(50000, 59999),
+                 udp_host: str | None = None, authorized_keys: str = "%h/.mp/authorized_keys",
+                 command: list[str] | None = None, handshake_timeout: float = 10.0):
+        self.host_key = host_key
+        self.bind = bind
+        self.udp_host = udp_host if udp_host is not None else bind[0]
+        self.authorized_keys = authorized_keys
+        self.command = command
+        self.handshake_timeout = handshake_timeout
+        self.registry = SessionRegistry(PortPool(range(udp_ports[0], udp_ports[1] + 1)))
+        self.sessions: dict[bytes, ShellSession] = {}
+        self._tcp: StreamServer | None = None
+        self._stopped = gevent.event.Event()
+        self.user = pwd.getpwuid(os.getuid())
+
+    @property
+    def address(self):
+        return self._tcp.address if self._tcp is not None else None
+
+    def start(self) -> None:
+        self._tcp = StreamServer(self.bind, self._handle)
+        self._tcp.start()
+        self._stopped.clear()
+        log.info("listening on %s", self._tcp.address)
+
+    def serve_forever(self) -> None:
+        if self._tcp is None:
+            self.start()
+        self._stopped.wait()
+
+    def stop(self, timeout: float | None = None) -> None:
+        if self._tcp is not None:
+            self._tcp.stop(timeout=timeout)
+            self._tcp = None
+        for shell in list(self.sessions.values()):
+            if shell.channel is not None:
+                shell.channel.close(CloseCode.SERVER_SHUTDOWN, "server shutting down", now=time.monotonic())
+                shell.service()
+            shell.shutdown()
+        self._stopped.set()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _forget(self, shell: ShellSession) -> None:
+        if self.sessions.pop(shell.record.session_id, None) is not None:
+            self.registry.close(shell.record.session_id)
+
+    # --- one TCP connection: the handshake ----------------------------------------------
+    def _handle(self, sock, address) -> None:
+        hs = ServerHandshake(self.host_key, now=time.monotonic(), timeout=self.handshake_timeout)
+        try:
+            with gevent.Timeout(self.handshake_timeout + 1):
+                while not hs.finished:
+                    data = sock.recv(4096)
+                    hs.receive_data(data, time.monotonic())
+                    event = hs.next_event()
+                    if isinstance(event, AuthRequested):
+                        self._decide(hs, event, address)
+                    out = hs.data_to_send()
+                    if out:
+                        sock.sendall(out)
+        except (RemoteProtocolError, HandshakeError) as exc:
+            log.info("handshake from %s failed: %s", address, exc)
+            out = hs.data_to_send()
+            if out:
+                try:
+                    sock.sendall(out)
+                except OSError:
+                    pass
+        except (OSError, gevent.Timeout) as exc:
+            log.info("handshake from %s ended: %s", address, exc)
+        finally:
+            sock.close()
+
+    def _decide(self, hs: ServerHandshake, request: AuthRequested, address) -> None:
+        if request.user != self.user.pw_name:
+            log.warning("refused %s from %s: this server serves only %s", request.user, address, self.user.pw_name)
+            hs.refuse()
+            return
+        verdict = check_authorized(request.client_key, user=self.user.pw_name, home=self.user.pw_dir,
+                                   uid=self.user.pw_uid, template=self.authorized_keys)
+        if not verdict.allowed:
+            log.warning("refused %s (%s) from %s: %s", request.user, request.fingerprint, address, verdict.reason)
+            hs.refuse()
+            return
+        try:
+            admission = self.registry.admit(request.user, request.client_key, request.resume_token)
+        except PortsExhausted:
+            hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
+            return
+        record = admission.session
+        shell = self.sessions.get(record.session_id)
+        sock = shell.sock if shell is not None else self._bind_udp(record)
+        params = hs.accept(conn_id=record.conn_id, udp_port=record.udp_port, session_id=record.session_id,
+                           resume_token=admission.resume_token, resumed=admission.resumed)
+        if shell is None:
+            shell = ShellSession(self, record, params, sock, self.user)
+            self.sessions[record.session_id] = shell
+        channel = Channel.from_params(Role.SERVER, params, now=time.monotonic(),
+                                      screen_source=shell.session.screen_source)
+        shell.attach(channel)
+        log.info("%s session for %s (%s) on UDP %d", "resumed" if admission.resumed else "new",
+                 request.user, request.fingerprint, record.udp_port)
+
+    def _bind_udp(self, record):
+        family = gsocket.AF_INET6 if ":" in self.udp_host else gsocket.AF_INET
+        for _ in range(64):
+            sock = gsocket.socket(family, gsocket.SOCK_DGRAM)
+            try:
+                sock.bind((self.udp_host, record.udp_port))
+                return sock
+            except OSError:
+                sock.close()
+                self.registry.ports.release(record.udp_port)
+                record.udp_port = self.registry.ports.allocate()
+        raise PortsExhausted("no UDP port could be bound")

@@ -1,0 +1,16 @@
+"""The example in docs/embedding.md runs as written."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "embedding.md"
+
+
+def test_embedding_example_runs():
+    code, = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "moshpit listening on ('127.0.0.1'," in result.stdout
+    assert "sessions: 0" in result.stdout
