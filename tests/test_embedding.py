@@ -8,9 +8,11 @@ from pathlib import Path
 DOC = Path(__file__).resolve().parents[1] / "docs" / "embedding.md"
 
 
-def test_embedding_example_runs():
+def test_embedding_example_runs(tmp_path):
     code, = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # Run outside the source tree, so the installed (compiled) package is the one imported.
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "moshpit listening on ('127.0.0.1'," in result.stdout
     assert "sessions: 0" in result.stdout

@@ -46,8 +46,10 @@ def test_refuses_to_overwrite_and_to_read_loose_or_broken_keys(tmp_path):
 
 
 def run(*args, env=None):
+    # From a neutral directory: ``-m`` puts the working directory first on sys.path.
+    cwd = (env or {}).get("HOME") or "/"
     return subprocess.run([sys.executable, "-m", "moshpit.cli.keygen", *args], capture_output=True,
-                          text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+                          text=True, env=env, timeout=60, stdin=subprocess.DEVNULL, cwd=cwd)
 
 
 def test_generate_fingerprint_verify_as_a_user_would(tmp_path):
