@@ -68,9 +68,15 @@ class LogConfig:
     level: str = field(default="info", metadata=_check(_choice("debug", "info", "warning", "error")))
 
 
+def _listen_port(value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a port number, 0..65535 (0: any free port)")
+    return value
+
+
 @dataclass(frozen=True)
 class ServerConfig:
-    port: int = field(default=40404, metadata=_check(_port))
+    port: int = field(default=40404, metadata=_check(_listen_port))
     bind: str = "::"
     udp_ports: tuple = field(default=(50000, 59999), metadata=_check(_port_range))
     authorized_keys_file: str = "%h/.mp/authorized_keys"

@@ -34,6 +34,7 @@ def test_file_then_command_line_then_environment(tmp_path):
 
 @pytest.mark.parametrize("text, env, message", [
     ("port = 70000\n", {}, "conf.toml: port must be a port number"),
+    ("port = -1\n", {}, "conf.toml: port must be a port number"),
     ('port = "x"\n', {}, "conf.toml: port has the wrong type"),
     ("prot = 1\n", {}, "unknown key 'prot'"),
     ("port = \n", {}, "not valid TOML"),
