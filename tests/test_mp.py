@@ -48,3 +48,54 @@ def test_mp_errors_are_one_clear_line(tmp_path, args, message, code):
         assert message in text and "Traceback" not in text
     finally:
         program.kill()
+
+
+def test_kill_9_and_run_again_on_the_same_terminal_resumes_the_same_shell(tmp_path):
+    import nacl.signing
+    import re
+    import signal
+    import subprocess
+    from moshpit.keyfiles import write_key_pair
+    from moshpit.keys import format_public_key
+    from test_mps import start_mps
+
+    key = nacl.signing.SigningKey.generate()
+    write_key_pair(tmp_path / ".mp" / "id_ed25519", key)
+    write_key_pair(tmp_path / ".mp" / "mps_host_ed25519_key", nacl.signing.SigningKey.generate())
+    (tmp_path / ".mp" / "authorized_keys").write_text(format_public_key(bytes(key.verify_key)) + "\n")
+    (tmp_path / ".mp" / "authorized_keys").chmod(0o600)
+    server = start_mps(tmp_path, "--bind", "127.0.0.1", "--port", "0", "--udp-ports", "53200-53299")
+    line = ""
+    while "mps: listening" not in line:
+        line = server.stderr.readline()
+        assert line, "mps exited before listening"
+    port = re.search(r"port (\d+)", line).group(1)
+    env = dict(os.environ, HOME=str(tmp_path), TERM="xterm-256color", PS1="$ ")
+    terminal = PtyProgram(["bash", "--norc", "--noprofile"], env=env, cwd=str(tmp_path))
+    mp = f"{sys.executable} -m moshpit.cli.mp -s {port} --host-key-check accept-new 127.0.0.1\r".encode()
+    try:
+        terminal.write(mp)
+        assert terminal.expect(b"known hosts")
+        terminal.write(b"echo shell=$$.\r")
+        found = None
+        for _ in range(100):
+            found = re.search(rb"shell=(\d+)\.", bytes(terminal.output))
+            if found:
+                break
+            terminal.read(0.1)
+        assert found
+        shell_pid = found.group(1)
+        client_pid = subprocess.run(["pgrep", "-P", str(terminal.pid)], capture_output=True,
+                                    text=True).stdout.split()[0]
+        os.kill(int(client_pid), signal.SIGKILL)    # the client dies without a word
+        terminal.read(0.5)
+        terminal.output.clear()
+        terminal.write(b"stty sane\r" + mp)         # same terminal, same command
+        terminal.write(b"echo again=$$.\r")
+        assert terminal.expect(b"again=" + shell_pid + b".")
+        terminal.write(b"exit\r")
+        assert terminal.expect(b"shell exited with status 0")
+    finally:
+        terminal.kill()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=10)

@@ -44,6 +44,7 @@ from moshpit.config import ConfigError, load
 from moshpit.errors import MoshpitError
 from moshpit.keyfiles import PassphraseRequired, read_private_key, read_public_key
 from moshpit.keys import HostKeyPolicy, KnownHosts
+from moshpit.sessionfile import SessionFile, terminal_name
 
 
 def parse_destination(dest: str) -> tuple[str | None, str]:
@@ -102,13 +103,18 @@ def main(argv: list[str] | None = None) -> int:
             client, server = _local_client(config)
         else:
             user, host = parse_destination(args["DEST"])
+            user = user or getpass.getuser()
+            sessions = SessionFile(os.path.expanduser("~"), terminal_name(0))
             client = Client(host, config.server_port, identity=load_identity(config.identity, args["-k"]),
-                            user=user or getpass.getuser(), known_hosts=KnownHosts(os.path.expanduser(config.known_hosts)),
+                            user=user, known_hosts=KnownHosts(os.path.expanduser(config.known_hosts)),
                             policy=HostKeyPolicy(config.host_key_check), diff_mode=DiffMode(config.diff_mode),
                             term=os.environ.get("TERM", config.term), ask=ask_on_tty,
-                            env={k: v for k, v in os.environ.items() if k in ("LANG", "TZ") or k.startswith("LC_")})
+                            env={k: v for k, v in os.environ.items() if k in ("LANG", "TZ") or k.startswith("LC_")},
+                            resume_token=sessions.load(host, config.server_port, user))
             server = None
         client.connect()
+        if server is None:
+            sessions.save(host, config.server_port, user, client.params.resume_token)
     except (ConfigError, MoshpitError) as exc:
         print(f"mp: {exc}", file=sys.stderr)
         return 1
@@ -117,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         code = client.run()
     if server is not None:
         server.stop(timeout=1)
+    elif client.session_over:
+        sessions.remove()
     if client.exit_message:
         print(f"mp: {client.exit_message}", file=sys.stderr)
     return code

@@ -57,6 +57,7 @@ class Client:
         self._escape = False
         self._timer = None
         self._status_shown = False
+        self.session_over = False     # True once the shell is gone (or we ended it)
 
     # --- connecting -----------------------------------------------------------------
     def connect(self) -> None:
@@ -114,6 +115,8 @@ class Client:
     def run(self) -> int:
         greenlets = [gevent.spawn(self._read_udp), gevent.spawn(self._read_stdin)]
         gevent.signal_handler(signal.SIGWINCH, self._resized)
+        for sig in (signal.SIGTERM, signal.SIGHUP):      # leave through the front door, so the
+            gevent.signal_handler(sig, self._terminated)  # terminal is always restored
         self.service()
         self._done.wait()
         for greenlet in greenlets:
@@ -173,13 +176,19 @@ class Client:
         import os
         os.kill(os.getpid(), signal.SIGTSTP)
 
+    def _terminated(self) -> None:
+        self.exit_code = 1
+        self._done.set()          # no CLOSE: the session stays, to be resumed
+
     def _resized(self) -> None:
         cols, rows = window_size(self.stdout_fd)
         self.session.resize(cols, rows, self.channel)
         self.service()
 
     def quit(self, message: str) -> None:
+        """The user is done: end the session (as Mosh does), not just this client."""
         self.exit_message = message
+        self.session_over = True
         if self.channel is not None and not self.channel.closed:
             self.channel.close(CloseCode.NORMAL, "client quit", now=time.monotonic())
             self.service()
@@ -200,6 +209,7 @@ class Client:
                 self._status(None)
             elif isinstance(event, ConnectionClosed):
                 self.exit_message = event.reason if event.by_peer else ""
+                self.session_over = event.code != CloseCode.DISPLACED
                 self._flush_output()
                 self._done.set()
         self._flush_output()

@@ -147,7 +147,8 @@ class ShellSession:
                     if isinstance(event, Resized):
                         set_window_size(self.fd, event.cols, event.rows)
                 if isinstance(event, ConnectionClosed) and channel is self.channel and event.by_peer:
-                    log.info("client closed the connection: %s", event.reason)
+                    log.info("client ended the session: %s", event.reason)
+                    gevent.spawn_later(0.5, self.shutdown)   # after our CLOSE answer went out
             if channel.closed and channel is not self.channel:
                 self.channels.pop(channel.conn_id, None)
         pending = self.session.take_pty_input()

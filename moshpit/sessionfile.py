@@ -1,0 +1,55 @@
+"""Per-terminal session files: running mp again on the same terminal resumes its session.
+
+``~/.mp/sessions/<terminal>`` (0600, directory 0700) remembers the server, the
+user and the current resume token. The token alone is useless to anyone else:
+it only resumes a session for the identity key that opened it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+
+def terminal_name(fd: int = 0) -> str | None:
+    try:
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", os.ttyname(fd).lstrip("/"))
+    except OSError:
+        return None
+
+
+class SessionFile:
+    def __init__(self, home: str | os.PathLike, terminal: str | None):
+        self.path = Path(home) / ".mp" / "sessions" / terminal if terminal else None
+
+    def load(self, host: str, port: int, user: str) -> bytes | None:
+        """The resume token for this server and user, if this terminal has one."""
+        if self.path is None:
+            return None
+        try:
+            data = json.loads(self.path.read_text())
+            if (data["host"], data["port"], data["user"]) == (host, port, user):
+                token = bytes.fromhex(data["token"])
+                return token if len(token) == 32 else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return None
+
+    def save(self, host: str, port: int, user: str, token: bytes) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"host": host, "port": port, "user": user, "token": token.hex()}, handle)
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        if self.path is not None:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
