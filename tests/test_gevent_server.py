@@ -13,7 +13,7 @@ from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import (ConnectionClosed, DataReceived, HandshakeComplete,
                                      HandshakeRefused, HostKeyReceived)
 from moshpit.protocol.handshake import ClientHandshake, DiffMode
-from moshpit.gevent.server import Server
+from moshpit.gevent.server import Server, size_buffers
 
 
 class ShellClient:
@@ -42,6 +42,7 @@ class ShellClient:
         if self.params is None:
             return
         self.sock = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
+        size_buffers(self.sock)
         self.sock.connect((address[0], self.params.udp_port))
         self.channel = Channel.from_params(Role.CLIENT, self.params, now=time.monotonic(),
                                            peer_addr=(address[0], self.params.udp_port))

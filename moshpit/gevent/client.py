@@ -24,6 +24,7 @@ from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import (ConnectionClosed, HandshakeRefused, HostKeyReceived,
                                      PeerReachable, PeerSilent)
 from moshpit.protocol.handshake import ClientHandshake, DiffMode
+from moshpit.gevent.server import size_buffers
 from moshpit.session import ClientSession
 from moshpit.terminal.render import render_full
 from moshpit.terminal.tty import window_size
@@ -102,6 +103,7 @@ class Client:
             tcp.close()
         self.params = hs.params
         udp = gsocket.socket(family, gsocket.SOCK_DGRAM)
+        size_buffers(udp)
         udp.connect((address[0], self.params.udp_port))
         self.udp = udp
         self.channel = Channel.from_params(Role.CLIENT, self.params, now=time.monotonic(),

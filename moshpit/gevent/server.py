@@ -36,6 +36,17 @@ from moshpit.session import ServerSession
 log = logging.getLogger("moshpit.server")
 
 
+UDP_BUFFER = 4 << 20     # bursts of output must not overflow the socket before we read it
+
+
+def size_buffers(sock) -> None:
+    for option in (gsocket.SO_RCVBUF, gsocket.SO_SNDBUF):
+        try:
+            sock.setsockopt(gsocket.SOL_SOCKET, option, UDP_BUFFER)
+        except OSError:
+            pass
+
+
 def set_window_size(fd: int, cols: int, rows: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
@@ -310,6 +321,7 @@ class Server:
         family = gsocket.AF_INET6 if ":" in self.udp_host else gsocket.AF_INET
         for _ in range(64):
             sock = gsocket.socket(family, gsocket.SOCK_DGRAM)
+            size_buffers(sock)
             try:
                 sock.bind((self.udp_host, record.udp_port))
                 return sock
