@@ -3,7 +3,6 @@
 The sources mirror the package layout (_ext/moshpit/codec.pyx -> moshpit.codec) so
 that Cython finds each module's .pxd and cross-module cimports resolve.
 """
-from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup

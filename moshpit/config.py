@@ -100,6 +100,7 @@ class ClientConfig:
 
 
 APPS = {"moshpits": ServerConfig, "moshpit": ClientConfig}
+_TABLES = {"log": LogConfig}     # keys that are TOML tables of their own
 
 
 def default_path(app: str, home: str | None = None) -> Path:
@@ -138,9 +139,9 @@ def _convert(name: str, kind: type, value: Any, source: str):
 def _build(cls, values: dict, origins: dict, prefix: str):
     kwargs = {}
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(f.type) or (isinstance(f.type, str) and f.type in ("LogConfig",)):
+        if f.name in _TABLES:
             sub = values.get(f.name, {})
-            kwargs[f.name] = _build(LogConfig, sub if isinstance(sub, dict) else {}, origins,
+            kwargs[f.name] = _build(_TABLES[f.name], sub if isinstance(sub, dict) else {}, origins,
                                     f"{prefix}{f.name}.")
             continue
         if f.name not in values:
@@ -162,8 +163,8 @@ def _env_names(cls, app: str, prefix: str = "") -> dict[str, str]:
     """Environment variable -> dotted key, for every key of the schema."""
     names = {}
     for f in dataclasses.fields(cls):
-        if f.name == "log":
-            names.update(_env_names(LogConfig, app, prefix + "log."))
+        if f.name in _TABLES:
+            names.update(_env_names(_TABLES[f.name], app, f"{prefix}{f.name}."))
         else:
             dotted = prefix + f.name
             names[f"{app.upper()}_{dotted.replace('.', '_').upper()}"] = dotted
@@ -196,9 +197,11 @@ def load(app: str, path: str | os.PathLike | None = None, *, cli: dict | None = 
         for key in values:
             if key not in known:
                 raise ConfigError(f"{path}: unknown key {key!r}")
-        for key in values.get("log", {}) if isinstance(values.get("log"), dict) else {}:
-            if key not in {f.name for f in dataclasses.fields(LogConfig)}:
-                raise ConfigError(f"{path}: unknown key 'log.{key}'")
+        for table, table_cls in _TABLES.items():
+            sub = values.get(table)
+            for key in sub if isinstance(sub, dict) else ():
+                if key not in {f.name for f in dataclasses.fields(table_cls)}:
+                    raise ConfigError(f"{path}: unknown key '{table}.{key}'")
         origins = {k: str(path) for k in _env_names(cls, app).values()}
     for dotted, value in (cli or {}).items():
         if value is not None:

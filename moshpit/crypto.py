@@ -26,11 +26,15 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
+import nacl.bindings
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from moshpit import codec
-from moshpit.errors import DatagramDropped, DecodeError, DropReason, LocalProtocolError
+from moshpit.errors import (DatagramDropped, DecodeError, DropReason, LocalProtocolError,
+                            RemoteProtocolError)
 from moshpit.replay import ReplayWindow
 
 AEAD_KEY_SIZE = 32
@@ -177,12 +181,6 @@ class PacketOpener(_Protection):
 # th2 and th3 are SHA-512 transcript hashes (see moshpit.protocol.handshake and
 # docs/protocol.md): every key depends on both ephemerals and on everything
 # both identities signed.
-
-import nacl.bindings  # noqa: E402
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand  # noqa: E402
-
-from moshpit.errors import RemoteProtocolError  # noqa: E402
 
 KDF_SALT = b"moshpit v1"
 _LABEL = b"moshpit v1 "

@@ -8,14 +8,13 @@ and delay are seeded random choices, so every run of a test is the same run.
 from __future__ import annotations
 
 import heapq
-import os
 import random
 from dataclasses import dataclass, field
 
 import nacl.signing
 
 from moshpit.protocol.channel import Channel, ChannelConfig, Role
-from moshpit.protocol.events import ScreenUpdate
+from moshpit.protocol.events import DataReceived, ScreenUpdate
 from moshpit.protocol.handshake import ClientHandshake, DiffMode, ServerHandshake
 from moshpit.protocol.sessions import PortPool, SessionRegistry
 
@@ -239,7 +238,7 @@ class SimNet:
                     continue
                 if ep is self.client and isinstance(event, ScreenUpdate):
                     self.client_screen.apply(event, ep.channel)
-                if hasattr(event, "data") and type(event).__name__ == "DataReceived":
+                if isinstance(event, DataReceived):
                     ep.received += event.data
 
     def step(self, until: float) -> bool:
@@ -291,6 +290,3 @@ class SimNet:
 def random_bytes(n: int, seed: int = 1) -> bytes:
     return random.Random(seed).randbytes(n)
 
-
-def fresh_keys():
-    return nacl.signing.SigningKey.generate(), os.urandom

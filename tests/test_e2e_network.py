@@ -6,7 +6,7 @@ import pytest
 
 from moshpit.protocol.handshake import DiffMode
 from relay import Relay
-from test_gevent_server import ShellClient, home, server  # noqa: F401  (fixtures)
+from test_gevent_server import ShellClient
 
 
 def through_relay(server, key, mode=DiffMode.RELIABLE, **impairments):

@@ -6,14 +6,11 @@ import time
 import gevent
 import gevent.socket as gsocket
 import nacl.signing
-import pytest
 
-from moshpit.keys import format_public_key
 from moshpit.protocol.channel import Channel, CloseCode, Role
-from moshpit.protocol.events import (ConnectionClosed, DataReceived, HandshakeComplete,
-                                     HandshakeRefused, HostKeyReceived)
+from moshpit.protocol.events import (ConnectionClosed, DataReceived, HandshakeRefused, HostKeyReceived)
 from moshpit.protocol.handshake import ClientHandshake, DiffMode
-from moshpit.gevent.server import Server, size_buffers
+from moshpit.gevent.server import size_buffers
 
 
 class ShellClient:
@@ -87,26 +84,6 @@ class ShellClient:
             self.reader.kill()
             self.ticker.kill()
             self.sock.close()
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    key = nacl.signing.SigningKey.generate()
-    mp = tmp_path / ".mp"
-    mp.mkdir(mode=0o700)
-    (mp / "authorized_keys").write_text(format_public_key(bytes(key.verify_key)) + "\n")
-    (mp / "authorized_keys").chmod(0o600)
-    return tmp_path, key
-
-
-@pytest.fixture
-def server(home):
-    path, _ = home
-    srv = Server(nacl.signing.SigningKey.generate(), bind=("127.0.0.1", 0), udp_ports=(52000, 52100),
-                 authorized_keys=str(path / ".mp" / "authorized_keys"), command=["/bin/sh"])
-    srv.start()
-    yield srv
-    srv.stop()
 
 
 def test_a_shell_runs_commands_over_udp(server, home):

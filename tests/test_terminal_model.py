@@ -5,7 +5,7 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from moshpit.terminal.model import ScreenState, TerminalModel
+from moshpit.terminal.model import TerminalModel
 from terminal_corpus import CORPUS
 
 CSI = "\x1b["
@@ -202,9 +202,6 @@ def test_fast_path_actually_skips_on_plain_output():
     assert m.skipped_bytes > 40000
     assert row(m, 23) == "" and row(m, 22).strip() == "9999"
 
-
-def test_blank_state_matches_a_new_model():
-    assert ScreenState.blank(80, 24) == TerminalModel(80, 24).state
 
 
 # --- regressions found in review ------------------------------------------------------

@@ -159,7 +159,7 @@ cdef class SeqTracker:
         ``payload`` is what to deliver in order (None when the datagram carries
         nothing for the ordered stream but still fills its number).
         """
-        cdef uint64_t slot, s, first_missing
+        cdef uint64_t slot, s
         cdef double due
         if seq > _MAX_SEQ:
             raise LocalProtocolError(f"sequence number {seq} above MAX_SEQ")

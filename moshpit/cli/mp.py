@@ -39,10 +39,9 @@ from pathlib import Path
 from docopt import DocoptExit, docopt
 
 from moshpit import __version__
-from moshpit.cli.mps import setup_logging
+from moshpit.cli.common import load_signing_key, setup_logging
 from moshpit.config import ConfigError, load
 from moshpit.errors import MoshpitError
-from moshpit.keyfiles import PassphraseRequired, read_private_key, read_public_key
 from moshpit.keys import HostKeyPolicy, KnownHosts
 from moshpit.sessionfile import SessionFile, terminal_name
 
@@ -54,22 +53,6 @@ def parse_destination(dest: str) -> tuple[str | None, str]:
     if not host:
         raise MoshpitError(f"no host in {dest!r}")
     return (user if sep else None), host
-
-
-def load_identity(path: str, public: str | None):
-    key_path = Path(os.path.expanduser(path))
-    if not key_path.exists():
-        raise MoshpitError(f"no identity key at {key_path}; create one with: mp-keygen generate")
-    try:
-        key = read_private_key(key_path)
-    except PassphraseRequired:
-        if not sys.stdin.isatty():
-            raise MoshpitError(f"{key_path} is protected by a passphrase and there is no terminal to ask on")
-        key = read_private_key(key_path, getpass.getpass(f"Enter passphrase for {key_path}: "))
-    pub_path = Path(os.path.expanduser(public)) if public else key_path.with_name(key_path.name + ".pub")
-    if pub_path.exists() and read_public_key(pub_path)[0] != bytes(key.verify_key):
-        raise MoshpitError(f"{pub_path} does not match the private key {key_path}")
-    return key
 
 
 def ask_on_tty(prompt: str) -> bool:
@@ -96,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load("moshpit", os.path.expanduser(args["-c"]), cli=cli)
         setup_logging(False, config.log.file or args["-t"], args["-v"] - args["-q"])
-        import gevent  # noqa: F401  (only once the arguments are good)
-        from moshpit.gevent.client import Client, ClientError
+        from moshpit.gevent.client import Client     # gevent only once the arguments are good
         from moshpit.protocol.handshake import DiffMode
         if args["--local"]:
             client, server = _local_client(config)
@@ -105,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             user, host = parse_destination(args["DEST"])
             user = user or getpass.getuser()
             sessions = SessionFile(os.path.expanduser("~"), terminal_name(0))
-            client = Client(host, config.server_port, identity=load_identity(config.identity, args["-k"]),
+            identity = load_signing_key(config.identity, args["-k"],
+                                        missing="no identity key at {path}; create one with: mp-keygen generate")
+            client = Client(host, config.server_port, identity=identity,
                             user=user, known_hosts=KnownHosts(os.path.expanduser(config.known_hosts)),
                             policy=HostKeyPolicy(config.host_key_check), diff_mode=DiffMode(config.diff_mode),
                             term=os.environ.get("TERM", config.term), ask=ask_on_tty,
@@ -144,16 +128,12 @@ def _local_client(config):
     keys.write_text(format_public_key(bytes(client_key.verify_key)) + "\n")
     keys.chmod(0o600)
     server = Server(nacl.signing.SigningKey.generate(), bind=("127.0.0.1", 0),
-                    udp_ports=tuple(config_udp_ports()), authorized_keys=str(keys))
+                    authorized_keys=str(keys))
     server.start()
     client = Client("127.0.0.1", server.address[1], identity=client_key, user=server.user.pw_name,
                     known_hosts=KnownHosts(workdir / "known_hosts"), policy=HostKeyPolicy.ACCEPT_NEW,
                     diff_mode=DiffMode(config.diff_mode), term=os.environ.get("TERM", config.term))
     return client, server
-
-
-def config_udp_ports():
-    return (50000, 59999)
 
 
 def main_exit() -> None:

@@ -26,53 +26,16 @@ which wins over the command line.
 
 from __future__ import annotations
 
-import getpass
-import logging
 import os
 import signal
 import sys
-from pathlib import Path
 
 from docopt import DocoptExit, docopt
 
 from moshpit import __version__
+from moshpit.cli.common import load_signing_key, setup_logging
 from moshpit.config import ConfigError, load
 from moshpit.errors import MoshpitError
-from moshpit.keyfiles import PassphraseRequired, read_private_key, read_public_key
-
-LEVELS = [logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG]
-
-
-def setup_logging(to_stderr: bool, path: str, verbosity: int) -> None:
-    level = LEVELS[max(0, min(len(LEVELS) - 1, 2 + verbosity))]
-    if to_stderr:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-    else:
-        log_path = Path(os.path.expanduser(path))
-        log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-
-
-def load_host_key(private: str, public: str | None):
-    path = Path(os.path.expanduser(private))
-    if not path.exists():
-        raise MoshpitError(f"no host key at {path}; create one with: "
-                           f"mp-keygen generate --host --no-passphrase -f {path}")
-    try:
-        key = read_private_key(path)
-    except PassphraseRequired:
-        if not sys.stdin.isatty():
-            raise MoshpitError(f"{path} is protected by a passphrase and there is no terminal to ask on")
-        key = read_private_key(path, getpass.getpass(f"Passphrase for {path}: "))
-    pub_path = Path(os.path.expanduser(public)) if public else path.with_name(path.name + ".pub")
-    if pub_path.exists():
-        pub, _ = read_public_key(pub_path)
-        if pub != bytes(key.verify_key):
-            raise MoshpitError(f"{pub_path} does not match the private key {path}")
-    return key
-
 
 def main(argv: list[str] | None = None) -> int:
     try:
@@ -80,12 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     except DocoptExit as exc:
         print(str(exc).strip(), file=sys.stderr)
         return 2
-    cli = {"port": int(args["--port"]) if args["--port"] and args["--port"].isdigit() else args["--port"],
-           "bind": args["--bind"], "udp_ports": args["--udp-ports"], "host_key": args["-p"]}
+    cli = {"port": args["--port"], "bind": args["--bind"], "udp_ports": args["--udp-ports"], "host_key": args["-p"]}
     try:
         config = load("moshpits", os.path.expanduser(args["-c"]), cli=cli)
         setup_logging(args["-e"], config.log.file or args["-t"], args["-v"] - args["-q"])
-        host_key = load_host_key(config.host_key, args["-k"])
+        host_key = load_signing_key(config.host_key, args["-k"], missing=(
+            "no host key at {path}; create one with: mp-keygen generate --host --no-passphrase -f {path}"))
         from moshpit.gevent.server import Server       # gevent only once the arguments are good
         server = Server(host_key, bind=(config.bind, config.port), udp_ports=config.udp_ports,
                         authorized_keys=config.authorized_keys_file)

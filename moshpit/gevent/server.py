@@ -27,7 +27,7 @@ from gevent.server import StreamServer
 from moshpit import codec
 from moshpit.errors import DecodeError, RemoteProtocolError
 from moshpit.keys import check_authorized
-from moshpit.protocol.channel import Channel, ChannelState, CloseCode, Role
+from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import AuthRequested, ConnectionClosed, Resized
 from moshpit.protocol.handshake import HandshakeError, RefuseCode, ServerHandshake
 from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionRegistry

@@ -24,7 +24,6 @@ from moshpit import vtscan
 from moshpit.terminal.screen import TermScreen
 from moshpit.terminal.stream import TermStream
 
-BLANK = Char(" ")
 _SGR = re.compile("\x1b\\[[0-9:;]*m")
 MAX_COLUMNS = 1000
 MAX_ROWS = 500

@@ -19,11 +19,10 @@ from dataclasses import replace
 from pyte.screens import Char
 
 from moshpit.terminal.model import ScreenState
-from moshpit.terminal.screen import MIRRORED_PRIVATE_MODES
+from moshpit.terminal.screen import MIRRORED_PRIVATE_MODES, NAMED_COLOURS as _NAMED
 
 ESC = "\x1b"
 CSI = ESC + "["
-_NAMED = ["black", "red", "green", "brown", "blue", "magenta", "cyan", "white"]
 _NAMED_INDEX = {name: i for i, name in enumerate(_NAMED)}
 _DEFAULT_PEN = Char(" ")
 _FLAG_CODES = (("bold", "1"), ("italics", "3"), ("underscore", "4"), ("blink", "5"),
@@ -305,10 +304,10 @@ def render_diff(old: ScreenState, new: ScreenState) -> str:
     if old.margins is not None:
         p.emit(f"{CSI}r")                 # paint with full-screen addressing...
         p.x = p.y = None
-        old = _with_margins(old, None)    # ...and restore the margins at the end
+        old = replace(old, margins=None)  # ...and restore the margins at the end
     if not old.autowrap:
         p.emit(f"{CSI}?7h")
-        old = _with_autowrap(old, True)
+        old = replace(old, autowrap=True)
     old_lines = _scroll_first(p, old, new)
     for y in range(new.rows):
         if old_lines[y] is new.lines[y] or old_lines[y] == new.lines[y]:
@@ -340,11 +339,3 @@ def _scroll_first(p: _Painter, old: ScreenState, new: ScreenState) -> tuple:
     p.emit("\n" * best_k)                     # full-screen margins here: LF at the bottom scrolls
     blank = (Char(" "),) * new.cols
     return old.lines[best_k:] + (blank,) * best_k
-
-
-def _with_margins(state: ScreenState, margins) -> ScreenState:
-    return replace(state, margins=margins)
-
-
-def _with_autowrap(state: ScreenState, autowrap: bool) -> ScreenState:
-    return replace(state, autowrap=autowrap)

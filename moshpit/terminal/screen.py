@@ -32,7 +32,7 @@ from wcwidth import wcwidth
 ALT_SCREEN_MODES = (1049, 1047, 47)
 MIRRORED_PRIVATE_MODES = (1, 1000, 1002, 1003, 1004, 1005, 1006, 1015, 2004)
 
-_NAMED = ["black", "red", "green", "brown", "blue", "magenta", "cyan", "white"]
+NAMED_COLOURS = _NAMED = ["black", "red", "green", "brown", "blue", "magenta", "cyan", "white"]
 
 
 def _private(mode: int) -> int:
