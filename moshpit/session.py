@@ -30,6 +30,7 @@ class ServerSession:
         self._pending = bytearray()
         self._pending_since: float | None = None
         self.pty_input = bytearray()          # keystrokes and terminal replies for the PTY
+        self.input_received = 0               # keystroke bytes from all connections so far
 
     def attach(self, channel: Channel) -> None:
         """A (new or resumed) connection takes over; it starts from a full repaint.
@@ -90,6 +91,7 @@ class ServerSession:
     def on_event(self, event) -> None:
         if isinstance(event, DataReceived):
             self.pty_input += event.data
+            self.input_received += len(event.data)
         elif isinstance(event, Resized):
             self.flush()
             self.model.resize(event.cols, event.rows)

@@ -154,3 +154,5 @@ def test_handshake_vector_from_primitives():
     accept = AESGCMSIV(expand(b"s hs", th2, 32)).decrypt(bytes(12), v["server_accept"][3:],
                                                           v["server_accept"][:3])
     assert accept[:6] == bytes.fromhex("01020304c350")          # connection id, port 50000
+    assert accept[6:22] == bytes(range(16)) and accept[22:54] == bytes(range(100, 132))
+    assert accept[54:] == bytes(9)                               # not resumed, no input yet

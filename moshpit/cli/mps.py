@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             "no host key at {path}; create one with: mp-keygen generate --host --no-passphrase -f {path}"))
         from moshpit.gevent.server import Server       # gevent only once the arguments are good
         server = Server(host_key, bind=(config.bind, config.port), udp_ports=config.udp_ports,
-                        authorized_keys=config.authorized_keys_file)
+                        authorized_keys=config.authorized_keys_file, accept_env=config.accept_env,
+                        detached_timeout=config.detached_timeout_secs)
         server.start()
     except (ConfigError, MoshpitError) as exc:
         print(f"mps: {exc}", file=sys.stderr)

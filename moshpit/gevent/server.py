@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import fnmatch
+import grp
 import logging
 import os
 import pwd
@@ -30,7 +32,8 @@ from moshpit.keys import check_authorized
 from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import AuthRequested, ConnectionClosed, Resized
 from moshpit.protocol.handshake import HandshakeError, RefuseCode, ServerHandshake
-from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionRegistry
+from moshpit.protocol.ratelimit import HandshakeLimiter
+from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionGone, SessionRegistry
 from moshpit.session import ServerSession
 
 log = logging.getLogger("moshpit.server")
@@ -49,6 +52,21 @@ def size_buffers(sock) -> None:
 
 def set_window_size(fd: int, cols: int, rows: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _become(user: pwd.struct_passwd) -> None:
+    """In the shell's child, as root: give the terminal to ``user`` and drop to them for good."""
+    try:
+        tty_group = grp.getgrnam("tty").gr_gid
+    except KeyError:
+        tty_group = user.pw_gid
+    os.fchown(0, user.pw_uid, tty_group)        # as sshd does, so mesg, tmux and sudo work
+    os.fchmod(0, 0o620)
+    os.initgroups(user.pw_name, user.pw_gid)
+    os.setgid(user.pw_gid)
+    os.setuid(user.pw_uid)
+    if os.getuid() != user.pw_uid or os.geteuid() != user.pw_uid:
+        raise OSError("could not drop privileges")
 
 
 class ShellSession:
@@ -70,20 +88,16 @@ class ShellSession:
         self._greenlets.append(gevent.spawn(self._read_udp))
 
     def _spawn(self, params, user):
-        env = {"TERM": params.env.get("TERM", "xterm-256color"), "HOME": user.pw_dir,
+        env = {"TERM": params.env.get("TERM") or "xterm-256color", "HOME": user.pw_dir,
                "USER": user.pw_name, "LOGNAME": user.pw_name, "SHELL": user.pw_shell,
                "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        for key, value in params.env.items():
-            if key in ("LANG", "TZ") or key.startswith("LC_"):
-                env[key] = value
+        env.update(self.server.accepted_env(params.env))
         argv = self.server.command or [user.pw_shell or "/bin/sh", "-l"]
         pid, fd = gevent.os.forkpty_and_watch()
         if pid == 0:                                   # the child: become the shell
             try:
                 if os.getuid() == 0 and user.pw_uid != 0:
-                    os.initgroups(user.pw_name, user.pw_gid)
-                    os.setgid(user.pw_gid)
-                    os.setuid(user.pw_uid)
+                    _become(user)
                 os.chdir(user.pw_dir if os.path.isdir(user.pw_dir) else "/")
                 os.execvpe(argv[0], argv, env)
             finally:
@@ -170,8 +184,16 @@ class ShellSession:
                 pass
         self._arm(now)
 
+    def _detached_deadline(self) -> float | None:
+        """When this session ends for want of a client (never, unless configured)."""
+        timeout = self.server.detached_timeout
+        if not timeout or self.channel is None or self.exit_status is not None:
+            return None
+        return self.channel.last_heard + timeout
+
     def _arm(self, now: float) -> None:
-        deadlines = [t for t in [self.session.get_timer(), *(c.get_timer() for c in self.channels.values())]
+        deadlines = [t for t in [self.session.get_timer(), self._detached_deadline(),
+                                 *(c.get_timer() for c in self.channels.values())]
                      if t is not None]
         if self._timer is not None:
             self._timer.close()
@@ -182,6 +204,13 @@ class ShellSession:
 
     def _on_timer(self) -> None:
         now = time.monotonic()
+        detached_until = self._detached_deadline()
+        if detached_until is not None and now >= detached_until:
+            log.info("ending a session whose client was gone for %d s", self.server.detached_timeout)
+            self._timer = None
+            self.channel.close(CloseCode.DETACHED_TIMEOUT, "detached too long", now=now)
+            self.shutdown()
+            return
         self.session.handle_timer(now)
         for channel in list(self.channels.values()):
             channel.handle_timer(now)
@@ -210,13 +239,18 @@ class Server:
 
     def __init__(self, host_key, *, bind: tuple = ("::", 40404), udp_ports=(50000, 59999),
                  udp_host: str | None = None, authorized_keys: str = "%h/.mp/authorized_keys",
-                 command: list[str] | None = None, handshake_timeout: float = 10.0):
+                 command: list[str] | None = None, handshake_timeout: float = 10.0,
+                 accept_env=("LANG", "LC_*", "TZ"), detached_timeout: float = 0,
+                 limiter: HandshakeLimiter | None = None):
         self.host_key = host_key
         self.bind = bind
         self.udp_host = udp_host if udp_host is not None else bind[0]
         self.authorized_keys = authorized_keys
         self.command = command
         self.handshake_timeout = handshake_timeout
+        self.accept_env = tuple(accept_env)
+        self.detached_timeout = detached_timeout
+        self.limiter = limiter or HandshakeLimiter()
         self.registry = SessionRegistry(PortPool(range(udp_ports[0], udp_ports[1] + 1)))
         self.sessions: dict[bytes, ShellSession] = {}
         self._tcp: StreamServer | None = None
@@ -256,12 +290,28 @@ class Server:
     def __exit__(self, *exc):
         self.stop()
 
+    def accepted_env(self, env: dict) -> dict:
+        """The client's variables this server lets through (``accept_env`` patterns)."""
+        return {key: value for key, value in env.items()
+                if key != "TERM" and "=" not in key and "\0" not in key + value
+                and any(fnmatch.fnmatchcase(key, pattern) for pattern in self.accept_env)}
+
     def _forget(self, shell: ShellSession) -> None:
         if self.sessions.pop(shell.record.session_id, None) is not None:
             self.registry.close(shell.record.session_id)
 
     # --- one TCP connection: the handshake ----------------------------------------------
     def _handle(self, sock, address) -> None:
+        if not self.limiter.admit(address[0], time.monotonic()):
+            log.debug("too many key exchanges from %s; closed unanswered", address[0])
+            sock.close()
+            return
+        try:
+            self._handshake(sock, address)
+        finally:
+            self.limiter.done()
+
+    def _handshake(self, sock, address) -> None:
         hs = ServerHandshake(self.host_key, now=time.monotonic(), timeout=self.handshake_timeout)
         try:
             with gevent.Timeout(self.handshake_timeout + 1):
@@ -287,29 +337,46 @@ class Server:
         finally:
             sock.close()
 
+    def target_user(self, name: str) -> pwd.struct_passwd | None:
+        """Whom a login as ``name`` runs as: anyone when we are root, else only ourselves."""
+        if os.getuid() != 0:
+            return self.user if name == self.user.pw_name else None
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            return None
+
     def _decide(self, hs: ServerHandshake, request: AuthRequested, address) -> None:
-        if request.user != self.user.pw_name:
-            log.warning("refused %s from %s: this server serves only %s", request.user, address, self.user.pw_name)
+        user = self.target_user(request.user)
+        if user is None:
+            log.warning("refused %s from %s: %s", request.user, address,
+                        "no such user" if os.getuid() == 0 else f"this server serves only {self.user.pw_name}")
             hs.refuse()
             return
-        verdict = check_authorized(request.client_key, user=self.user.pw_name, home=self.user.pw_dir,
-                                   uid=self.user.pw_uid, template=self.authorized_keys)
+        verdict = check_authorized(request.client_key, user=user.pw_name, home=user.pw_dir,
+                                   uid=user.pw_uid, template=self.authorized_keys)
         if not verdict.allowed:
             log.warning("refused %s (%s) from %s: %s", request.user, request.fingerprint, address, verdict.reason)
             hs.refuse()
             return
         try:
-            admission = self.registry.admit(request.user, request.client_key, request.resume_token)
+            admission = self.registry.admit(request.user, request.client_key, request.resume_token,
+                                            resume_only=request.resume_only)
         except PortsExhausted:
             hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
+            return
+        except SessionGone as exc:
+            log.info("no session to resume for %s (%s): %s", request.user, request.fingerprint, exc)
+            hs.refuse(RefuseCode.NO_SESSION, "the session no longer exists")
             return
         record = admission.session
         shell = self.sessions.get(record.session_id)
         sock = shell.sock if shell is not None else self._bind_udp(record)
         params = hs.accept(conn_id=record.conn_id, udp_port=record.udp_port, session_id=record.session_id,
-                           resume_token=admission.resume_token, resumed=admission.resumed)
+                           resume_token=admission.resume_token, resumed=admission.resumed,
+                           input_received=shell.session.input_received if shell is not None else 0)
         if shell is None:
-            shell = ShellSession(self, record, params, sock, self.user)
+            shell = ShellSession(self, record, params, sock, user)
             self.sessions[record.session_id] = shell
         channel = Channel.from_params(Role.SERVER, params, now=time.monotonic(),
                                       screen_source=shell.session.screen_source)

@@ -67,6 +67,7 @@ class CloseCode(enum.IntEnum):
     SERVER_SHUTDOWN = 2
     DISPLACED = 3          # a newer connection resumed this session
     PROTOCOL_ERROR = 4
+    DETACHED_TIMEOUT = 5   # the server ended a session whose client was gone too long
 
 
 @dataclass(frozen=True)

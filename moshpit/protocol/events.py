@@ -99,6 +99,7 @@ class AuthRequested(Event):
     cols: int
     rows: int
     env: dict
+    resume_only: bool = False     # reconnecting by itself: refuse rather than open a new session
 
 
 @dataclass(frozen=True, slots=True)

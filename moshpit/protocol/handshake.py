@@ -70,6 +70,7 @@ class DiffMode(enum.Enum):
 
 _MODE_CODES = {DiffMode.RELIABLE: 0, DiffMode.DATAGRAM: 1, DiffMode.STATESYNC: 2}
 _CODE_MODES = {v: k for k, v in _MODE_CODES.items()}
+_RESUME_ONLY = 0x80        # in the diff-mode byte: re-attach or refuse, never open a new session
 
 
 class Failure(enum.IntEnum):
@@ -92,6 +93,7 @@ class RefuseCode(enum.IntEnum):
     NOT_AUTHORISED = 1
     SERVER_BUSY = 2
     UNSUPPORTED = 3
+    NO_SESSION = 4         # a resume-only request named a session that no longer exists
 
 
 class HandshakeError(RemoteProtocolError):
@@ -132,6 +134,7 @@ class SessionParams:
     cols: int
     rows: int
     env: dict
+    input_received: int = 0    # keystroke bytes the session's shell got before this connection
 
 
 class _Reader:
@@ -155,6 +158,9 @@ class _Reader:
 
     def u32(self) -> int:
         return int.from_bytes(self.take(4), "big")
+
+    def u64(self) -> int:
+        return int.from_bytes(self.take(8), "big")
 
     def text(self, size_bytes: int) -> str:
         n = self.u8() if size_bytes == 1 else self.u16()
@@ -302,10 +308,13 @@ class ClientHandshake(_Handshake):
     def __init__(self, identity: nacl.signing.SigningKey, user: str, *, now: float,
                  diff_mode: DiffMode = DiffMode.RELIABLE, cols: int = 80, rows: int = 24,
                  env: dict | None = None, resume_token: bytes | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, rng=os.urandom):
+                 resume_only: bool = False, timeout: float = DEFAULT_TIMEOUT, rng=os.urandom):
         super().__init__(now, timeout, rng)
         if resume_token is not None and len(resume_token) != TOKEN_SIZE:
             raise LocalProtocolError("resume token must be 32 bytes")
+        if resume_only and resume_token is None:
+            raise LocalProtocolError("resume_only needs a resume token")
+        self._resume_only = resume_only
         if not (0 < cols < 65536 and 0 < rows < 65536):
             raise LocalProtocolError("window size out of range")
         self._identity = identity
@@ -352,7 +361,8 @@ class ClientHandshake(_Handshake):
             raise LocalProtocolError("user name or environment too long for the handshake")
         fields = b"".join([
             bytes([len(user)]), user, bytes(self._identity.verify_key),
-            bytes([len(token)]), token, bytes([_MODE_CODES[self._mode]]),
+            bytes([len(token)]), token,
+            bytes([_MODE_CODES[self._mode] | (_RESUME_ONLY if self._resume_only else 0)]),
             struct.pack("!HH", self._cols, self._rows), bytes([len(env)]),
             *(bytes([len(k)]) + k + struct.pack("!H", len(v)) + v for k, v in env),
         ])
@@ -374,6 +384,7 @@ class ClientHandshake(_Handshake):
         reader = _Reader(_open(self._k_s_hs, MessageType.SERVER_ACCEPT, body))
         conn_id, port = reader.u32(), reader.u16()
         session_id, token, flags = reader.take(SESSION_ID_SIZE), reader.take(TOKEN_SIZE), reader.u8()
+        input_received = reader.u64()
         reader.end()
         if port == 0:
             raise HandshakeError(Failure.MALFORMED, "UDP port 0")
@@ -381,7 +392,8 @@ class ClientHandshake(_Handshake):
             conn_id=conn_id, udp_port=port, session_id=session_id, resume_token=token,
             resumed=bool(flags & 1), diff_mode=self._mode, keys=self._keys,
             client_key=bytes(self._identity.verify_key), host_key=self._host_key,
-            user=self._user, cols=self._cols, rows=self._rows, env=self._env)
+            user=self._user, cols=self._cols, rows=self._rows, env=self._env,
+            input_received=input_received)
         self.state = State.DONE
         self._events.append(HandshakeComplete(self.params))
 
@@ -434,8 +446,9 @@ class ServerHandshake(_Handshake):
         if token_len not in (0, TOKEN_SIZE):
             raise HandshakeError(Failure.MALFORMED, f"resume token of {token_len} bytes")
         token = reader.take(token_len) or None
-        mode = _CODE_MODES.get(reader.u8())
-        if mode is None:
+        mode_byte = reader.u8()
+        mode = _CODE_MODES.get(mode_byte & ~_RESUME_ONLY)
+        if mode is None or (mode_byte & _RESUME_ONLY and token is None):
             raise HandshakeError(Failure.MALFORMED, "unknown diff mode")
         cols, rows = reader.u16(), reader.u16()
         if not (cols and rows):
@@ -452,7 +465,7 @@ class ServerHandshake(_Handshake):
         self._transcript.append(plaintext)
         self._keys = crypto.traffic_keys(self._prk, self._th())
         self._request = AuthRequested(user, client_key, fingerprint(client_key), token,
-                                      mode.value, cols, rows, env)
+                                      mode.value, cols, rows, env, bool(mode_byte & _RESUME_ONLY))
         self.state = State.AUTH_DECISION
         self._events.append(self._request)
 
@@ -461,22 +474,23 @@ class ServerHandshake(_Handshake):
         return self._request
 
     def accept(self, *, conn_id: int, udp_port: int, session_id: bytes, resume_token: bytes,
-               resumed: bool = False) -> SessionParams:
+               resumed: bool = False, input_received: int = 0) -> SessionParams:
         """Let the authenticated client in: tell it where its session's UDP port is."""
         self._require(State.AUTH_DECISION, "accept")
         if len(session_id) != SESSION_ID_SIZE or len(resume_token) != TOKEN_SIZE:
             raise LocalProtocolError("session id must be 16 bytes and resume token 32")
-        if not (0 < udp_port < 65536 and 0 <= conn_id <= 0xFFFFFFFF):
-            raise LocalProtocolError("UDP port or connection id out of range")
+        if not (0 < udp_port < 65536 and 0 <= conn_id <= 0xFFFFFFFF and 0 <= input_received < 2 ** 64):
+            raise LocalProtocolError("UDP port, connection id or input count out of range")
         plaintext = (struct.pack("!IH", conn_id, udp_port) + session_id + resume_token
-                     + bytes([1 if resumed else 0]))
+                     + bytes([1 if resumed else 0]) + struct.pack("!Q", input_received))
         self._outbuf += _seal(self._k_s_hs, MessageType.SERVER_ACCEPT, plaintext)
         request = self._request
         self.params = SessionParams(
             conn_id=conn_id, udp_port=udp_port, session_id=session_id, resume_token=resume_token,
             resumed=resumed, diff_mode=DiffMode(request.diff_mode), keys=self._keys,
             client_key=request.client_key, host_key=bytes(self._host_key.verify_key),
-            user=request.user, cols=request.cols, rows=request.rows, env=request.env)
+            user=request.user, cols=request.cols, rows=request.rows, env=request.env,
+            input_received=input_received)
         self.state = State.DONE
         self._events.append(HandshakeComplete(self.params))
         return self.params

@@ -23,6 +23,10 @@ class PortsExhausted(Exception):
     """No UDP port of the configured range is free."""
 
 
+class SessionGone(Exception):
+    """A resume-only request named no live session of its key and user."""
+
+
 class PortPool:
     """Hands out UDP port numbers from a range, at random, and takes them back."""
 
@@ -98,10 +102,12 @@ class SessionRegistry:
         self._by_token[session.token_digest] = session
         return token
 
-    def admit(self, user: str, client_key: bytes, resume_token: bytes | None) -> Admission:
+    def admit(self, user: str, client_key: bytes, resume_token: bytes | None, *,
+              resume_only: bool = False) -> Admission:
         """Re-attach the session the token names if ``client_key`` owns it; else open a new one.
 
-        Raises PortsExhausted when a new session cannot get a port.
+        Raises PortsExhausted when a new session cannot get a port, and
+        SessionGone instead of opening one when ``resume_only`` is set.
         """
         note = ""
         if resume_token is not None:
@@ -114,6 +120,8 @@ class SessionRegistry:
                 return Admission(session, self._issue_token(session), resumed=True)
             note = ("resume token belongs to another identity; opening a new session"
                     if session is not None else "unknown resume token; opening a new session")
+        if resume_only:
+            raise SessionGone(note.split(";")[0])
         port = self.ports.allocate()
         session = Session(session_id=self._rng(SESSION_ID_SIZE), owner_key=bytes(client_key),
                           user=user, udp_port=port, conn_id=self._new_conn_id(), token_digest=b"")
