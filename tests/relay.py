@@ -4,7 +4,12 @@ The kernel here has no netem, so loss, duplication and roaming are made in
 user space: the client talks to the relay's front port; the relay forwards
 each datagram (or not) from its back socket, whose source port is the client's
 address as the server sees it. ``roam()`` swaps the back socket: the server
-sees the client move to a new address mid-session.
+sees the client move to a new address mid-session; ``block_up`` and
+``block_down`` cut one direction off entirely (a dead path, not a lossy one).
+
+``Gateway`` puts a whole server behind another loopback address (127.0.0.2):
+TCP is forwarded as is, UDP goes through a ``Relay`` on the same port number,
+so an unmodified client reaches the server only through the impairments.
 """
 
 from __future__ import annotations
@@ -16,27 +21,28 @@ import gevent.socket as gsocket
 
 
 class Relay:
-    def __init__(self, server_addr, *, loss: float = 0.0, duplicate: float = 0.0, seed: int = 0):
+    def __init__(self, server_addr, *, loss: float = 0.0, duplicate: float = 0.0, seed: int = 0,
+                 front=("127.0.0.1", 0)):
         self.server_addr = server_addr
         self.loss, self.duplicate = loss, duplicate
+        self.block_up = self.block_down = False
         self.rng = random.Random(seed)
         self.front = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
-        self.front.bind(("127.0.0.1", 0))
+        self.front.bind(front)
         self.address = self.front.getsockname()
         self.client_addr = None
+        self._greenlets = [gevent.spawn(self._up)]
         self.back = self._new_back()
         self.forwarded = self.dropped = 0
-        self._greenlets = [gevent.spawn(self._up)]
 
     def _new_back(self):
         sock = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
-        self._greenlets = getattr(self, "_greenlets", [])
         self._greenlets.append(gevent.spawn(self._down, sock))
         return sock
 
-    def _pass(self) -> int:
-        if self.rng.random() < self.loss:
+    def _pass(self, blocked: bool = False) -> int:
+        if blocked or self.rng.random() < self.loss:
             self.dropped += 1
             return 0
         self.forwarded += 1
@@ -46,7 +52,7 @@ class Relay:
         while True:
             data, addr = self.front.recvfrom(2048)
             self.client_addr = addr
-            for _ in range(self._pass()):
+            for _ in range(self._pass(self.block_up)):
                 self.back.sendto(data, self.server_addr)
 
     def _down(self, sock):
@@ -54,7 +60,7 @@ class Relay:
             data, _ = sock.recvfrom(2048)
             if self.client_addr is None or sock is not self.back:
                 continue            # the server still answers an old address: nobody is there
-            for _ in range(self._pass()):
+            for _ in range(self._pass(self.block_down)):
                 self.front.sendto(data, self.client_addr)
 
     def roam(self) -> None:
@@ -65,3 +71,40 @@ class Relay:
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
         self.front.close()
+        self.back.close()
+
+
+class Gateway:
+    """The server at ``127.0.0.2``: TCP port ``tcp_port`` forwarded, UDP ``udp_port`` relayed."""
+
+    def __init__(self, tcp_port: int, udp_port: int, **impairments):
+        from gevent.server import StreamServer
+        self.relay = Relay(("127.0.0.1", udp_port), front=("127.0.0.2", udp_port), **impairments)
+        self.tcp_open = True
+        self._tcp = StreamServer(("127.0.0.2", tcp_port), self._forward)
+        self._tcp.start()
+        self.host, self.port = "127.0.0.2", tcp_port
+
+    def _forward(self, inbound, _addr):
+        if not self.tcp_open:
+            return                                   # closed at once: like a refused connection
+        outbound = gsocket.create_connection(("127.0.0.1", self._tcp.address[1]))
+
+        def pipe(src, dst):
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for sock in (src, dst):
+                    try:
+                        sock.shutdown(gsocket.SHUT_RDWR)
+                    except OSError:
+                        pass
+        gevent.joinall([gevent.spawn(pipe, inbound, outbound), gevent.spawn(pipe, outbound, inbound)])
+        outbound.close()
+
+    def close(self):
+        self._tcp.stop(timeout=1)
+        self.relay.close()

@@ -94,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
                             policy=HostKeyPolicy(config.host_key_check), diff_mode=DiffMode(config.diff_mode),
                             term=os.environ.get("TERM", config.term), ask=ask_on_tty,
                             env={k: v for k, v in os.environ.items() if k in ("LANG", "TZ") or k.startswith("LC_")},
-                            resume_token=sessions.load(host, config.server_port, user))
+                            resume_token=sessions.load(host, config.server_port, user),
+                            max_reconnect_backoff=config.max_reconnect_backoff_secs,
+                            on_resumed=lambda params: sessions.save(host, config.server_port, user,
+                                                                    params.resume_token))
             server = None
         client.connect()
         if server is None:
@@ -132,7 +135,8 @@ def _local_client(config):
     server.start()
     client = Client("127.0.0.1", server.address[1], identity=client_key, user=server.user.pw_name,
                     known_hosts=KnownHosts(workdir / "known_hosts"), policy=HostKeyPolicy.ACCEPT_NEW,
-                    diff_mode=DiffMode(config.diff_mode), term=os.environ.get("TERM", config.term))
+                    diff_mode=DiffMode(config.diff_mode), term=os.environ.get("TERM", config.term),
+                    max_reconnect_backoff=config.max_reconnect_backoff_secs)
     return client, server
 
 

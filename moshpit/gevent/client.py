@@ -10,6 +10,7 @@ clear sentence.
 from __future__ import annotations
 
 import errno
+import logging
 import signal
 import time
 
@@ -23,7 +24,8 @@ from moshpit.keys import HostKeyPolicy, KnownHosts
 from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import (ConnectionClosed, HandshakeRefused, HostKeyReceived,
                                      PeerReachable, PeerSilent)
-from moshpit.protocol.handshake import ClientHandshake, DiffMode
+from moshpit.protocol.backoff import Backoff
+from moshpit.protocol.handshake import ClientHandshake, DiffMode, RefuseCode
 from moshpit.gevent.server import size_buffers
 from moshpit.session import ClientSession
 from moshpit.terminal.render import render_full
@@ -31,17 +33,29 @@ from moshpit.terminal.tty import window_size
 
 ESCAPE = 0x1E                 # Ctrl-^
 CONNECT_TIMEOUT = 10.0
+TYPED_KEPT = 1 << 20          # keystroke bytes kept for resending after a reconnect
+
+log = logging.getLogger("moshpit.client")
 
 
 class ClientError(MoshpitError):
-    """Why we could not connect, in one sentence for the user."""
+    """Why we could not connect, in one sentence for the user.
+
+    ``permanent``: trying again cannot help (refused, host key changed);
+    ``refusal``: the server's RefuseCode when it turned us away."""
+
+    def __init__(self, message: str, *, permanent: bool = False, refusal: int | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.refusal = refusal
 
 
 class Client:
     def __init__(self, host: str, port: int, *, identity, user: str, known_hosts: KnownHosts,
                  policy: HostKeyPolicy, diff_mode: DiffMode = DiffMode.RELIABLE,
                  term: str = "xterm-256color", env: dict | None = None, ask=None,
-                 stdin_fd: int = 0, stdout_fd: int = 1, resume_token: bytes | None = None):
+                 stdin_fd: int = 0, stdout_fd: int = 1, resume_token: bytes | None = None,
+                 max_reconnect_backoff: float = 3600, on_resumed=None):
         self.host, self.port = host, port
         self.identity, self.user = identity, user
         self.known_hosts, self.policy, self.ask = known_hosts, policy, ask
@@ -59,10 +73,26 @@ class Client:
         self._timer = None
         self._status_shown = False
         self.session_over = False     # True once the shell is gone (or we ended it)
+        self.max_backoff = max_reconnect_backoff
+        self.on_resumed = on_resumed  # called with the new SessionParams after each reconnect
+        self.reconnects = self.reconnect_failures = 0
+        self._reconnector: gevent.Greenlet | None = None
+        self._reconnecting = False
+        self._silent = False
+        self._typed = bytearray()     # keystrokes sent on this connection, from offset _typed_base
+        self._typed_base = 0
+        self._udp_reader: gevent.Greenlet | None = None
 
     # --- connecting -----------------------------------------------------------------
     def connect(self) -> None:
+        """The first connection: any failure is the user's to hear about, at once."""
         cols, rows = window_size(self.stdout_fd)
+        params, address = self._key_exchange(cols, rows, self.resume_token, resume_only=False)
+        self._open_channel(params, address)
+        self.session = ClientSession(cols, rows)
+
+    def _key_exchange(self, cols: int, rows: int, token: bytes | None, *, resume_only: bool):
+        """One TCP key exchange; returns the session parameters and the server's address."""
         try:
             infos = gsocket.getaddrinfo(self.host, self.port, 0, gsocket.SOCK_STREAM)
         except gsocket.gaierror as exc:
@@ -75,7 +105,8 @@ class Client:
         except OSError as exc:
             raise ClientError(f"cannot connect to {self.host} port {self.port}: {exc.strerror}") from None
         hs = ClientHandshake(self.identity, self.user, now=time.monotonic(), diff_mode=self.diff_mode,
-                             cols=cols, rows=rows, env=self.env, resume_token=self.resume_token)
+                             cols=cols, rows=rows, env=self.env, resume_token=token,
+                             resume_only=resume_only)
         try:
             tcp.sendall(hs.data_to_send())
             while hs.params is None:
@@ -83,17 +114,10 @@ class Client:
                 hs.receive_data(data, time.monotonic())
                 while (event := hs.next_event()) is not None:
                     if isinstance(event, HostKeyReceived):
-                        verdict = self.known_hosts.verify(self.host, self.port, event.host_key,
-                                                          self.policy, ask=self.ask)
-                        if verdict.message:
-                            self.notice(verdict.message)
-                        if not verdict.accepted:
-                            hs.reject_host_key()
-                            tcp.sendall(hs.data_to_send())
-                            raise ClientError("host key verification failed")
-                        hs.accept_host_key()
+                        self._check_host_key(hs, tcp, event.host_key)
                     elif isinstance(event, HandshakeRefused):
-                        raise ClientError(f"{self.host} refused: {event.reason}")
+                        raise ClientError(f"{self.host} refused: {event.reason}", refusal=event.code,
+                                          permanent=event.code != RefuseCode.SERVER_BUSY)
                 tcp.sendall(hs.data_to_send())
         except RemoteProtocolError as exc:
             raise ClientError(f"key exchange with {self.host} failed: {exc}") from None
@@ -101,30 +125,110 @@ class Client:
             raise ClientError(f"connection to {self.host} lost during the key exchange: {exc}") from None
         finally:
             tcp.close()
-        self.params = hs.params
+        return hs.params, (family, address[0])
+
+    def _check_host_key(self, hs: ClientHandshake, tcp, host_key: bytes) -> None:
+        if self.params is not None:                  # reconnecting: it must be the same server
+            accepted = host_key == self.params.host_key
+            message = "" if accepted else "the server's host key changed while reconnecting"
+        else:
+            verdict = self.known_hosts.verify(self.host, self.port, host_key, self.policy, ask=self.ask)
+            accepted, message = verdict.accepted, verdict.message
+            if message:
+                self.notice(message)
+                message = ""
+        if not accepted:
+            hs.reject_host_key()
+            tcp.sendall(hs.data_to_send())
+            raise ClientError(message or "host key verification failed", permanent=True)
+        hs.accept_host_key()
+
+    def _open_channel(self, params, address) -> None:
+        family, host = address
         udp = gsocket.socket(family, gsocket.SOCK_DGRAM)
         size_buffers(udp)
-        udp.connect((address[0], self.params.udp_port))
-        self.udp = udp
-        self.channel = Channel.from_params(Role.CLIENT, self.params, now=time.monotonic(),
-                                           peer_addr=(address[0], self.params.udp_port))
-        self.session = ClientSession(cols, rows)
+        udp.connect((host, params.udp_port))
+        self.params, self.udp = params, udp
+        self.channel = Channel.from_params(Role.CLIENT, params, now=time.monotonic(),
+                                           peer_addr=(host, params.udp_port))
+        self._typed_base = params.input_received
+
+    # --- reconnecting ---------------------------------------------------------------
+    def _start_reconnecting(self) -> None:
+        if self._reconnector is None and self.params is not None and not self._done.is_set():
+            self._reconnector = gevent.spawn(self._reconnect_loop)
+
+    def _reconnect_loop(self) -> None:
+        """While the server stays silent, resume the session over a new key exchange,
+        waiting longer after each failure; a refusal or a changed host key ends the client."""
+        backoff = Backoff(self.max_backoff)
+        try:
+            while not self._done.is_set():
+                gevent.sleep(backoff.next_delay())
+                if not self._silent or self._done.is_set():
+                    return                           # the old path came back by itself
+                self._reconnecting = True
+                try:
+                    params, address = self._key_exchange(self.session.cols, self.session.rows,
+                                                         self.params.resume_token, resume_only=True)
+                except ClientError as exc:
+                    self.reconnect_failures += 1
+                    log.info("reconnect attempt %d failed: %s", backoff.attempts, exc)
+                    if exc.permanent:
+                        self.exit_message = f"cannot reconnect: {exc}"
+                        self.session_over = exc.refusal == RefuseCode.NO_SESSION
+                        self.exit_code = 1
+                        self._done.set()
+                        return
+                    continue
+                finally:
+                    self._reconnecting = False
+                self._adopt(params, address)
+                return
+        finally:
+            self._reconnector = None
+
+    def _adopt(self, params, address) -> None:
+        """Switch to the resumed connection; resend the keystrokes the old one may have lost."""
+        old_udp, old_base, typed = self.udp, self._typed_base, bytes(self._typed)
+        self._udp_reader.kill(block=False)
+        old_udp.close()
+        self._open_channel(params, address)
+        self.reconnects += 1
+        undelivered = typed[max(0, params.input_received - old_base):]
+        self._typed = bytearray()
+        if undelivered:
+            self._send_keys(undelivered)
+        self._silent = False
+        self._status_shown = False                   # the resume repaints the whole screen
+        self._udp_reader = gevent.spawn(self._read_udp)
+        if self.on_resumed is not None:
+            self.on_resumed(params)
+        log.info("resumed the session (%d keystroke bytes sent again)", len(undelivered))
+        self.service()
 
     def notice(self, text: str) -> None:
         gevent.os.nb_write(2, (text.rstrip("\n") + "\r\n").replace("\n", "\r\n").encode())
 
     # --- running ------------------------------------------------------------------------
     def run(self) -> int:
-        greenlets = [gevent.spawn(self._read_udp), gevent.spawn(self._read_stdin)]
-        gevent.signal_handler(signal.SIGWINCH, self._resized)
+        self._udp_reader = gevent.spawn(self._read_udp)
+        stdin_reader = gevent.spawn(self._read_stdin)
+        handlers = [gevent.signal_handler(signal.SIGWINCH, self._resized)]
         for sig in (signal.SIGTERM, signal.SIGHUP):      # leave through the front door, so the
-            gevent.signal_handler(sig, self._terminated)  # terminal is always restored
-        self.service()
-        self._done.wait()
-        for greenlet in greenlets:
-            greenlet.kill(block=False)
-        if self._timer is not None:
-            self._timer.close()
+            handlers.append(gevent.signal_handler(sig, self._terminated))  # terminal is restored
+        try:
+            self.service()
+            self._done.wait()
+        finally:
+            for handler in handlers:
+                handler.cancel()
+            for greenlet in (self._udp_reader, stdin_reader, self._reconnector):
+                if greenlet is not None:
+                    greenlet.kill(block=False)
+            if self._timer is not None:
+                self._timer.close()
+                self._timer = None
         return self.exit_code
 
     def _read_udp(self) -> None:
@@ -171,8 +275,18 @@ class Client:
                 self._escape = True
             else:
                 out.append(byte)
-        if out and not self.channel.closed:
-            self.channel.send_data(bytes(out))
+        if out:
+            self._send_keys(bytes(out))
+
+    def _send_keys(self, data: bytes) -> None:
+        if self.channel.closed:
+            return
+        self.channel.send_data(data)
+        self._typed += data
+        if len(self._typed) > TYPED_KEPT:            # far more than can be in flight
+            drop = len(self._typed) - TYPED_KEPT
+            del self._typed[:drop]
+            self._typed_base += drop
 
     def _suspend(self) -> None:
         import os
@@ -206,10 +320,18 @@ class Client:
         while (event := self.channel.next_event()) is not None:
             self.session.on_event(event, self.channel)
             if isinstance(event, PeerSilent):
+                self._silent = True
                 self._status(f"mp: Last contact {int(event.seconds)} seconds ago. [To quit: Ctrl-^ .]")
+                self._start_reconnecting()
             elif isinstance(event, PeerReachable):
+                self._silent = False
                 self._status(None)
             elif isinstance(event, ConnectionClosed):
+                if event.code == CloseCode.DISPLACED and self._reconnecting:
+                    continue                         # that was our own reconnect landing
+                if event.code == CloseCode.DISPLACED:
+                    event = ConnectionClosed(event.code, "the session was resumed elsewhere",
+                                             event.by_peer, event.timed_out)
                 self.exit_message = event.reason if event.by_peer else ""
                 self.session_over = event.code != CloseCode.DISPLACED
                 self._flush_output()

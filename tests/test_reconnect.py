@@ -1,0 +1,151 @@
+"""The real client losing its server and finding it again: a dead UDP path, a vanished
+session, a server that refuses TCP for a while. The server sits behind a Gateway
+(tests/relay.py) at 127.0.0.2, so the unmodified client meets the impairments."""
+
+import os
+import time
+
+import gevent
+import gevent.os
+import gevent.socket as gsocket
+import nacl.signing
+import pytest
+
+from moshpit.gevent.client import Client
+from moshpit.gevent.server import Server
+from moshpit.keys import HostKeyPolicy, KnownHosts
+from moshpit.protocol.backoff import Backoff
+from relay import Gateway
+
+SILENT_THEN_RECONNECT = 20      # 6.5 s of silence, then the first attempt after about 1 s
+
+
+def free_udp_port() -> int:
+    with gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RunningClient:
+    """``Client.run()`` in a greenlet, with pipes for its terminal."""
+
+    def __init__(self, gateway, key, user, home, **options):
+        self.in_r, self.in_w = os.pipe()
+        self.out_r, self.out_w = os.pipe()
+        for fd in (self.in_r, self.in_w, self.out_r, self.out_w):
+            os.set_blocking(fd, False)
+        self.output = bytearray()
+        self.resumed_params = []
+        self.client = Client(gateway.host, gateway.port, identity=key, user=user,
+                             known_hosts=KnownHosts(home / "known_hosts"), policy=HostKeyPolicy.ACCEPT_NEW,
+                             stdin_fd=self.in_r, stdout_fd=self.out_w,
+                             on_resumed=self.resumed_params.append, **options)
+        self.client.connect()
+        self.runner = gevent.spawn(self.client.run)
+        self.reader = gevent.spawn(self._read)
+
+    def _read(self):
+        while data := gevent.os.nb_read(self.out_r, 65536):
+            self.output += data
+
+    def type(self, data: bytes):
+        gevent.os.nb_write(self.in_w, data)
+
+    def wait_for(self, predicate, timeout=10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            gevent.sleep(0.05)
+        return predicate()
+
+    def close(self):
+        self.runner.kill()
+        self.reader.kill()
+        for fd in (self.in_r, self.in_w, self.out_r, self.out_w):
+            os.close(fd)
+
+
+@pytest.fixture
+def behind_gateway(home):
+    path, key = home
+    udp_port = free_udp_port()
+    server = Server(nacl.signing.SigningKey.generate(), bind=("127.0.0.1", 0),
+                    udp_host="127.0.0.1", udp_ports=(udp_port, udp_port),
+                    authorized_keys=str(path / ".mp" / "authorized_keys"), command=["/bin/sh"])
+    server.start()
+    gateway = Gateway(server.address[1], udp_port)
+    running = RunningClient(gateway, key, server.user.pw_name, path)
+    yield server, gateway, running
+    running.close()
+    gateway.close()
+    server.stop()
+
+
+def lines(path) -> int:
+    try:
+        return len(path.read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize("cut", ["both directions", "server to client only"])
+def test_keystrokes_reach_the_shell_exactly_once_across_a_reconnect(behind_gateway, tmp_path, cut):
+    server, gateway, running = behind_gateway
+    hits = tmp_path / "hits"
+    running.type(b"echo hit >> %s\r" % bytes(hits))
+    assert running.wait_for(lambda: lines(hits) == 1)
+    shell = next(iter(server.sessions.values()))
+    pid, first_conn = shell.pid, shell.channel.conn_id
+
+    gateway.relay.block_down = True
+    gateway.relay.block_up = cut == "both directions"
+    running.type(b"echo hit >> %s\r" % bytes(hits))      # typed into a dead path
+    assert running.wait_for(lambda: running.client.reconnects >= 1, timeout=SILENT_THEN_RECONNECT)
+    gateway.relay.block_up = gateway.relay.block_down = False
+
+    running.type(b"echo after-$((3+4))\r")
+    assert running.wait_for(lambda: b"after-7" in running.output)
+    gevent.sleep(0.5)
+    assert lines(hits) == 2                               # not lost, not run twice
+    assert shell.pid == pid and shell.channel.conn_id != first_conn
+    assert running.resumed_params[-1].resume_token == running.client.params.resume_token
+
+
+def test_a_session_gone_from_the_server_ends_the_client_with_a_message(behind_gateway):
+    server, _, running = behind_gateway
+    running.type(b"echo ready\r")
+    assert running.wait_for(lambda: b"ready\r\n" in running.output)
+    next(iter(server.sessions.values())).shutdown()       # the server forgets it, says nothing
+    assert running.wait_for(lambda: running.runner.dead, timeout=SILENT_THEN_RECONNECT)
+    assert running.runner.value == 1
+    assert "no longer exists" in running.client.exit_message
+    assert running.client.session_over                     # mp then removes its session file
+    assert not server.sessions                            # and no new shell was started for it
+
+
+def test_reconnecting_keeps_trying_while_the_server_refuses_tcp(behind_gateway):
+    server, gateway, running = behind_gateway
+    running.type(b"echo ready\r")
+    assert running.wait_for(lambda: b"ready\r\n" in running.output)
+    gateway.tcp_open = False
+    gateway.relay.block_up = gateway.relay.block_down = True
+    assert running.wait_for(lambda: running.client.reconnect_failures >= 2, timeout=SILENT_THEN_RECONNECT + 5)
+    assert not running.runner.dead                        # a failed reconnect is not the end
+    gateway.tcp_open = True
+    assert running.wait_for(lambda: running.client.reconnects >= 1, timeout=15)
+    gateway.relay.block_up = gateway.relay.block_down = False
+    running.type(b"echo back-$((5*5))\r")
+    assert running.wait_for(lambda: b"back-25" in running.output)
+
+
+def test_backoff_doubles_up_to_the_cap_with_bounded_jitter():
+    import random
+    backoff = Backoff(10, rng=random.Random(1))
+    delays = [backoff.next_delay() for _ in range(8)]
+    for delay, nominal in zip(delays, [1, 2, 4, 8, 10, 10, 10, 10]):
+        assert 0.8 * nominal <= delay <= nominal
+    backoff.reset()
+    assert backoff.next_delay() <= 1.0
+    with pytest.raises(ValueError):
+        Backoff(0.5)
