@@ -1,11 +1,13 @@
 """The gevent server with real sockets on loopback and a real shell on a real PTY."""
 
+import os
 import re
 import time
 
 import gevent
 import gevent.socket as gsocket
 import nacl.signing
+import pytest
 
 from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import (ConnectionClosed, DataReceived, HandshakeRefused, HostKeyReceived)
@@ -16,10 +18,10 @@ from moshpit.gevent.server import size_buffers
 class ShellClient:
     """Just enough client to talk to a real server: handshake, then a channel on UDP."""
 
-    def __init__(self, address, key, user, mode=DiffMode.RELIABLE, token=None):
+    def __init__(self, address, key, user, mode=DiffMode.RELIABLE, token=None, env=None):
         self.received = bytearray()
         self.events = []
-        hs = ClientHandshake(key, user, now=time.monotonic(), diff_mode=mode, resume_token=token)
+        hs = ClientHandshake(key, user, now=time.monotonic(), diff_mode=mode, resume_token=token, env=env)
         tcp = gsocket.create_connection(address[:2], timeout=10)
         tcp.sendall(hs.data_to_send())
         self.refused = None
@@ -125,3 +127,113 @@ def test_unknown_key_is_refused(server):
     stranger = ShellClient(server.address, nacl.signing.SigningKey.generate(), server.user.pw_name)
     assert stranger.params is None and stranger.refused == "not authorised"
     assert not server.sessions
+
+
+def make_server(home, **options):
+    from moshpit.gevent.server import Server
+    path, _ = home
+    options.setdefault("authorized_keys", str(path / ".mp" / "authorized_keys"))
+    options.setdefault("command", ["/bin/sh"])
+    srv = Server(nacl.signing.SigningKey.generate(), bind=("127.0.0.1", 0), udp_ports=(52200, 52300), **options)
+    srv.start()
+    return srv
+
+
+def test_only_the_allowed_client_variables_reach_the_shell(home):
+    _, key = home
+    srv = make_server(home, accept_env=("LANG", "LC_*"))
+    client = ShellClient(srv.address, key, srv.user.pw_name, env={
+        "LANG": "C.UTF-8", "LC_TIME": "C", "TZ": "Asia/Tokyo", "LD_PRELOAD": "/evil.so", "TERM": "vt100"})
+    try:
+        client.type(b"echo \"[$LANG|$LC_TIME|${TZ-unset}|${LD_PRELOAD-unset}|$TERM]\"\r")
+        assert client.wait_for(lambda: b"]\r\n" in client.received)
+        assert b"[C.UTF-8|C|unset|unset|vt100]" in client.received
+    finally:
+        client.close()
+        srv.stop()
+
+
+def test_a_detached_session_ends_after_the_configured_timeout(home):
+    _, key = home
+    srv = make_server(home, detached_timeout=1.5)
+    client = ShellClient(srv.address, key, srv.user.pw_name)
+    try:
+        client.type(b"echo here\r")
+        assert client.wait_for(lambda: b"here\r\n" in client.received)
+        free_before = srv.registry.ports.free
+        client.close()                                   # vanishes without a word
+        shell = next(iter(srv.sessions.values()))
+        gevent.sleep(0.5)
+        assert srv.sessions                              # not yet
+        assert client.wait_for(lambda: not srv.sessions, timeout=5)
+        assert srv.registry.ports.free == free_before + 1
+        assert client.wait_for(lambda: _gone(shell.pid), timeout=5)
+    finally:
+        srv.stop()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:                                             # a zombie nobody reaped yet still counts as gone
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True
+
+
+def test_sessions_stay_without_a_detached_timeout(server, home):
+    _, key = home
+    client = ShellClient(server.address, key, server.user.pw_name)
+    client.type(b"echo here\r")
+    assert client.wait_for(lambda: b"here\r\n" in client.received)
+    client.close()
+    gevent.sleep(2)
+    assert len(server.sessions) == 1
+
+
+def test_a_flood_of_key_exchanges_from_one_address_is_cut_off(home):
+    from moshpit.protocol.ratelimit import HandshakeLimiter
+    srv = make_server(home, limiter=HandshakeLimiter(burst=3, per_second=0.5))
+    try:
+        answered = []
+        for _ in range(6):
+            with gsocket.create_connection(srv.address[:2], timeout=5) as tcp:
+                tcp.sendall(ClientHandshake(nacl.signing.SigningKey.generate(), "x", now=0.0).data_to_send())
+                try:
+                    answered.append(len(tcp.recv(4096)) > 0)     # a SERVER_HELLO...
+                except ConnectionResetError:
+                    answered.append(False)                      # ...or closed unanswered
+        assert answered == [True, True, True, False, False, False]
+        assert srv.limiter.refused == 3 and srv.limiter.in_progress == 0
+    finally:
+        srv.stop()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to switch users")
+def test_run_as_root_the_shell_runs_as_the_target_user(tmp_path):
+    import pwd
+    from moshpit.keys import format_public_key
+    nobody = pwd.getpwnam("nobody")
+    key = nacl.signing.SigningKey.generate()
+    keys_dir = tmp_path / "keys" / "nobody"
+    keys_dir.mkdir(parents=True, mode=0o700)
+    (keys_dir / "authorized_keys").write_text(format_public_key(bytes(key.verify_key)) + "\n")
+    (keys_dir / "authorized_keys").chmod(0o600)
+    for path in (keys_dir, keys_dir / "authorized_keys"):
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    home = (tmp_path, key)
+    srv = make_server(home, authorized_keys=str(tmp_path / "keys" / "%u" / "authorized_keys"))
+    client = ShellClient(srv.address, key, "nobody")
+    try:
+        assert client.params is not None
+        client.type(b"echo \"[$(id -u):$(id -g):$(id -G):$USER:$HOME:$(stat -c %u $(tty))]\"\r")
+        assert client.wait_for(lambda: b"]\r\n" in client.received)
+        expected = f"[{nobody.pw_uid}:{nobody.pw_gid}:{nobody.pw_gid}:nobody:{nobody.pw_dir}:{nobody.pw_uid}]"
+        assert expected.encode() in client.received
+        refused = ShellClient(srv.address, key, "no-such-user-here")
+        assert refused.params is None and refused.refused == "not authorised"
+    finally:
+        client.close()
+        srv.stop()

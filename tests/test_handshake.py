@@ -11,8 +11,8 @@ from moshpit.errors import LocalProtocolError, RemoteProtocolError
 from moshpit.keys import fingerprint
 from moshpit.protocol.events import AuthRequested, HandshakeComplete, HandshakeRefused, HostKeyReceived
 from moshpit.protocol.handshake import (ClientHandshake, DiffMode, Failure, HandshakeError,
-                                        ServerHandshake, State)
-from moshpit.protocol.sessions import PortPool, SessionRegistry
+                                        RefuseCode, ServerHandshake, State)
+from moshpit.protocol.sessions import PortPool, SessionGone, SessionRegistry
 from simnet import handshake, pump_handshake
 
 CLIENT_KEY = nacl.signing.SigningKey(bytes(range(32)))
@@ -235,6 +235,39 @@ def test_resume_reattaches_the_same_session_with_fresh_keys():
     # The spent token no longer resumes anything.
     third, _, admission3 = handshake(registry=registry, client_key=key, token=first.resume_token)
     assert not admission3.resumed and third.session_id != first.session_id
+
+
+def test_resume_only_request_is_refused_when_its_session_is_gone():
+    registry = SessionRegistry(PortPool(range(50000, 50010)))
+    key = nacl.signing.SigningKey.generate()
+    first, _, _ = handshake(registry=registry, client_key=key)
+    c = ClientHandshake(key, "alice", now=0.0, resume_token=first.resume_token, resume_only=True)
+    s = ServerHandshake(HOST_KEY, now=0.0)
+    pump_handshake(c, s, 0.0)
+    c.next_event()
+    c.accept_host_key()
+    pump_handshake(c, s, 0.0)
+    request = s.next_event()
+    assert request.resume_only and request.resume_token == first.resume_token
+    registry.close(first.session_id)                    # the shell ended meanwhile
+    with pytest.raises(SessionGone):
+        registry.admit(request.user, request.client_key, request.resume_token, resume_only=True)
+    assert len(registry) == 0                           # no new session was opened instead
+    s.refuse(RefuseCode.NO_SESSION, "the session no longer exists")
+    pump_handshake(c, s, 0.0)
+    refused = c.next_event()
+    assert isinstance(refused, HandshakeRefused) and refused.code == RefuseCode.NO_SESSION
+    with pytest.raises(LocalProtocolError):
+        ClientHandshake(key, "alice", now=0.0, resume_only=True)      # nothing to resume
+
+
+def test_accept_tells_a_resuming_client_how_much_input_the_shell_got():
+    c, s = trusted()
+    s.next_event()
+    s.accept(conn_id=7, udp_port=50001, session_id=bytes(16), resume_token=bytes(32), resumed=True,
+             input_received=2 ** 40 + 5)
+    pump_handshake(c, s, 0.0)
+    assert c.params.resumed and c.params.input_received == 2 ** 40 + 5
 
 
 def test_stolen_token_never_yields_someone_elses_session():
