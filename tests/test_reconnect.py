@@ -149,3 +149,33 @@ def test_backoff_doubles_up_to_the_cap_with_bounded_jitter():
     assert backoff.next_delay() <= 1.0
     with pytest.raises(ValueError):
         Backoff(0.5)
+
+
+@pytest.fixture
+def lossy_gateway(home):
+    path, key = home
+    udp_port = free_udp_port()
+    server = Server(nacl.signing.SigningKey.generate(), bind=("127.0.0.1", 0),
+                    udp_host="127.0.0.1", udp_ports=(udp_port, udp_port),
+                    authorized_keys=str(path / ".mp" / "authorized_keys"), command=["/bin/sh"])
+    server.start()
+    gateway = Gateway(server.address[1], udp_port, loss=0.3, seed=11)
+    yield server, gateway, (key, server.user.pw_name, path)
+    gateway.close()
+    server.stop()
+
+
+def test_the_shell_exiting_reaches_the_client_through_30_percent_loss(lossy_gateway):
+    server, gateway, (key, user, path) = lossy_gateway
+    running = RunningClient(gateway, key, user, path)
+    try:
+        running.type(b"echo bye-$((2*3)); exit 3\r")
+        assert running.wait_for(lambda: running.runner.dead, timeout=30)
+        assert b"bye-6" in running.output
+        assert running.client.exit_message == "shell exited with status 3"
+        assert running.client.session_over
+        assert gateway.relay.dropped > 0
+        assert running.wait_for(lambda: not server.sessions, timeout=10)   # the port is free again
+        assert server.registry.ports.free == 1
+    finally:
+        running.close()
