@@ -241,3 +241,23 @@ def test_tab_stops_follow_a_resize():
     m.resize(120, 24)
     m.feed(b"\x1b[86G\tX")
     assert m.state.lines[0][88].data == "X"
+
+
+@given(st.lists(st.tuples(st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=200),
+                          st.integers(0, 12), st.sampled_from([0, 1, 31, 44])), max_size=12),
+       st.integers(0, 12), st.integers(0, 5))
+def test_plain_text_drawing_places_cells_as_the_general_path_does(runs, x, y):
+    from moshpit.terminal.screen import TermScreen
+    fast, slow = TermScreen(12, 6), TermScreen(12, 6)
+    for screen in (fast, slow):
+        screen.cursor.x, screen.cursor.y = x, y
+    for text, move, sgr in runs:
+        for screen, draw in ((fast, fast._draw_plain), (slow, slow._draw_chars)):
+            screen.select_graphic_rendition(sgr)
+            draw(text)
+            screen.cursor.x = min(screen.cursor.x, move) if move % 3 == 0 else screen.cursor.x
+    assert (fast.cursor.x, fast.cursor.y) == (slow.cursor.x, slow.cursor.y)
+    assert fast.display == slow.display
+    for row in range(6):
+        assert [fast.buffer[row][c] for c in range(12)] == [slow.buffer[row][c] for c in range(12)]
+    assert fast._last_char == slow._last_char

@@ -170,7 +170,7 @@ class TerminalModel:
             if 0 <= y < rows:
                 if y in buffer:
                     line = buffer[y]
-                    cache[y] = _pair_wide_cells(tuple(line[x] for x in range(cols)))
+                    cache[y] = _pair_wide_cells(tuple(map(line.__getitem__, range(cols))))
                 else:
                     cache[y] = (s.default_char,) * cols
         s.dirty.clear()
@@ -199,6 +199,9 @@ def _pair_wide_cells(cells: tuple) -> tuple:
     character without its right half or a right half without its character;
     xterm and tmux blank the broken pair instead, and so does the snapshot.
     """
+    text = "".join([c.data for c in cells])
+    if len(text) == len(cells) and text.isascii():
+        return cells                        # one ASCII character per cell: nothing to pair
     if all(len(c.data) == 1 and c.data < "\u1100" for c in cells):
         return cells                        # no wide characters, no stubs: nothing to pair
     out = list(cells)

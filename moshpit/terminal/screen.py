@@ -48,6 +48,7 @@ class TermScreen(pyte.Screen):
         self.replies: list[str] = []
         self.malformed = 0
         self._last_char = ""
+        self._cells: dict = {}                # pen -> {char: Char}: plain text reuses its cells
         self.bell_count = 0
         self.cursor_style = 0
         self.app_keypad = False
@@ -283,6 +284,13 @@ class TermScreen(pyte.Screen):
     # --- text -----------------------------------------------------------------
     def draw(self, data: str) -> None:
         data = data.translate(self.g1_charset if self.charset else self.g0_charset)
+        if mo.DECAWM in self.mode and mo.IRM not in self.mode and data.isascii() and data.isprintable():
+            self._draw_plain(data)
+        else:
+            self._draw_chars(data)
+
+    def _draw_chars(self, data: str) -> None:
+        """``draw`` one character at a time: widths, combining marks, insert mode, no wrap."""
         cursor = self.cursor
         columns = self.columns
         autowrap = mo.DECAWM in self.mode
@@ -309,6 +317,38 @@ class TermScreen(pyte.Screen):
             if width == 2 and cursor.x + 1 < columns:
                 line[cursor.x + 1] = cursor.attrs._replace(data="")
             cursor.x = min(cursor.x + width, columns)
+        self.dirty.add(cursor.y)
+
+    def _draw_plain(self, data: str) -> None:
+        """``draw`` for printable ASCII with autowrap on: every character is one
+        cell wide, so whole runs are placed without measuring each character, and
+        cells are shared (a Char is immutable) instead of built one by one."""
+        cursor, columns = self.cursor, self.columns
+        cells = self._cells.get(cursor.attrs)
+        if cells is None:
+            if len(self._cells) > 64:
+                self._cells.clear()
+            cells = self._cells[cursor.attrs] = {}
+        attrs = cursor.attrs
+        start, end = 0, len(data)
+        while start < end:
+            if cursor.x >= columns:
+                self.dirty.add(cursor.y)
+                self.carriage_return()
+                self.linefeed()
+            line = self.buffer[cursor.y]
+            x = cursor.x
+            run = data[start:start + columns - x]
+            for char in run:
+                cell = cells.get(char)
+                if cell is None:
+                    cell = cells[char] = attrs._replace(data=char)
+                line[x] = cell
+                x += 1
+            cursor.x = x
+            start += len(run)
+        if data:
+            self._last_char = data[-1]
         self.dirty.add(cursor.y)
 
     def _combine(self, char: str) -> None:

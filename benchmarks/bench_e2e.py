@@ -1,0 +1,446 @@
+"""moshpit end to end, side by side with mosh and ssh on this machine (loopback, real processes).
+
+    python benchmarks/bench_e2e.py [--quick] [--tools mp,mosh,ssh,pty] [--keys N]
+                                   [--file-mb MB] [--idle SECONDS] [--sessions N]
+
+Each tool runs a login shell for a client on a real PTY, driven like a person:
+
+- echo latency: single keystrokes typed into ``cat`` (the remote PTY echoes
+  them), one at a time, 50 to 150 ms apart, from the write to the client's PTY
+  until the key shows up in what the client writes back; median and 90th
+  percentile.
+- ``cat`` of a large text file (1M lines of 64 bytes by default, as in
+  ANCHORS.md): seconds from the command to its end marker on the client's
+  terminal, and the bytes that crossed the loopback interface meanwhile
+  (``/proc/net/dev``, IP and UDP/TCP headers included).
+- server memory per extra session: moshpit serves every session from one
+  process, so the growth of ``mps``'s RSS per added session; mosh and ssh fork
+  per session, so the RSS of the processes each session adds.
+- idle CPU: clock ticks (1/100 s) that the server-side and client processes
+  use over ``--idle`` seconds of a connected session with nothing happening.
+
+mosh runs with ``MOSH_PREDICTION_DISPLAY=never`` (prediction off, as the
+anchors were measured); moshpit has no prediction yet. ``pty`` is the floor: a
+shell on a local PTY. Tools that are not installed are skipped. ``--quick``
+is the CI smoke run (moshpit only, small figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import pty
+import random
+import re
+import select
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- a client on a PTY, read without keeping everything --------------------------------
+
+class Terminal:
+    """A program on a PTY; remembers only how much it wrote and a tail to search."""
+
+    def __init__(self, argv, env, cols=80, rows=24):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.execvpe(argv[0], argv, env)
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.total = 0
+        self.tail = b""
+
+    def pump(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            data = os.read(self.fd, 1 << 16)
+        except OSError:
+            return False
+        self.total += len(data)
+        self.tail = (self.tail + data)[-4096:]
+        return True
+
+    def drain(self, quiet: float = 0.3) -> None:
+        while self.pump(quiet):
+            pass
+
+    def expect(self, needle: bytes, timeout: float = 30.0) -> bool:
+        """Wait for ``needle`` in output that arrives from now on."""
+        self.tail = b""
+        deadline = time.monotonic() + timeout
+        while needle not in self.tail:
+            if time.monotonic() > deadline:
+                return False
+            self.pump(0.2)
+        return True
+
+    def write(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def close(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGHUP)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        os.close(self.fd)
+
+
+# --- process figures from /proc ----------------------------------------------------------
+
+def rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])          # utime + stime
+    except (OSError, IndexError):
+        return 0
+
+
+def pids_of(pattern: str) -> set[int]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def loopback_bytes() -> int:
+    for line in Path("/proc/net/dev").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name.strip() == "lo":
+            return int(rest.split()[0])                   # received on lo = sent on lo
+    return 0
+
+
+def free_port(kind=socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- the tools ---------------------------------------------------------------------------
+
+class Tool:
+    name = ""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.env = dict(os.environ, HOME=str(work), LANG="C.UTF-8", TERM="xterm-256color")
+
+    def start_server(self) -> None: ...
+    def connect(self) -> Terminal: ...
+    def server_pids(self) -> set[int]: return set()
+    def client_pids(self, term: Terminal) -> set[int]: return {term.pid}
+    def quit(self, term: Terminal) -> None: term.close()
+    def stop_server(self) -> None: ...
+
+
+class LocalPty(Tool):
+    name = "local pty (floor)"
+
+    def connect(self):
+        return Terminal(["/bin/bash", "-l"], self.env)
+
+
+class Moshpit(Tool):
+    def __init__(self, work, mode):
+        super().__init__(work)
+        self.mode = mode
+        self.name = f"moshpit {mode}"
+
+    def start_server(self):
+        keys = self.work / ".mp"
+        keys.mkdir(mode=0o700, exist_ok=True)
+        for path, host in ((keys / "host_key", ["--host"]), (keys / "id_ed25519", [])):
+            if not path.exists():
+                subprocess.run([BIN / "mp-keygen", "generate", *host, "--no-passphrase", "-f", path],
+                               env=self.env, check=True, capture_output=True)
+        auth = keys / "authorized_keys"
+        auth.write_text((keys / "id_ed25519.pub").read_text())
+        auth.chmod(0o600)
+        self.port = free_port()
+        udp = free_port(socket.SOCK_DGRAM)
+        env = dict(self.env, MOSHPITS_AUTHORIZED_KEYS_FILE=str(auth))
+        self.server = subprocess.Popen(
+            [BIN / "mps", "-e", "-q", "-p", keys / "host_key", "--bind", "127.0.0.1", "--port", str(self.port),
+             "--udp-ports", f"{udp}-{udp + 63}"], env=env, stderr=subprocess.PIPE, cwd=self.work)
+        line = self.server.stderr.readline()
+        if b"listening" not in line:
+            raise RuntimeError(f"mps did not start: {line!r}")
+
+    def connect(self):
+        return Terminal([str(BIN / "mp"), "-p", str(self.work / ".mp" / "id_ed25519"), "-s", str(self.port),
+                         "--host-key-check", "accept-new", "--diff-mode", self.mode, "127.0.0.1"], self.env)
+
+    def server_pids(self):
+        return {self.server.pid}
+
+    def quit(self, term):
+        term.write(b"\x1e.")
+        time.sleep(0.3)
+        term.close()
+
+    def stop_server(self):
+        self.server.terminate()
+        self.server.wait(10)
+
+
+class Mosh(Tool):
+    name = "mosh"
+
+    def connect(self):
+        port = free_port(socket.SOCK_DGRAM)
+        out = subprocess.run(["mosh-server", "new", "-i", "127.0.0.1", "-p", str(port), "--", "/bin/bash", "-l"],
+                             env=self.env, capture_output=True, text=True, cwd=self.work)
+        found = re.search(r"MOSH CONNECT (\d+) (\S+)", out.stdout)
+        if not found:
+            raise RuntimeError(f"mosh-server did not start: {out.stdout} {out.stderr}")
+        term = Terminal(["mosh-client", "127.0.0.1", found[1]],
+                        dict(self.env, MOSH_KEY=found[2], MOSH_PREDICTION_DISPLAY="never"))
+        term.mosh_port = found[1]
+        return term
+
+    def server_pids(self):
+        return pids_of("^mosh-server new")
+
+    def quit(self, term):
+        term.write(b"exit\r")
+        time.sleep(0.5)
+        term.close()
+
+    def stop_server(self):
+        for pid in pids_of("^mosh-server new"):
+            os.kill(pid, signal.SIGTERM)
+
+
+class Ssh(Tool):
+    name = "ssh"
+
+    def start_server(self):
+        ssh = self.work / "ssh"
+        ssh.mkdir(mode=0o700, exist_ok=True)
+        for name in ("host", "id"):
+            if not (ssh / name).exists():
+                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", ssh / name], check=True)
+        shutil.copy(ssh / "id.pub", ssh / "authorized_keys")
+        os.makedirs("/run/sshd", exist_ok=True)
+        self.port = free_port()
+        config = ssh / "sshd_config"
+        config.write_text(f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {ssh / 'host'}\n"
+                          f"AuthorizedKeysFile {ssh / 'authorized_keys'}\nStrictModes no\nUsePAM no\n"
+                          f"PermitRootLogin yes\nPidFile none\nAcceptEnv LANG\n")
+        self.server = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", config], stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("sshd did not start")
+
+    def connect(self):
+        ssh = self.work / "ssh"
+        return Terminal(["ssh", "-tt", "-i", str(ssh / "id"), "-p", str(self.port), "-o", "StrictHostKeyChecking=no",
+                         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "SendEnv=LANG",
+                         f"{os.environ.get('USER', 'root')}@127.0.0.1"], self.env)
+
+    def server_pids(self):
+        return {p for p in pids_of("^sshd: ") if p != self.server.pid}
+
+    def quit(self, term):
+        term.write(b"exit\r")
+        time.sleep(0.3)
+        term.close()
+
+    def stop_server(self):
+        self.server.terminate()
+        self.server.wait(10)
+
+
+# --- the measurements --------------------------------------------------------------------
+
+def ready(term: Terminal) -> None:
+    term.write(b"echo READY-$((40+2))\r")
+    if not term.expect(b"READY-42", timeout=30):
+        raise RuntimeError("the session did not come up")
+    term.drain()
+
+
+def echo_latency(term: Terminal, keys: int) -> list[float]:
+    rng = random.Random(keys)
+    term.write(b"cat\r")
+    term.drain(0.5)
+    samples = []
+    for i in range(keys):
+        key = bytes([ord("a") + i % 26])
+        term.tail = b""
+        start = time.perf_counter()
+        term.write(key)
+        while key not in term.tail:
+            if not term.pump(5.0):
+                raise RuntimeError("a keystroke was not echoed")
+        samples.append((time.perf_counter() - start) * 1000)
+        if i % 50 == 49:
+            term.write(b"\r")
+        term.drain(rng.uniform(0.05, 0.15))         # typing at about 10 keys a second
+    term.write(b"\r\x04")
+    term.drain(0.5)
+    return samples
+
+
+def cat_file(term: Terminal, path: Path) -> tuple[float, int, int]:
+    term.drain(0.3)
+    wire, shown = loopback_bytes(), term.total
+    start = time.perf_counter()
+    term.write(b"cat %s; echo CAT-DONE-$((6*7))\r" % bytes(path))
+    if not term.expect(b"CAT-DONE-42", timeout=600):
+        raise RuntimeError("the cat did not finish")
+    elapsed = time.perf_counter() - start
+    return elapsed, loopback_bytes() - wire, term.total - shown
+
+
+def idle_ticks(tool: Tool, term: Terminal, seconds: float) -> tuple[int, int]:
+    term.drain(1.0)
+    server, client = tool.server_pids(), tool.client_pids(term)
+    before = [sum(cpu_ticks(p) for p in pids) for pids in (server, client)]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        term.pump(deadline - time.monotonic())
+    after = [sum(cpu_ticks(p) for p in pids) for pids in (server, client)]
+    return after[0] - before[0], after[1] - before[1]
+
+
+def memory_per_session(tool: Tool, sessions: int) -> float | None:
+    """kB of server-side RSS each session beyond the first adds."""
+    first = tool.connect()
+    extra = []
+    try:
+        ready(first)
+        time.sleep(0.5)
+        base_pids = tool.server_pids()
+        before = sum(rss_kb(p) for p in base_pids)
+        for _ in range(sessions):
+            term = tool.connect()
+            extra.append(term)
+            ready(term)
+        time.sleep(0.5)
+        pids = tool.server_pids()
+        if isinstance(tool, Moshpit):
+            grown = sum(rss_kb(p) for p in pids) - before
+        else:
+            grown = sum(rss_kb(p) for p in pids - base_pids)
+        return grown / sessions
+    finally:
+        for term in extra:
+            tool.quit(term)
+        tool.quit(first)
+
+
+def make_file(path: Path, megabytes: float) -> None:
+    line = b"%07d The quick brown fox jumps over the lazy dog, again and again.\n"
+    count = int(megabytes * 1e6 / 72)
+    with open(path, "wb") as out:
+        for start in range(0, count, 10000):
+            out.write(b"".join(line % i for i in range(start, min(count, start + 10000))))
+
+
+def run(tool: Tool, args, big: Path) -> dict:
+    tool.start_server()
+    try:
+        term = tool.connect()
+        try:
+            ready(term)
+            samples = echo_latency(term, args.keys)
+            cat = cat_file(term, big)
+            idle = idle_ticks(tool, term, args.idle)
+        finally:
+            tool.quit(term)
+        memory = None if isinstance(tool, LocalPty) or not args.sessions else memory_per_session(tool, args.sessions)
+    finally:
+        tool.stop_server()
+    return {"latency": samples, "cat": cat, "idle": idle, "memory": memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--tools", default="pty,mp,mosh,ssh")
+    parser.add_argument("--keys", type=int, default=200)
+    parser.add_argument("--file-mb", type=float, default=72.0)
+    parser.add_argument("--idle", type=float, default=20.0)
+    parser.add_argument("--sessions", type=int, default=4)
+    args = parser.parse_args()
+    if args.quick:
+        args.tools, args.keys, args.file_mb, args.idle, args.sessions = "mp", 20, 2.0, 2.0, 1
+    work = Path(tempfile.mkdtemp(prefix="mp-bench-"))
+    work.chmod(0o700)
+    big = work / "big.txt"
+    make_file(big, args.file_mb)
+    size = big.stat().st_size
+    wanted = args.tools.split(",")
+    tools: list[Tool] = []
+    if "pty" in wanted:
+        tools.append(LocalPty(work))
+    if "mp" in wanted:
+        tools += [Moshpit(work, mode) for mode in ("reliable", "statesync", "datagram")]
+    if "mosh" in wanted:
+        if shutil.which("mosh-server") and shutil.which("mosh-client"):
+            tools.append(Mosh(work))
+        else:
+            print("mosh is not installed: skipped (apt-get install mosh)")
+    if "ssh" in wanted:
+        if shutil.which("ssh") and os.path.exists("/usr/sbin/sshd"):
+            tools.append(Ssh(work))
+        else:
+            print("ssh/sshd is not installed: skipped (apt-get install openssh-server)")
+    print(f"{os.cpu_count()} cores; {args.keys} keystrokes; cat of {size / 1e6:.1f} MB "
+          f"({size // 72} lines); idle {args.idle:g} s; {args.sessions} extra sessions\n")
+    print(f"| tool | echo median | echo p90 | cat {size / 1e6:.0f} MB | bytes on loopback "
+          f"| bytes shown | RSS per extra session | idle ticks server / client |")
+    print("|---|---|---|---|---|---|---|---|")
+    try:
+        for tool in tools:
+            try:
+                result = run(tool, args, big)
+            except Exception as exc:                     # one tool failing must not hide the others
+                print(f"| {tool.name} | failed: {exc} | | | | | | |", flush=True)
+                continue
+            samples = sorted(result["latency"])
+            p90 = samples[int(0.9 * (len(samples) - 1))]
+            seconds, wire, shown = result["cat"]
+            memory = "" if result["memory"] is None else f"{result['memory'] / 1024:.2f} MB"
+            print(f"| {tool.name} | {statistics.median(samples):.2f} ms | {p90:.2f} ms | {seconds:.2f} s "
+                  f"| {wire / 1e6:.1f} MB | {shown / 1e6:.1f} MB | {memory} "
+                  f"| {result['idle'][0]} / {result['idle'][1]} |", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
