@@ -371,6 +371,13 @@ def make_file(path: Path, megabytes: float) -> None:
 
 
 def run(tool: Tool, args, big: Path) -> dict:
+    memory = None
+    if args.sessions and not isinstance(tool, LocalPty):
+        tool.start_server()                          # a fresh server: nothing held over from a cat
+        try:
+            memory = memory_per_session(tool, args.sessions)
+        finally:
+            tool.stop_server()
     tool.start_server()
     try:
         term = tool.connect()
@@ -381,10 +388,13 @@ def run(tool: Tool, args, big: Path) -> dict:
             idle = idle_ticks(tool, term, args.idle)
         finally:
             tool.quit(term)
-        memory = None if isinstance(tool, LocalPty) or not args.sessions else memory_per_session(tool, args.sessions)
     finally:
         tool.stop_server()
     return {"latency": samples, "cat": cat, "idle": idle, "memory": memory}
+
+
+def size(count: float) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.0f} kB"
 
 
 def main() -> None:
@@ -402,7 +412,7 @@ def main() -> None:
     work.chmod(0o700)
     big = work / "big.txt"
     make_file(big, args.file_mb)
-    size = big.stat().st_size
+    file_size = big.stat().st_size
     wanted = args.tools.split(",")
     tools: list[Tool] = []
     if "pty" in wanted:
@@ -419,9 +429,9 @@ def main() -> None:
             tools.append(Ssh(work))
         else:
             print("ssh/sshd is not installed: skipped (apt-get install openssh-server)")
-    print(f"{os.cpu_count()} cores; {args.keys} keystrokes; cat of {size / 1e6:.1f} MB "
-          f"({size // 72} lines); idle {args.idle:g} s; {args.sessions} extra sessions\n")
-    print(f"| tool | echo median | echo p90 | cat {size / 1e6:.0f} MB | bytes on loopback "
+    print(f"{os.cpu_count()} cores; {args.keys} keystrokes; cat of {file_size / 1e6:.1f} MB "
+          f"({file_size // 72} lines); idle {args.idle:g} s; {args.sessions} extra sessions\n")
+    print(f"| tool | echo median | echo p90 | cat {file_size / 1e6:.0f} MB | bytes on loopback "
           f"| bytes shown | RSS per extra session | idle ticks server / client |")
     print("|---|---|---|---|---|---|---|---|")
     try:
@@ -436,7 +446,7 @@ def main() -> None:
             seconds, wire, shown = result["cat"]
             memory = "" if result["memory"] is None else f"{result['memory'] / 1024:.2f} MB"
             print(f"| {tool.name} | {statistics.median(samples):.2f} ms | {p90:.2f} ms | {seconds:.2f} s "
-                  f"| {wire / 1e6:.1f} MB | {shown / 1e6:.1f} MB | {memory} "
+                  f"| {size(wire)} | {size(shown)} | {memory} "
                   f"| {result['idle'][0]} / {result['idle'][1]} |", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -110,6 +110,8 @@ class ClientSession:
         self.cols, self.rows = cols, rows
         self.displayed = ScreenState.blank(cols, rows)     # what the real terminal shows
         self._held: dict[int, ScreenState] = {}
+        self._model: TerminalModel | None = None          # holds state _model_state, ready to feed
+        self._model_state = -1
         self.output = bytearray()                         # for the real terminal
 
     def on_event(self, event, channel: Channel) -> None:
@@ -121,6 +123,8 @@ class ClientSession:
     def _apply(self, event: ScreenUpdate, channel: Channel) -> None:
         if event.base == 0:
             model = TerminalModel(self.cols, self.rows)
+        elif event.base == self._model_state and self._model is not None:
+            model = self._model                           # the usual case: diff on the last state
         else:
             base = self._held.get(event.base)
             if base is None:
@@ -135,6 +139,7 @@ class ClientSession:
         if channel.diff_mode is not DiffMode.RELIABLE:
             self.output += render_diff(self.displayed, new).encode()
         self.displayed = new
+        self._model, self._model_state = model, event.state
         self._held[event.state] = new
         for old in [s for s in self._held if s < event.base]:
             del self._held[old]

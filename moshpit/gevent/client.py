@@ -311,12 +311,24 @@ class Client:
         self._done.set()
 
     def service(self) -> None:
+        """Events and the screen first (the user is waiting for them), then sending."""
         now = time.monotonic()
+        self._take_events()
         for data, _ in self.channel.datagrams_to_send(now):
             try:
                 self.udp.send(data)
             except OSError:
                 pass                                     # the network is down: keep trying
+        self._take_events()
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+        deadline = self.channel.get_timer()
+        if deadline is not None and not self._done.is_set():
+            self._timer = gevent.get_hub().loop.timer(max(0.0, deadline - now))
+            self._timer.start(self._on_timer)
+
+    def _take_events(self) -> None:
         while (event := self.channel.next_event()) is not None:
             self.session.on_event(event, self.channel)
             if isinstance(event, PeerSilent):
@@ -337,13 +349,6 @@ class Client:
                 self._flush_output()
                 self._done.set()
         self._flush_output()
-        if self._timer is not None:
-            self._timer.close()
-            self._timer = None
-        deadline = self.channel.get_timer()
-        if deadline is not None and not self._done.is_set():
-            self._timer = gevent.get_hub().loop.timer(max(0.0, deadline - now))
-            self._timer.start(self._on_timer)
 
     def _on_timer(self) -> None:
         self.channel.handle_timer(time.monotonic())

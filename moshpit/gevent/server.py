@@ -159,30 +159,37 @@ class ShellSession:
 
     # --- the one timer ------------------------------------------------------------------
     def service(self) -> None:
+        """Events first and keystrokes to the PTY at once (the echo is what the user
+        waits for), then whatever the channels have to send, then the one timer."""
         now = time.monotonic()
         for channel in list(self.channels.values()):
-            for data, addr in channel.datagrams_to_send(now):
-                try:
-                    self.sock.sendto(data, addr)
-                except OSError as exc:
-                    log.debug("send to %s failed: %s", addr, exc)
-            while (event := channel.next_event()) is not None:
-                if channel is self.channel:
-                    self.session.on_event(event)
-                    if isinstance(event, Resized):
-                        set_window_size(self.fd, event.cols, event.rows)
-                if isinstance(event, ConnectionClosed) and channel is self.channel and event.by_peer:
-                    log.info("client ended the session: %s", event.reason)
-                    gevent.spawn_later(0.5, self.shutdown)   # after our CLOSE answer went out
-            if channel.closed and channel is not self.channel:
-                self.channels.pop(channel.conn_id, None)
+            self._take_events(channel)
         pending = self.session.take_pty_input()
         if pending and self.exit_status is None:
             try:
                 gevent.os.nb_write(self.fd, pending)
             except OSError:
                 pass
+        for channel in list(self.channels.values()):
+            for data, addr in channel.datagrams_to_send(now):
+                try:
+                    self.sock.sendto(data, addr)
+                except OSError as exc:
+                    log.debug("send to %s failed: %s", addr, exc)
+            self._take_events(channel)               # sending can time a close out
+            if channel.closed and channel is not self.channel:
+                self.channels.pop(channel.conn_id, None)
         self._arm(now)
+
+    def _take_events(self, channel: Channel) -> None:
+        while (event := channel.next_event()) is not None:
+            if channel is self.channel:
+                self.session.on_event(event)
+                if isinstance(event, Resized):
+                    set_window_size(self.fd, event.cols, event.rows)
+            if isinstance(event, ConnectionClosed) and channel is self.channel and event.by_peer:
+                log.info("client ended the session: %s", event.reason)
+                gevent.spawn_later(0.5, self.shutdown)   # after our CLOSE answer went out
 
     def _detached_deadline(self) -> float | None:
         """When this session ends for want of a client (never, unless configured)."""
