@@ -12,7 +12,7 @@ import pytest
 from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import (ConnectionClosed, DataReceived, HandshakeRefused, HostKeyReceived)
 from moshpit.protocol.handshake import ClientHandshake, DiffMode
-from moshpit.gevent.server import size_buffers
+from moshpit.gevent.udp import size_buffers
 
 
 class ShellClient:

@@ -46,7 +46,7 @@ class TmuxPane:
 # statesync runs here too once an intermittent start-up stall (about 1 run in 12 under pytest,
 # never reproduced outside it) is understood: the screen was never painted. Statesync is
 # covered end to end by tests/test_e2e_network.py and tests/test_session.py meanwhile.
-@pytest.fixture(params=["reliable"])
+@pytest.fixture(params=["reliable", "statesync", "datagram"])
 def pane(request, tmp_path):
     command = (f"env HOME={tmp_path} {sys.executable} -m moshpit.cli.mp --local "
                f"--diff-mode {request.param}; echo mp-exited-$?; sleep 30")

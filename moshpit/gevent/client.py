@@ -26,7 +26,7 @@ from moshpit.protocol.events import (ConnectionClosed, HandshakeRefused, HostKey
                                      PeerReachable, PeerSilent)
 from moshpit.protocol.backoff import Backoff
 from moshpit.protocol.handshake import ClientHandshake, DiffMode, RefuseCode
-from moshpit.gevent.server import size_buffers
+from moshpit.gevent import udp as udpio
 from moshpit.session import ClientSession
 from moshpit.terminal.render import render_full
 from moshpit.terminal.tty import window_size
@@ -145,9 +145,11 @@ class Client:
 
     def _open_channel(self, params, address) -> None:
         family, host = address
-        udp = gsocket.socket(family, gsocket.SOCK_DGRAM)
-        size_buffers(udp)
-        udp.connect((host, params.udp_port))
+        udp = udpio.open_udp(family)
+        try:
+            udp.connect((host, params.udp_port))
+        except BlockingIOError:
+            pass                                     # connecting a UDP socket does not block
         self.params, self.udp = params, udp
         self.channel = Channel.from_params(Role.CLIENT, params, now=time.monotonic(),
                                            peer_addr=(host, params.udp_port))
@@ -234,13 +236,15 @@ class Client:
     def _read_udp(self) -> None:
         while True:
             try:
-                data = self.udp.recv(2048)
+                batch = udpio.receive_batch(self.udp, 2048)
             except OSError as exc:
                 if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
-                    gevent.sleep(0.2)
+                    gevent.sleep(0.2)                # nobody there (yet): keep listening
                     continue
                 raise
-            self.channel.receive_datagram(data, self.channel.peer_addr, time.monotonic())
+            now = time.monotonic()
+            for data, _ in batch:
+                self.channel.receive_datagram(data, self.channel.peer_addr, now)
             self.service()
 
     def _read_stdin(self) -> None:
@@ -316,7 +320,7 @@ class Client:
         self._take_events()
         for data, _ in self.channel.datagrams_to_send(now):
             try:
-                self.udp.send(data)
+                udpio.send(self.udp, data)
             except OSError:
                 pass                                     # the network is down: keep trying
         self._take_events()

@@ -34,20 +34,13 @@ from moshpit.protocol.events import AuthRequested, ConnectionClosed, Resized
 from moshpit.protocol.handshake import HandshakeError, RefuseCode, ServerHandshake
 from moshpit.protocol.ratelimit import HandshakeLimiter
 from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionGone, SessionRegistry
+from moshpit.gevent import udp
 from moshpit.session import ServerSession
 
 log = logging.getLogger("moshpit.server")
 
 
-UDP_BUFFER = 4 << 20     # bursts of output must not overflow the socket before we read it
-
-
-def size_buffers(sock) -> None:
-    for option in (gsocket.SO_RCVBUF, gsocket.SO_SNDBUF):
-        try:
-            sock.setsockopt(gsocket.SOL_SOCKET, option, UDP_BUFFER)
-        except OSError:
-            pass
+PTY_BATCH = 256 * 1024     # PTY output taken in one go before the protocol is serviced
 
 
 def set_window_size(fd: int, cols: int, rows: int) -> None:
@@ -118,7 +111,7 @@ class ShellSession:
     def _read_pty(self) -> None:
         while True:
             try:
-                data = gevent.os.nb_read(self.fd, 65536)
+                data = self._read_pty_batch()
             except OSError as exc:
                 if exc.errno != errno.EIO:
                     log.warning("pty read failed: %s", exc)
@@ -129,20 +122,34 @@ class ShellSession:
             self.service()
         self._shell_exited()
 
+    def _read_pty_batch(self) -> bytes:
+        """Wait for output, then take what else is already there (up to PTY_BATCH)."""
+        chunks = [gevent.os.nb_read(self.fd, 65536)]
+        size = len(chunks[0])
+        while chunks[-1] and size < PTY_BATCH:
+            try:
+                chunks.append(os.read(self.fd, 65536))
+            except (BlockingIOError, OSError):
+                break                                    # nothing more now (or EIO: next read says)
+            size += len(chunks[-1])
+        return b"".join(chunks)
+
     def _read_udp(self) -> None:
         while True:
             try:
-                data, addr = self.sock.recvfrom(codec.MAX_DATAGRAM_SIZE + 1)
+                batch = udp.receive_batch(self.sock, codec.MAX_DATAGRAM_SIZE + 1)
             except OSError:
                 return
-            try:
-                _, conn_id, _ = codec.decode_header(data)
-            except DecodeError:
-                continue
-            channel = self.channels.get(conn_id) or self.channel
-            if channel is not None:
-                channel.receive_datagram(data, addr, time.monotonic())
-                self.service()
+            now = time.monotonic()
+            for data, addr in batch:
+                try:
+                    _, conn_id, _ = codec.decode_header(data)
+                except DecodeError:
+                    continue
+                channel = self.channels.get(conn_id) or self.channel
+                if channel is not None:
+                    channel.receive_datagram(data, addr, now)
+            self.service()
 
     def _shell_exited(self) -> None:
         try:
@@ -173,7 +180,7 @@ class ShellSession:
         for channel in list(self.channels.values()):
             for data, addr in channel.datagrams_to_send(now):
                 try:
-                    self.sock.sendto(data, addr)
+                    udp.send(self.sock, data, addr)
                 except OSError as exc:
                     log.debug("send to %s failed: %s", addr, exc)
             self._take_events(channel)               # sending can time a close out
@@ -394,8 +401,7 @@ class Server:
     def _bind_udp(self, record):
         family = gsocket.AF_INET6 if ":" in self.udp_host else gsocket.AF_INET
         for _ in range(64):
-            sock = gsocket.socket(family, gsocket.SOCK_DGRAM)
-            size_buffers(sock)
+            sock = udp.open_udp(family)
             try:
                 sock.bind((self.udp_host, record.udp_port))
                 return sock

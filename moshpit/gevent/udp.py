@@ -1,0 +1,66 @@
+"""Datagram I/O for the runtime: take everything already queued, wait only when nothing is.
+
+Handing the protocol a batch of datagrams before servicing it once (sending,
+re-arming the timer, writing to the terminal) costs far less per datagram than
+servicing after each one, which is what bounds a bulk transfer.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from gevent.socket import wait_read, wait_write
+
+BUFFER_SIZE = 4 << 20     # a burst of output must not overflow the socket before we read it
+BATCH = 64                # datagrams taken before the protocol is serviced
+
+
+def open_udp(family: int) -> socket.socket:
+    """A non-blocking UDP socket with room for bursts."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    size_buffers(sock)
+    return sock
+
+
+def size_buffers(sock) -> None:
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, BUFFER_SIZE)
+        except OSError:
+            pass
+
+
+def receive_batch(sock: socket.socket, size: int, limit: int = BATCH) -> list[tuple[bytes, object]]:
+    """Wait for at least one datagram; return it and up to ``limit`` in all that are queued.
+
+    An error from the socket (an ICMP refusal on a connected socket, say) is raised
+    only when no datagram came before it."""
+    while True:
+        batch = []
+        try:
+            while len(batch) < limit:
+                batch.append(sock.recvfrom(size))
+        except BlockingIOError:
+            pass
+        except OSError:
+            if not batch:
+                raise
+        if batch:
+            return batch
+        wait_read(sock.fileno())
+
+
+def send(sock: socket.socket, data: bytes, addr=None) -> None:
+    """Send one datagram; if the socket buffer is full, wait (briefly) for room once."""
+    for attempt in range(2):
+        try:
+            if addr is None:
+                sock.send(data)
+            else:
+                sock.sendto(data, addr)
+            return
+        except BlockingIOError:
+            if attempt:
+                raise
+            wait_write(sock.fileno(), timeout=1.0, timeout_exc=BlockingIOError("socket buffer full"))
