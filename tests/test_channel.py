@@ -372,3 +372,27 @@ def test_resumed_connection_ignores_the_displaced_one():
     assert new.run_until(lambda: new.server.received == b"typed after resuming", timeout=5)
     assert new.server.channel.drops[DropReason.WRONG_CONNECTION] == sum(
         1 for _, src, _, _ in old.tap if src == CLIENT_ADDR)
+
+
+def test_a_screen_acknowledgement_goes_out_at_once_whenever_it_is_made():
+    # A runtime may apply a screen after its send step; the STATE_ACK must still leave
+    # at once (a timer now), not wait for the next keepalive: the server diffs from it.
+    from moshpit.protocol.events import ScreenUpdate
+    client_params, server_params, _ = handshake(DiffMode.STATESYNC)
+    client = Channel.from_params(Role.CLIENT, client_params, now=0.0, peer_addr=SERVER_ADDR)
+    server = Channel.from_params(Role.SERVER, server_params, now=0.0,
+                                 screen_source=lambda base, state: b"screen %d" % state)
+    for data, _ in client.datagrams_to_send(0.0):
+        server.receive_datagram(data, CLIENT_ADDR, 0.0)
+    server.screen_changed(1)
+    for data, _ in server.datagrams_to_send(0.1):
+        client.receive_datagram(data, SERVER_ADDR, 0.1)
+    client.datagrams_to_send(0.1)                       # the send step came first...
+    update = next(e for e in iter(client.next_event, None) if isinstance(e, ScreenUpdate))
+    client.screen_applied(update.state)                 # ...and the screen after it
+    assert client.get_timer() <= 0.1
+    client.handle_timer(0.1)
+    for data, _ in client.datagrams_to_send(0.1):
+        server.receive_datagram(data, CLIENT_ADDR, 0.1)
+    assert server.screen_acked == 1
+    assert client.get_timer() > 0.1                     # and then it sleeps again

@@ -43,9 +43,9 @@ class TmuxPane:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
 
 
-# statesync runs here too once an intermittent start-up stall (about 1 run in 12 under pytest,
-# never reproduced outside it) is understood: the screen was never painted. Statesync is
-# covered end to end by tests/test_e2e_network.py and tests/test_session.py meanwhile.
+# All three modes. statesync once stalled here at start-up (1 run in 3): a STATE_ACK made
+# after the runtime's send step waited for an unrelated datagram; see
+# test_a_screen_acknowledgement_goes_out_at_once_whenever_it_is_made in test_channel.py.
 @pytest.fixture(params=["reliable", "statesync", "datagram"])
 def pane(request, tmp_path):
     command = (f"env HOME={tmp_path} {sys.executable} -m moshpit.cli.mp --local "

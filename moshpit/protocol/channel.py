@@ -579,6 +579,8 @@ class Channel:
         screen = self._screen_deadline()
         if screen is not None:
             deadlines.append(screen)
+        if self._state_ack_pending:
+            deadlines.append(self._last_send)  # at once: the server diffs from what we ack
         close_at = self._close_resend_at()
         if close_at is not None:
             deadlines.append(close_at)
