@@ -32,13 +32,15 @@ class ServerSession:
         self.pty_input = bytearray()          # keystrokes and terminal replies for the PTY
         self.input_received = 0               # keystroke bytes from all connections so far
 
-    def attach(self, channel: Channel) -> None:
+    def attach(self, channel: Channel, resumed: bool = False) -> None:
         """A (new or resumed) connection takes over; it starts from a full repaint.
 
         Build the channel with ``screen_source=session.screen_source``."""
         self.channel = channel
         self.flush()
         channel.screen_changed(self.model.number)
+        if resumed:
+            channel.repaint()                 # reliable mode: the stream alone would not show it
 
     # --- PTY side ---------------------------------------------------------------
     def pty_output(self, data: bytes, now: float) -> None:

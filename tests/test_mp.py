@@ -91,6 +91,7 @@ def test_kill_9_and_run_again_on_the_same_terminal_resumes_the_same_shell(tmp_pa
         terminal.read(0.5)
         terminal.output.clear()
         terminal.write(b"stty sane\r" + mp)         # same terminal, same command
+        assert terminal.expect(b"shell=" + shell_pid + b".")   # its screen is repainted
         terminal.write(b"echo again=$$.\r")
         assert terminal.expect(b"again=" + shell_pid + b".")
         terminal.write(b"exit\r")

@@ -15,6 +15,8 @@ from moshpit.gevent.client import Client
 from moshpit.gevent.server import Server
 from moshpit.keys import HostKeyPolicy, KnownHosts
 from moshpit.protocol.backoff import Backoff
+from moshpit.protocol.handshake import DiffMode
+from moshpit.terminal.model import TerminalModel
 from relay import Gateway
 
 SILENT_THEN_RECONNECT = 20      # 6.5 s of silence, then the first attempt after about 1 s
@@ -29,7 +31,7 @@ def free_udp_port() -> int:
 class RunningClient:
     """``Client.run()`` in a greenlet, with pipes for its terminal."""
 
-    def __init__(self, gateway, key, user, home, **options):
+    def __init__(self, gateway, key, user, home, mode=DiffMode.RELIABLE, **options):
         self.in_r, self.in_w = os.pipe()
         self.out_r, self.out_w = os.pipe()
         for fd in (self.in_r, self.in_w, self.out_r, self.out_w):
@@ -39,7 +41,7 @@ class RunningClient:
         self.client = Client(gateway.host, gateway.port, identity=key, user=user,
                              known_hosts=KnownHosts(home / "known_hosts"), policy=HostKeyPolicy.ACCEPT_NEW,
                              stdin_fd=self.in_r, stdout_fd=self.out_w,
-                             on_resumed=self.resumed_params.append, **options)
+                             diff_mode=mode, on_resumed=self.resumed_params.append, **options)
         self.client.connect()
         self.runner = gevent.spawn(self.client.run)
         self.reader = gevent.spawn(self._read)
@@ -67,15 +69,16 @@ class RunningClient:
 
 
 @pytest.fixture
-def behind_gateway(home):
+def behind_gateway(home, request):
     path, key = home
+    mode = getattr(request, "param", DiffMode.RELIABLE)
     udp_port = free_udp_port()
     server = Server(nacl.signing.SigningKey.generate(), bind=("127.0.0.1", 0),
                     udp_host="127.0.0.1", udp_ports=(udp_port, udp_port),
                     authorized_keys=str(path / ".mp" / "authorized_keys"), command=["/bin/sh"])
     server.start()
     gateway = Gateway(server.address[1], udp_port)
-    running = RunningClient(gateway, key, server.user.pw_name, path)
+    running = RunningClient(gateway, key, server.user.pw_name, path, mode)
     yield server, gateway, running
     running.close()
     gateway.close()
@@ -89,7 +92,9 @@ def lines(path) -> int:
         return 0
 
 
-@pytest.mark.parametrize("cut", ["both directions", "server to client only"])
+@pytest.mark.parametrize("cut, behind_gateway", [("both directions", DiffMode.RELIABLE),
+                                                  ("server to client only", DiffMode.STATESYNC)],
+                         indirect=["behind_gateway"])
 def test_keystrokes_reach_the_shell_exactly_once_across_a_reconnect(behind_gateway, tmp_path, cut):
     server, gateway, running = behind_gateway
     hits = tmp_path / "hits"
@@ -110,6 +115,10 @@ def test_keystrokes_reach_the_shell_exactly_once_across_a_reconnect(behind_gatew
     assert lines(hits) == 2                               # not lost, not run twice
     assert shell.pid == pid and shell.channel.conn_id != first_conn
     assert running.resumed_params[-1].resume_token == running.client.params.resume_token
+    assert b"mp: Last contact" in running.output          # the bar was shown...
+    terminal = TerminalModel(80, 24)
+    terminal.feed(bytes(running.output))
+    assert "Last contact" not in terminal.state.text()[0]  # ...and is gone again
 
 
 def test_a_session_gone_from_the_server_ends_the_client_with_a_message(behind_gateway):

@@ -202,7 +202,9 @@ class Client:
         if undelivered:
             self._send_keys(undelivered)
         self._silent = False
-        self._status_shown = False                   # the resume repaints the whole screen
+        if self._status_shown and self.diff_mode is DiffMode.RELIABLE:
+            self._status_shown = False               # the resume's repaint covers the bar
+        self._status(None)
         self._udp_reader = gevent.spawn(self._read_udp)
         if self.on_resumed is not None:
             self.on_resumed(params)

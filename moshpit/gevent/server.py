@@ -99,12 +99,12 @@ class ShellSession:
         return pid, fd
 
     # --- connections --------------------------------------------------------------
-    def attach(self, channel: Channel) -> None:
+    def attach(self, channel: Channel, resumed: bool = False) -> None:
         if self.channel is not None and not self.channel.closed:
             self.channel.close(CloseCode.DISPLACED, "resumed elsewhere", now=time.monotonic())
         self.channels[channel.conn_id] = channel
         self.channel = channel
-        self.session.attach(channel)
+        self.session.attach(channel, resumed)
         self.service()
 
     # --- I/O greenlets ----------------------------------------------------------------
@@ -394,7 +394,7 @@ class Server:
             self.sessions[record.session_id] = shell
         channel = Channel.from_params(Role.SERVER, params, now=time.monotonic(),
                                       screen_source=shell.session.screen_source)
-        shell.attach(channel)
+        shell.attach(channel, admission.resumed)
         log.info("%s session for %s (%s) on UDP %d", "resumed" if admission.resumed else "new",
                  request.user, request.fingerprint, record.udp_port)
 

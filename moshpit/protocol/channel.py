@@ -521,8 +521,17 @@ class Channel:
             self._recovery_until = self._next_osn
             self.stats["loss_events"] += 1
 
-    def _on_repaint_request(self) -> None:
-        self.stats["repaint_requests"] += 1
+    def repaint(self) -> None:
+        """Server: send the whole screen next (a resumed client's terminal shows nothing
+        of what happened while it was away). In ``reliable`` mode the snapshot goes in
+        the stream, after any output already handed to ``send_data``."""
+        if self.role is not Role.SERVER:
+            raise LocalProtocolError("only the server repaints")
+        self._on_repaint_request(counted=False)
+
+    def _on_repaint_request(self, counted: bool = True) -> None:
+        if counted:
+            self.stats["repaint_requests"] += 1
         if self.send_reliable:
             self._queue_snapshot()
         else:
