@@ -53,6 +53,12 @@ class RunningClient:
     def type(self, data: bytes):
         gevent.os.nb_write(self.in_w, data)
 
+    def shows(self, text: str) -> bool:
+        """Whether the user's terminal shows ``text`` now (the output, played on a model)."""
+        terminal = TerminalModel(80, 24)
+        terminal.feed(bytes(self.output))
+        return any(text in row for row in terminal.state.text())
+
     def wait_for(self, predicate, timeout=10.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -110,7 +116,7 @@ def test_keystrokes_reach_the_shell_exactly_once_across_a_reconnect(behind_gatew
     gateway.relay.block_up = gateway.relay.block_down = False
 
     running.type(b"echo after-$((3+4))\r")
-    assert running.wait_for(lambda: b"after-7" in running.output)
+    assert running.wait_for(lambda: running.shows("after-7"), timeout=20), running.client.channel.stats
     gevent.sleep(0.5)
     assert lines(hits) == 2                               # not lost, not run twice
     assert shell.pid == pid and shell.channel.conn_id != first_conn
