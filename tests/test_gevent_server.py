@@ -18,10 +18,11 @@ from moshpit.gevent.udp import size_buffers
 class ShellClient:
     """Just enough client to talk to a real server: handshake, then a channel on UDP."""
 
-    def __init__(self, address, key, user, mode=DiffMode.RELIABLE, token=None, env=None):
+    def __init__(self, address, key, user, mode=DiffMode.RELIABLE, token=None, env=None, cols=80, rows=24):
         self.received = bytearray()
         self.events = []
-        hs = ClientHandshake(key, user, now=time.monotonic(), diff_mode=mode, resume_token=token, env=env)
+        hs = ClientHandshake(key, user, now=time.monotonic(), diff_mode=mode, resume_token=token, env=env,
+                             cols=cols, rows=rows)
         tcp = gsocket.create_connection(address[:2], timeout=10)
         tcp.sendall(hs.data_to_send())
         self.refused = None
@@ -237,3 +238,52 @@ def test_run_as_root_the_shell_runs_as_the_target_user(tmp_path):
     finally:
         client.close()
         srv.stop()
+
+
+def test_a_shell_holds_no_other_sessions_terminal_or_the_servers_sockets(server, home):
+    _, key = home
+    first = ShellClient(server.address, key, server.user.pw_name)
+    second = ShellClient(server.address, key, server.user.pw_name)
+    try:
+        second.type(b'echo "[$(for f in /proc/$$/fd/*; do readlink $f; done | grep -c -e ptmx -e socket)]"\r')
+        assert second.wait_for(lambda: re.search(rb"\[\d+\]", bytes(second.received)))
+        assert b"[0]" in second.received
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_large_paste_reaches_the_shell_whole(server, home, tmp_path):
+    _, key = home
+    client = ShellClient(server.address, key, server.user.pw_name)
+    target = tmp_path / "pasted"
+    lines = [b"%05d %s" % (i, b"x" * 43) for i in range(4000)]        # 196 kB, more than a PTY holds
+    try:
+        client.type(b"stty -echo; cat > %s; echo pasted-$((4*4))\r" % bytes(target))
+        gevent.sleep(0.5)
+        client.type(b"\r".join(lines) + b"\r\x04")
+        assert client.wait_for(lambda: b"pasted-16" in client.received, timeout=30)
+        assert target.read_bytes() == b"\n".join(lines) + b"\n"
+    finally:
+        client.close()
+
+
+def test_resuming_takes_the_new_window_size_and_a_finished_shell_is_not_resumed(server, home):
+    _, key = home
+    first = ShellClient(server.address, key, server.user.pw_name)
+    first.type(b"echo one\r")
+    assert first.wait_for(lambda: b"one\r\n" in first.received)
+    first.close()
+    again = ShellClient(server.address, key, server.user.pw_name, token=first.params.resume_token,
+                        cols=132, rows=50)
+    try:
+        assert again.params.resumed
+        again.type(b"echo size=$(stty size | tr ' ' x)\r")
+        assert again.wait_for(lambda: b"size=50x132" in again.received)
+        again.type(b"exit\r")
+        assert again.wait_for(lambda: any(isinstance(e, ConnectionClosed) for e in again.events))
+    finally:
+        again.close()
+    late = ShellClient(server.address, key, server.user.pw_name, token=again.params.resume_token)
+    assert late.params is None or not late.params.resumed
+    late.close()

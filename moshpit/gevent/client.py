@@ -332,7 +332,7 @@ class Client:
         deadline = self.channel.get_timer()
         if deadline is not None and not self._done.is_set():
             self._timer = gevent.get_hub().loop.timer(max(0.0, deadline - now))
-            self._timer.start(self._on_timer)
+            self._timer.start(gevent.spawn, self._on_timer)   # a greenlet: it may wait for I/O
 
     def _take_events(self) -> None:
         while (event := self.channel.next_event()) is not None:

@@ -41,6 +41,7 @@ log = logging.getLogger("moshpit.server")
 
 
 PTY_BATCH = 256 * 1024     # PTY output taken in one go before the protocol is serviced
+MAX_FD = 1 << 20           # closed in a shell's child above stdio (close_range makes it cheap)
 
 
 def set_window_size(fd: int, cols: int, rows: int) -> None:
@@ -75,10 +76,12 @@ class ShellSession:
         self._timer = None
         self._greenlets: list[gevent.Greenlet] = []
         self.exit_status: int | None = None
+        self._to_pty = bytearray()                       # keystrokes not yet taken by the PTY
+        self._to_pty_ready = gevent.event.Event()
         self.pid, self.fd = self._spawn(params, user)
         set_window_size(self.fd, params.cols, params.rows)
-        self._greenlets.append(gevent.spawn(self._read_pty))
-        self._greenlets.append(gevent.spawn(self._read_udp))
+        self._greenlets += [gevent.spawn(self._read_pty), gevent.spawn(self._read_udp),
+                            gevent.spawn(self._write_pty)]
 
     def _spawn(self, params, user):
         env = {"TERM": params.env.get("TERM") or "xterm-256color", "HOME": user.pw_dir,
@@ -89,21 +92,26 @@ class ShellSession:
         pid, fd = gevent.os.forkpty_and_watch()
         if pid == 0:                                   # the child: become the shell
             try:
+                os.closerange(3, MAX_FD)               # no other session's PTY, no server socket
                 if os.getuid() == 0 and user.pw_uid != 0:
                     _become(user)
                 os.chdir(user.pw_dir if os.path.isdir(user.pw_dir) else "/")
                 os.execvpe(argv[0], argv, env)
             finally:
                 os._exit(127)
+        os.set_inheritable(fd, False)                  # later shells must not get this PTY
         os.set_blocking(fd, False)
         return pid, fd
 
     # --- connections --------------------------------------------------------------
-    def attach(self, channel: Channel, resumed: bool = False) -> None:
+    def attach(self, channel: Channel, params, resumed: bool = False) -> None:
         if self.channel is not None and not self.channel.closed:
             self.channel.close(CloseCode.DISPLACED, "resumed elsewhere", now=time.monotonic())
         self.channels[channel.conn_id] = channel
         self.channel = channel
+        if resumed:                                      # the window may have changed meanwhile
+            self.session.on_event(Resized(params.cols, params.rows))
+            set_window_size(self.fd, params.cols, params.rows)
         self.session.attach(channel, resumed)
         self.service()
 
@@ -151,6 +159,32 @@ class ShellSession:
                     channel.receive_datagram(data, addr, now)
             self.service()
 
+    def _write_some(self) -> None:
+        """Give the PTY what it takes now; the writer greenlet waits for room for the rest."""
+        try:
+            written = os.write(self.fd, self._to_pty[:65536])
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self._to_pty.clear()                         # the shell is gone
+            return
+        del self._to_pty[:written]
+        if self._to_pty:
+            self._to_pty_ready.set()
+
+    def _write_pty(self) -> None:
+        """Keystrokes reach the shell whole and in order, however full its input is."""
+        while True:
+            self._to_pty_ready.wait()
+            self._to_pty_ready.clear()
+            while self._to_pty:
+                try:
+                    written = gevent.os.nb_write(self.fd, bytes(self._to_pty[:65536]))
+                except OSError:
+                    self._to_pty.clear()
+                    break
+                del self._to_pty[:written]
+
     def _shell_exited(self) -> None:
         try:
             _, status = gevent.os.waitpid(self.pid, 0)
@@ -173,10 +207,12 @@ class ShellSession:
             self._take_events(channel)
         pending = self.session.take_pty_input()
         if pending and self.exit_status is None:
-            try:
-                gevent.os.nb_write(self.fd, pending)
-            except OSError:
-                pass
+            writer_busy = bool(self._to_pty)              # it holds a copy of the head: only append
+            self._to_pty += pending
+            if writer_busy:
+                self._to_pty_ready.set()
+            else:
+                self._write_some()
         for channel in list(self.channels.values()):
             for data, addr in channel.datagrams_to_send(now):
                 try:
@@ -214,7 +250,7 @@ class ShellSession:
             self._timer = None
         if deadlines:
             self._timer = gevent.get_hub().loop.timer(max(0.0, min(deadlines) - now))
-            self._timer.start(self._on_timer)
+            self._timer.start(gevent.spawn, self._on_timer)   # a greenlet: it may wait for I/O
 
     def _on_timer(self) -> None:
         now = time.monotonic()
@@ -385,6 +421,9 @@ class Server:
             return
         record = admission.session
         shell = self.sessions.get(record.session_id)
+        if shell is not None and shell.exit_status is not None:
+            hs.refuse(RefuseCode.NO_SESSION, "the session has ended")   # its shell just exited
+            return
         sock = shell.sock if shell is not None else self._bind_udp(record)
         params = hs.accept(conn_id=record.conn_id, udp_port=record.udp_port, session_id=record.session_id,
                            resume_token=admission.resume_token, resumed=admission.resumed,
@@ -394,7 +433,7 @@ class Server:
             self.sessions[record.session_id] = shell
         channel = Channel.from_params(Role.SERVER, params, now=time.monotonic(),
                                       screen_source=shell.session.screen_source)
-        shell.attach(channel, admission.resumed)
+        shell.attach(channel, params, admission.resumed)
         log.info("%s session for %s (%s) on UDP %d", "resumed" if admission.resumed else "new",
                  request.user, request.fingerprint, record.udp_port)
 

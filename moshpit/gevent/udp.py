@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from gevent.socket import wait_read, wait_write
+from gevent.socket import wait_read
 
 BUFFER_SIZE = 4 << 20     # a burst of output must not overflow the socket before we read it
 BATCH = 64                # datagrams taken before the protocol is serviced
@@ -51,16 +51,14 @@ def receive_batch(sock: socket.socket, size: int, limit: int = BATCH) -> list[tu
         wait_read(sock.fileno())
 
 
-def send(sock: socket.socket, data: bytes, addr=None) -> None:
-    """Send one datagram; if the socket buffer is full, wait (briefly) for room once."""
-    for attempt in range(2):
-        try:
-            if addr is None:
-                sock.send(data)
-            else:
-                sock.sendto(data, addr)
-            return
-        except BlockingIOError:
-            if attempt:
-                raise
-            wait_write(sock.fileno(), timeout=1.0, timeout_exc=BlockingIOError("socket buffer full"))
+def send(sock: socket.socket, data: bytes, addr=None) -> bool:
+    """Send one datagram if the socket has room; never wait (this may run from a timer,
+    and a datagram that does not fit is as good as one lost: the channel resends)."""
+    try:
+        if addr is None:
+            sock.send(data)
+        else:
+            sock.sendto(data, addr)
+        return True
+    except BlockingIOError:
+        return False
