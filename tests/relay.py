@@ -81,6 +81,7 @@ class Gateway:
         from gevent.server import StreamServer
         self.relay = Relay(("127.0.0.1", udp_port), front=("127.0.0.2", udp_port), **impairments)
         self.tcp_open = True
+        self.drop_accepts = 0          # this many key exchanges lose the server's last message
         self._tcp = StreamServer(("127.0.0.2", tcp_port), self._forward)
         self._tcp.start()
         self.host, self.port = "127.0.0.2", tcp_port
@@ -90,9 +91,14 @@ class Gateway:
             return                                   # closed at once: like a refused connection
         outbound = gsocket.create_connection(("127.0.0.1", self._tcp.address[1]))
 
-        def pipe(src, dst):
+        def pipe(src, dst, from_server=False):
             try:
+                chunks = 0
                 while data := src.recv(65536):
+                    chunks += 1
+                    if from_server and chunks == 2 and self.drop_accepts > 0:
+                        self.drop_accepts -= 1
+                        break                        # SERVER_ACCEPT lost with the connection
                     dst.sendall(data)
             except OSError:
                 pass
@@ -102,7 +108,7 @@ class Gateway:
                         sock.shutdown(gsocket.SHUT_RDWR)
                     except OSError:
                         pass
-        gevent.joinall([gevent.spawn(pipe, inbound, outbound), gevent.spawn(pipe, outbound, inbound)])
+        gevent.joinall([gevent.spawn(pipe, inbound, outbound), gevent.spawn(pipe, outbound, inbound, True)])
         outbound.close()
 
     def close(self):

@@ -232,7 +232,11 @@ def test_resume_reattaches_the_same_session_with_fresh_keys():
     assert again.keys.client_to_server.aead_key != first.keys.client_to_server.aead_key
     assert again.resume_token != first.resume_token          # tokens are single-use
     assert len(registry) == 1
-    # The spent token no longer resumes anything.
+    # Until the new connection is heard from, the old token may be presented again (its
+    # accept may have been lost); after that it no longer resumes anything.
+    retry, _, admission_retry = handshake(registry=registry, client_key=key, token=first.resume_token)
+    assert admission_retry.resumed and retry.session_id == first.session_id
+    registry.confirm(first.session_id)
     third, _, admission3 = handshake(registry=registry, client_key=key, token=first.resume_token)
     assert not admission3.resumed and third.session_id != first.session_id
 
@@ -268,6 +272,18 @@ def test_accept_tells_a_resuming_client_how_much_input_the_shell_got():
              input_received=2 ** 40 + 5)
     pump_handshake(c, s, 0.0)
     assert c.params.resumed and c.params.input_received == 2 ** 40 + 5
+
+
+def test_only_the_newest_two_tokens_resume_and_only_for_their_owner():
+    registry = SessionRegistry(PortPool(range(50000, 50010)))
+    key, thief = nacl.signing.SigningKey.generate(), nacl.signing.SigningKey.generate()
+    first, _, _ = handshake(registry=registry, client_key=key)
+    second, _, _ = handshake(registry=registry, client_key=key, token=first.resume_token)
+    third, _, _ = handshake(registry=registry, client_key=key, token=second.resume_token)
+    _, _, stale = handshake(registry=registry, client_key=key, token=first.resume_token)
+    assert not stale.resumed                          # two generations back: spent
+    _, _, stolen = handshake(registry=registry, client_key=thief, token=third.resume_token)
+    assert not stolen.resumed
 
 
 def test_stolen_token_never_yields_someone_elses_session():

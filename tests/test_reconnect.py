@@ -127,6 +127,21 @@ def test_keystrokes_reach_the_shell_exactly_once_across_a_reconnect(behind_gatew
     assert "Last contact" not in terminal.state.text()[0]  # ...and is gone again
 
 
+def test_a_reconnect_whose_answer_is_lost_is_retried_with_the_same_token(behind_gateway):
+    server, gateway, running = behind_gateway
+    running.type(b"echo ready\r")
+    assert running.wait_for(lambda: b"ready\r\n" in running.output)
+    shell = next(iter(server.sessions.values()))
+    gateway.relay.block_up = gateway.relay.block_down = True
+    gateway.drop_accepts = 1                              # the server resumes; we never hear it
+    assert running.wait_for(lambda: running.client.reconnects >= 1, timeout=SILENT_THEN_RECONNECT + 5)
+    assert gateway.drop_accepts == 0 and running.client.reconnect_failures >= 1
+    gateway.relay.block_up = gateway.relay.block_down = False
+    running.type(b"echo back-$((6*7))\r")
+    assert running.wait_for(lambda: running.shows("back-42"), timeout=20)
+    assert not running.runner.dead and list(server.sessions.values()) == [shell]
+
+
 def test_a_session_gone_from_the_server_ends_the_client_with_a_message(behind_gateway):
     server, _, running = behind_gateway
     running.type(b"echo ready\r")

@@ -73,9 +73,9 @@ class Client:
         self._timer = None
         self._status_shown = False
         self.session_over = False     # True once the shell is gone (or we ended it)
-        self.max_backoff = max_reconnect_backoff
         self.on_resumed = on_resumed  # called with the new SessionParams after each reconnect
         self.reconnects = self.reconnect_failures = 0
+        self._backoff = Backoff(max_reconnect_backoff)   # reset once a connection is heard from
         self._reconnector: gevent.Greenlet | None = None
         self._reconnecting = False
         self._silent = False
@@ -163,7 +163,7 @@ class Client:
     def _reconnect_loop(self) -> None:
         """While the server stays silent, resume the session over a new key exchange,
         waiting longer after each failure; a refusal or a changed host key ends the client."""
-        backoff = Backoff(self.max_backoff)
+        backoff = self._backoff
         try:
             while not self._done.is_set():
                 gevent.sleep(backoff.next_delay())
@@ -197,6 +197,9 @@ class Client:
         old_udp.close()
         self._open_channel(params, address)
         self.reconnects += 1
+        if params.input_received < old_base:
+            log.warning("the server has fewer keystrokes than were trimmed; %d bytes may be lost",
+                        old_base - params.input_received)
         undelivered = typed[max(0, params.input_received - old_base):]
         self._typed = bytearray()
         if undelivered:
@@ -247,6 +250,8 @@ class Client:
             now = time.monotonic()
             for data, _ in batch:
                 self.channel.receive_datagram(data, self.channel.peer_addr, now)
+            if self._backoff.attempts and self.channel.stats["datagrams_received"]:
+                self._backoff.reset()                # this connection works: start afresh next time
             self.service()
 
     def _read_stdin(self) -> None:
@@ -285,12 +290,13 @@ class Client:
             self._send_keys(bytes(out))
 
     def _send_keys(self, data: bytes) -> None:
-        if self.channel.closed:
+        if self.channel.closed and self._reconnector is None:
             return
-        self.channel.send_data(data)
-        self._typed += data
-        if len(self._typed) > TYPED_KEPT:            # far more than can be in flight
-            drop = len(self._typed) - TYPED_KEPT
+        if not self.channel.closed:
+            self.channel.send_data(data)
+        self._typed += data                          # kept for a resend after a reconnect
+        if len(self._typed) > TYPED_KEPT and not self._silent and self._reconnector is None:
+            drop = len(self._typed) - TYPED_KEPT     # in contact, this much is long delivered
             del self._typed[:drop]
             self._typed_base += drop
 
@@ -345,8 +351,8 @@ class Client:
                 self._silent = False
                 self._status(None)
             elif isinstance(event, ConnectionClosed):
-                if event.code == CloseCode.DISPLACED and self._reconnecting:
-                    continue                         # that was our own reconnect landing
+                if event.code == CloseCode.DISPLACED and self._reconnector is not None:
+                    continue                         # our own reconnect landing (or retrying)
                 if event.code == CloseCode.DISPLACED:
                     event = ConnectionClosed(event.code, "the session was resumed elsewhere",
                                              event.by_peer, event.timed_out)

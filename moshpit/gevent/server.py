@@ -76,6 +76,7 @@ class ShellSession:
         self._timer = None
         self._greenlets: list[gevent.Greenlet] = []
         self.exit_status: int | None = None
+        self._heard_on_channel = False                   # the attached connection spoke yet?
         self._to_pty = bytearray()                       # keystrokes not yet taken by the PTY
         self._to_pty_ready = gevent.event.Event()
         self.pid, self.fd = self._spawn(params, user)
@@ -109,6 +110,7 @@ class ShellSession:
             self.channel.close(CloseCode.DISPLACED, "resumed elsewhere", now=time.monotonic())
         self.channels[channel.conn_id] = channel
         self.channel = channel
+        self._heard_on_channel = False
         if resumed:                                      # the window may have changed meanwhile
             self.session.on_event(Resized(params.cols, params.rows))
             set_window_size(self.fd, params.cols, params.rows)
@@ -157,6 +159,10 @@ class ShellSession:
                 channel = self.channels.get(conn_id) or self.channel
                 if channel is not None:
                     channel.receive_datagram(data, addr, now)
+            if not self._heard_on_channel and self.channel is not None \
+                    and self.channel.stats["datagrams_received"]:
+                self._heard_on_channel = True            # the client has its new token: the
+                self.server.registry.confirm(self.record.session_id)   # old one is spent
             self.service()
 
     def _write_some(self) -> None:

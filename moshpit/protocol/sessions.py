@@ -3,7 +3,8 @@
 A session outlives its connections. Each accepted handshake gets a fresh
 connection id (the keys change with it); a resume token, bound to the identity
 key that opened the session, lets that same key re-attach later. Tokens are
-single-use: every resume issues a new one.
+single-use: every resume issues a new one, and the one presented is spent as
+soon as the new connection is heard from (until then a retry may present it).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Session:
     conn_id: int
     token_digest: bytes = field(repr=False)
     generation: int = 0          # how many connections it has had
+    previous_digest: bytes = field(default=b"", repr=False)   # valid until the new one is used
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,10 @@ class SessionRegistry:
                 return conn_id
 
     def _issue_token(self, session: Session) -> bytes:
-        self._by_token.pop(session.token_digest, None)
+        # The token just presented stays valid (for its owner) until the new connection is
+        # heard from: if the accept carrying the new token is lost, the client can retry.
+        self._by_token.pop(session.previous_digest, None)
+        session.previous_digest = session.token_digest
         token = self._rng(TOKEN_SIZE)
         session.token_digest = _digest(token)
         self._by_token[session.token_digest] = session
@@ -128,11 +133,20 @@ class SessionRegistry:
         self._by_id[session.session_id] = session
         return Admission(session, self._issue_token(session), resumed=False, note=note)
 
+    def confirm(self, session_id: bytes) -> None:
+        """The newest connection of the session has been heard from: its token's
+        predecessor is spent for good."""
+        session = self._by_id.get(session_id)
+        if session is not None and session.previous_digest:
+            self._by_token.pop(session.previous_digest, None)
+            session.previous_digest = b""
+
     def close(self, session_id: bytes) -> None:
         """Forget a session (its shell ended); its port goes back to the pool."""
         session = self._by_id.pop(session_id, None)
         if session is None:
             return
         self._by_token.pop(session.token_digest, None)
+        self._by_token.pop(session.previous_digest, None)
         self._conn_ids.discard(session.conn_id)
         self.ports.release(session.udp_port)
