@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import errno
 import hashlib
 import os
 import stat
@@ -81,6 +82,9 @@ def expand_path_template(template: str, user: str, home: str) -> Path:
     return Path("".join(out))
 
 
+MAX_AUTHORIZED_KEYS_SIZE = 256 * 1024
+
+
 def check_authorized(client_key: bytes, *, user: str, home: str, uid: int,
                      template: str = DEFAULT_AUTHORIZED_KEYS) -> Authorization:
     """May ``client_key`` log in as ``user``? Refuses unless the file and its
@@ -88,24 +92,35 @@ def check_authorized(client_key: bytes, *, user: str, home: str, uid: int,
     path = expand_path_template(template, user, home)
     try:
         dir_stat = os.stat(path.parent)
-        file_stat = os.lstat(path)
+        # Opened without following a link or blocking on a FIFO, checked on the open file
+        # (no swap between check and read), read up to a bound: the user owns this file
+        # and a root server must not let it stall or bloat the process.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return Authorization(False, f"{path} does not exist")
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return Authorization(False, f"{path} is not a regular file")
         return Authorization(False, f"cannot read {path}: {exc.strerror}")
-    if not stat.S_ISREG(file_stat.st_mode):
-        return Authorization(False, f"{path} is not a regular file")
-    for what, st, wanted in (("directory " + str(path.parent), dir_stat, 0o700),
-                             ("file " + str(path), file_stat, 0o600)):
-        if st.st_uid != uid:
-            return Authorization(False, f"{what} is owned by uid {st.st_uid}, not {user} ({uid})")
-        mode = stat.S_IMODE(st.st_mode)
-        if mode & 0o077:
-            return Authorization(False, f"{what} has mode {mode:04o}; it must be {wanted:04o}")
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        file_stat = os.fstat(fd)
+        if not stat.S_ISREG(file_stat.st_mode):
+            return Authorization(False, f"{path} is not a regular file")
+        for what, st, wanted in (("directory " + str(path.parent), dir_stat, 0o700),
+                                 ("file " + str(path), file_stat, 0o600)):
+            if st.st_uid != uid:
+                return Authorization(False, f"{what} is owned by uid {st.st_uid}, not {user} ({uid})")
+            mode = stat.S_IMODE(st.st_mode)
+            if mode & 0o077:
+                return Authorization(False, f"{what} has mode {mode:04o}; it must be {wanted:04o}")
+        if file_stat.st_size > MAX_AUTHORIZED_KEYS_SIZE:
+            return Authorization(False, f"{path} is larger than {MAX_AUTHORIZED_KEYS_SIZE} bytes")
+        text = os.read(fd, MAX_AUTHORIZED_KEYS_SIZE).decode("utf-8", errors="replace")
     except OSError as exc:
         return Authorization(False, f"cannot read {path}: {exc.strerror}")
+    finally:
+        os.close(fd)
+    lines = text.splitlines()
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue

@@ -18,6 +18,7 @@ from moshpit.terminal.render import render_diff, render_full
 BATCH_DELAY = 0.008            # gather PTY output this long before re-reading the screen
 BATCH_LIMIT = 256 * 1024       # ...or this much, whichever comes first
 KEPT_STATES = 64               # screen states kept as possible diff bases
+MAX_BACKLOG = 4 << 20          # reliable output waiting to be sent; beyond it, a repaint instead
 
 
 class ServerSession:
@@ -47,12 +48,18 @@ class ServerSession:
         if not data:
             return
         channel = self.channel
-        if channel is not None and channel.diff_mode is DiffMode.RELIABLE and not channel.closed:
+        reliable = channel is not None and channel.diff_mode is DiffMode.RELIABLE and not channel.closed
+        if reliable and channel.pending_output + len(data) <= MAX_BACKLOG:
             channel.send_data(data)           # the raw stream goes out at once (echo latency)
+            reliable = False
         self._pending += data
         if self._pending_since is None:
             self._pending_since = now
-        if len(self._pending) >= BATCH_LIMIT:
+        if reliable:                          # the client is away or slow: bound what we hold
+            self.flush()                      # (the model now has this output too)
+            channel.discard_unsent_output()
+            channel.repaint()
+        elif len(self._pending) >= BATCH_LIMIT:
             self.flush()
 
     def get_timer(self) -> float | None:

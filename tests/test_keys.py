@@ -81,6 +81,19 @@ def test_missing_file_and_symlink_are_refused(home, tmp_path):
     assert "not a regular file" in check(home, ALICE).reason
 
 
+def test_a_fifo_or_a_huge_file_is_refused_without_blocking_or_reading_it(home):
+    keys = home / ".mp/authorized_keys"
+    keys.unlink()
+    os.mkfifo(keys, 0o600)                       # opening this for reading would block
+    assert "not a regular file" in check(home, ALICE).reason
+    keys.unlink()
+    with open(keys, "wb") as sparse:
+        sparse.truncate(64 << 20)                # 64 MiB of nothing, costs no disk
+    keys.chmod(0o600)
+    result = check(home, ALICE)
+    assert not result.allowed and "larger than" in result.reason
+
+
 # --- known_hosts ------------------------------------------------------------------
 
 def test_host_ids_follow_openssh():

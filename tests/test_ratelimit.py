@@ -16,8 +16,16 @@ def test_handshakes_in_progress_are_capped_whatever_their_source():
     limiter = HandshakeLimiter(max_in_progress=2)
     assert limiter.admit("192.0.2.1", 0.0) and limiter.admit("192.0.2.2", 0.0)
     assert not limiter.admit("192.0.2.3", 0.0)
-    limiter.done()
+    limiter.done("192.0.2.1")
     assert limiter.admit("192.0.2.3", 0.0)
+
+
+def test_one_source_cannot_hold_every_slot_with_unfinished_handshakes():
+    limiter = HandshakeLimiter(max_in_progress=64, max_in_progress_per_source=4)
+    assert [limiter.admit("192.0.2.1", 0.0) for _ in range(5)] == [True] * 4 + [False]
+    assert limiter.admit("198.51.100.7", 0.0)            # someone else still gets in
+    limiter.done("192.0.2.1")
+    assert limiter.admit("192.0.2.1", 0.0)
 
 
 def test_ipv6_addresses_share_a_bucket_per_64_and_mapped_ipv4_is_ipv4():

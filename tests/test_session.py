@@ -79,3 +79,22 @@ def test_resize_reaches_the_screen_model():
     pair.client.resize(100, 30, pair.net.client.channel)
     pair.run(1.0)
     assert (pair.server.model.state.cols, pair.server.model.state.rows) == (100, 30)
+
+
+def test_output_for_an_absent_client_is_bounded_and_replaced_by_a_repaint():
+    from moshpit.session import MAX_BACKLOG
+    pair = Pair(DiffMode.RELIABLE)
+    pair.pty(b"hello\r\n")
+    pair.run(1.0)
+    assert pair.settled()
+    pair.net.links["down"].up = pair.net.links["up"].up = False   # the client is gone (lid closed)
+    line = b"".join(b"%07d a line of output from a busy program\r\n" % i for i in range(20000))
+    for _ in range(12):                               # about 12 MB while nobody listens
+        pair.pty(line)
+        pair.run(0.05)
+    channel = pair.net.server.channel
+    assert channel.pending_output <= MAX_BACKLOG
+    assert channel.stats["output_discarded"] > MAX_BACKLOG       # most of it was never kept
+    pair.net.links["down"].up = pair.net.links["up"].up = True    # back: a repaint shows the screen
+    pair.run(15.0)
+    assert pair.settled()

@@ -365,7 +365,7 @@ class Server:
         try:
             self._handshake(sock, address)
         finally:
-            self.limiter.done()
+            self.limiter.done(address[0])
 
     def _handshake(self, sock, address) -> None:
         hs = ServerHandshake(self.host_key, now=time.monotonic(), timeout=self.handshake_timeout)

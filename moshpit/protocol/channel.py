@@ -253,6 +253,19 @@ class Channel:
             self._ordered_out.append((F.FRAME_DATA, bytearray(data)))
         self._pending_bytes += len(data)
 
+    def discard_unsent_output(self) -> int:
+        """Server: drop the output (and any queued repaint) not yet put in a datagram, for a
+        fresh ``repaint()`` to replace. For a client that cannot keep up, or is away, and
+        would otherwise make the server hold all the output meanwhile."""
+        if self.role is not Role.SERVER:
+            raise LocalProtocolError("only the server discards output")
+        dropped = self._pending_bytes
+        self._ordered_out = deque(item for item in self._ordered_out
+                                  if item[0] not in (F.FRAME_DATA, F.FRAME_SCREEN))
+        self._pending_bytes = 0
+        self.stats["output_discarded"] += dropped
+        return dropped
+
     def send_resize(self, cols: int, rows: int) -> None:
         if self.role is not Role.CLIENT:
             raise LocalProtocolError("only the client reports its window size")

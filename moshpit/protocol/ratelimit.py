@@ -3,8 +3,9 @@
 Each handshake costs the server an X25519 and an Ed25519 signature before it
 knows who is asking, so an unauthenticated peer must not be able to make it
 do that without bound. A token bucket per source address allows a burst (a
-user reconnecting several terminals at once) and then a steady trickle; a cap
-on handshakes in progress bounds the total whatever the number of addresses.
+user reconnecting several terminals at once) and then a steady trickle; caps
+on handshakes in progress, per source and in all, stop a few sources from
+holding every slot with connections that never finish.
 """
 
 from __future__ import annotations
@@ -28,20 +29,23 @@ def source_key(host: str) -> str:
 
 class HandshakeLimiter:
     def __init__(self, *, burst: int = 10, per_second: float = 1.0, max_in_progress: int = 64,
-                 max_sources: int = 4096):
+                 max_in_progress_per_source: int = 4, max_sources: int = 4096):
         self.burst, self.per_second = burst, per_second
         self.max_in_progress = max_in_progress
+        self.max_in_progress_per_source = max_in_progress_per_source
+        self._active: dict[str, int] = {}
         self.max_sources = max_sources
         self.in_progress = 0
         self.refused = 0
         self._buckets: dict[str, tuple[float, float]] = {}     # source -> (tokens, as of)
 
     def admit(self, host: str, now: float) -> bool:
-        """May a handshake from ``host`` start now? If so, call ``done()`` when it ends."""
-        if self.in_progress >= self.max_in_progress:
+        """May a handshake from ``host`` start now? If so, call ``done(host)`` when it ends."""
+        key = source_key(host)
+        if self.in_progress >= self.max_in_progress \
+                or self._active.get(key, 0) >= self.max_in_progress_per_source:
             self.refused += 1
             return False
-        key = source_key(host)
         tokens, since = self._buckets.get(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - since) * self.per_second)
         if tokens < 1.0:
@@ -52,10 +56,16 @@ class HandshakeLimiter:
             self._forget_full(now)
         self._buckets[key] = (tokens - 1.0, now)
         self.in_progress += 1
+        self._active[key] = self._active.get(key, 0) + 1
         return True
 
-    def done(self) -> None:
+    def done(self, host: str) -> None:
+        key = source_key(host)
         self.in_progress = max(0, self.in_progress - 1)
+        if self._active.get(key, 0) <= 1:
+            self._active.pop(key, None)
+        else:
+            self._active[key] -= 1
 
     def _forget_full(self, now: float) -> None:
         """Drop the buckets that have refilled (they hold no information); if none
