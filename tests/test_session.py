@@ -98,3 +98,27 @@ def test_output_for_an_absent_client_is_bounded_and_replaced_by_a_repaint():
     pair.net.links["down"].up = pair.net.links["up"].up = True    # back: a repaint shows the screen
     pair.run(15.0)
     assert pair.settled()
+
+
+@pytest.mark.parametrize("mode", [DiffMode.STATESYNC, DiffMode.DATAGRAM])
+def test_a_frame_rendered_while_output_is_pending_is_labelled_with_the_state_it_shows(mode):
+    # The source flushes pending PTY output before it renders, which makes the state
+    # newer while the channel is asking; the message must still name what it holds.
+    from moshpit.protocol.events import ScreenUpdate
+    from simnet import SERVER_ADDR
+    pair = Pair(mode)
+    pair.pty(b"first\r\n")
+    pair.run(0.5)
+    assert pair.settled()
+    pair.pty(b"second\r\n")
+    pair.server.flush()                               # a new state the channel has not sent...
+    pair.pty(b"third")                                # ...and more output, still pending
+    server, client = pair.net.server.channel, pair.net.client.channel
+    now = pair.net.now + 1.0                          # the frame is due
+    for datagram, _ in server.datagrams_to_send(now):
+        client.receive_datagram(datagram, SERVER_ADDR, now)
+    updates = [e for e in iter(client.next_event, None) if isinstance(e, ScreenUpdate)]
+    assert updates
+    for update in updates:
+        pair.client.on_event(update, client)
+        assert pair.client.displayed == pair.server._states[update.state]

@@ -554,8 +554,9 @@ class Channel:
     def _queue_snapshot(self) -> None:
         if self.screen_state == 0 or any(ft == F.FRAME_SCREEN for ft, _ in self._ordered_out):
             return                            # one queued repaint is enough
-        data = self._screen_source(0, self.screen_state)
-        for body in chunk_screen(self.screen_state, 0, data, self._chunk_size()):
+        state = self.screen_state      # the source may report a newer state while it renders
+        data = self._screen_source(0, state)
+        for body in chunk_screen(state, 0, data, self._chunk_size()):
             self._ordered_out.append((F.FRAME_SCREEN, body))
 
     def _on_close(self, code: int, reason: str) -> None:
@@ -691,11 +692,12 @@ class Channel:
         if deadline is None or now < deadline or self.state is ChannelState.CLOSED:
             return
         base = self.screen_acked if self.diff_mode is DiffMode.STATESYNC else 0
-        data = self._screen_source(base, self.screen_state)
+        state = self.screen_state      # the source may report a newer state while it renders
+        data = self._screen_source(base, state)
         self._unordered_out = deque(   # a newer message supersedes any chunks not yet sent
             (F.FRAME_SCREEN, body)
-            for body in chunk_screen(self.screen_state, base, data, self._chunk_size()))
-        self._screen_sent = self.screen_state
+            for body in chunk_screen(state, base, data, self._chunk_size()))
+        self._screen_sent = state
         self._screen_sent_at = now
         self.stats["screen_messages"] += 1
 
