@@ -287,3 +287,24 @@ def test_resuming_takes_the_new_window_size_and_a_finished_shell_is_not_resumed(
     late = ShellClient(server.address, key, server.user.pw_name, token=again.params.resume_token)
     assert late.params is None or not late.params.resumed
     late.close()
+
+
+def test_ending_a_session_twice_closes_its_descriptors_once(server, home):
+    _, key = home
+    client = ShellClient(server.address, key, server.user.pw_name)
+    pipes = []
+    try:
+        client.type(b"echo up\r")
+        assert client.wait_for(lambda: b"up\r\n" in client.received)
+        shell = next(iter(server.sessions.values()))
+        shell.shutdown()
+        while len(pipes) < 100 and not any(shell.fd in pair for pair in pipes):
+            pipes.append(os.pipe())        # until one takes the PTY's old number
+        assert any(shell.fd in pair for pair in pipes)
+        shell.shutdown()                   # as when a close and the shell's exit both end it
+        os.fstat(shell.fd)                 # that pipe is still open
+    finally:
+        for pair in pipes:
+            for fd in pair:
+                os.close(fd)
+        client.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import signal
 import time
 
@@ -239,32 +240,43 @@ class Client:
         return self.exit_code
 
     def _read_udp(self) -> None:
-        while True:
-            try:
-                batch = udpio.receive_batch(self.udp, 2048)
-            except OSError as exc:
-                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
-                    gevent.sleep(0.2)                # nobody there (yet): keep listening
-                    continue
-                raise
-            now = time.monotonic()
-            for data, _ in batch:
-                self.channel.receive_datagram(data, self.channel.peer_addr, now)
-            if self._backoff.attempts and self.channel.stats["datagrams_received"]:
-                self._backoff.reset()                # this connection works: start afresh next time
-            self.service()
+        readable = udpio.Readable(self.udp.fileno())
+        try:
+            while True:
+                try:
+                    batch = udpio.receive_batch(self.udp, 2048, readable=readable)
+                except OSError as exc:
+                    if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                        gevent.sleep(0.2)            # nobody there (yet): keep listening
+                        continue
+                    raise
+                now = time.monotonic()
+                for data, _ in batch:
+                    self.channel.receive_datagram(data, self.channel.peer_addr, now)
+                if self._backoff.attempts and self.channel.stats["datagrams_received"]:
+                    self._backoff.reset()            # this connection works: start afresh next time
+                self.service()
+        finally:
+            readable.close()
 
     def _read_stdin(self) -> None:
-        while True:
-            try:
-                data = gevent.os.nb_read(self.stdin_fd, 4096)
-            except OSError:
-                data = b""
-            if not data:
-                self.quit("end of input")
-                return
-            self._keys(data)
-            self.service()
+        readable = udpio.Readable(self.stdin_fd)
+        try:
+            while True:
+                try:
+                    data = os.read(self.stdin_fd, 4096)
+                except BlockingIOError:
+                    readable.wait()
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    self.quit("end of input")
+                    return
+                self._keys(data)
+                self.service()
+        finally:
+            readable.close()
 
     def _keys(self, data: bytes) -> None:
         """Pass keystrokes on, except the escape sequences (Ctrl-^ then . / Ctrl-Z / ^)."""
@@ -301,7 +313,6 @@ class Client:
             self._typed_base += drop
 
     def _suspend(self) -> None:
-        import os
         os.kill(os.getpid(), signal.SIGTSTP)
 
     def _terminated(self) -> None:

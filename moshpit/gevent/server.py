@@ -77,9 +77,11 @@ class ShellSession:
         self._greenlets: list[gevent.Greenlet] = []
         self.exit_status: int | None = None
         self._heard_on_channel = False                   # the attached connection spoke yet?
+        self.closed = False
         self._to_pty = bytearray()                       # keystrokes not yet taken by the PTY
         self._to_pty_ready = gevent.event.Event()
         self.pid, self.fd = self._spawn(params, user)
+        self._pty_readable = udp.Readable(self.fd)
         set_window_size(self.fd, params.cols, params.rows)
         self._greenlets += [gevent.spawn(self._read_pty), gevent.spawn(self._read_udp),
                             gevent.spawn(self._write_pty)]
@@ -134,7 +136,12 @@ class ShellSession:
 
     def _read_pty_batch(self) -> bytes:
         """Wait for output, then take what else is already there (up to PTY_BATCH)."""
-        chunks = [gevent.os.nb_read(self.fd, 65536)]
+        while True:
+            try:
+                chunks = [os.read(self.fd, 65536)]
+                break
+            except BlockingIOError:
+                self._pty_readable.wait()
         size = len(chunks[0])
         while chunks[-1] and size < PTY_BATCH:
             try:
@@ -145,9 +152,10 @@ class ShellSession:
         return b"".join(chunks)
 
     def _read_udp(self) -> None:
+        readable = udp.Readable(self.sock.fileno())
         while True:
             try:
-                batch = udp.receive_batch(self.sock, codec.MAX_DATAGRAM_SIZE + 1)
+                batch = udp.receive_batch(self.sock, codec.MAX_DATAGRAM_SIZE + 1, readable=readable)
             except OSError:
                 return
             now = time.monotonic()
@@ -273,6 +281,11 @@ class ShellSession:
         self.service()
 
     def shutdown(self) -> None:
+        """End the session. Idempotent: several paths lead here, and closing the PTY
+        twice would close whatever file took its number in between."""
+        if self.closed:
+            return
+        self.closed = True
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
         if self._timer is not None:
@@ -282,6 +295,7 @@ class ShellSession:
                 os.kill(self.pid, 1)
             except ProcessLookupError:
                 pass
+        self._pty_readable.close()
         for closer in (self.sock.close, lambda: os.close(self.fd)):
             try:
                 closer()

@@ -9,10 +9,25 @@ from __future__ import annotations
 
 import socket
 
+from gevent import get_hub
 from gevent.socket import wait_read
 
 BUFFER_SIZE = 4 << 20     # a burst of output must not overflow the socket before we read it
 BATCH = 64                # datagrams taken before the protocol is serviced
+
+
+class Readable:
+    """Waits until a file descriptor is readable, with one watcher kept for its life
+    (gevent's own helpers make and drop a watcher, and its system calls, every wait)."""
+
+    def __init__(self, fd: int):
+        self._watcher = get_hub().loop.io(fd, 1)
+
+    def wait(self) -> None:
+        get_hub().wait(self._watcher)
+
+    def close(self) -> None:
+        self._watcher.close()
 
 
 def open_udp(family: int) -> socket.socket:
@@ -31,7 +46,8 @@ def size_buffers(sock) -> None:
             pass
 
 
-def receive_batch(sock: socket.socket, size: int, limit: int = BATCH) -> list[tuple[bytes, object]]:
+def receive_batch(sock: socket.socket, size: int, limit: int = BATCH,
+                  readable: Readable | None = None) -> list[tuple[bytes, object]]:
     """Wait for at least one datagram; return it and up to ``limit`` in all that are queued.
 
     An error from the socket (an ICMP refusal on a connected socket, say) is raised
@@ -48,7 +64,10 @@ def receive_batch(sock: socket.socket, size: int, limit: int = BATCH) -> list[tu
                 raise
         if batch:
             return batch
-        wait_read(sock.fileno())
+        if readable is not None:
+            readable.wait()
+        else:
+            wait_read(sock.fileno())
 
 
 def send(sock: socket.socket, data: bytes, addr=None) -> bool:
