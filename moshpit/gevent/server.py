@@ -31,7 +31,7 @@ from moshpit.errors import DecodeError, RemoteProtocolError
 from moshpit.keys import check_authorized
 from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import AuthRequested, ConnectionClosed, Resized
-from moshpit.protocol.handshake import HandshakeError, RefuseCode, ServerHandshake
+from moshpit.protocol.handshake import DiffMode, HandshakeError, RefuseCode, ServerHandshake
 from moshpit.protocol.ratelimit import HandshakeLimiter
 from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionGone, SessionRegistry
 from moshpit.gevent import udp
@@ -41,6 +41,7 @@ log = logging.getLogger("moshpit.server")
 
 
 PTY_BATCH = 256 * 1024     # PTY output taken in one go before the protocol is serviced
+PTY_HIGH_WATER = 1 << 20   # reliable output queued for a listening client: stop reading the PTY
 MAX_FD = 1 << 20           # closed in a shell's child above stdio (close_range makes it cheap)
 
 
@@ -80,6 +81,7 @@ class ShellSession:
         self.closed = False
         self._to_pty = bytearray()                       # keystrokes not yet taken by the PTY
         self._to_pty_ready = gevent.event.Event()
+        self._drained = gevent.event.Event()             # the client has caught up with output
         self.pid, self.fd = self._spawn(params, user)
         self._pty_readable = udp.Readable(self.fd)
         set_window_size(self.fd, params.cols, params.rows)
@@ -122,6 +124,7 @@ class ShellSession:
     # --- I/O greenlets ----------------------------------------------------------------
     def _read_pty(self) -> None:
         while True:
+            self._wait_for_room()
             try:
                 data = self._read_pty_batch()
             except OSError as exc:
@@ -133,6 +136,20 @@ class ShellSession:
             self.session.pty_output(data, time.monotonic())
             self.service()
         self._shell_exited()
+
+    def _wait_for_room(self) -> None:
+        """Flow control in ``reliable`` mode: while a client that is listening has more
+        than PTY_HIGH_WATER of output still to receive, leave the rest in the PTY (the
+        program waits, as it would for a slow terminal). A client that has gone silent
+        does not hold the shell up: the session keeps a bounded backlog, then repaints."""
+        while True:
+            channel = self.channel
+            if channel is None or channel.closed or channel.diff_mode is not DiffMode.RELIABLE \
+                    or channel.pending_output < PTY_HIGH_WATER \
+                    or time.monotonic() - channel.last_heard > channel.config.silence_threshold:
+                return
+            self._drained.clear()
+            self._drained.wait(timeout=1.0)
 
     def _read_pty_batch(self) -> bytes:
         """Wait for output, then take what else is already there (up to PTY_BATCH)."""
@@ -236,6 +253,8 @@ class ShellSession:
             self._take_events(channel)               # sending can time a close out
             if channel.closed and channel is not self.channel:
                 self.channels.pop(channel.conn_id, None)
+        if self.channel is None or self.channel.pending_output < PTY_HIGH_WATER:
+            self._drained.set()
         self._arm(now)
 
     def _take_events(self, channel: Channel) -> None:
