@@ -11,7 +11,7 @@ from moshpit.errors import LocalProtocolError, RemoteProtocolError
 from moshpit.keys import fingerprint
 from moshpit.protocol.events import AuthRequested, HandshakeComplete, HandshakeRefused, HostKeyReceived
 from moshpit.protocol.handshake import (ClientHandshake, DiffMode, Failure, HandshakeError,
-                                        RefuseCode, ServerHandshake, State)
+                                        VERSION, RefuseCode, ServerHandshake, State)
 from moshpit.protocol.sessions import PortPool, SessionGone, SessionRegistry
 from simnet import handshake, pump_handshake
 
@@ -140,14 +140,15 @@ def test_forged_client_identity_fails_signature():
 
 
 @pytest.mark.parametrize("wire, code", [
-    (b"\x01\x00\x41" + b"\x02" + bytes(64), Failure.UNSUPPORTED_VERSION),
+    (b"\x01\x00\x41" + bytes([VERSION + 1]) + bytes(64), Failure.UNSUPPORTED_VERSION),
+    (b"\x01\x00\x41" + bytes([VERSION - 1]) + bytes(64), Failure.UNSUPPORTED_VERSION),
     (b"\x01\x00\x40" + bytes(64), Failure.UNSUPPORTED_VERSION),
-    (b"\x01\x00\x03\x01\x00\x00", Failure.MALFORMED),
-    (b"\x01\x00\x42" + b"\x01" + bytes(65), Failure.MALFORMED),
+    (b"\x01\x00\x03" + bytes([VERSION]) + b"\x00\x00", Failure.MALFORMED),
+    (b"\x01\x00\x42" + bytes([VERSION]) + bytes(65), Failure.MALFORMED),
     (b"\x03\x00\x10" + bytes(16), Failure.UNEXPECTED_MESSAGE),
     (b"\x09\x00\x00", Failure.UNEXPECTED_MESSAGE),
     (b"\x01\xff\xff", Failure.OVERSIZED),
-    (b"\x01\x00\x41\x01" + bytes(64), Failure.BAD_KEY),             # all-zero ephemeral key
+    (b"\x01\x00\x41" + bytes([VERSION]) + bytes(64), Failure.BAD_KEY),   # all-zero ephemeral key
 ])
 def test_bad_client_hello(wire, code):
     s = ServerHandshake(HOST_KEY, now=0.0)
