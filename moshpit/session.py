@@ -48,14 +48,16 @@ class ServerSession:
         if not data:
             return
         channel = self.channel
-        reliable = channel is not None and channel.diff_mode is DiffMode.RELIABLE and not channel.closed
-        if reliable and channel.pending_output + len(data) <= MAX_BACKLOG:
-            channel.send_data(data)           # the raw stream goes out at once (echo latency)
-            reliable = False
+        overflow = False
+        if channel is not None and channel.diff_mode is DiffMode.RELIABLE and not channel.closed:
+            if channel.pending_output + len(data) <= MAX_BACKLOG:
+                channel.send_data(data)       # the raw stream goes out at once (echo latency)
+            else:
+                overflow = True
         self._pending += data
         if self._pending_since is None:
             self._pending_since = now
-        if reliable:                          # the client is away or slow: bound what we hold
+        if overflow:                          # the client is away: bound what we hold
             self.flush()                      # (the model now has this output too)
             channel.discard_unsent_output()
             channel.repaint()

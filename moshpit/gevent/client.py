@@ -78,7 +78,6 @@ class Client:
         self.reconnects = self.reconnect_failures = 0
         self._backoff = Backoff(max_reconnect_backoff)   # reset once a connection is heard from
         self._reconnector: gevent.Greenlet | None = None
-        self._reconnecting = False
         self._silent = False
         self._typed = bytearray()     # keystrokes sent on this connection, from offset _typed_base
         self._typed_base = 0
@@ -130,18 +129,17 @@ class Client:
 
     def _check_host_key(self, hs: ClientHandshake, tcp, host_key: bytes) -> None:
         if self.params is not None:                  # reconnecting: it must be the same server
-            accepted = host_key == self.params.host_key
-            message = "" if accepted else "the server's host key changed while reconnecting"
+            refusal = None if host_key == self.params.host_key else \
+                "the server's host key changed while reconnecting"
         else:
             verdict = self.known_hosts.verify(self.host, self.port, host_key, self.policy, ask=self.ask)
-            accepted, message = verdict.accepted, verdict.message
-            if message:
-                self.notice(message)
-                message = ""
-        if not accepted:
+            if verdict.message:
+                self.notice(verdict.message)
+            refusal = None if verdict.accepted else "host key verification failed"
+        if refusal is not None:
             hs.reject_host_key()
             tcp.sendall(hs.data_to_send())
-            raise ClientError(message or "host key verification failed", permanent=True)
+            raise ClientError(refusal, permanent=True)
         hs.accept_host_key()
 
     def _open_channel(self, params, address) -> None:
@@ -170,7 +168,6 @@ class Client:
                 gevent.sleep(backoff.next_delay())
                 if not self._silent or self._done.is_set():
                     return                           # the old path came back by itself
-                self._reconnecting = True
                 try:
                     params, address = self._key_exchange(self.session.cols, self.session.rows,
                                                          self.params.resume_token, resume_only=True)
@@ -184,8 +181,6 @@ class Client:
                         self._done.set()
                         return
                     continue
-                finally:
-                    self._reconnecting = False
                 self._adopt(params, address)
                 return
         finally:
@@ -244,7 +239,7 @@ class Client:
         try:
             while True:
                 try:
-                    batch = udpio.receive_batch(self.udp, 2048, readable=readable)
+                    batch = udpio.receive_batch(self.udp, readable, 2048)
                 except OSError as exc:
                     if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
                         gevent.sleep(0.2)            # nobody there (yet): keep listening

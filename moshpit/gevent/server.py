@@ -163,7 +163,7 @@ class ShellSession:
         while chunks[-1] and size < PTY_BATCH:
             try:
                 chunks.append(os.read(self.fd, 65536))
-            except (BlockingIOError, OSError):
+            except OSError:
                 break                                    # nothing more now (or EIO: next read says)
             size += len(chunks[-1])
         return b"".join(chunks)
@@ -172,7 +172,7 @@ class ShellSession:
         readable = udp.Readable(self.sock.fileno())
         while True:
             try:
-                batch = udp.receive_batch(self.sock, codec.MAX_DATAGRAM_SIZE + 1, readable=readable)
+                batch = udp.receive_batch(self.sock, readable, codec.MAX_DATAGRAM_SIZE + 1)
             except OSError:
                 return
             now = time.monotonic()
@@ -204,17 +204,14 @@ class ShellSession:
             self._to_pty_ready.set()
 
     def _write_pty(self) -> None:
-        """Keystrokes reach the shell whole and in order, however full its input is."""
+        """Keystrokes reach the shell whole and in order, however full its input is: every
+        write goes through ``_write_some`` from the head, this greenlet only waits for room."""
         while True:
             self._to_pty_ready.wait()
             self._to_pty_ready.clear()
             while self._to_pty:
-                try:
-                    written = gevent.os.nb_write(self.fd, bytes(self._to_pty[:65536]))
-                except OSError:
-                    self._to_pty.clear()
-                    break
-                del self._to_pty[:written]
+                gsocket.wait_write(self.fd)
+                self._write_some()
 
     def _shell_exited(self) -> None:
         try:
@@ -238,12 +235,8 @@ class ShellSession:
             self._take_events(channel)
         pending = self.session.take_pty_input()
         if pending and self.exit_status is None:
-            writer_busy = bool(self._to_pty)              # it holds a copy of the head: only append
             self._to_pty += pending
-            if writer_busy:
-                self._to_pty_ready.set()
-            else:
-                self._write_some()
+            self._write_some()
         for channel in list(self.channels.values()):
             for data, addr in channel.datagrams_to_send(now):
                 try:

@@ -2,7 +2,8 @@
 
 Handing the protocol a batch of datagrams before servicing it once (sending,
 re-arming the timer, writing to the terminal) costs far less per datagram than
-servicing after each one, which is what bounds a bulk transfer.
+servicing after each one, which is what bounds a bulk transfer. ``Readable``
+serves the runtime's other descriptors (PTY, stdin) the same way.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import socket
 
 from gevent import get_hub
-from gevent.socket import wait_read
 
 BUFFER_SIZE = 4 << 20     # a burst of output must not overflow the socket before we read it
 BATCH = 64                # datagrams taken before the protocol is serviced
@@ -46,8 +46,8 @@ def size_buffers(sock) -> None:
             pass
 
 
-def receive_batch(sock: socket.socket, size: int, limit: int = BATCH,
-                  readable: Readable | None = None) -> list[tuple[bytes, object]]:
+def receive_batch(sock: socket.socket, readable: Readable, size: int,
+                  limit: int = BATCH) -> list[tuple[bytes, object]]:
     """Wait for at least one datagram; return it and up to ``limit`` in all that are queued.
 
     An error from the socket (an ICMP refusal on a connected socket, say) is raised
@@ -64,10 +64,7 @@ def receive_batch(sock: socket.socket, size: int, limit: int = BATCH,
                 raise
         if batch:
             return batch
-        if readable is not None:
-            readable.wait()
-        else:
-            wait_read(sock.fileno())
+        readable.wait()
 
 
 def send(sock: socket.socket, data: bytes, addr=None) -> bool:

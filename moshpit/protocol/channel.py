@@ -540,11 +540,13 @@ class Channel:
         the stream, after any output already handed to ``send_data``."""
         if self.role is not Role.SERVER:
             raise LocalProtocolError("only the server repaints")
-        self._on_repaint_request(counted=False)
+        self._repaint()
 
-    def _on_repaint_request(self, counted: bool = True) -> None:
-        if counted:
-            self.stats["repaint_requests"] += 1
+    def _on_repaint_request(self) -> None:
+        self.stats["repaint_requests"] += 1
+        self._repaint()
+
+    def _repaint(self) -> None:
         if self.send_reliable:
             self._queue_snapshot()
         else:

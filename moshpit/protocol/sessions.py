@@ -114,7 +114,7 @@ class SessionRegistry:
         Raises PortsExhausted when a new session cannot get a port, and
         SessionGone instead of opening one when ``resume_only`` is set.
         """
-        note = ""
+        note, reason = "", "no resume token"
         if resume_token is not None:
             session = self._by_token.get(_digest(resume_token))
             if session is not None and hmac.compare_digest(session.owner_key, client_key) \
@@ -123,10 +123,11 @@ class SessionRegistry:
                 session.conn_id = self._new_conn_id()
                 session.generation += 1
                 return Admission(session, self._issue_token(session), resumed=True)
-            note = ("resume token belongs to another identity; opening a new session"
-                    if session is not None else "unknown resume token; opening a new session")
+            reason = "resume token belongs to another identity" if session is not None \
+                else "unknown resume token"
+            note = f"{reason}; opening a new session"
         if resume_only:
-            raise SessionGone(note.split(";")[0])
+            raise SessionGone(reason)
         port = self.ports.allocate()
         session = Session(session_id=self._rng(SESSION_ID_SIZE), owner_key=bytes(client_key),
                           user=user, udp_port=port, conn_id=self._new_conn_id(), token_digest=b"")

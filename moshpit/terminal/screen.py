@@ -323,13 +323,12 @@ class TermScreen(pyte.Screen):
         """``draw`` for printable ASCII with autowrap on: every character is one
         cell wide, so whole runs are placed without measuring each character, and
         cells are shared (a Char is immutable) instead of built one by one."""
-        cursor, columns = self.cursor, self.columns
-        cells = self._cells.get(cursor.attrs)
+        cursor, columns, attrs = self.cursor, self.columns, self.cursor.attrs
+        cells = self._cells.get(attrs)
         if cells is None:
             if len(self._cells) > 64:
                 self._cells.clear()
-            cells = self._cells[cursor.attrs] = {}
-        attrs = cursor.attrs
+            cells = self._cells[attrs] = {}
         start, end = 0, len(data)
         while start < end:
             if cursor.x >= columns:
