@@ -1,6 +1,7 @@
 """Configuration: TOML files with environment-variable overrides, checked against a schema.
 
-Precedence, highest first: environment, command line, file, defaults. Every key
+Precedence, highest first: command line, environment, file, defaults (as
+everywhere else: what you type now beats what you exported earlier). Every key
 of the schema can be set by an environment variable named after it, nested
 tables joined with ``_``: ``port`` of the server is ``MOSHPITS_PORT``,
 ``server_port`` of the client is ``MOSHPIT_SERVER_PORT``, ``[log] file`` is
@@ -179,13 +180,16 @@ def _set(values: dict, dotted: str, value) -> None:
 
 
 def load(app: str, path: str | os.PathLike | None = None, *, cli: dict | None = None,
-         environ: dict | None = None):
-    """The configuration of ``app`` ("moshpits" or "moshpit")."""
+         environ: dict | None = None, required: bool = False):
+    """The configuration of ``app`` ("moshpits" or "moshpit"). ``required``: the file was
+    named by the user, so its absence is a mistake to report rather than defaults."""
     cls = APPS[app]
     environ = os.environ if environ is None else environ
     path = Path(path) if path else default_path(app)
     values: dict = {}
     origins: dict = {}
+    if required and not path.exists():
+        raise ConfigError(f"{path}: no such file")
     if path.exists():
         try:
             values = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -203,12 +207,12 @@ def load(app: str, path: str | os.PathLike | None = None, *, cli: dict | None = 
                 if key not in {f.name for f in dataclasses.fields(table_cls)}:
                     raise ConfigError(f"{path}: unknown key '{table}.{key}'")
         origins = {k: str(path) for k in _env_names(cls, app).values()}
-    for dotted, value in (cli or {}).items():
-        if value is not None:
-            _set(values, dotted, value)
-            origins[dotted] = "command line"
     for name, dotted in _env_names(cls, app).items():
         if name in environ:
             _set(values, dotted, environ[name])
             origins[dotted] = f"environment variable {name}"
+    for dotted, value in (cli or {}).items():
+        if value is not None:
+            _set(values, dotted, value)
+            origins[dotted] = "command line"
     return _build(cls, values, origins, "")

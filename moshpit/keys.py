@@ -87,8 +87,9 @@ MAX_AUTHORIZED_KEYS_SIZE = 256 * 1024
 
 def check_authorized(client_key: bytes, *, user: str, home: str, uid: int,
                      template: str = DEFAULT_AUTHORIZED_KEYS) -> Authorization:
-    """May ``client_key`` log in as ``user``? Refuses unless the file and its
-    directory are owned by ``uid`` and closed to everyone else (0700 / 0600)."""
+    """May ``client_key`` log in as ``user``? Refuses unless the file and its directory
+    are owned by ``uid`` (or root) and writable by nobody else, as sshd's StrictModes:
+    the keys are public, what matters is who could add one."""
     path = expand_path_template(template, user, home)
     try:
         dir_stat = os.stat(path.parent)
@@ -106,13 +107,13 @@ def check_authorized(client_key: bytes, *, user: str, home: str, uid: int,
         file_stat = os.fstat(fd)
         if not stat.S_ISREG(file_stat.st_mode):
             return Authorization(False, f"{path} is not a regular file")
-        for what, st, wanted in (("directory " + str(path.parent), dir_stat, 0o700),
-                                 ("file " + str(path), file_stat, 0o600)):
-            if st.st_uid != uid:
+        for what, st in (("directory " + str(path.parent), dir_stat), ("file " + str(path), file_stat)):
+            if st.st_uid not in (uid, 0):
                 return Authorization(False, f"{what} is owned by uid {st.st_uid}, not {user} ({uid})")
             mode = stat.S_IMODE(st.st_mode)
-            if mode & 0o077:
-                return Authorization(False, f"{what} has mode {mode:04o}; it must be {wanted:04o}")
+            if mode & 0o022:
+                return Authorization(False, f"{what} has mode {mode:04o}: it is writable by others "
+                                            f"(fix: chmod go-w {what.split(' ', 1)[1]})")
         if file_stat.st_size > MAX_AUTHORIZED_KEYS_SIZE:
             return Authorization(False, f"{path} is larger than {MAX_AUTHORIZED_KEYS_SIZE} bytes")
         text = os.read(fd, MAX_AUTHORIZED_KEYS_SIZE).decode("utf-8", errors="replace")

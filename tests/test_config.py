@@ -1,4 +1,4 @@
-"""Configuration: defaults, TOML, command line and environment, in that order of strength."""
+"""Configuration: defaults, TOML, environment and command line, in that order of strength."""
 
 import pytest
 
@@ -17,19 +17,29 @@ def test_missing_file_means_defaults(tmp_path):
     assert str(default_path("moshpits", "/home/u")) == "/home/u/.config/moshpits/moshpits.toml"
 
 
-def test_file_then_command_line_then_environment(tmp_path):
+def test_file_then_environment_then_command_line(tmp_path):
     path = write(tmp_path, 'port = 4000\nudp_ports = [51000, 51010]\n[log]\nlevel = "debug"\n')
     config = load("moshpits", path, environ={})
     assert (config.port, config.udp_ports, config.log.level) == (4000, (51000, 51010), "debug")
     assert load("moshpits", path, cli={"port": 4001}, environ={}).port == 4001
     env = {"MOSHPITS_PORT": "4002", "MOSHPITS_UDP_PORTS": "52000-52100", "MOSHPITS_LOG_LEVEL": "error",
            "MOSHPITS_AUTHORIZED_KEYS_FILE": "/etc/mp/%u"}
-    config = load("moshpits", path, cli={"port": 4001}, environ=env)
+    config = load("moshpits", path, environ=env)
     assert (config.port, config.udp_ports, config.log.level) == (4002, (52000, 52100), "error")
     assert config.authorized_keys_file == "/etc/mp/%u"
+    config = load("moshpits", path, cli={"port": 4001, "udp_ports": None}, environ=env)
+    assert (config.port, config.udp_ports) == (4001, (52000, 52100))   # the command line wins
     client = load("moshpit", tmp_path / "none.toml", environ={"MOSHPIT_SERVER_PORT": "2222",
                                                              "MOSHPIT_DIFF_MODE": "statesync"})
     assert (client.server_port, client.diff_mode) == (2222, "statesync")
+    client = load("moshpit", tmp_path / "none.toml", cli={"server_port": 40555},
+                  environ={"MOSHPIT_SERVER_PORT": "1"})
+    assert client.server_port == 40555
+
+
+def test_a_file_named_explicitly_must_exist(tmp_path):
+    with pytest.raises(ConfigError, match="nonexistent.toml: no such file"):
+        load("moshpit", tmp_path / "nonexistent.toml", environ={}, required=True)
 
 
 @pytest.mark.parametrize("text, env, message", [

@@ -56,19 +56,32 @@ def test_listed_key_is_allowed_others_are_not(home):
 
 
 @pytest.mark.parametrize("target, mode, words", [
-    (".mp", 0o755, "directory"), (".mp", 0o710, "directory"),
-    (".mp/authorized_keys", 0o644, "file"), (".mp/authorized_keys", 0o660, "file"),
+    (".mp", 0o775, "directory"), (".mp", 0o707, "directory"),
+    (".mp/authorized_keys", 0o664, "file"), (".mp/authorized_keys", 0o646, "file"),
 ])
-def test_loose_permissions_are_refused(home, target, mode, words):
+def test_files_others_can_write_are_refused(home, target, mode, words):
     (home / target).chmod(mode)
     result = check(home, ALICE)
     assert not result.allowed
-    assert words in result.reason and f"{mode:04o}" in result.reason
+    assert words in result.reason and f"{mode:04o}" in result.reason and "writable" in result.reason
 
 
+def test_readable_files_are_accepted_as_sshd_accepts_them(home):
+    """What `cat key.pub >> ~/.mp/authorized_keys` makes under umask 022: public keys are
+    not secret, only who can write them matters (sshd's StrictModes)."""
+    (home / ".mp").chmod(0o755)
+    (home / ".mp/authorized_keys").chmod(0o644)
+    assert check(home, ALICE).allowed
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
 def test_wrong_owner_is_refused(home):
-    result = check(home, ALICE, uid=os.getuid() + 4242)
-    assert not result.allowed and "owned by uid" in result.reason
+    os.chown(home / ".mp/authorized_keys", 4243, 4243)      # neither the user nor root
+    result = check(home, ALICE, uid=4242)
+    assert not result.allowed and "owned by uid 4243" in result.reason
+    os.chown(home / ".mp/authorized_keys", 0, 0)            # root's file: sshd accepts it too
+    os.chown(home / ".mp", 4242, 4242)
+    assert check(home, ALICE, uid=4242).allowed
 
 
 def test_missing_file_and_symlink_are_refused(home, tmp_path):
