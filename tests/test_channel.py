@@ -314,10 +314,12 @@ def test_shell_exit_reaches_the_client_after_its_output(mode):
     if mode is DiffMode.RELIABLE:
         net.server_output(b"bye\r\n")
     net.screen(b"bye")
-    net.server.channel.close(CloseCode.SHELL_EXITED, "shell exited with status 0", now=net.now)
+    net.server.channel.close(CloseCode.SHELL_EXITED, "shell exited with status 3", now=net.now,
+                             exit_status=3)
     assert net.run_until(lambda: net.client.channel.closed and net.server.channel.closed, timeout=10)
     closed, = events(net.client, ConnectionClosed)
-    assert (closed.code, closed.reason, closed.by_peer) == (1, "shell exited with status 0", True)
+    assert (closed.code, closed.reason, closed.by_peer) == (1, "shell exited with status 3", True)
+    assert closed.exit_status == 3                       # for the client to exit with, as ssh does
     assert not events(net.server, ConnectionClosed)[0].timed_out
     if mode is DiffMode.RELIABLE:
         assert net.client.received == b"bye\r\n"

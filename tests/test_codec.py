@@ -17,6 +17,8 @@ def body_for(frame_type):
         return st.integers(1, 12).flatmap(lambda n: st.binary(min_size=10 * n, max_size=10 * n))
     if frame_type == codec.FRAME_SCREEN:
         return st.binary(min_size=20, max_size=300)
+    if frame_type == codec.FRAME_CLOSE:
+        return st.binary(min_size=2, max_size=300)     # code and exit status, then the reason
     return st.binary(min_size=1, max_size=300)
 
 

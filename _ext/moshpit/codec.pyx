@@ -75,7 +75,7 @@ FRAME_RESIZE = 0x05       # u16 columns, u16 rows
 FRAME_SCREEN = 0x06       # u64 state, u64 base state, u16 index, u16 count, chunk
 FRAME_STATE_ACK = 0x07    # u64: newest screen state the receiver holds
 FRAME_REPAINT = 0x08      # u64: state the receiver holds; send a full repaint
-FRAME_CLOSE = 0x09        # u8 code + UTF-8 reason
+FRAME_CLOSE = 0x09        # u8 code + u8 exit status + UTF-8 reason
 FRAME_GONE = 0x0A         # n x (u64 first, u16 count): cannot be resent, skip them
 FRAME_PADDING = 0x0B      # ignored; lets a client earn a bigger anti-amplification budget
 FRAME_OSN = 0x0C          # u64: ordered sequence number of the ordered frames that follow
@@ -113,7 +113,7 @@ _rule(FRAME_RESIZE, 4, 4, 1)
 _rule(FRAME_SCREEN, 20, _ANY, 1)
 _rule(FRAME_STATE_ACK, 8, 8, 1)
 _rule(FRAME_REPAINT, 8, 8, 1)
-_rule(FRAME_CLOSE, 1, _ANY, 1)
+_rule(FRAME_CLOSE, 2, _ANY, 1)
 _rule(FRAME_GONE, 10, _ANY, 10)
 _rule(FRAME_PADDING, 0, _ANY, 1)
 _rule(FRAME_OSN, 8, 8, 1)

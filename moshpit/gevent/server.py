@@ -221,8 +221,9 @@ class ShellSession:
             self.exit_status = self.exit_status or 0
         self.session.flush()
         if self.channel is not None:
-            self.channel.close(CloseCode.SHELL_EXITED, f"shell exited with status {self.exit_status}",
-                               now=time.monotonic())
+            status = self.exit_status if self.exit_status >= 0 else 128 - self.exit_status
+            self.channel.close(CloseCode.SHELL_EXITED, f"shell exited with status {status}",
+                               now=time.monotonic(), exit_status=status)
             self.service()
         gevent.spawn_later(5, self.shutdown)
 

@@ -197,6 +197,7 @@ class Channel:
         # closing
         self._close_code = 0
         self._close_reason = ""
+        self._close_status = 0             # the shell's exit status, told with SHELL_EXITED
         self._close_deadline: float | None = None
         self._close_sent_at = float("-inf")
         self._close_reply_pending = False
@@ -298,18 +299,20 @@ class Channel:
         self._pad_next = True
         self._unanswered = True
 
-    def close(self, code: int = CloseCode.NORMAL, reason: str = "", *, now: float) -> None:
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "", *, now: float,
+              exit_status: int = 0) -> None:
         """Begin an orderly close; ``ConnectionClosed`` follows when the peer answers or time runs out.
+        ``exit_status`` (0..255) travels with it, for a client to pass on as ssh does.
 
         The timeout counts from the last sign of progress, so a long backlog of
         output drains before the CLOSE behind it."""
         if self.state is not ChannelState.OPEN:
             return
         self.state = ChannelState.CLOSING
-        self._close_code, self._close_reason = int(code), reason
+        self._close_code, self._close_reason, self._close_status = int(code), reason, exit_status & 0xFF
         self._close_deadline = now + self.config.close_timeout
         if self.send_reliable:
-            self._ordered_out.append((F.FRAME_CLOSE, frames.pack_close(code, reason)))
+            self._ordered_out.append((F.FRAME_CLOSE, self._close_frame()))
 
     # --------------------------------------------------------------- receive
     def receive_datagram(self, data: bytes, addr, now: float) -> None:
@@ -506,7 +509,7 @@ class Channel:
             if self._close_osn is not None and acked_below > self._close_osn:
                 # They acknowledged the bundle with our CLOSE: they processed it, in order.
                 self.state = ChannelState.CLOSED
-                self._events.append(ConnectionClosed(self._close_code, self._close_reason, by_peer=False))
+                self._events.append(self._closed_by_us())
                 return
             self._close_deadline = now + self.config.close_timeout   # still draining: not stuck
         if self._cwnd < self._ssthresh:
@@ -561,14 +564,21 @@ class Channel:
         for body in chunk_screen(state, 0, data, self._chunk_size()):
             self._ordered_out.append((F.FRAME_SCREEN, body))
 
-    def _on_close(self, code: int, reason: str) -> None:
+    def _close_frame(self) -> bytes:
+        return frames.pack_close(self._close_code, self._close_reason, self._close_status)
+
+    def _closed_by_us(self, timed_out: bool = False) -> ConnectionClosed:
+        return ConnectionClosed(self._close_code, self._close_reason, by_peer=False,
+                                timed_out=timed_out, exit_status=self._close_status)
+
+    def _on_close(self, code: int, exit_status: int, reason: str) -> None:
         if self.state is ChannelState.OPEN:
             self.state = ChannelState.CLOSED
             self._close_reply_pending = True
-            self._events.append(ConnectionClosed(code, reason, by_peer=True))
+            self._events.append(ConnectionClosed(code, reason, by_peer=True, exit_status=exit_status))
         elif self.state is ChannelState.CLOSING:
             self.state = ChannelState.CLOSED
-            self._events.append(ConnectionClosed(self._close_code, self._close_reason, by_peer=False))
+            self._events.append(self._closed_by_us())
         else:
             self._close_reply_pending = True   # our reply was lost; say it again
 
@@ -657,8 +667,7 @@ class Channel:
         if self.state is ChannelState.CLOSING and now >= self._close_deadline:
             self.state = ChannelState.CLOSED
             self._close_reply_pending = True      # one last word, in case they can hear
-            self._events.append(ConnectionClosed(self._close_code, self._close_reason,
-                                                 by_peer=False, timed_out=True))
+            self._events.append(self._closed_by_us(timed_out=True))
 
     def _screen_deadline(self) -> float | None:
         if self.role is not Role.SERVER or self.send_reliable or self.screen_state <= self.screen_acked:
@@ -709,7 +718,7 @@ class Channel:
             return []
         close_at = self._close_resend_at()
         if close_at is not None and now >= close_at:
-            self._unordered_out.append((F.FRAME_CLOSE, frames.pack_close(self._close_code, self._close_reason)))
+            self._unordered_out.append((F.FRAME_CLOSE, self._close_frame()))
             self._close_sent_at = now
         if self._close_reply_pending:
             self._close_reply_pending = False

@@ -72,11 +72,13 @@ class AddressValidated(Event):
 
 @dataclass(frozen=True, slots=True)
 class ConnectionClosed(Event):
-    """The channel is closed. ``by_peer``: the peer asked; ``timed_out``: no answer came."""
+    """The channel is closed. ``by_peer``: the peer asked; ``timed_out``: no answer came;
+    ``exit_status``: the shell's (0..255, 128+N for signal N) when ``code`` is SHELL_EXITED."""
     code: int
     reason: str
     by_peer: bool
     timed_out: bool = False
+    exit_status: int = 0
 
 
 # --- handshake --------------------------------------------------------------

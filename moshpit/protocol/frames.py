@@ -115,13 +115,17 @@ def unpack_screen(body: bytes) -> ScreenChunk:
 MAX_REASON_BYTES = 256
 
 
-def pack_close(code: int, reason: str) -> bytes:
+def pack_close(code: int, reason: str, exit_status: int = 0) -> bytes:
+    """``exit_status``: the shell's, as a shell reports it (0..255, 128+N for signal N)."""
     text = reason.encode("utf-8")[:MAX_REASON_BYTES].decode("utf-8", "ignore").encode("utf-8")
-    return bytes([code]) + text
+    return bytes([code, exit_status & 0xFF]) + text
 
 
-def unpack_close(body: bytes) -> tuple[int, str]:
+def unpack_close(body: bytes) -> tuple[int, int, str]:
+    """(code, exit status, reason)."""
+    if len(body) < 2:
+        raise DecodeError("CLOSE shorter than its code and exit status")
     try:
-        return body[0], bytes(body[1:]).decode("utf-8")
+        return body[0], body[1], bytes(body[2:]).decode("utf-8")
     except UnicodeDecodeError:
         raise DecodeError("CLOSE reason is not UTF-8") from None
