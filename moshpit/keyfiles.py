@@ -19,6 +19,7 @@ import base64
 import binascii
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import nacl.exceptions
@@ -28,7 +29,7 @@ import nacl.signing
 import nacl.utils
 
 from moshpit.errors import MoshpitError
-from moshpit.keys import KeyFormatError, format_public_key, parse_public_key
+from moshpit.keys import KEY_TYPE, KeyFormatError, format_public_key, parse_public_key
 
 BEGIN = "-----BEGIN MOSHPIT PRIVATE KEY-----"
 END = "-----END MOSHPIT PRIVATE KEY-----"
@@ -45,6 +46,13 @@ class WrongPassphrase(MoshpitError):
 
 class PassphraseRequired(MoshpitError):
     """The key is sealed and no passphrase was given."""
+
+
+class NotAKeyFile(KeyFormatError):
+    """A file that is neither half of a moshpit key pair."""
+
+
+MAX_KEY_FILE_SIZE = 64 * 1024     # key files are a few hundred bytes; never slurp /dev/zero
 
 
 def _derive(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes:
@@ -145,6 +153,71 @@ def read_private_key(path: str | os.PathLike, passphrase: str | None = None) -> 
     except UnicodeDecodeError:
         raise KeyFormatError(f"{path} is not a moshpit private key") from None
     return decode_private_key(text, passphrase)
+
+
+def public_key_of(path: str | os.PathLike, ask_passphrase: Callable[[], str]) -> tuple[bytes, str]:
+    """The public key (and comment) of whichever half of a pair ``path`` is, as ``ssh-keygen -lf``.
+
+    A public key file is read as is. For a private key, ``<path>.pub`` beside it
+    is used when it is a valid public key that matches: that is where the
+    comment lives, and it spares the passphrase. Only an unsealed key can be
+    checked against it without asking; a sealed one is taken at its ``.pub``'s
+    word, since asking for a passphrase to print a public fingerprint is what
+    the ``.pub`` is there to avoid. Without a usable ``.pub`` the key itself is
+    opened, calling ``ask_passphrase`` if it is sealed.
+    """
+    path = Path(path)
+    text = _read_key_text(path)
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if first == BEGIN:
+        return _public_key_of_private(path, text, ask_passphrase)
+    if first.split(None, 1)[:1] == [KEY_TYPE]:
+        try:
+            return parse_public_key(first)
+        except KeyFormatError as exc:
+            raise KeyFormatError(f"{path} is a damaged moshpit public key: {exc}") from None
+    raise NotAKeyFile(f"{path} is not a moshpit key file")
+
+
+def _read_key_text(path: Path) -> str:
+    """The file as text, read up to a bound; whatever cannot be a key file says so."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_KEY_FILE_SIZE + 1)
+    except IsADirectoryError:
+        raise NotAKeyFile(f"{path} is not a moshpit key file (it is a directory)") from None
+    if len(data) > MAX_KEY_FILE_SIZE:
+        raise NotAKeyFile(f"{path} is not a moshpit key file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotAKeyFile(f"{path} is not a moshpit key file") from None
+
+
+def _public_key_of_private(path: Path, text: str, ask_passphrase: Callable[[], str]) -> tuple[bytes, str]:
+    """A ``.pub`` that contradicts an unsealed key is an error, not a silent choice: mp
+    and mps refuse such a pair too, so the user should hear of it here first."""
+    try:
+        sealed = is_encrypted(text)
+    except KeyFormatError as exc:
+        raise KeyFormatError(f"{path} is a damaged moshpit private key: {exc}") from None
+    pub_path = path.with_name(path.name + ".pub")
+    beside = _public_key_beside(pub_path)
+    if beside is not None and sealed:
+        return beside
+    key = bytes(decode_private_key(text, ask_passphrase() if sealed else None).verify_key)
+    if beside is not None and beside[0] != key:
+        raise KeyFormatError(f"{pub_path} does not match the private key {path}")
+    return beside or (key, "")
+
+
+def _public_key_beside(pub_path: Path) -> tuple[bytes, str] | None:
+    """The ``.pub`` next to a private key, or None if there is none worth trusting
+    (absent, unreadable or not a moshpit public key: the private key decides then)."""
+    try:
+        return read_public_key(pub_path)
+    except (OSError, KeyFormatError):
+        return None
 
 
 def randomart(public_key: bytes, title: str = "MOSHPIT 256") -> str:

@@ -11,7 +11,8 @@ from moshpit.errors import LocalProtocolError, RemoteProtocolError
 from moshpit.keys import fingerprint
 from moshpit.protocol.events import AuthRequested, HandshakeComplete, HandshakeRefused, HostKeyReceived
 from moshpit.protocol.handshake import (ClientHandshake, DiffMode, Failure, HandshakeError,
-                                        VERSION, RefuseCode, ServerHandshake, State)
+                                        NotMoshpitPeer, VERSION, RefuseCode, ServerHandshake, State,
+                                        excerpt)
 from moshpit.protocol.sessions import PortPool, SessionGone, SessionRegistry
 from simnet import handshake, pump_handshake
 
@@ -174,6 +175,97 @@ def test_truncation_and_timeout():
     assert info.value.code is Failure.TIMEOUT and c.get_timer() is None
 
 
+# What other services really send first. The client has already sent its hello when
+# these arrive; the server reads them as the first bytes of a connection.
+HTTP_RESPONSE = (b"HTTP/1.1 400 Bad Request\r\nServer: nginx/1.24.0\r\nContent-Type: text/html\r\n"
+                 b"Content-Length: 157\r\nConnection: close\r\n\r\n<html>\r\n")
+SSH_BANNER = b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5\r\n"
+SMTP_GREETING = b"220 mail.example.com ESMTP Postfix (Ubuntu)\r\n"
+RANDOM_BYTES = bytes.fromhex("8f3a01c2d45e6b7f0011223344556677")     # fixed, so the test is stable
+HTTP_REQUEST = b"GET / HTTP/1.1\r\nHost: example.com:40404\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"
+TLS_CLIENT_HELLO = bytes.fromhex("160301020001000200030376")        # what a browser's https:// sends
+
+
+@pytest.mark.parametrize("sent, shown", [
+    (HTTP_RESPONSE, "'HTTP/1.1 400 Bad Request'"),
+    (SSH_BANNER, "'SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5'"),
+    (SMTP_GREETING, "'220 mail.example.com ESMTP Postfix (Ubuntu)'"),
+    (RANDOM_BYTES, "bytes 8f 3a 01 c2 d4 5e 6b 7f ..."),
+    (b"\x02\x41\x41", "bytes 02 41 41"),        # a hello's type, then a length only text would have
+])
+def test_client_says_plainly_that_a_foreign_service_is_not_a_moshpit_server(sent, shown):
+    c, _ = started()
+    with pytest.raises(RemoteProtocolError) as info:
+        c.receive_data(sent, 0.0)
+    assert isinstance(info.value, NotMoshpitPeer) and c.state is State.FAILED
+    assert str(info.value) == f"this is not a moshpit server (it sent {shown})"
+
+
+def test_foreign_server_is_recognised_from_its_first_byte():
+    c, _ = started()
+    with pytest.raises(NotMoshpitPeer) as info:
+        c.receive_data(b"H", 0.0)                  # no need to wait for the rest of "HTTP/1.1"
+    assert str(info.value) == "this is not a moshpit server (it sent 'H')"
+    c, _ = started()
+    c.receive_data(b"\x02", 0.0)                   # could be a SERVER_HELLO: wait for the length
+    with pytest.raises(NotMoshpitPeer) as info:
+        c.receive_data(b"\x21\x44", 0.0)            # a length of 8516: no moshpit server says that
+    assert info.value.code is Failure.OVERSIZED
+
+
+def test_excerpt_is_short_printable_and_one_line():
+    hostile = b"\x1b]0;pwned\x07\x1b[2J" + b"A" * 200 + b"\nsecond line"
+    shown = excerpt(hostile)
+    assert shown.startswith("'") and shown.endswith("'...") and len(shown) <= 70
+    assert all(0x20 <= ord(ch) < 0x7f for ch in shown) and "second" not in shown
+    assert excerpt(b"\xff\xfe\x00\x01") == "bytes ff fe 00 01"
+    # Non-ASCII (and with it bidi tricks such as U+202E) never passes, even in mostly-text lines.
+    assert excerpt("220 mail.example.com ESMTP bienvenue au caf\u00e9 \u202eevil".encode()) == \
+        "'220 mail.example.com ESMTP bienvenue au caf?? ???evil'"
+
+
+def test_a_real_moshpit_error_is_not_mistaken_for_a_foreign_server():
+    c, _ = started()
+    error = b"\x06\x00\x18\x02UNSUPPORTED_VERSION\x1b[2J"     # an older server turning us away
+    with pytest.raises(HandshakeError) as info:
+        c.receive_data(error, 0.0)
+    assert not isinstance(info.value, NotMoshpitPeer) and info.value.code is Failure.PEER_ERROR
+    assert str(info.value) == "peer error: peer reported code 2: UNSUPPORTED_VERSION?[2J"   # no escape
+
+
+@pytest.mark.parametrize("sent, shown", [
+    (HTTP_REQUEST, "'GET / HTTP/1.1'"),
+    (TLS_CLIENT_HELLO, "bytes 16 03 01 02 00 01 00 02 ..."),
+    (SSH_BANNER, "'SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5'"),
+])
+def test_server_log_names_a_foreign_client_plainly(sent, shown):
+    s = ServerHandshake(HOST_KEY, now=0.0)
+    with pytest.raises(NotMoshpitPeer) as info:
+        s.receive_data(sent, 0.0)
+    assert str(info.value) == f"this is not a moshpit client (it sent {shown})"
+    assert s.state is State.FAILED and s.data_to_send()[:1] == b"\x06"
+
+
+def test_a_peer_that_closes_without_a_word_is_described_plainly():
+    c, _ = started()
+    c.data_to_send()                               # the hello went out; nothing came back
+    with pytest.raises(HandshakeError) as info:
+        c.receive_data(b"", 0.0)
+    assert info.value.code is Failure.TRUNCATED and c.state is State.FAILED
+    assert str(info.value) == ("the server closed the connection without answering "
+                               "(not a moshpit server, or one turning away too many connections)")
+    assert c.data_to_send() == b""                 # nobody left to tell
+    s = ServerHandshake(HOST_KEY, now=0.0)
+    with pytest.raises(HandshakeError) as info:
+        s.receive_data(b"", 0.0)
+    assert str(info.value) == "the client closed the connection without sending anything"
+    c, s = started()                               # a moshpit server that stops mid-hello
+    c.receive_data(b"\x02\x00", 0.0)
+    with pytest.raises(HandshakeError) as info:
+        c.receive_data(b"", 0.0)
+    assert str(info.value) == "truncated: connection closed mid-handshake"
+
+
 def test_byte_at_a_time_delivery_works():
     c, s = started()
     for byte in c.data_to_send():
@@ -320,8 +412,9 @@ def authorise(handshake_server, home, uid, request):
 @pytest.mark.parametrize("setup, allowed, logged", [
     ("listed", True, "authorized_keys:1"),
     ("unlisted", False, "is not in"),
-    ("loose-file", False, "mode 0644"),
-    ("loose-dir", False, "mode 0755"),
+    ("readable-file", True, "authorized_keys:1"),    # public keys: only who may write matters
+    ("loose-file", False, "mode 0664"),
+    ("loose-dir", False, "mode 0775"),
 ])
 def test_authorised_keys_decide_and_the_client_learns_only_yes_or_no(tmp_path, setup, allowed, logged):
     from moshpit.keys import format_public_key
@@ -329,9 +422,9 @@ def test_authorised_keys_decide_and_the_client_learns_only_yes_or_no(tmp_path, s
     mp.mkdir(mode=0o700)
     listed = CLIENT_KEY if setup != "unlisted" else nacl.signing.SigningKey.generate()
     (mp / "authorized_keys").write_text(format_public_key(bytes(listed.verify_key)) + "\n")
-    (mp / "authorized_keys").chmod(0o644 if setup == "loose-file" else 0o600)
+    (mp / "authorized_keys").chmod({"loose-file": 0o664, "readable-file": 0o644}.get(setup, 0o600))
     if setup == "loose-dir":
-        mp.chmod(0o755)
+        mp.chmod(0o775)
     c, s = trusted()
     verdict = authorise(s, tmp_path, os.getuid(), s.request)
     pump_handshake(c, s)

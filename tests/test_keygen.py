@@ -87,3 +87,100 @@ def test_existing_key_is_not_overwritten(tmp_path, capsys):
     bad = tmp_path / "bad.pub"
     bad.write_text("ssh-ed25519 AAAA\n")
     assert main(["fingerprint", str(bad)]) == 2
+
+
+# --- fingerprint / verify given a private key, as ssh-keygen -lf --------------------------
+
+def key_pair(tmp_path, name="k", passphrase=None, comment="alice@laptop", pub=True):
+    key = nacl.signing.SigningKey.generate()
+    private, public = write_key_pair(tmp_path / name, key, passphrase=passphrase, comment=comment,
+                                     **FAST_KDF)
+    if not pub:
+        public.unlink()
+    return private, fingerprint(bytes(key.verify_key))
+
+
+def test_fingerprint_of_a_private_key_without_pub_derives_it(tmp_path):
+    private, expected = key_pair(tmp_path, pub=False)
+    shown = run("fingerprint", str(private))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == expected                  # no .pub, so no comment
+    assert run("verify", expected, str(private)).returncode == 0
+    assert run("verify", "SHA256:nope", str(private)).returncode == 1
+
+
+def test_fingerprint_of_a_private_key_uses_the_pub_beside_it(tmp_path):
+    private, expected = key_pair(tmp_path)
+    shown = run("fingerprint", str(private))
+    assert shown.stdout.strip() == f"{expected} alice@laptop"
+    # Sealed: the .pub answers, and nobody is asked for a passphrase (stdin is not a terminal).
+    sealed, sealed_expected = key_pair(tmp_path, "sealed", passphrase="hunter2")
+    shown = run("fingerprint", str(sealed))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == f"{sealed_expected} alice@laptop"
+    assert run("verify", sealed_expected, str(sealed)).returncode == 0
+
+
+def test_a_pub_beside_that_is_not_the_private_keys_own_is_called_out(tmp_path):
+    private, expected = key_pair(tmp_path)
+    _, other = key_pair(tmp_path, "other")
+    (tmp_path / "k.pub").write_text((tmp_path / "other.pub").read_text())
+    shown = run("fingerprint", str(private))
+    assert shown.returncode == 2 and "Traceback" not in shown.stderr
+    assert shown.stderr.strip() == f"mp-keygen: {tmp_path}/k.pub does not match the private key {private}"
+    (tmp_path / "k.pub").write_text("not a key at all\n")     # unusable: the private key decides
+    assert run("fingerprint", str(private)).stdout.strip() == expected
+
+
+def test_sealed_private_key_without_pub_and_no_terminal_says_so(tmp_path):
+    private, _ = key_pair(tmp_path, passphrase="hunter2", pub=False)
+    for args in (["fingerprint", str(private)], ["verify", "SHA256:x", str(private)]):
+        result = run(*args)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.strip() == (f"mp-keygen: {private} is protected by a passphrase and "
+                                         "there is no terminal to ask on")
+
+
+def test_sealed_private_key_without_pub_asks_on_a_terminal(tmp_path, monkeypatch, capsys):
+    private, expected = key_pair(tmp_path, passphrase="hunter2", pub=False)
+    asked = []
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr("getpass.getpass", lambda prompt: asked.append(prompt) or "hunter2")
+    assert main(["fingerprint", str(private)]) == 0
+    assert capsys.readouterr().out.strip() == expected
+    assert asked == [f"Enter passphrase for {private}: "]
+    monkeypatch.setattr("getpass.getpass", lambda prompt: "wrong")
+    assert main(["verify", expected, str(private)]) == 2
+    assert capsys.readouterr().err.strip() == "mp-keygen: wrong passphrase"
+
+
+@pytest.mark.parametrize("content", [
+    b"hello, world\n",
+    b"",
+    b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\n-----END OPENSSH PRIVATE KEY-----\n",
+    b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me\n",
+    bytes(range(256)) * 4,                                   # binary, not UTF-8
+])
+def test_anything_else_is_not_a_moshpit_key_file(tmp_path, content):
+    path = tmp_path / "thing"
+    path.write_bytes(content)
+    for args in (["fingerprint", str(path)], ["verify", "SHA256:x", str(path)]):
+        result = run(*args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.strip() == f"mp-keygen: {path} is not a moshpit key file"
+
+
+@pytest.mark.parametrize("name, message", [
+    ("missing", "{path}: no such file"),
+    ("directory", "{path} is not a moshpit key file (it is a directory)"),
+    ("damaged", "{path} is a damaged moshpit private key: private key is not valid base64"),
+])
+def test_missing_or_damaged_key_files_are_one_line(tmp_path, name, message):
+    path = tmp_path / name
+    if name == "directory":
+        path.mkdir()
+    elif name == "damaged":
+        path.write_text("-----BEGIN MOSHPIT PRIVATE KEY-----\n!!!\n-----END MOSHPIT PRIVATE KEY-----\n")
+    result = run("fingerprint", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == "mp-keygen: " + message.format(path=path)

@@ -2,16 +2,19 @@
 
 Usage:
   mp-keygen generate [--host] [-f PATH] [-N PASSPHRASE | --no-passphrase] [-C COMMENT] [--force]
-  mp-keygen fingerprint [--randomart] PUBFILE
-  mp-keygen verify [--randomart] FINGERPRINT PUBFILE
+  mp-keygen fingerprint [--randomart] KEYFILE
+  mp-keygen verify [--randomart] FINGERPRINT KEYFILE
   mp-keygen (-h | --help)
   mp-keygen (-V | --version)
 
 Commands:
   generate      Make a new Ed25519 key pair: PATH (mode 0600) and PATH.pub.
   fingerprint   Print the key's SHA256 fingerprint, the string mp shows when it
-                asks whether to trust a host.
-  verify        Exit 0 if PUBFILE has FINGERPRINT, 1 if not.
+                asks whether to trust a host. KEYFILE is a public key (PATH.pub)
+                or a private key: then its PATH.pub is used if it matches, else
+                the key itself (asking for its passphrase if it is sealed).
+  verify        Exit 0 if KEYFILE (public or private, as above) has FINGERPRINT,
+                1 if not.
 
 Options:
   --host                 A server host key: PATH defaults to ~/.mp/mps_host_ed25519_key
@@ -40,7 +43,7 @@ from docopt import DocoptExit, docopt
 
 from moshpit import __version__
 from moshpit.errors import MoshpitError
-from moshpit.keyfiles import randomart, read_public_key, write_key_pair
+from moshpit.keyfiles import public_key_of, randomart, write_key_pair
 from moshpit.keys import fingerprint
 
 CLIENT_KEY = "~/.mp/id_ed25519"
@@ -81,8 +84,24 @@ def generate(args) -> int:
     return 0
 
 
+def _ask_passphrase(path: str):
+    """A prompt for ``path``'s passphrase that refuses, in one line, when there is no terminal."""
+    def ask() -> str:
+        if not sys.stdin.isatty():
+            raise MoshpitError(f"{path} is protected by a passphrase and there is no terminal "
+                               "to ask on")
+        return getpass.getpass(f"Enter passphrase for {path}: ")
+    return ask
+
+
+def _public_key(args) -> tuple[bytes, str]:
+    """KEYFILE's public key and comment, whichever half of the pair the user named."""
+    path = os.path.expanduser(args["KEYFILE"])
+    return public_key_of(path, _ask_passphrase(path))
+
+
 def show(args) -> int:
-    key, comment = read_public_key(os.path.expanduser(args["PUBFILE"]))
+    key, comment = _public_key(args)
     print(f"{fingerprint(key)} {comment}".rstrip())
     if args["--randomart"]:
         print(randomart(key))
@@ -90,14 +109,14 @@ def show(args) -> int:
 
 
 def verify(args) -> int:
-    key, _ = read_public_key(os.path.expanduser(args["PUBFILE"]))
+    key, _ = _public_key(args)
     actual = fingerprint(key)
     if args["--randomart"]:
         print(randomart(key))
     if hmac.compare_digest(actual, args["FINGERPRINT"].strip()):
-        print(f"{args['PUBFILE']}: fingerprint matches")
+        print(f"{args['KEYFILE']}: fingerprint matches")
         return 0
-    print(f"{args['PUBFILE']}: fingerprint does NOT match (it is {actual})", file=sys.stderr)
+    print(f"{args['KEYFILE']}: fingerprint does NOT match (it is {actual})", file=sys.stderr)
     return 1
 
 
@@ -117,9 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     except FileNotFoundError as exc:
         return _fail(f"{exc.filename}: no such file")
+    except PermissionError as exc:
+        return _fail(f"{exc.filename}: permission denied")
     except (OSError, ValueError, MoshpitError) as exc:
         return _fail(str(exc))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, EOFError):
         return _fail("interrupted")
 
 

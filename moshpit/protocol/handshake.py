@@ -97,12 +97,53 @@ class RefuseCode(enum.IntEnum):
 
 
 class HandshakeError(RemoteProtocolError):
-    """The handshake failed because of what the peer (or the network) did."""
+    """The handshake failed because of what the peer (or the network) did.
 
-    def __init__(self, code: Failure, detail: str = ""):
+    The message is ``code: detail``, unless ``plain`` says the detail alone is
+    clearer to a user (the code is still there, for the ERROR message and callers).
+    """
+
+    def __init__(self, code: Failure, detail: str = "", *, plain: bool = False):
         self.code = code
         self.detail = detail
-        super().__init__(f"{code.name.lower().replace('_', ' ')}" + (f": {detail}" if detail else ""))
+        name = code.name.lower().replace("_", " ")
+        super().__init__(detail if plain else name + (f": {detail}" if detail else ""))
+
+
+class NotMoshpitPeer(HandshakeError):
+    """The peer does not speak moshpit at all: its first bytes cannot open a handshake.
+
+    A user who points ``mp`` at a web or SSH port should read "this is not a
+    moshpit server", not a length check tripped by the bytes of an HTTP reply.
+    """
+
+    def __init__(self, code: Failure, role: str, sent: bytes):
+        super().__init__(code, f"this is not a moshpit {role} (it sent {excerpt(sent)})", plain=True)
+
+
+_EXCERPT_CHARS = 60
+_EXCERPT_HEX_BYTES = 8
+
+
+def printable(data: bytes, limit: int = _EXCERPT_CHARS) -> str:
+    """Up to ``limit`` bytes as printable ASCII, anything else as ``?``: peer text that
+    reaches a terminal or a log must not carry escape sequences or line breaks."""
+    return "".join(chr(b) if 0x20 <= b < 0x7f else "?" for b in bytes(data[:limit]))
+
+
+def excerpt(data: bytes) -> str:
+    """A short, safe quote of what a peer sent, for an error message.
+
+    Only the first line, at most 60 characters; bytes that are not nearly all text
+    are shown as hex instead, since a row of ``?`` tells the reader nothing.
+    """
+    data = bytes(data)
+    line = data.split(b"\n", 1)[0].rstrip(b"\r")
+    text = printable(line)
+    if line and text.count("?") * 10 <= len(text):
+        return f"'{text}'" + ("..." if len(line) > _EXCERPT_CHARS else "")
+    shown = " ".join(f"{b:02x}" for b in data[:_EXCERPT_HEX_BYTES])
+    return f"bytes {shown}" + (" ..." if len(data) > _EXCERPT_HEX_BYTES else "")
 
 
 class State(enum.Enum):
@@ -203,6 +244,11 @@ def _verify(public_key: bytes, signature: bytes, message: bytes) -> None:
 class _Handshake:
     """What both roles share: framing, the transcript, timers, the event queue."""
 
+    _PEER: str                  # each role sets: what its peer is called in messages,
+    _FIRST_STATE: State         # the state that waits for the peer's first message,
+    _OPENERS: tuple             # the message types that may open the peer's side,
+    _SILENT_CLOSE: str          # and what to say if the peer hangs up without a byte
+
     def __init__(self, now: float, timeout: float, rng):
         self._inbuf = bytearray()
         self._outbuf = bytearray()
@@ -214,6 +260,7 @@ class _Handshake:
         self._ephemeral = (nacl.bindings.crypto_scalarmult_base(private), private)
         self._random = rng(32)
         self._prk = b""
+        self._heard = False        # has the peer sent a single byte yet?
         self.state: State
         self.failure: HandshakeError | None = None
         self.params: SessionParams | None = None
@@ -245,8 +292,11 @@ class _Handshake:
         if now >= self._deadline:
             self._fail(HandshakeError(Failure.TIMEOUT, "handshake took too long"), tell_peer=True)
         if not data:
-            self._fail(HandshakeError(Failure.TRUNCATED, "connection closed mid-handshake"))
+            self._fail(self._closed_error())
         self._inbuf += data
+        self._heard = True
+        if self.state is self._FIRST_STATE:
+            self._check_peer_speaks_moshpit()
         while not self.finished and len(self._inbuf) >= _HEADER.size:
             kind, length = _HEADER.unpack_from(self._inbuf)
             if length > MAX_MESSAGE_BODY:
@@ -261,12 +311,32 @@ class _Handshake:
                 self._fail(exc, tell_peer=exc.code is not Failure.PEER_ERROR)
 
     # -- internals ---------------------------------------------------------
+    def _closed_error(self) -> HandshakeError:
+        """End of file: say plainly when the peer hung up without a single byte."""
+        if not self._heard:
+            return HandshakeError(Failure.TRUNCATED, self._SILENT_CLOSE, plain=True)
+        return HandshakeError(Failure.TRUNCATED, "connection closed mid-handshake")
+
+    def _check_peer_speaks_moshpit(self) -> None:
+        """Judge the peer by the start of its first message, before waiting for the rest.
+
+        Every moshpit peer, of any version, opens with one of ``_OPENERS`` and a length
+        of at most 4096, so ``H`` of ``HTTP/1.1``, ``S`` of ``SSH-2.0`` or a length read
+        from foreign bytes gives the peer away at once. The version byte is left to the
+        hello's own check: a peer with a wrong version is a moshpit peer, differently aged.
+        """
+        kind = self._inbuf[0]
+        if kind not in self._OPENERS:
+            self._fail(NotMoshpitPeer(Failure.UNEXPECTED_MESSAGE, self._PEER, self._inbuf), tell_peer=True)
+        if len(self._inbuf) >= _HEADER.size and _HEADER.unpack_from(self._inbuf)[1] > MAX_MESSAGE_BODY:
+            self._fail(NotMoshpitPeer(Failure.OVERSIZED, self._PEER, self._inbuf), tell_peer=True)
+
     def _dispatch(self, kind: int, wire: bytes) -> None:
         body = wire[_HEADER.size:]
         if kind == MessageType.ERROR:
             reader = _Reader(body)
             code = reader.u8()
-            raise HandshakeError(Failure.PEER_ERROR, f"peer reported code {code}: {body[1:200].decode('utf-8', 'replace')}")
+            raise HandshakeError(Failure.PEER_ERROR, f"peer reported code {code}: {printable(body[1:])}")
         handler = self._handlers().get((self.state, kind))
         if handler is None:
             raise HandshakeError(Failure.UNEXPECTED_MESSAGE, f"message type {kind} in state {self.state.value}")
@@ -304,6 +374,13 @@ def _check_hello_version(reader: _Reader) -> None:
 
 class ClientHandshake(_Handshake):
     """The client's side: proves ``identity`` to a server whose host key it checks."""
+
+    _PEER = "server"
+    _FIRST_STATE = State.SENT_HELLO
+    _OPENERS = (MessageType.SERVER_HELLO, MessageType.ERROR)
+    # A moshpit server that turns away too many key exchanges also closes unanswered.
+    _SILENT_CLOSE = ("the server closed the connection without answering "
+                     "(not a moshpit server, or one turning away too many connections)")
 
     def __init__(self, identity: nacl.signing.SigningKey, user: str, *, now: float,
                  diff_mode: DiffMode = DiffMode.RELIABLE, cols: int = 80, rows: int = 24,
@@ -408,6 +485,11 @@ class ClientHandshake(_Handshake):
 
 class ServerHandshake(_Handshake):
     """The server's side: proves ``host_key`` and learns who the client is."""
+
+    _PEER = "client"
+    _FIRST_STATE = State.WAIT_HELLO
+    _OPENERS = (MessageType.CLIENT_HELLO,)
+    _SILENT_CLOSE = "the client closed the connection without sending anything"
 
     def __init__(self, host_key: nacl.signing.SigningKey, *, now: float,
                  timeout: float = DEFAULT_TIMEOUT, rng=os.urandom):
