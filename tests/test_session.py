@@ -122,3 +122,22 @@ def test_a_frame_rendered_while_output_is_pending_is_labelled_with_the_state_it_
     for update in updates:
         pair.client.on_event(update, client)
         assert pair.client.displayed == pair.server._states[update.state]
+
+
+def test_a_requested_repaint_shows_output_not_yet_modelled():
+    """After `fg` (or a resume) a reliable client asks for a repaint and draws it on a
+    cleared terminal; output the server sent on but had not yet fed to its model must be
+    in it, or the last lines vanish until the program prints again."""
+    pair = Pair(DiffMode.RELIABLE)
+    pair.pty(b"$ echo marker\r\n")
+    pair.run(0.5)
+    assert pair.settled()
+    up = pair.net.links["up"]
+    up.delay, up.jitter, up.reorder = 0.001, 0.0, 0.0  # the request lands within the batch delay
+    pair.pty(b"marker-42\r\n$ ")                     # sent on, gathered, not modelled yet
+    pair.net.client.channel.request_repaint()
+    pair.net.step(pair.net.now + 0.004)
+    assert pair.net.server.channel.stats["repaint_requests"] == 1
+    pair.terminal = TerminalModel(80, 24)             # the user's terminal, about to be repainted
+    pair.run(1.0)
+    assert "marker-42" in pair.terminal.state.text()[1] and pair.settled()

@@ -561,6 +561,12 @@ class Channel:
             return                            # one queued repaint is enough
         state = self.screen_state      # the source may report a newer state while it renders
         data = self._screen_source(0, state)
+        if self.screen_state != state:
+            # Rendering took in output that was gathered but not yet modelled. A repaint shows
+            # the newest screen (in reliable mode that output is already in the stream before
+            # it), labelled with the state it shows.
+            state = self.screen_state
+            data = self._screen_source(0, state)
         for body in chunk_screen(state, 0, data, self._chunk_size()):
             self._ordered_out.append((F.FRAME_SCREEN, body))
 
