@@ -194,7 +194,7 @@ class Moshpit(Tool):
             raise RuntimeError(f"mps did not start: {line!r}")
 
     def connect(self):
-        return Terminal([str(BIN / "mp"), "-p", str(self.work / ".mp" / "id_ed25519"), "-s", str(self.port),
+        return Terminal([str(BIN / "mp"), "-i", str(self.work / ".mp" / "id_ed25519"), "-p", str(self.port),
                          "--host-key-check", "accept-new", "--diff-mode", self.mode, "127.0.0.1"], self.env)
 
     def server_pids(self):

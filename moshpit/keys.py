@@ -209,25 +209,67 @@ class KnownHosts:
 
         A known, matching key is accepted; a known host with another key is
         always refused with the OpenSSH-style warning; an unknown host is added
-        (accept-new), refused (strict) or put to ``ask(prompt) -> bool``.
+        (accept-new), refused (strict) or put to the user: ``ask(prompt)`` returns
+        the line typed, or None when there is no one to ask.
         """
         known = self.lookup(host, port)
         if any(k == bytes(key) for _, k in known):
             return HostKeyVerdict(True, "")
-        name = host_id(host, port)
+        name, shown = host_id(host, port), fingerprint(key)
         if known:
             return HostKeyVerdict(False, CHANGED_WARNING.format(
-                kind=KEY_TYPE, fingerprint=fingerprint(key), host=name,
-                path=self.path, line=known[0][0]))
+                kind=KEY_TYPE, fingerprint=shown, host=name, path=self.path, line=known[0][0]))
         if policy is HostKeyPolicy.STRICT:
-            return HostKeyVerdict(False, f"No {KEY_TYPE} host key is known for {name} and "
-                                         "host key checking is strict.\nHost key verification failed.")
+            return HostKeyVerdict(False, f"No {KEY_TYPE} host key is known for {name} and host key "
+                                         f"checking is strict.\nIts key fingerprint is {shown}.\n"
+                                         + _HOW_TO_TRUST + "\nHost key verification failed.")
         if policy is HostKeyPolicy.ASK:
-            prompt = (f"The authenticity of host '{name}' can't be established.\n"
-                      f"{KEY_TYPE} key fingerprint is {fingerprint(key)}.\n"
-                      "Are you sure you want to continue connecting (yes/no)? ")
-            if ask is None or not ask(prompt):
-                return HostKeyVerdict(False, "Host key verification failed.")
+            refusal = _ask_to_trust(name, shown, ask)
+            if refusal:
+                return HostKeyVerdict(False, refusal)
         self.add(host, port, key)
         return HostKeyVerdict(True, f"Permanently added '{name}' ({KEY_TYPE}) to the list of known hosts.",
                               added=True)
+
+
+_HOW_TO_TRUST = ("Compare it with what `mp-keygen fingerprint ~/.mp/mps_host_ed25519_key.pub` prints "
+                 "on the server, then connect once with --host-key-check accept-new.")
+
+
+def _ask_to_trust(name: str, shown: str, ask) -> str:
+    """Ask as OpenSSH does: ``yes``, ``no`` or the fingerprint itself (checked here, so a
+    user who pastes the one they were given cannot be fooled). "" means trusted, else why not."""
+    prompt = (f"The authenticity of host '{name}' can't be established.\n"
+              f"{KEY_TYPE} key fingerprint is {shown}.\n"
+              "Are you sure you want to continue connecting (yes/no/[fingerprint])? ")
+    while True:
+        answer = ask(prompt) if ask is not None else None
+        if answer is None:
+            return (f"The authenticity of host '{name}' can't be established, and there is no "
+                    f"terminal to ask on.\nIts {KEY_TYPE} key fingerprint is {shown}.\n"
+                    + _HOW_TO_TRUST + "\nHost key verification failed.")
+        answer = answer.strip()
+        if answer.lower() == "yes" or answer == shown:
+            return ""
+        if answer.lower() == "no":
+            return "Host key verification failed."
+        if answer.startswith("SHA256:"):
+            return (f"The fingerprint you gave, {answer}, is not the one host '{name}' proved it "
+                    f"holds ({shown}).\nSomeone may be in the middle, or you were given the wrong "
+                    "fingerprint.\nHost key verification failed.")
+        prompt = "Please type 'yes', 'no' or the fingerprint: "
+
+
+class PinnedHostKey:
+    """Trust exactly one host key, known in advance (``mp --local`` made the server's):
+    nothing to ask, nothing written to known_hosts. Same ``verify`` as ``KnownHosts``."""
+
+    def __init__(self, key: bytes):
+        self.key = bytes(key)
+
+    def verify(self, host: str, port: int, key: bytes, policy: HostKeyPolicy = HostKeyPolicy.STRICT,
+               ask=None) -> HostKeyVerdict:
+        if bytes(key) == self.key:
+            return HostKeyVerdict(True, "")
+        return HostKeyVerdict(False, f"{host_id(host, port)} proved it holds {fingerprint(key)}, not the "
+                                     f"expected {fingerprint(self.key)}.\nHost key verification failed.")

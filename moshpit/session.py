@@ -124,10 +124,13 @@ class ClientSession:
         self._model: TerminalModel | None = None          # holds state _model_state, ready to feed
         self._model_state = -1
         self.output = bytearray()                         # for the real terminal
+        self.at_line_start = True     # the cursor is in the first column, so far as we know
 
     def on_event(self, event, channel: Channel) -> None:
         if isinstance(event, DataReceived):
             self.output += event.data                     # reliable: the raw stream
+            if event.data:
+                self.at_line_start = event.data.endswith(b"\n")   # no model to ask: a good guess
         elif isinstance(event, ScreenUpdate):
             self._apply(event, channel)
 
@@ -150,6 +153,7 @@ class ClientSession:
         if channel.diff_mode is not DiffMode.RELIABLE:
             self.output += render_diff(self.displayed, new).encode()
         self.displayed = new
+        self.at_line_start = new.cursor_x == 0
         self._model, self._model_state = model, event.state
         self._held[event.state] = new
         for old in [s for s in self._held if s < event.base]:

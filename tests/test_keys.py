@@ -133,19 +133,44 @@ def test_changed_key_is_always_refused(tmp_path, policy):
     kh = KnownHosts(tmp_path / "known_hosts")
     kh.add("other", 40404, MALLORY)
     kh.add("h", 40404, ALICE)
-    verdict = kh.verify("h", 40404, MALLORY, policy, ask=lambda prompt: True)
+    verdict = kh.verify("h", 40404, MALLORY, policy, ask=lambda prompt: "yes")
     assert not verdict.accepted
     assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in verdict.message
     assert f"{kh.path}:2" in verdict.message and fingerprint(MALLORY) in verdict.message
     assert kh.path.read_text().count("\n") == 2          # nothing was added
 
 
-def test_strict_refuses_unknown_and_ask_prompts_with_the_fingerprint(tmp_path):
+def test_strict_refuses_unknown_and_says_how_to_trust_it(tmp_path):
     kh = KnownHosts(tmp_path / "known_hosts")
-    assert not kh.verify("h", 40404, ALICE, HostKeyPolicy.STRICT).accepted
-    prompts = []
-    no = kh.verify("h", 40404, ALICE, HostKeyPolicy.ASK, ask=lambda p: prompts.append(p) or False)
-    assert not no.accepted and fingerprint(ALICE) in prompts[0]
-    yes = kh.verify("h", 40404, ALICE, HostKeyPolicy.ASK, ask=lambda p: True)
-    assert yes.accepted and yes.added
+    verdict = kh.verify("h", 40404, ALICE, HostKeyPolicy.STRICT)
+    assert not verdict.accepted and fingerprint(ALICE) in verdict.message
+    assert "accept-new" in verdict.message and not kh.path.exists()
+
+
+def answers(*lines):
+    """An ``ask`` that types ``lines`` one by one, keeping the prompts it was shown."""
+    typed = iter(lines)
+    def ask(prompt):
+        ask.prompts.append(prompt)
+        return next(typed)
+    ask.prompts = []
+    return ask
+
+
+@pytest.mark.parametrize("typed, accepted", [
+    (["yes"], True), (["YES\n"], True), ([fingerprint(ALICE)], True),
+    (["no"], False), ([fingerprint(MALLORY)], False), (["y", "maybe", "no"], False),
+    (["sure", "yes"], True), ([None], False),
+])
+def test_ask_takes_yes_no_or_the_fingerprint(tmp_path, typed, accepted):
+    kh = KnownHosts(tmp_path / "known_hosts")
+    ask = answers(*typed)
+    verdict = kh.verify("h", 40404, ALICE, HostKeyPolicy.ASK, ask=ask)
+    assert verdict.accepted is accepted and verdict.added is accepted
+    assert fingerprint(ALICE) in ask.prompts[0] and len(ask.prompts) == len(typed)
+    assert [key for _, key in kh.lookup("h")] == ([ALICE] if accepted else [])
+    if typed == [fingerprint(MALLORY)]:
+        assert "not the one" in verdict.message
+    if typed == [None]:                  # no terminal: say how to trust it some other way
+        assert "no terminal" in verdict.message and "accept-new" in verdict.message
     assert not kh.verify("h2", 40404, ALICE, HostKeyPolicy.ASK).accepted   # no way to ask: refuse

@@ -1,43 +1,276 @@
-"""mp as a person uses it: on a real terminal, against a real server."""
+"""mp as a person uses it: typed into a job-control shell on a real terminal (a PTY),
+against a real mps process, read back the way the person would see it."""
 
 import os
+import re
+import signal
+import socket
+import subprocess
 import sys
+import termios
+import time
 
+import nacl.signing
 import pytest
 
+from moshpit.keyfiles import write_key_pair
+from moshpit.keys import KnownHosts, fingerprint, format_public_key
+from moshpit.terminal.model import TerminalModel
 from pty_driver import PtyProgram
+from test_mps import start_mps
+
+MP = f"{sys.executable} -m moshpit.cli.mp"
+ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[78=>]")
+
+
+def plain(data: bytes) -> bytes:
+    """What the person reads: the bytes less the escape sequences."""
+    return ESCAPES.sub(b"", bytes(data))
+
+
+class Shell(PtyProgram):
+    """An interactive bash with job control on a real terminal, as the person's own."""
+
+    def __init__(self, home, **env):
+        env = dict(os.environ, HOME=str(home), TERM="xterm-256color", PS1="$ ", **env)
+        super().__init__(["bash", "--norc", "--noprofile", "-i"], env=env, cwd=str(home))
+        assert self.expect(b"$ ")
+
+    def type(self, text: str) -> None:
+        self.write(text.encode())
+
+    def expect_re(self, pattern: bytes, timeout: float = 15.0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while not (found := re.search(pattern, bytes(self.output))):
+            assert time.monotonic() < deadline, bytes(self.output)
+            self.read()
+        return found
+
+    def last_status(self) -> int:
+        """``$?`` of the shell: what mp exited with."""
+        self.output.clear()
+        self.type("echo status=$?.\r")
+        return int(self.expect_re(rb"status=(\d+)\.").group(1))
+
+    def raw(self) -> bool:
+        """Is the terminal in mp's raw mode? (bash's readline clears ICANON and ECHO at its
+        prompt too, but keeps ISIG, so Ctrl-C still interrupts.)"""
+        return not termios.tcgetattr(self.fd)[3] & termios.ISIG
+
+    def sane(self) -> bool:
+        """Does a command run from the shell now find a cooked, echoing terminal? bash keeps
+        the modes a command left behind when it exits normally, so this sees mp's leftovers."""
+        self.output.clear()
+        self.type("""printf 'TTY<%s>' "$(stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(isig|icanon|echo)')"\r""")
+        return self.expect_re(rb"TTY<([-a-z\s]+)>").group(1).split() == [b"isig", b"icanon", b"echo"]
+
+    def screen(self, cols: int = 80, rows: int = 24) -> list[str]:
+        model = TerminalModel(cols, rows)
+        model.feed(bytes(self.output))
+        return model.state.text()
 
 
 @pytest.fixture
-def local(tmp_path):
-    env = dict(os.environ, HOME=str(tmp_path), TERM="xterm-256color", PS1="$ ")
-    program = PtyProgram([sys.executable, "-m", "moshpit.cli.mp", "--local"], env=env, cwd=str(tmp_path))
-    yield program
-    program.kill()
+def shell(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    terminal = Shell(tmp_path, TMPDIR=str(tmp_path / "tmp"))
+    yield terminal
+    terminal.kill()
 
 
-def test_mp_local_runs_commands_and_exits_with_the_shell(local):
-    assert local.expect(b"known hosts")                        # the first-use notice
-    local.write(b"echo hi-$((40+2))\r")
-    assert local.expect(b"hi-42")
-    local.write(b"exit\r")
-    assert local.wait() == 0
-    assert b"shell exited with status 0" in local.output
+# --- mp --local --------------------------------------------------------------------------
+
+def test_local_passes_the_exit_status_on_and_leaves_nothing_behind(shell, tmp_path):
+    shell.type(f"{MP} --local\r")
+    shell.type("echo hi-$((40+2))\r")
+    assert shell.expect(b"hi-42")
+    shell.type("exit 3\r")
+    assert shell.expect(b"mp: shell exited with status 3\r\n")
+    assert b"\nmp: shell exited with status 3\r\n" in plain(shell.output)     # a line of its own
+    assert shell.last_status() == 3                                        # as ssh passes it on
+    assert b"known hosts" not in shell.output                              # nothing to trust
+    assert os.listdir(tmp_path / "tmp") == []                              # nothing left behind
+    assert not (tmp_path / ".mp").exists()
+    assert shell.sane()
 
 
-def test_escape_key_quits(local):
-    assert local.expect(b"known hosts")
-    local.write(b"echo ready\r")
-    assert local.expect(b"ready")
-    local.write(b"\x1e.")
-    assert local.wait() == 0
+def test_escape_key_ends_the_session_with_status_0(shell):
+    shell.type(f"{MP} --local\r")
+    shell.type("echo ready\r")
+    assert shell.expect(b"ready")
+    shell.output.clear()
+    shell.type("\x1e.")
+    assert shell.expect(b"$ ", timeout=10)
+    assert shell.last_status() == 0 and shell.sane()
 
+
+def test_suspend_then_fg_repaints_and_carries_on(shell):
+    shell.type(f"{MP} --local\r")
+    shell.type("echo marker-$((6*7))\r")
+    assert shell.expect(b"marker-42")
+    shell.type("\x1e\x1a")                                          # Ctrl-^ Ctrl-Z
+    assert shell.expect(b"[mp is suspended.]") and shell.expect(b"Stopped")
+    assert b"\n[mp is suspended.]" in plain(shell.output)
+    assert shell.sane()                 # the shell has its terminal
+    shell.type("echo local-$((2+3))\r")
+    assert shell.expect(b"local-5")                                # typed to the local shell
+    shell.output.clear()
+    shell.type("fg\r")
+    assert shell.expect(b"marker-42")                              # the remote screen comes back
+    deadline = time.monotonic() + 10
+    while not shell.raw() and time.monotonic() < deadline:
+        shell.read(0.1)
+    assert shell.raw()                                             # mp's again
+    shell.type("echo back-$((1+1))\r")
+    assert shell.expect(b"back-2")                                 # keys and updates flow again
+    shell.type("exit\r")
+    assert shell.expect(b"mp: shell exited with status 0")
+    assert shell.last_status() == 0 and shell.sane()
+
+
+# --- against a real mps -------------------------------------------------------------------
+
+@pytest.fixture
+def mps(tmp_path):
+    """A real mps on loopback for this home; yields its port and the host key's fingerprint."""
+    host_key, client_key = nacl.signing.SigningKey.generate(), nacl.signing.SigningKey.generate()
+    write_key_pair(tmp_path / ".mp" / "mps_host_ed25519_key", host_key)
+    write_key_pair(tmp_path / ".mp" / "id_ed25519", client_key)
+    keys = tmp_path / ".mp" / "authorized_keys"
+    keys.write_text(format_public_key(bytes(client_key.verify_key)) + "\n")   # mode 0644
+    server = start_mps(tmp_path, "--bind", "127.0.0.1", "--port", "0", "--udp-ports", "53300-53399")
+    line = ""
+    while "mps: listening" not in line:
+        line = server.stderr.readline()
+        assert line, "mps exited before listening"
+    port = int(re.search(r"port (\d+)", line).group(1))
+    yield port, fingerprint(bytes(host_key.verify_key)), server
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=10)
+
+
+def known_keys(tmp_path, port):
+    return [key for _, key in KnownHosts(tmp_path / ".mp" / "known_hosts").lookup("127.0.0.1", port)]
+
+
+@pytest.mark.parametrize("answer", ["yes", "no", "wrong fingerprint", "the fingerprint"])
+def test_the_host_key_question(shell, mps, tmp_path, answer):
+    port, host_fingerprint, _ = mps
+    wrong = fingerprint(bytes(nacl.signing.SigningKey.generate().verify_key))
+    typed = {"wrong fingerprint": wrong, "the fingerprint": host_fingerprint}.get(answer, answer)
+    # The command line beats the environment: this would go to port 1 otherwise.
+    shell.type(f"MOSHPIT_SERVER_PORT=1 {MP} -p {port} 127.0.0.1\r")
+    assert shell.expect(b"Are you sure you want to continue connecting (yes/no/[fingerprint])? ")
+    assert host_fingerprint.encode() in shell.output
+    shell.type(typed + "\r")
+    if answer in ("yes", "the fingerprint"):
+        assert shell.expect(b"Permanently added")
+        shell.type("echo in-$((3*3))\r")
+        assert shell.expect(b"in-9")
+        assert len(known_keys(tmp_path, port)) == 1
+        shell.type("exit\r")
+        assert shell.expect(b"mp: shell exited with status 0")
+        assert shell.last_status() == 0
+    else:
+        assert shell.expect(b"Host key verification failed.")
+        if answer == "wrong fingerprint":
+            assert b"is not the one" in shell.output and wrong.encode() in shell.output
+        assert plain(shell.output).count(b"Host key verification failed") == 1
+        assert b"Traceback" not in shell.output
+        assert shell.last_status() == 1
+        assert known_keys(tmp_path, port) == []
+
+
+def test_a_server_that_shuts_down_is_reported_on_a_line_of_its_own(shell, mps):
+    port, _, server = mps
+    shell.type(f"{MP} -p {port} --host-key-check accept-new 127.0.0.1\r")
+    shell.type("printf 'at-the-prompt> '\r")
+    assert shell.expect(b"at-the-prompt> ")
+    time.sleep(0.3)
+    server.send_signal(signal.SIGTERM)
+    assert shell.expect(b"mp: server shutting down")
+    assert b"\nmp: server shutting down" in plain(shell.output)
+    assert shell.last_status() == 1 and shell.sane()
+
+
+def test_sigterm_keeps_the_session_and_says_so(shell, mps):
+    port, _, _ = mps
+    shell.type(f"{MP} -p {port} --host-key-check accept-new 127.0.0.1\r")
+    shell.type("echo shell=$$.\r")
+    assert shell.expect_re(rb"shell=\d+\.")                     # the remote ran it: mp is running
+    pid = subprocess.run(["pgrep", "-P", str(shell.pid)], capture_output=True, text=True).stdout.split()[0]
+    os.kill(int(pid), signal.SIGTERM)
+    assert shell.expect(b"killed by signal 15")
+    assert shell.last_status() == 128 + 15 and shell.sane()
+
+
+def test_the_status_bar_is_gone_when_mp_leaves(shell, mps):
+    port, _, server = mps
+    shell.type(f"{MP} -p {port} --host-key-check accept-new 127.0.0.1\r")
+    shell.type("clear; echo top-line\r")
+    assert shell.expect(b"top-line")
+    server.send_signal(signal.SIGSTOP)                             # the server goes silent
+    try:
+        assert shell.expect(b"Last contact", timeout=20)
+        assert "Last contact" in shell.screen()[0]
+        shown = bytes(shell.output)
+        shell.output.clear()
+        shell.type("\x1e.")
+        assert shell.expect(b"$ ", timeout=10)                      # mp has left
+        shell.output[:0] = shown                                   # all the terminal was sent
+        assert not any("Last contact" in row for row in shell.screen()), shell.screen()
+        assert shell.sane()
+    finally:
+        server.send_signal(signal.SIGCONT)
+
+
+# --- Ctrl-C wherever mp waits ----------------------------------------------------------------
+
+def test_ctrl_c_at_the_passphrase_prompt(shell, tmp_path):
+    write_key_pair(tmp_path / ".mp" / "id_ed25519", nacl.signing.SigningKey.generate(), passphrase="pw")
+    shell.type(f"{MP} 127.0.0.1\r")
+    assert shell.expect(b"Enter passphrase for")
+    shell.type("\x03")
+    assert shell.expect(b"mp: interrupted")
+    assert b"Traceback" not in shell.output
+    assert shell.last_status() == 130 and shell.sane()
+
+
+def test_ctrl_c_during_a_key_exchange_that_gets_no_answer(shell, tmp_path):
+    write_key_pair(tmp_path / ".mp" / "id_ed25519", nacl.signing.SigningKey.generate())
+    with socket.socket() as silent:                               # accepts, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        shell.type(f"{MP} -p {silent.getsockname()[1]} 127.0.0.1\r")
+        time.sleep(1.5)
+        shell.type("\x03")
+        assert shell.expect(b"mp: interrupted")
+    assert b"Traceback" not in shell.output and b"KeyboardInterrupt" not in shell.output
+    assert shell.last_status() == 130
+
+
+def test_ctrl_c_at_the_host_key_question(shell, mps, tmp_path):
+    port, _, _ = mps
+    shell.type(f"{MP} -p {port} 127.0.0.1\r")
+    assert shell.expect(b"(yes/no/[fingerprint])? ")
+    shell.type("\x03")
+    assert shell.expect(b"mp: interrupted")
+    assert b"Traceback" not in shell.output
+    assert shell.last_status() == 130 and known_keys(tmp_path, port) == []
+
+
+# --- one clear line for every mistake -------------------------------------------------------
 
 @pytest.mark.parametrize("args, message, code", [
     (["nosuchhost.invalid"], "no identity key at", 1),
     (["--diff-mode", "fast", "--local"], "diff_mode must be one of", 1),
-    ([], "say where to connect", 2),
-    (["--frobnicate"], "Usage:", 2),
+    ([], "Usage:", 2),
+    (["--frobnicate", "host"], "unknown option --frobnicate", 2),
+    (["-L", "8080:localhost:80", "host"], "unknown option -L: mp forwards no ports", 2),
+    (["-o", "Port=22", "host"], "unknown option -o: settings go in", 2),
+    (["host", "ls", "-l"], "unexpected argument 'ls': mp opens a login shell", 2),
+    (["-c", "/nonexistent.toml", "host"], "/nonexistent.toml: no such file", 1),
 ])
 def test_mp_errors_are_one_clear_line(tmp_path, args, message, code):
     env = dict(os.environ, HOME=str(tmp_path))
@@ -45,58 +278,39 @@ def test_mp_errors_are_one_clear_line(tmp_path, args, message, code):
     try:
         assert program.wait() == code
         text = program.output.decode(errors="replace")
-        assert message in text and "Traceback" not in text
+        assert message in text and "Traceback" not in text and "Option(" not in text
     finally:
         program.kill()
 
 
-def test_kill_9_and_run_again_on_the_same_terminal_resumes_the_same_shell(tmp_path):
-    import nacl.signing
-    import re
-    import signal
-    import subprocess
-    from moshpit.keyfiles import write_key_pair
-    from moshpit.keys import format_public_key
-    from test_mps import start_mps
-
-    key = nacl.signing.SigningKey.generate()
-    write_key_pair(tmp_path / ".mp" / "id_ed25519", key)
-    write_key_pair(tmp_path / ".mp" / "mps_host_ed25519_key", nacl.signing.SigningKey.generate())
-    (tmp_path / ".mp" / "authorized_keys").write_text(format_public_key(bytes(key.verify_key)) + "\n")
-    (tmp_path / ".mp" / "authorized_keys").chmod(0o600)
-    server = start_mps(tmp_path, "--bind", "127.0.0.1", "--port", "0", "--udp-ports", "53200-53299")
-    line = ""
-    while "mps: listening" not in line:
-        line = server.stderr.readline()
-        assert line, "mps exited before listening"
-    port = re.search(r"port (\d+)", line).group(1)
-    env = dict(os.environ, HOME=str(tmp_path), TERM="xterm-256color", PS1="$ ")
-    terminal = PtyProgram(["bash", "--norc", "--noprofile"], env=env, cwd=str(tmp_path))
-    mp = f"{sys.executable} -m moshpit.cli.mp -s {port} --host-key-check accept-new 127.0.0.1\r".encode()
+def test_ssh_style_user_and_port(tmp_path, mps):
+    """``-l USER`` and ``-p PORT`` mean what they mean to ssh: here a user mps refuses."""
+    port, _, _ = mps
+    env = dict(os.environ, HOME=str(tmp_path))
+    program = PtyProgram([sys.executable, "-m", "moshpit.cli.mp", "-l", "nobody-such", "-p", str(port),
+                          "--host-key-check", "accept-new", "127.0.0.1"], env=env, cwd=str(tmp_path))
     try:
-        terminal.write(mp)
-        assert terminal.expect(b"known hosts")
-        terminal.write(b"echo shell=$$.\r")
-        found = None
-        for _ in range(100):
-            found = re.search(rb"shell=(\d+)\.", bytes(terminal.output))
-            if found:
-                break
-            terminal.read(0.1)
-        assert found
-        shell_pid = found.group(1)
-        client_pid = subprocess.run(["pgrep", "-P", str(terminal.pid)], capture_output=True,
-                                    text=True).stdout.split()[0]
-        os.kill(int(client_pid), signal.SIGKILL)    # the client dies without a word
-        terminal.read(0.5)
-        terminal.output.clear()
-        terminal.write(b"stty sane\r" + mp)         # same terminal, same command
-        assert terminal.expect(b"shell=" + shell_pid + b".")   # its screen is repainted
-        terminal.write(b"echo again=$$.\r")
-        assert terminal.expect(b"again=" + shell_pid + b".")
-        terminal.write(b"exit\r")
-        assert terminal.expect(b"shell exited with status 0")
+        assert program.wait() == 1
+        assert b"127.0.0.1 refused: not authorised" in program.output
     finally:
-        terminal.kill()
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=10)
+        program.kill()
+
+
+def test_kill_9_and_run_again_on_the_same_terminal_resumes_the_same_shell(shell, mps):
+    port, _, _ = mps
+    mp = f"{MP} -p {port} --host-key-check accept-new 127.0.0.1\r"
+    shell.type(mp)
+    assert shell.expect(b"known hosts")
+    shell.type("echo shell=$$.\r")
+    shell_pid = shell.expect_re(rb"shell=(\d+)\.").group(1)
+    client_pid = subprocess.run(["pgrep", "-P", str(shell.pid)], capture_output=True,
+                                text=True).stdout.split()[0]
+    os.kill(int(client_pid), signal.SIGKILL)    # the client dies without a word
+    shell.read(0.5)
+    shell.output.clear()
+    shell.type("stty sane\r" + mp)              # same terminal, same command
+    assert shell.expect(b"shell=" + shell_pid + b".")   # its screen is repainted
+    shell.type("echo again=$$.\r")
+    assert shell.expect(b"again=" + shell_pid + b".")
+    shell.type("exit\r")
+    assert shell.expect(b"shell exited with status 0")

@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -55,7 +56,9 @@ def test_mps_serves_a_shell_and_stops_on_sigterm(home):
 
 @pytest.mark.parametrize("args, setup, message, code", [
     (["--port", "x"], None, "port has the wrong type", 1),
-    (["--bogus"], None, "Usage:", 2),
+    (["--bogus"], None, "mps: unknown option --bogus", 2),
+    (["-c", "/nonexistent.toml"], None, "/nonexistent.toml: no such file", 1),
+    ([], "port-taken", "cannot listen on 127.0.0.1 port", 1),
     ([], "no-key", "no host key at", 1),
     ([], "bad-config", "not valid TOML", 1),
     (["--udp-ports", "9-1"], None, "udp_ports must be LOW-HIGH", 1),
@@ -64,6 +67,11 @@ def test_mps_errors_are_one_clear_line(home, args, setup, message, code):
     path, _ = home
     if setup == "no-key":
         (path / ".mp" / "mps_host_ed25519_key").unlink()
+    if setup == "port-taken":
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        args = ["--port", str(taken.getsockname()[1])]
     if setup == "bad-config":
         conf = path / ".config" / "moshpits"
         conf.mkdir(parents=True)
@@ -72,3 +80,7 @@ def test_mps_errors_are_one_clear_line(home, args, setup, message, code):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == code
     assert message in err and "Traceback" not in err
+    assert "('127.0.0.1'" not in err                 # no Python tuple for an address
+    if setup == "port-taken":
+        assert err.strip().endswith("Address already in use")
+        taken.close()

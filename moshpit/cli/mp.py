@@ -1,7 +1,8 @@
 """mp: the moshpit client.
 
 Usage:
-  mp [-v... | -q...] [-c PATH] [-t PATH] [-p KEY] [-k PUB] [-s PORT] [--diff-mode MODE] [--predict MODE] [--host-key-check POLICY] [--local] [DEST]
+  mp [-v... | -q...] [-c PATH] [-t PATH] [-l USER] [-p PORT] [-i KEY] [-k PUB] [--diff-mode MODE] [--predict MODE] [--host-key-check POLICY] [--] DEST
+  mp [-v... | -q...] [-c PATH] [-t PATH] [--diff-mode MODE] [--predict MODE] --local
   mp (-h | --help)
   mp (-V | --version)
 
@@ -10,22 +11,35 @@ Arguments:
                            (bare or in brackets).
 
 Options:
-  -v                       More log detail (repeatable).
-  -q                       Less log detail (repeatable).
-  -c PATH                  Configuration file [default: ~/.config/moshpit/moshpit.toml].
-  -t PATH                  Log file [default: ~/.config/moshpit/logs/moshpit.log].
-  -p KEY                   Identity private key (default: ~/.mp/id_ed25519).
+  -l USER                  Log in as USER (default: the USER in DEST, else your own name).
+  -p PORT --port=PORT      Server key-exchange port (default: 40404).
+  -i KEY                   Identity private key (default: ~/.mp/id_ed25519).
   -k PUB                   Identity public key, checked against the private key.
-  -s PORT                  Server key-exchange port (default: 40404).
   --diff-mode MODE         reliable, datagram or statesync (default: reliable).
   --predict MODE           adaptive, always or never. Has no effect yet: prediction is to come.
-  --host-key-check POLICY  ask, accept-new or strict (default: ask).
+  --host-key-check POLICY  ask, accept-new or strict (default: ask): what to do about a
+                           server whose host key is not in ~/.mp/known_hosts yet.
   --local                  Start a private server on loopback with throwaway keys and connect
-                           to it: the quickest way to try moshpit.
+                           to it: the quickest way to try moshpit. Leaves nothing behind.
+  -c PATH                  Configuration file (default: ~/.config/moshpit/moshpit.toml).
+  -t PATH                  Log file (default: ~/.config/moshpit/logs/moshpit.log).
+  -v                       More log detail (repeatable).
+  -q                       Less log detail (repeatable).
   -h --help                Show this help.
   -V --version             Show the version.
 
-Keys while connected: Ctrl-^ .  quit;  Ctrl-^ Ctrl-Z  suspend;  Ctrl-^ ^  a literal Ctrl-^.
+Every setting is a key of the configuration file and an environment variable
+named after it: server_port is MOSHPIT_SERVER_PORT, diff_mode MOSHPIT_DIFF_MODE,
+and so on (docs/guide.md lists them). The command line wins over the
+environment, and the environment over the file.
+
+Keys while connected: Ctrl-^ .  end the session;  Ctrl-^ Ctrl-Z  suspend mp;
+Ctrl-^ ^  a literal Ctrl-^. If the network goes away, mp reconnects by itself;
+run mp again on the same terminal to resume a session it left.
+
+Exit status: the remote shell's, as ssh; 0 after Ctrl-^ .; 1 when mp cannot
+connect or the server ends the session; 2 for a usage mistake; 128+N after
+signal N (the session is then kept, to be resumed).
 """
 
 from __future__ import annotations
@@ -33,17 +47,23 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-import tempfile
-from pathlib import Path
-
-from docopt import DocoptExit, docopt
 
 from moshpit import __version__
-from moshpit.cli.common import load_signing_key, setup_logging
+from moshpit.cli.common import load_signing_key, parse_args, run_main, setup_logging
 from moshpit.config import ConfigError, load
 from moshpit.errors import MoshpitError
 from moshpit.keys import HostKeyPolicy, KnownHosts
 from moshpit.sessionfile import SessionFile, terminal_name
+
+# Options an ssh user reaches for, and what to do instead.
+SSH_HABITS = {
+    "-L": ": mp forwards no ports", "-R": ": mp forwards no ports", "-D": ": mp forwards no ports",
+    "-A": ": mp forwards no agent", "-X": ": mp forwards no X11", "-Y": ": mp forwards no X11",
+    "-J": ": mp has no jump hosts", "-o": ": settings go in ~/.config/moshpit/moshpit.toml "
+    "or MOSHPIT_* variables (see mp --help)", "-s": ": the server port is -p PORT",
+    "-N": ": mp always opens a shell",
+}
+REMOTE_COMMAND_HINT = ": mp opens a login shell on the server and runs no remote command"
 
 
 def parse_destination(dest: str) -> tuple[str | None, str]:
@@ -55,93 +75,117 @@ def parse_destination(dest: str) -> tuple[str | None, str]:
     return (user if sep else None), host
 
 
-def ask_on_tty(prompt: str) -> bool:
+def ask_on_tty(prompt: str) -> str | None:
+    """The line typed at the controlling terminal (stdin may be a pipe), or None if there
+    is no terminal or it closed. Blocking is fine: nothing else runs during a first connect."""
     try:
-        with open("/dev/tty", "r+") as tty:
-            tty.write(prompt)
-            tty.flush()
-            return tty.readline().strip().lower() in ("y", "yes")
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
-        return False
+        return None
+    try:
+        os.write(fd, prompt.encode())
+        line = bytearray()
+        while not line.endswith(b"\n"):
+            chunk = os.read(fd, 1024)
+            if not chunk:
+                return None
+            line += chunk
+        return line.decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _quiet_interrupts() -> None:
+    """Ctrl-C while gevent's hub runs becomes a KeyboardInterrupt in ``main`` (and one line)
+    instead of a hub traceback first."""
+    import gevent
+    hub = gevent.get_hub()
+    hub.NOT_ERROR = tuple(hub.NOT_ERROR) + (KeyboardInterrupt,)
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_args(__doc__, argv, prog="mp", version=f"mp {__version__}", hints=SSH_HABITS,
+                      max_positional=1, extra_hint=REMOTE_COMMAND_HINT)
+    cli = {"server_port": args["--port"], "diff_mode": args["--diff-mode"], "predict": args["--predict"],
+           "host_key_check": args["--host-key-check"], "identity": args["-i"]}
     try:
-        args = docopt(__doc__, argv=argv, version=f"mp {__version__}")
-    except DocoptExit as exc:
-        print(str(exc).strip(), file=sys.stderr)
-        return 2
-    if not args["--local"] and not args["DEST"]:
-        print("mp: say where to connect ([USER@]HOST), or use --local", file=sys.stderr)
-        return 2
-    cli = {"server_port": args["-s"], "diff_mode": args["--diff-mode"], "predict": args["--predict"],
-           "host_key_check": args["--host-key-check"], "identity": args["-p"]}
-    try:
-        config = load("moshpit", os.path.expanduser(args["-c"]), cli=cli)
-        setup_logging(False, config.log.file or args["-t"], args["-v"] - args["-q"])
-        from moshpit.gevent.client import Client     # gevent only once the arguments are good
-        from moshpit.protocol.handshake import DiffMode
+        config = load("moshpit", os.path.expanduser(args["-c"]) if args["-c"] else None, cli=cli,
+                      required=bool(args["-c"]))
+        setup_logging(False, args["-t"] or config.log.file or "~/.config/moshpit/logs/moshpit.log",
+                      args["-v"] - args["-q"])
+        _quiet_interrupts()
         if args["--local"]:
-            client, server = _local_client(config)
-        else:
-            user, host = parse_destination(args["DEST"])
-            user = user or getpass.getuser()
-            sessions = SessionFile(os.path.expanduser("~"), terminal_name(0))
-            identity = load_signing_key(config.identity, args["-k"],
-                                        missing="no identity key at {path}; create one with: mp-keygen generate")
-            client = Client(host, config.server_port, identity=identity,
-                            user=user, known_hosts=KnownHosts(os.path.expanduser(config.known_hosts)),
-                            policy=HostKeyPolicy(config.host_key_check), diff_mode=DiffMode(config.diff_mode),
-                            term=os.environ.get("TERM", config.term), ask=ask_on_tty,
-                            env={k: v for k, v in os.environ.items() if k in ("LANG", "TZ") or k.startswith("LC_")},
-                            resume_token=sessions.load(host, config.server_port, user),
-                            max_reconnect_backoff=config.max_reconnect_backoff_secs,
-                            on_resumed=lambda params: sessions.save(host, config.server_port, user,
-                                                                    params.resume_token))
-            server = None
-        client.connect()
-        if server is None:
-            sessions.save(host, config.server_port, user, client.params.resume_token)
+            return _run_local(config)
+        return _run_remote(config, args)
     except (ConfigError, MoshpitError) as exc:
         print(f"mp: {exc}", file=sys.stderr)
         return 1
-    from moshpit.terminal.tty import RawMode
-    with RawMode(client.stdin_fd, (client.stdout_fd,)):
-        code = client.run()
-    if server is not None:
-        server.stop(timeout=1)
-    elif client.session_over:
+
+
+def _run_remote(config, args) -> int:
+    from moshpit.gevent.client import Client     # gevent only once the arguments are good
+    from moshpit.protocol.handshake import DiffMode
+    user, host = parse_destination(args["DEST"])
+    user = args["-l"] or user or getpass.getuser()
+    sessions = SessionFile(os.path.expanduser("~"), terminal_name(0))
+    identity = load_signing_key(config.identity, args["-k"],
+                                missing="no identity key at {path}; create one with: mp-keygen generate")
+    client = Client(host, config.server_port, identity=identity,
+                    user=user, known_hosts=KnownHosts(os.path.expanduser(config.known_hosts)),
+                    policy=HostKeyPolicy(config.host_key_check), diff_mode=DiffMode(config.diff_mode),
+                    term=os.environ.get("TERM", config.term), ask=ask_on_tty,
+                    env={k: v for k, v in os.environ.items() if k in ("LANG", "TZ") or k.startswith("LC_")},
+                    resume_token=sessions.load(host, config.server_port, user),
+                    max_reconnect_backoff=config.max_reconnect_backoff_secs,
+                    on_resumed=lambda params: sessions.save(host, config.server_port, user,
+                                                            params.resume_token))
+    client.connect()
+    sessions.save(host, config.server_port, user, client.params.resume_token)
+    code = client.run()
+    if client.session_over:
         sessions.remove()
-    if client.exit_message:
-        print(f"mp: {client.exit_message}", file=sys.stderr)
+    _say_goodbye(client)
     return code
 
 
-def _local_client(config):
-    """A private server on loopback with throwaway keys, and a client for it."""
+def _run_local(config) -> int:
+    """A private server on loopback with throwaway keys, held in memory only (nothing is
+    written anywhere), and a client that trusts exactly that server's key."""
     import nacl.signing
     from moshpit.gevent.client import Client
     from moshpit.gevent.server import Server
-    from moshpit.keys import format_public_key
+    from moshpit.keys import Authorization, PinnedHostKey
     from moshpit.protocol.handshake import DiffMode
-    workdir = Path(tempfile.mkdtemp(prefix="mp-local-"))
-    workdir.chmod(0o700)
-    client_key = nacl.signing.SigningKey.generate()
-    keys = workdir / "authorized_keys"
-    keys.write_text(format_public_key(bytes(client_key.verify_key)) + "\n")
-    keys.chmod(0o600)
-    server = Server(nacl.signing.SigningKey.generate(), bind=("127.0.0.1", 0),
-                    authorized_keys=str(keys))
+    client_key, host_key = nacl.signing.SigningKey.generate(), nacl.signing.SigningKey.generate()
+    client_public = bytes(client_key.verify_key)
+
+    def authorize(key: bytes, user) -> Authorization:
+        return Authorization(key == client_public, "the --local client's key")
+
+    server = Server(host_key, bind=("127.0.0.1", 0), authorize=authorize)
     server.start()
-    client = Client("127.0.0.1", server.address[1], identity=client_key, user=server.user.pw_name,
-                    known_hosts=KnownHosts(workdir / "known_hosts"), policy=HostKeyPolicy.ACCEPT_NEW,
-                    diff_mode=DiffMode(config.diff_mode), term=os.environ.get("TERM", config.term),
-                    max_reconnect_backoff=config.max_reconnect_backoff_secs)
-    return client, server
+    try:
+        client = Client("127.0.0.1", server.address[1], identity=client_key, user=server.user.pw_name,
+                        known_hosts=PinnedHostKey(bytes(host_key.verify_key)), policy=HostKeyPolicy.STRICT,
+                        diff_mode=DiffMode(config.diff_mode), term=os.environ.get("TERM", config.term),
+                        max_reconnect_backoff=config.max_reconnect_backoff_secs)
+        client.connect()
+        code = client.run()
+    finally:
+        server.stop(timeout=1)
+    _say_goodbye(client)
+    return code
+
+
+def _say_goodbye(client) -> None:
+    if client.exit_message:
+        print(f"mp: {client.exit_message}", file=sys.stderr)
 
 
 def main_exit() -> None:
-    sys.exit(main())
+    sys.exit(run_main("mp", main))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ Usage:
 Options:
   -v                    More log detail (repeatable).
   -q                    Less log detail (repeatable).
-  -e                    Log to stderr instead of the log file.
-  -c PATH               Configuration file [default: ~/.config/moshpits/moshpits.toml].
-  -t PATH               Log file [default: ~/.config/moshpits/logs/moshpits.log].
-  -p KEY                Host private key (default from the configuration: ~/.mp/mps_host_ed25519_key).
+  -e                    Log to stderr instead of the log file (under systemd: the journal).
+  -c PATH               Configuration file (default: ~/.config/moshpits/moshpits.toml).
+  -t PATH               Log file (default: ~/.config/moshpits/logs/moshpits.log).
+  -p KEY                Host private key (default: ~/.mp/mps_host_ed25519_key).
   -k PUB                Host public key, checked against the private key (default: KEY.pub).
   --bind ADDR           Address to listen on for the key exchange (default: ::).
   --port N              TCP port for the key exchange (default: 40404).
@@ -19,9 +19,21 @@ Options:
   -h --help             Show this help.
   -V --version          Show the version.
 
-Every option is also a configuration key, and every key can be set by an
-environment variable (MOSHPITS_PORT, MOSHPITS_UDP_PORTS, MOSHPITS_BIND, ...),
-which wins over the command line.
+Who may log in: a client whose key is in the target user's authorized_keys
+(setting authorized_keys_file, default %h/.mp/authorized_keys; %h is the home,
+%u the user name). The file and its directory must be owned by that user and
+writable by nobody else. A refused client hears only "not authorised": the
+reason is in the log file (-t), or on stderr with -e.
+
+Run as root, mps serves every user, each session as its user; otherwise only
+the user running it.
+
+Every option is also a configuration key, and every key an environment
+variable named after it (port is MOSHPITS_PORT, udp_ports MOSHPITS_UDP_PORTS,
+authorized_keys_file MOSHPITS_AUTHORIZED_KEYS_FILE, detached_timeout_secs
+MOSHPITS_DETACHED_TIMEOUT_SECS: how long a session whose client is gone is
+kept, 0 for ever; docs/guide.md lists them all). The command line wins over
+the environment, and the environment over the file.
 """
 
 from __future__ import annotations
@@ -30,23 +42,22 @@ import os
 import signal
 import sys
 
-from docopt import DocoptExit, docopt
-
 from moshpit import __version__
-from moshpit.cli.common import load_signing_key, setup_logging
+from moshpit.cli.common import load_signing_key, parse_args, run_main, setup_logging
 from moshpit.config import ConfigError, load
 from moshpit.errors import MoshpitError
 
+DEFAULT_LOG = "~/.config/moshpits/logs/moshpits.log"
+
+
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = docopt(__doc__, argv=argv, version=f"mps {__version__}")
-    except DocoptExit as exc:
-        print(str(exc).strip(), file=sys.stderr)
-        return 2
+    args = parse_args(__doc__, argv, prog="mps", version=f"mps {__version__}")
     cli = {"port": args["--port"], "bind": args["--bind"], "udp_ports": args["--udp-ports"], "host_key": args["-p"]}
     try:
-        config = load("moshpits", os.path.expanduser(args["-c"]), cli=cli)
-        setup_logging(args["-e"], config.log.file or args["-t"], args["-v"] - args["-q"])
+        config = load("moshpits", os.path.expanduser(args["-c"]) if args["-c"] else None, cli=cli,
+                      required=bool(args["-c"]))
+        log_file = args["-t"] or config.log.file or DEFAULT_LOG
+        setup_logging(args["-e"], log_file, args["-v"] - args["-q"])
         host_key = load_signing_key(config.host_key, args["-k"], missing=(
             "no host key at {path}; create one with: mp-keygen generate --host --no-passphrase -f {path}"))
         from moshpit.gevent.server import Server       # gevent only once the arguments are good
@@ -58,19 +69,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mps: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"mps: cannot listen on {args['--bind'] or 'the configured address'}: {exc.strerror}",
-              file=sys.stderr)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        print(f"mps: cannot listen on {config.bind} port {config.port}: {reason}", file=sys.stderr)
         return 1
     import gevent
     gevent.signal_handler(signal.SIGTERM, server.stop)
     gevent.signal_handler(signal.SIGINT, server.stop)
-    print(f"mps: listening on {server.address[0]} port {server.address[1]}", file=sys.stderr, flush=True)
+    where = "stderr" if args["-e"] else os.path.expanduser(log_file)
+    print(f"mps: listening on {server.address[0]} port {server.address[1]}; logging to {where}",
+          file=sys.stderr, flush=True)
     server.serve_forever()
     return 0
 
 
 def main_exit() -> None:
-    sys.exit(main())
+    sys.exit(run_main("mps", main))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from moshpit.protocol.handshake import ClientHandshake, DiffMode, RefuseCode
 from moshpit.gevent import udp as udpio
 from moshpit.session import ClientSession
 from moshpit.terminal.render import render_full
-from moshpit.terminal.tty import window_size
+from moshpit.terminal.tty import ERASE_STATUS_BAR, SANE_MODES, RawMode, status_bar, window_size
 
 ESCAPE = 0x1E                 # Ctrl-^
 CONNECT_TIMEOUT = 10.0
@@ -82,12 +82,23 @@ class Client:
         self._typed = bytearray()     # keystrokes sent on this connection, from offset _typed_base
         self._typed_base = 0
         self._udp_reader: gevent.Greenlet | None = None
+        self._terminal: RawMode | None = None
+        self._status_text = ""
+        self._trusted_just_now = False  # the user said yes to a new host key in this exchange
 
     # --- connecting -----------------------------------------------------------------
     def connect(self) -> None:
         """The first connection: any failure is the user's to hear about, at once."""
         cols, rows = window_size(self.stdout_fd)
-        params, address = self._key_exchange(cols, rows, self.resume_token, resume_only=False)
+        try:
+            params, address = self._key_exchange(cols, rows, self.resume_token, resume_only=False)
+        except ClientError as exc:
+            if exc.permanent or not self._trusted_just_now:
+                raise
+            # The server may have given up waiting while the user read the fingerprint;
+            # the key is known now, so a second exchange asks nothing.
+            log.info("key exchange after the host-key question failed (%s); trying again", exc)
+            params, address = self._key_exchange(cols, rows, self.resume_token, resume_only=False)
         self._open_channel(params, address)
         self.session = ClientSession(cols, rows)
 
@@ -133,9 +144,10 @@ class Client:
                 "the server's host key changed while reconnecting"
         else:
             verdict = self.known_hosts.verify(self.host, self.port, host_key, self.policy, ask=self.ask)
-            if verdict.message:
+            self._trusted_just_now = verdict.added and self.policy is HostKeyPolicy.ASK
+            if verdict.accepted and verdict.message:
                 self.notice(verdict.message)
-            refusal = None if verdict.accepted else "host key verification failed"
+            refusal = None if verdict.accepted else verdict.message
         if refusal is not None:
             hs.reject_host_key()
             tcp.sendall(hs.data_to_send())
@@ -215,23 +227,30 @@ class Client:
 
     # --- running ------------------------------------------------------------------------
     def run(self) -> int:
-        self._udp_reader = gevent.spawn(self._read_udp)
-        stdin_reader = gevent.spawn(self._read_stdin)
-        handlers = [gevent.signal_handler(signal.SIGWINCH, self._resized)]
-        for sig in (signal.SIGTERM, signal.SIGHUP):      # leave through the front door, so the
-            handlers.append(gevent.signal_handler(sig, self._terminated))  # terminal is restored
-        try:
-            self.service()
-            self._done.wait()
-        finally:
-            for handler in handlers:
-                handler.cancel()
-            for greenlet in (self._udp_reader, stdin_reader, self._reconnector):
-                if greenlet is not None:
-                    greenlet.kill(block=False)
-            if self._timer is not None:
-                self._timer.close()
-                self._timer = None
+        """Until the session ends, the user quits or a signal says stop; the terminal is
+        handed back as it was found, with the cursor on a line of its own."""
+        with RawMode(self.stdin_fd, (self.stdout_fd,)) as self._terminal:
+            self._udp_reader = gevent.spawn(self._read_udp)
+            stdin_reader = gevent.spawn(self._read_stdin)
+            handlers = [gevent.signal_handler(signal.SIGWINCH, self._resized),
+                        gevent.signal_handler(signal.SIGTSTP, self._suspend),
+                        gevent.signal_handler(signal.SIGCONT, self._continued)]
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):   # leave through the front
+                handlers.append(gevent.signal_handler(sig, self._terminated, sig))   # door
+            try:
+                self.service()
+                self._done.wait()
+            finally:
+                for handler in handlers:
+                    handler.cancel()
+                for greenlet in (self._udp_reader, stdin_reader, self._reconnector):
+                    if greenlet is not None:
+                        greenlet.kill(block=False)
+                if self._timer is not None:
+                    self._timer.close()
+                    self._timer = None
+                self._leave_screen()
+        self._terminal = None
         return self.exit_code
 
     def _read_udp(self) -> None:
@@ -308,10 +327,58 @@ class Client:
             self._typed_base += drop
 
     def _suspend(self) -> None:
-        os.kill(os.getpid(), signal.SIGTSTP)
+        """Ctrl-^ Ctrl-Z or a SIGTSTP: give the terminal back as the shell expects it, and stop.
+        SIGSTOP, not SIGTSTP: it cannot come back to this handler and it is never ignored."""
+        if self._terminal is None:
+            return
+        self._leave_screen()
+        gevent.os.nb_write(self.stdout_fd, b"[mp is suspended.]\r\n")
+        self._terminal.restore()
+        os.kill(os.getpid(), signal.SIGSTOP)
 
-    def _terminated(self) -> None:
-        self.exit_code = 1
+    def _continued(self) -> None:
+        """Back from a stop (``fg``): the shell has reset raw mode and O_NONBLOCK on the
+        terminal, and painted over ours; take the terminal again and repaint it all."""
+        if self._terminal is None or self._done.is_set():
+            return
+        self._terminal.apply()
+        cols, rows = window_size(self.stdout_fd)
+        if (cols, rows) != (self.session.cols, self.session.rows):
+            self.session.resize(cols, rows, self.channel)
+        self._repaint()
+        self.service()
+
+    def _repaint(self) -> None:
+        if self.diff_mode is DiffMode.RELIABLE:
+            self.channel.request_repaint()               # the stream has no screen to redraw from
+        else:
+            gevent.os.nb_write(self.stdout_fd, render_full(self.session.displayed).encode())
+        if self._silent:
+            self._status_shown = False
+            self._status(self._status_text)
+
+    def _leave_screen(self) -> None:
+        """No status bar, no mode the remote program switched on, the cursor on a fresh line:
+        what the shell (or mp's last message) finds when we let go of the terminal."""
+        if not os.isatty(self.stdout_fd):
+            return
+        out = ""
+        if self._status_shown:
+            out += ERASE_STATUS_BAR if self.diff_mode is DiffMode.RELIABLE else \
+                render_full(self.session.displayed)
+            self._status_shown = False
+        out += SANE_MODES
+        if self.session is not None and not self.session.at_line_start:
+            out += "\r\n"
+        try:
+            gevent.os.nb_write(self.stdout_fd, out.encode())
+        except OSError:
+            pass                                         # the terminal is gone (SIGHUP)
+
+    def _terminated(self, signum: int) -> None:
+        self.exit_code = 128 + signum
+        self.exit_message = (f"killed by signal {signum}; the session is kept on the server, "
+                             "run mp again on this terminal to resume it")
         self._done.set()          # no CLOSE: the session stays, to be resumed
 
     def _resized(self) -> None:
@@ -351,7 +418,8 @@ class Client:
             self.session.on_event(event, self.channel)
             if isinstance(event, PeerSilent):
                 self._silent = True
-                self._status(f"mp: Last contact {int(event.seconds)} seconds ago. [To quit: Ctrl-^ .]")
+                self._status_text = f"mp: Last contact {int(event.seconds)} seconds ago. [To quit: Ctrl-^ .]"
+                self._status(self._status_text)
                 self._start_reconnecting()
             elif isinstance(event, PeerReachable):
                 self._silent = False
@@ -363,6 +431,10 @@ class Client:
                     event = ConnectionClosed(event.code, "the session was resumed elsewhere",
                                              event.by_peer, event.timed_out)
                 self.exit_message = event.reason if event.by_peer else ""
+                if event.code == CloseCode.SHELL_EXITED:
+                    self.exit_code = event.exit_status       # passed on, as ssh does
+                elif event.by_peer and event.code != CloseCode.NORMAL:
+                    self.exit_code = 1
                 self.session_over = event.code != CloseCode.DISPLACED
                 self._flush_output()
                 self._done.set()
@@ -376,7 +448,7 @@ class Client:
         """The top-row notice while the server is silent, as Mosh shows it."""
         if text is not None:
             self._status_shown = True
-            gevent.os.nb_write(self.stdout_fd, f"\x1b7\x1b[1;1H\x1b[0;7m{text}\x1b[K\x1b[0m\x1b8".encode())
+            gevent.os.nb_write(self.stdout_fd, status_bar(text).encode())
         elif self._status_shown:
             self._status_shown = False                   # bring back the row under the notice
             if self.diff_mode is DiffMode.RELIABLE:

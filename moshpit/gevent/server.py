@@ -324,11 +324,14 @@ class Server:
                  udp_host: str | None = None, authorized_keys: str = "%h/.mp/authorized_keys",
                  command: list[str] | None = None, handshake_timeout: float = 10.0,
                  accept_env=("LANG", "LC_*", "TZ"), detached_timeout: float = 0,
-                 limiter: HandshakeLimiter | None = None):
+                 limiter: HandshakeLimiter | None = None, authorize=None):
+        """``authorize(client_key, user) -> Authorization`` replaces the authorized_keys
+        check (an embedder's own key store; ``mp --local``'s one key in memory)."""
         self.host_key = host_key
         self.bind = bind
         self.udp_host = udp_host if udp_host is not None else bind[0]
         self.authorized_keys = authorized_keys
+        self.authorize = authorize or self._authorized_keys_check
         self.command = command
         self.handshake_timeout = handshake_timeout
         self.accept_env = tuple(accept_env)
@@ -429,6 +432,10 @@ class Server:
         except KeyError:
             return None
 
+    def _authorized_keys_check(self, client_key: bytes, user: pwd.struct_passwd):
+        return check_authorized(client_key, user=user.pw_name, home=user.pw_dir, uid=user.pw_uid,
+                                template=self.authorized_keys)
+
     def _decide(self, hs: ServerHandshake, request: AuthRequested, address) -> None:
         user = self.target_user(request.user)
         if user is None:
@@ -436,8 +443,7 @@ class Server:
                         "no such user" if os.getuid() == 0 else f"this server serves only {self.user.pw_name}")
             hs.refuse()
             return
-        verdict = check_authorized(request.client_key, user=user.pw_name, home=user.pw_dir,
-                                   uid=user.pw_uid, template=self.authorized_keys)
+        verdict = self.authorize(request.client_key, user)
         if not verdict.allowed:
             log.warning("refused %s (%s) from %s: %s", request.user, request.fingerprint, address, verdict.reason)
             hs.refuse()

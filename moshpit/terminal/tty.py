@@ -18,10 +18,27 @@ def window_size(fd: int, default: tuple[int, int] = (80, 24)) -> tuple[int, int]
     return (cols or default[0], rows or default[1])
 
 
+# What a remote program may have switched on in the user's terminal and must not outlive
+# the session: attributes, a hidden cursor, application cursor keys and keypad, mouse
+# reporting, bracketed paste.
+SANE_MODES = ("\x1b[0m\x1b[?25h\x1b[?1l\x1b>"
+              "\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l")
+
+
+def status_bar(text: str) -> str:
+    """``text`` in reverse video on the top row, the cursor left where it was."""
+    return f"\x1b7\x1b[1;1H\x1b[0;7m{text}\x1b[K\x1b[0m\x1b8"
+
+
+ERASE_STATUS_BAR = "\x1b7\x1b[1;1H\x1b[0m\x1b[2K\x1b8"
+
+
 class RawMode:
     """``with RawMode(fd, other_fds):`` puts the terminal in raw mode and the fds in
     non-blocking mode (for gevent), and always puts both back, however the block
-    ends. A non-terminal ``fd`` keeps its line discipline."""
+    ends. ``restore()`` and ``apply()`` give the terminal back and take it again
+    around a suspend: the shell resets both while we are stopped. A non-terminal
+    ``fd`` keeps its line discipline."""
 
     def __init__(self, fd: int, other_fds: tuple = ()):
         self.fd = fd
@@ -32,11 +49,15 @@ class RawMode:
     def __enter__(self):
         if os.isatty(self.fd):
             self.saved = termios.tcgetattr(self.fd)
+        self.blocking = {fd: os.get_blocking(fd) for fd in self.fds}
+        self.apply()
+        return self
+
+    def apply(self) -> None:
+        if self.saved is not None:
             tty.setraw(self.fd, termios.TCSANOW)
         for fd in self.fds:
-            self.blocking[fd] = os.get_blocking(fd)
             os.set_blocking(fd, False)
-        return self
 
     def restore(self) -> None:
         for fd, blocking in self.blocking.items():
