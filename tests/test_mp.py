@@ -269,7 +269,7 @@ def test_ctrl_c_at_the_host_key_question(shell, mps, tmp_path):
     (["--frobnicate", "host"], "unknown option --frobnicate", 2),
     (["-L", "8080:localhost:80", "host"], "unknown option -L: mp forwards no ports", 2),
     (["-o", "Port=22", "host"], "unknown option -o: settings go in", 2),
-    (["host", "ls", "-l"], "unexpected argument 'ls': mp opens a login shell", 2),
+    (["host", "ls", "/tmp"], "unexpected argument 'ls': mp opens a login shell", 2),
     (["-c", "/nonexistent.toml", "host"], "/nonexistent.toml: no such file", 1),
 ])
 def test_mp_errors_are_one_clear_line(tmp_path, args, message, code):

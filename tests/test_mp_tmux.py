@@ -51,9 +51,12 @@ def pane(request, tmp_path):
     command = (f"env HOME={tmp_path} {sys.executable} -m moshpit.cli.mp --local "
                f"--diff-mode {request.param}; echo mp-exited-$?; sleep 30")
     pane = TmuxPane(f"cd {tmp_path} && {command}")
-    assert pane.wait_for("known hosts"), pane.screen()
-    yield pane
-    pane.close()
+    try:
+        pane.keys("echo ready-$((1+1))")             # typed ahead: runs once the shell is up
+        assert pane.wait_for("ready-2"), pane.screen()
+        yield pane
+    finally:
+        pane.close()
 
 
 def test_full_screen_program_resize_and_wide_text(pane):

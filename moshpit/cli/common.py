@@ -53,16 +53,16 @@ def _check_options(argv: list[str], known: dict[str, bool], hints: dict[str, str
             name = arg.split("=", 1)[0]
             if name not in known:
                 raise UsageError(f"unknown option {name}" + hints.get(name, ""))
-            if known[name] and "=" not in arg:
-                next(args, None)
+            if known[name] and "=" not in arg and next(args, None) is None:
+                raise UsageError(f"option {name} needs a value")
         elif arg.startswith("-") and len(arg) > 1:
             for i, letter in enumerate(arg[1:], 1):
                 name = "-" + letter
                 if name not in known:
                     raise UsageError(f"unknown option {name}" + hints.get(name, ""))
                 if known[name]:
-                    if i == len(arg) - 1:
-                        next(args, None)
+                    if i == len(arg) - 1 and next(args, None) is None:
+                        raise UsageError(f"option {name} needs a value")
                     break
     return positional
 
@@ -96,8 +96,10 @@ def run_main(prog: str, main) -> int:
         return INTERRUPTED
 
 
-def setup_logging(to_stderr: bool, path: str, verbosity: int) -> None:
-    level = LEVELS[max(0, min(len(LEVELS) - 1, 2 + verbosity))]
+def setup_logging(to_stderr: bool, path: str, verbosity: int, base: str = "info") -> None:
+    """Log to stderr or ``path``, at the ``base`` level name moved by -v/-q (``verbosity``)."""
+    start = [logging.getLevelName(level).lower() for level in LEVELS].index(base)
+    level = LEVELS[max(0, min(len(LEVELS) - 1, start + verbosity))]
     if to_stderr:
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
     else:

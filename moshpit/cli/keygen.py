@@ -39,9 +39,9 @@ import sys
 from pathlib import Path
 
 import nacl.signing
-from docopt import DocoptExit, docopt
 
 from moshpit import __version__
+from moshpit.cli.common import UsageError, parse_args
 from moshpit.errors import MoshpitError
 from moshpit.keyfiles import public_key_of, randomart, write_key_pair
 from moshpit.keys import fingerprint
@@ -122,9 +122,9 @@ def verify(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = docopt(__doc__, argv=argv, version=f"mp-keygen {__version__}")
-    except DocoptExit as exc:
-        print(str(exc).strip(), file=sys.stderr)
+        args = parse_args(__doc__, argv, prog="mp-keygen", version=f"mp-keygen {__version__}")
+    except UsageError as exc:
+        print(f"mp-keygen: {exc}\nTry 'mp-keygen --help' for more.", file=sys.stderr)
         return 2
     try:
         if args["generate"]:

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load("moshpit", os.path.expanduser(args["-c"]) if args["-c"] else None, cli=cli,
                       required=bool(args["-c"]))
         setup_logging(False, args["-t"] or config.log.file or "~/.config/moshpit/logs/moshpit.log",
-                      args["-v"] - args["-q"])
+                      args["-v"] - args["-q"], config.log.level)
         _quiet_interrupts()
         if args["--local"]:
             return _run_local(config)

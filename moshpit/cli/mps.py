@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load("moshpits", os.path.expanduser(args["-c"]) if args["-c"] else None, cli=cli,
                       required=bool(args["-c"]))
         log_file = args["-t"] or config.log.file or DEFAULT_LOG
-        setup_logging(args["-e"], log_file, args["-v"] - args["-q"])
+        setup_logging(args["-e"], log_file, args["-v"] - args["-q"], config.log.level)
         host_key = load_signing_key(config.host_key, args["-k"], missing=(
             "no host key at {path}; create one with: mp-keygen generate --host --no-passphrase -f {path}"))
         from moshpit.gevent.server import Server       # gevent only once the arguments are good
