@@ -291,7 +291,7 @@ def test_ssh_style_user_and_port(tmp_path, mps):
                           "--host-key-check", "accept-new", "127.0.0.1"], env=env, cwd=str(tmp_path))
     try:
         assert program.wait() == 1
-        assert b"127.0.0.1 refused: not authorised" in program.output
+        assert b"127.0.0.1 refused: not authorised. The server tells a client no more; its log says why" in program.output
     finally:
         program.kill()
 
@@ -314,3 +314,37 @@ def test_kill_9_and_run_again_on_the_same_terminal_resumes_the_same_shell(shell,
     assert shell.expect(b"again=" + shell_pid + b".")
     shell.type("exit\r")
     assert shell.expect(b"shell exited with status 0")
+
+
+SLOW_SERVER = """
+import sys, nacl.signing
+from moshpit.gevent.server import Server
+from moshpit.keyfiles import read_private_key
+server = Server(read_private_key(sys.argv[1]), bind=("127.0.0.1", 0), udp_ports=(53400, 53499),
+                authorized_keys=sys.argv[2], handshake_timeout=1.0, command=["/bin/sh"])
+server.start()
+print(server.address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def test_a_slow_yes_still_gets_in(shell, mps, tmp_path):
+    """People read fingerprints slowly; the server gives up on a key exchange long before
+    (here after 1 s). The answer is kept and the exchange done again, asking nothing."""
+    server = subprocess.Popen([sys.executable, "-c", SLOW_SERVER, str(tmp_path / ".mp" / "mps_host_ed25519_key"),
+                               str(tmp_path / ".mp" / "authorized_keys")], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        shell.type(f"{MP} -p {port} 127.0.0.1\r")
+        assert shell.expect(b"(yes/no/[fingerprint])? ")
+        time.sleep(2.5)                                          # the server has hung up
+        shell.type("yes\r")
+        assert shell.expect(b"Permanently added")
+        shell.type("echo in-$((5*5))\r")
+        assert shell.expect(b"in-25")
+        assert plain(shell.output).count(b"Are you sure") == 1
+        shell.type("exit\r")
+        assert shell.expect(b"mp: shell exited with status 0")
+    finally:
+        server.kill()
+        server.wait()

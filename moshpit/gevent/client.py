@@ -35,6 +35,9 @@ from moshpit.terminal.tty import ERASE_STATUS_BAR, SANE_MODES, RawMode, status_b
 ESCAPE = 0x1E                 # Ctrl-^
 CONNECT_TIMEOUT = 10.0
 TYPED_KEPT = 1 << 20          # keystroke bytes kept for resending after a reconnect
+NOT_AUTHORISED_HINT = (". The server tells a client no more; its log says why (mps names its "
+                       "log file when it starts; a common cause is an authorized_keys file or "
+                       "~/.mp that others can write)")
 
 log = logging.getLogger("moshpit.client")
 
@@ -127,12 +130,16 @@ class Client:
                     if isinstance(event, HostKeyReceived):
                         self._check_host_key(hs, tcp, event.host_key)
                     elif isinstance(event, HandshakeRefused):
-                        raise ClientError(f"{self.host} refused: {event.reason}", refusal=event.code,
+                        hint = NOT_AUTHORISED_HINT if event.code == RefuseCode.NOT_AUTHORISED else ""
+                        raise ClientError(f"{self.host} refused: {event.reason}{hint}", refusal=event.code,
                                           permanent=event.code != RefuseCode.SERVER_BUSY)
                 tcp.sendall(hs.data_to_send())
         except RemoteProtocolError as exc:
             raise ClientError(f"key exchange with {self.host} failed: {exc}") from None
-        except (OSError, gsocket.timeout) as exc:
+        except gsocket.timeout:
+            raise ClientError(f"{self.host} port {self.port} did not answer the key exchange within "
+                              f"{CONNECT_TIMEOUT:.0f} s (is mps listening there?)") from None
+        except OSError as exc:
             raise ClientError(f"connection to {self.host} lost during the key exchange: {exc}") from None
         finally:
             tcp.close()
