@@ -144,11 +144,14 @@ def test_only_the_allowed_client_variables_reach_the_shell(home):
     _, key = home
     srv = make_server(home, accept_env=("LANG", "LC_*"))
     client = ShellClient(srv.address, key, srv.user.pw_name, env={
-        "LANG": "C.UTF-8", "LC_TIME": "C", "TZ": "Asia/Tokyo", "LD_PRELOAD": "/evil.so", "TERM": "vt100"})
+        "LANG": "C.UTF-8", "LC_TIME": "C", "TZ": "Asia/Tokyo", "LD_PRELOAD": "/evil.so", "TERM": "vt100",
+        "LC_ALL\nLD_PRELOAD": "/evil.so", "LC_NAME": "a\x1b]52;c;aGk=\x07b", "LC_PAPER": "A4"})
     try:
-        client.type(b"echo \"[$LANG|$LC_TIME|${TZ-unset}|${LD_PRELOAD-unset}|$TERM]\"\r")
+        client.type(b"echo smuggled=$(env | grep -c -e PRELOAD -e ']52'); "
+                    b"echo \"[$LANG|$LC_TIME|${TZ-unset}|${LD_PRELOAD-unset}|$TERM|${LC_NAME-unset}|$LC_PAPER]\"\r")
         assert client.wait_for(lambda: b"]\r\n" in client.received)
-        assert b"[C.UTF-8|C|unset|unset|vt100]" in client.received
+        assert b"[C.UTF-8|C|unset|unset|vt100|unset|A4]" in client.received
+        assert b"smuggled=0" in client.received           # nothing rode in behind a newline
     finally:
         client.close()
         srv.stop()
@@ -308,3 +311,31 @@ def test_ending_a_session_twice_closes_its_descriptors_once(server, home):
             for fd in pair:
                 os.close(fd)
         client.close()
+
+
+def test_a_terminal_type_with_control_characters_is_not_passed_on(home):
+    _, key = home
+    srv = make_server(home)
+    client = ShellClient(srv.address, key, srv.user.pw_name, env={"TERM": "xterm\x1b]0;pwned\x07"})
+    try:
+        client.type(b"echo \"[$TERM]\"\r")
+        assert client.wait_for(lambda: b"]\r\n" in client.received)
+        assert b"[xterm-256color]" in client.received
+    finally:
+        client.close()
+        srv.stop()
+
+
+def test_the_shell_gets_default_signal_dispositions(home):
+    """Python ignores SIGPIPE; a shell that inherits that makes `yes | head -1` complain."""
+    _, key = home
+    srv = make_server(home)
+    client = ShellClient(srv.address, key, srv.user.pw_name)
+    try:
+        client.type(b"yes | head -1; grep -E '^Sig(Ign|Blk)' /proc/self/status; echo done-$((1+1))\r")
+        assert client.wait_for(lambda: b"done-2" in client.received)
+        assert b"Broken pipe" not in client.received
+        assert b"SigBlk:\t0000000000000000" in client.received
+    finally:
+        client.close()
+        srv.stop()

@@ -16,6 +16,8 @@ import grp
 import logging
 import os
 import pwd
+import re
+import signal
 import struct
 import termios
 import time
@@ -43,6 +45,23 @@ log = logging.getLogger("moshpit.server")
 PTY_BATCH = 256 * 1024     # PTY output taken in one go before the protocol is serviced
 PTY_HIGH_WATER = 1 << 20   # reliable output queued for a listening client: stop reading the PTY
 MAX_FD = 1 << 20           # closed in a shell's child above stdio (close_range makes it cheap)
+
+
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+TERM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+
+
+def _printable(value: str) -> bool:
+    """No control characters (a value is pasted into a shell's world, not a terminal's)."""
+    return value.isprintable() and len(value) <= 1024
+
+
+def _reset_signals() -> None:
+    """In the shell's child: Python ignores SIGPIPE and SIGXFSZ and gevent may block some
+    signals; exec keeps both, so without this `yes | head -1` complains of a broken pipe."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def set_window_size(fd: int, cols: int, rows: int) -> None:
@@ -89,7 +108,8 @@ class ShellSession:
                             gevent.spawn(self._write_pty)]
 
     def _spawn(self, params, user):
-        env = {"TERM": params.env.get("TERM") or "xterm-256color", "HOME": user.pw_dir,
+        term = params.env.get("TERM", "")
+        env = {"TERM": term if TERM_NAME.fullmatch(term) else "xterm-256color", "HOME": user.pw_dir,
                "USER": user.pw_name, "LOGNAME": user.pw_name, "SHELL": user.pw_shell,
                "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         env.update(self.server.accepted_env(params.env))
@@ -98,6 +118,7 @@ class ShellSession:
         if pid == 0:                                   # the child: become the shell
             try:
                 os.closerange(3, MAX_FD)               # no other session's PTY, no server socket
+                _reset_signals()
                 if os.getuid() == 0 and user.pw_uid != 0:
                     _become(user)
                 os.chdir(user.pw_dir if os.path.isdir(user.pw_dir) else "/")
@@ -377,9 +398,10 @@ class Server:
         self.stop()
 
     def accepted_env(self, env: dict) -> dict:
-        """The client's variables this server lets through (``accept_env`` patterns)."""
+        """The client's variables this server lets through: ``accept_env`` patterns, names of
+        capitals, digits and ``_`` only (no ``LC_ALL\nLD_PRELOAD``), printable values."""
         return {key: value for key, value in env.items()
-                if key != "TERM" and "=" not in key and "\0" not in key + value
+                if key != "TERM" and ENV_NAME.fullmatch(key) and _printable(value)
                 and any(fnmatch.fnmatchcase(key, pattern) for pattern in self.accept_env)}
 
     def _forget(self, shell: ShellSession) -> None:
