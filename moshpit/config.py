@@ -32,6 +32,8 @@ def _port(value: int) -> int:
 
 
 def _port_range(value) -> tuple[int, int]:
+    if isinstance(value, tuple) and len(value) == 1 and isinstance(value[0], str):
+        value = value[0]                  # "LOW-HIGH" from the environment or the command line
     if isinstance(value, str):
         low, sep, high = value.partition("-")
         if not sep:
@@ -84,6 +86,9 @@ class ServerConfig:
     host_key: str = "~/.mp/mps_host_ed25519_key"
     detached_timeout_secs: int = field(default=0, metadata=_check(_between(0, 10 ** 9)))  # 0: never
     accept_env: tuple = ("LANG", "LC_*", "TZ")
+    allow_users: tuple = ()         # empty: everyone not denied; shell-style patterns
+    deny_users: tuple = ()
+    permit_root: bool = True
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -125,8 +130,7 @@ def _convert(name: str, kind: type, value: Any, source: str):
             return int(value)
         if kind is tuple:
             if isinstance(value, str):
-                return tuple(part.strip() for part in value.split(",") if part.strip()) \
-                    if "-" not in value or "," in value else value
+                return tuple(part.strip() for part in value.split(",") if part.strip())
             return tuple(value)
         if kind is str:
             if not isinstance(value, str):

@@ -1,6 +1,7 @@
 """The gevent server with real sockets on loopback and a real shell on a real PTY."""
 
 import os
+import pwd
 import re
 import time
 
@@ -338,4 +339,30 @@ def test_the_shell_gets_default_signal_dispositions(home):
         assert b"SigBlk:\t0000000000000000" in client.received
     finally:
         client.close()
+        srv.stop()
+
+
+def test_closed_accounts_and_hostile_names_are_refused_and_the_server_carries_on(home, tmp_path, caplog):
+    import logging
+    from moshpit.accounts import LoginPolicy
+    _, key = home
+    me = pwd.getpwuid(os.getuid()).pw_name
+    shadow = tmp_path / "shadow"
+    shadow.write_text(f"{me}:!:19000:0:99999:7::0:\n")             # chage -E 0
+    srv = make_server(home, login_policy=LoginPolicy(shadow_path=str(shadow),
+                                                      nologin_path=str(tmp_path / "nologin")))
+    try:
+        with caplog.at_level(logging.WARNING, logger="moshpit"):
+            expired = ShellClient(srv.address, key, me)
+            assert expired.params is None and expired.refused == "not authorised"
+            for name in ("a\0b", "root\nforged log line", "\x1b]52;c;aGk=\x07x"):
+                hostile = ShellClient(srv.address, key, name)
+                assert hostile.params is None and hostile.refused == "not authorised"
+        assert "the account has expired" in caplog.text
+        assert "\x1b" not in caplog.text and "\nforged" not in caplog.text
+        shadow.write_text(f"{me}:!:19000:0:99999:7:::\n")            # the expiry lifted
+        client = ShellClient(srv.address, key, me)
+        assert client.params is not None
+        client.close()
+    finally:
         srv.stop()

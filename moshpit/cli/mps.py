@@ -26,7 +26,8 @@ writable by nobody else. A refused client hears only "not authorised": the
 reason is in the log file (-t), or on stderr with -e.
 
 Run as root, mps serves every user, each session as its user; otherwise only
-the user running it.
+the user running it. Expired accounts, /etc/nologin and the allow_users,
+deny_users and permit_root settings are honoured as sshd does.
 
 Every option is also a configuration key, and every key an environment
 variable named after it (port is MOSHPITS_PORT, udp_ports MOSHPITS_UDP_PORTS,
@@ -43,6 +44,7 @@ import signal
 import sys
 
 from moshpit import __version__
+from moshpit.accounts import LoginPolicy
 from moshpit.cli.common import load_signing_key, parse_args, run_main, setup_logging
 from moshpit.config import ConfigError, load
 from moshpit.errors import MoshpitError
@@ -61,9 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         host_key = load_signing_key(config.host_key, args["-k"], missing=(
             "no host key at {path}; create one with: mp-keygen generate --host --no-passphrase -f {path}"))
         from moshpit.gevent.server import Server       # gevent only once the arguments are good
+        policy = LoginPolicy(allow_users=config.allow_users, deny_users=config.deny_users,
+                             permit_root=config.permit_root)
         server = Server(host_key, bind=(config.bind, config.port), udp_ports=config.udp_ports,
                         authorized_keys=config.authorized_keys_file, accept_env=config.accept_env,
-                        detached_timeout=config.detached_timeout_secs)
+                        detached_timeout=config.detached_timeout_secs, login_policy=policy)
         server.start()
     except (ConfigError, MoshpitError) as exc:
         print(f"mps: {exc}", file=sys.stderr)

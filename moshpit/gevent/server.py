@@ -29,6 +29,7 @@ import gevent.socket as gsocket
 from gevent.server import StreamServer
 
 from moshpit import codec
+from moshpit.accounts import LoginPolicy, printable, valid_user_name
 from moshpit.errors import DecodeError, RemoteProtocolError
 from moshpit.keys import check_authorized
 from moshpit.protocol.channel import Channel, CloseCode, Role
@@ -345,7 +346,8 @@ class Server:
                  udp_host: str | None = None, authorized_keys: str = "%h/.mp/authorized_keys",
                  command: list[str] | None = None, handshake_timeout: float = 10.0,
                  accept_env=("LANG", "LC_*", "TZ"), detached_timeout: float = 0,
-                 limiter: HandshakeLimiter | None = None, authorize=None):
+                 limiter: HandshakeLimiter | None = None, authorize=None,
+                 login_policy: LoginPolicy | None = None):
         """``authorize(client_key, user) -> Authorization`` replaces the authorized_keys
         check (an embedder's own key store; ``mp --local``'s one key in memory)."""
         self.host_key = host_key
@@ -353,6 +355,7 @@ class Server:
         self.udp_host = udp_host if udp_host is not None else bind[0]
         self.authorized_keys = authorized_keys
         self.authorize = authorize or self._authorized_keys_check
+        self.login_policy = login_policy or LoginPolicy()
         self.command = command
         self.handshake_timeout = handshake_timeout
         self.accept_env = tuple(accept_env)
@@ -459,15 +462,21 @@ class Server:
                                 template=self.authorized_keys)
 
     def _decide(self, hs: ServerHandshake, request: AuthRequested, address) -> None:
+        if not valid_user_name(request.user):
+            log.warning("refused %r from %s: not a valid user name", printable(request.user), address)
+            hs.refuse()
+            return
         user = self.target_user(request.user)
         if user is None:
             log.warning("refused %s from %s: %s", request.user, address,
                         "no such user" if os.getuid() == 0 else f"this server serves only {self.user.pw_name}")
             hs.refuse()
             return
-        verdict = self.authorize(request.client_key, user)
-        if not verdict.allowed:
-            log.warning("refused %s (%s) from %s: %s", request.user, request.fingerprint, address, verdict.reason)
+        closed = self.login_policy.refusal(user, now=time.time())
+        verdict = self.authorize(request.client_key, user) if closed is None else None
+        if verdict is None or not verdict.allowed:
+            log.warning("refused %s (%s) from %s: %s", request.user, request.fingerprint, address,
+                        closed or verdict.reason)
             hs.refuse()
             return
         try:
