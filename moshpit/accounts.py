@@ -19,13 +19,6 @@ USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,31}\$?")
 SECONDS_PER_DAY = 86400
 
 
-def printable(text: str, limit: int = 64) -> str:
-    """Peer-supplied text made safe for a log line or a terminal: no control characters,
-    no escape sequences, bounded."""
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
-    return cleaned + ("..." if len(text) > limit else "")
-
-
 def valid_user_name(name: str) -> bool:
     return USER_NAME.fullmatch(name) is not None
 

@@ -10,6 +10,16 @@ count it and carry on.
 import enum
 
 
+def printable(text: "str | bytes", limit: int = 60) -> str:
+    """Peer-supplied text made safe to print or log: at most ``limit`` characters, every
+    control character (ESC, BEL, CR, LF...) as ``?``. Bytes are read as ASCII, so binary
+    shows as ``?`` too; a string keeps its printable Unicode."""
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        return "".join(chr(b) if 0x20 <= b < 0x7F else "?" for b in bytes(text[:limit]))
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
+    return cleaned + ("..." if len(text) > limit else "")
+
+
 class MoshpitError(Exception):
     """Base class of every error moshpit raises on purpose."""
 

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from moshpit.accounts import LoginPolicy, printable, valid_user_name
+from moshpit.accounts import LoginPolicy, valid_user_name
+from moshpit.errors import printable
 from moshpit.config import load
 
 DAY = 86400

@@ -327,6 +327,15 @@ def test_shell_exit_reaches_the_client_after_its_output(mode):
         assert net.client_screen.text == b"bye"
 
 
+def test_a_close_reason_reaches_the_user_printable():
+    net = SimNet(seed=19)
+    net.run_for(0.5)
+    net.server.channel.close(CloseCode.SERVER_SHUTDOWN, "bye\x1b]0;title\x07\r\nmp: fake line", now=net.now)
+    assert net.run_until(lambda: net.client.channel.closed, timeout=5)
+    closed, = events(net.client, ConnectionClosed)
+    assert closed.reason == "bye?]0;title???mp: fake line"
+
+
 def test_close_times_out_when_the_peer_is_gone():
     net = SimNet(seed=18)
     net.run_for(0.5)

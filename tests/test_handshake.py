@@ -102,6 +102,16 @@ def test_refusal_says_only_not_authorised():
     assert c.state is State.REFUSED and s.state is State.REFUSED
 
 
+def test_a_refusal_reason_reaches_the_client_printable():
+    """The server's words are printed on the user's terminal: no escape sequence or line
+    break of a hostile (or buggy) server may ride along."""
+    c, s = trusted()
+    s.refuse(reason="busy\x1b]52;c;aGk=\x07\r\nmp: fake")
+    pump_handshake(c, s)
+    event = c.next_event()
+    assert event.reason == "busy?]52;c;aGk=???mp: fake"
+
+
 def test_man_in_the_middle_swapping_the_host_key_is_caught():
     c, s = started()
     s.receive_data(c.data_to_send(), 0.0)

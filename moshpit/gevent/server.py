@@ -29,8 +29,8 @@ import gevent.socket as gsocket
 from gevent.server import StreamServer
 
 from moshpit import codec
-from moshpit.accounts import LoginPolicy, printable, valid_user_name
-from moshpit.errors import DecodeError, RemoteProtocolError
+from moshpit.accounts import LoginPolicy, valid_user_name
+from moshpit.errors import DecodeError, RemoteProtocolError, printable
 from moshpit.keys import check_authorized
 from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import AuthRequested, ConnectionClosed, Resized

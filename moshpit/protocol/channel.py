@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from moshpit import codec
 from moshpit.crypto import PacketOpener, PacketSealer, TrafficKeys
-from moshpit.errors import DatagramDropped, DecodeError, DropReason, LocalProtocolError
+from moshpit.errors import DatagramDropped, DecodeError, DropReason, LocalProtocolError, printable
 from moshpit.protocol import frames
 from moshpit.protocol.events import (AddressChanged, AddressValidated, ConnectionClosed,
                                      DataReceived, Event, PeerReachable, PeerSilent,
@@ -581,7 +581,8 @@ class Channel:
         if self.state is ChannelState.OPEN:
             self.state = ChannelState.CLOSED
             self._close_reply_pending = True
-            self._events.append(ConnectionClosed(code, reason, by_peer=True, exit_status=exit_status))
+            self._events.append(ConnectionClosed(code, printable(reason, frames.MAX_REASON_BYTES), by_peer=True,
+                                                 exit_status=exit_status))
         elif self.state is ChannelState.CLOSING:
             self.state = ChannelState.CLOSED
             self._events.append(self._closed_by_us())

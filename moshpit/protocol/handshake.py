@@ -36,7 +36,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 
 from moshpit import crypto
-from moshpit.errors import LocalProtocolError, RemoteProtocolError
+from moshpit.errors import LocalProtocolError, RemoteProtocolError, printable
 from moshpit.keys import fingerprint
 from moshpit.protocol.events import (AuthRequested, Event, HandshakeComplete,
                                      HandshakeRefused, HostKeyReceived)
@@ -125,12 +125,6 @@ _EXCERPT_CHARS = 60
 _EXCERPT_HEX_BYTES = 8
 
 
-def printable(data: bytes, limit: int = _EXCERPT_CHARS) -> str:
-    """Up to ``limit`` bytes as printable ASCII, anything else as ``?``: peer text that
-    reaches a terminal or a log must not carry escape sequences or line breaks."""
-    return "".join(chr(b) if 0x20 <= b < 0x7f else "?" for b in bytes(data[:limit]))
-
-
 def excerpt(data: bytes) -> str:
     """A short, safe quote of what a peer sent, for an error message.
 
@@ -139,7 +133,7 @@ def excerpt(data: bytes) -> str:
     """
     data = bytes(data)
     line = data.split(b"\n", 1)[0].rstrip(b"\r")
-    text = printable(line)
+    text = printable(line, _EXCERPT_CHARS)
     if line and text.count("?") * 10 <= len(text):
         return f"'{text}'" + ("..." if len(line) > _EXCERPT_CHARS else "")
     shown = " ".join(f"{b:02x}" for b in data[:_EXCERPT_HEX_BYTES])
@@ -478,7 +472,7 @@ class ClientHandshake(_Handshake):
         plaintext = _open(self._k_s_hs, MessageType.SERVER_REFUSE, body)
         reader = _Reader(plaintext)
         code = reader.u8()
-        reason = plaintext[1:].decode("utf-8", "replace")
+        reason = printable(plaintext[1:].decode("utf-8", "replace"), 200)
         self.state = State.REFUSED
         self._events.append(HandshakeRefused(code, reason))
 
