@@ -12,7 +12,7 @@ from __future__ import annotations
 from moshpit.protocol.channel import Channel
 from moshpit.protocol.events import DataReceived, Resized, ScreenUpdate
 from moshpit.protocol.handshake import DiffMode
-from moshpit.terminal.model import ScreenState, TerminalModel
+from moshpit.terminal.model import MAX_COLUMNS, MAX_ROWS, ScreenState, TerminalModel
 from moshpit.terminal.render import render_diff, render_full
 
 BATCH_DELAY = 0.008            # gather PTY output this long before re-reading the screen
@@ -21,11 +21,16 @@ KEPT_STATES = 64               # screen states kept as possible diff bases
 MAX_BACKLOG = 4 << 20          # reliable output waiting to be sent; beyond it, a repaint instead
 
 
+def clamp_window(cols: int, rows: int) -> tuple[int, int]:
+    """A window size the screen model holds: a client may ask for up to 65535x65535."""
+    return max(1, min(cols, MAX_COLUMNS)), max(1, min(rows, MAX_ROWS))
+
+
 class ServerSession:
     """One shell's screen, shared by whichever connection is attached."""
 
     def __init__(self, cols: int = 80, rows: int = 24):
-        self.model = TerminalModel(cols, rows)
+        self.model = TerminalModel(*clamp_window(cols, rows))
         self.channel: Channel | None = None
         self._states: dict[int, ScreenState] = {self.model.number: self.model.state}
         self._pending = bytearray()
@@ -105,8 +110,13 @@ class ServerSession:
             self.input_received += len(event.data)
         elif isinstance(event, Resized):
             self.flush()
-            self.model.resize(event.cols, event.rows)
+            self.model.resize(*clamp_window(event.cols, event.rows))
             self.flush()
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """(columns, rows) the shell's terminal has: the client's, within the model's limits."""
+        return self.model.screen.columns, self.model.screen.lines
 
     def take_pty_input(self) -> bytes:
         data = bytes(self.pty_input)
@@ -118,7 +128,7 @@ class ClientSession:
     """What the user's terminal shows, and the bytes that keep it so."""
 
     def __init__(self, cols: int = 80, rows: int = 24):
-        self.cols, self.rows = cols, rows
+        self.cols, self.rows = clamp_window(cols, rows)
         self.displayed = ScreenState.blank(cols, rows)     # what the real terminal shows
         self._held: dict[int, ScreenState] = {}
         self._model: TerminalModel | None = None          # holds state _model_state, ready to feed
@@ -161,8 +171,8 @@ class ClientSession:
         channel.screen_applied(event.state)
 
     def resize(self, cols: int, rows: int, channel: Channel) -> None:
-        self.cols, self.rows = cols, rows
-        channel.send_resize(cols, rows)
+        self.cols, self.rows = clamp_window(cols, rows)
+        channel.send_resize(self.cols, self.rows)
 
     def take_output(self) -> bytes:
         data = bytes(self.output)

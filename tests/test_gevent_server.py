@@ -366,3 +366,49 @@ def test_closed_accounts_and_hostile_names_are_refused_and_the_server_carries_on
         client.close()
     finally:
         srv.stop()
+
+
+def test_windows_too_big_for_the_model_are_clamped_at_login_and_mid_session(home):
+    """A client may claim 65535x65535: the session clamps to what the model holds, keeps
+    its port, and a RESIZE past the limit does not kill the session's reader."""
+    from moshpit.terminal.model import MAX_COLUMNS, MAX_ROWS
+    _, key = home
+    srv = make_server(home)
+    free = srv.registry.ports.free
+    client = ShellClient(srv.address, key, srv.user.pw_name, cols=5000, rows=3000)
+    try:
+        assert client.params is not None
+        client.type(b"echo size=$(stty size | tr ' ' x).\r")
+        assert client.wait_for(lambda: f"size={MAX_ROWS}x{MAX_COLUMNS}.".encode() in client.received)
+        client.channel.send_resize(1001, 24)
+        client.service()
+        client.type(b"echo size=$(stty size | tr ' ' x)!\r")
+        assert client.wait_for(lambda: f"size=24x{MAX_COLUMNS}!".encode() in client.received)
+        client.type(b"exit\r")
+        assert client.wait_for(lambda: not srv.sessions)
+        assert srv.registry.ports.free == free
+    finally:
+        client.close()
+        srv.stop()
+
+
+def test_a_failing_session_greenlet_ends_its_session_cleanly(home, monkeypatch):
+    _, key = home
+    srv = make_server(home)
+    free = srv.registry.ports.free
+    client = ShellClient(srv.address, key, srv.user.pw_name)
+    try:
+        assert client.wait_for(lambda: srv.sessions)
+        shell = next(iter(srv.sessions.values()))
+        def broken(data, now):
+            raise RuntimeError("a bug in the screen model")
+        monkeypatch.setattr(shell.session, "pty_output", broken)
+        client.type(b"echo boom\r")
+        assert client.wait_for(lambda: any(isinstance(e, ConnectionClosed) for e in client.events))
+        closed = next(e for e in client.events if isinstance(e, ConnectionClosed))
+        assert closed.reason == "server error"
+        assert client.wait_for(lambda: not srv.sessions and srv.registry.ports.free == free)
+        assert client.wait_for(lambda: _gone(shell.pid), timeout=5)
+    finally:
+        client.close()
+        srv.stop()

@@ -87,11 +87,11 @@ def _become(user: pwd.struct_passwd) -> None:
 class ShellSession:
     """One shell on a PTY, its screen, its UDP socket and whichever channel is attached."""
 
-    def __init__(self, server: "Server", record, params, sock, user: pwd.struct_passwd):
+    def __init__(self, server: "Server", record, request: AuthRequested, sock, user: pwd.struct_passwd):
         self.server = server
         self.record = record
         self.sock = sock
-        self.session = ServerSession(params.cols, params.rows)
+        self.session = ServerSession(request.cols, request.rows)
         self.channels: dict[int, Channel] = {}
         self.channel: Channel | None = None
         self._timer = None
@@ -102,18 +102,36 @@ class ShellSession:
         self._to_pty = bytearray()                       # keystrokes not yet taken by the PTY
         self._to_pty_ready = gevent.event.Event()
         self._drained = gevent.event.Event()             # the client has caught up with output
-        self.pid, self.fd = self._spawn(params, user)
+        self.pid, self.fd = self._spawn(request, user)
         self._pty_readable = udp.Readable(self.fd)
-        set_window_size(self.fd, params.cols, params.rows)
-        self._greenlets += [gevent.spawn(self._read_pty), gevent.spawn(self._read_udp),
-                            gevent.spawn(self._write_pty)]
+        set_window_size(self.fd, *self.session.window)
+        self._greenlets += [gevent.spawn(self._guarded, work)
+                            for work in (self._read_pty, self._read_udp, self._write_pty)]
 
-    def _spawn(self, params, user):
-        term = params.env.get("TERM", "")
+    def _guarded(self, work) -> None:
+        """Run one of the session's greenlets; if it fails, say so in the log and end the
+        session cleanly (the client is told) rather than leave it half alive."""
+        try:
+            work()
+        except gevent.GreenletExit:
+            raise
+        except Exception:
+            log.exception("session on UDP %d: %s failed; ending the session", self.record.udp_port,
+                          work.__name__)
+            if self.channel is not None and not self.channel.closed:
+                self.channel.close(CloseCode.PROTOCOL_ERROR, "server error", now=time.monotonic())
+                try:
+                    self.service()
+                except Exception:
+                    log.exception("sending the close failed")
+            gevent.spawn_later(1.0, self.shutdown)
+
+    def _spawn(self, request: AuthRequested, user):
+        term = request.env.get("TERM", "")
         env = {"TERM": term if TERM_NAME.fullmatch(term) else "xterm-256color", "HOME": user.pw_dir,
                "USER": user.pw_name, "LOGNAME": user.pw_name, "SHELL": user.pw_shell,
                "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        env.update(self.server.accepted_env(params.env))
+        env.update(self.server.accepted_env(request.env))
         argv = self.server.command or [user.pw_shell or "/bin/sh", "-l"]
         pid, fd = gevent.os.forkpty_and_watch()
         if pid == 0:                                   # the child: become the shell
@@ -139,7 +157,7 @@ class ShellSession:
         self._heard_on_channel = False
         if resumed:                                      # the window may have changed meanwhile
             self.session.on_event(Resized(params.cols, params.rows))
-            set_window_size(self.fd, params.cols, params.rows)
+            set_window_size(self.fd, *self.session.window)
         self.session.attach(channel, resumed)
         self.service()
 
@@ -278,7 +296,7 @@ class ShellSession:
             if channel is self.channel:
                 self.session.on_event(event)
                 if isinstance(event, Resized):
-                    set_window_size(self.fd, event.cols, event.rows)
+                    set_window_size(self.fd, *self.session.window)
             if isinstance(event, ConnectionClosed) and channel is self.channel and event.by_peer:
                 log.info("client ended the session: %s", event.reason)
                 gevent.spawn_later(0.5, self.shutdown)   # after our CLOSE answer went out
@@ -494,18 +512,32 @@ class Server:
         if shell is not None and shell.exit_status is not None:
             hs.refuse(RefuseCode.NO_SESSION, "the session has ended")   # its shell just exited
             return
-        sock = shell.sock if shell is not None else self._bind_udp(record)
+        if shell is None:
+            try:
+                shell = self._start_shell(record, request, user)
+            except (PortsExhausted, OSError) as exc:
+                log.warning("could not start a session for %s: %s", request.user, exc)
+                self.registry.close(record.session_id)       # its port goes back to the pool
+                hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
+                return
+            self.sessions[record.session_id] = shell
         params = hs.accept(conn_id=record.conn_id, udp_port=record.udp_port, session_id=record.session_id,
                            resume_token=admission.resume_token, resumed=admission.resumed,
-                           input_received=shell.session.input_received if shell is not None else 0)
-        if shell is None:
-            shell = ShellSession(self, record, params, sock, user)
-            self.sessions[record.session_id] = shell
+                           input_received=shell.session.input_received)
         channel = Channel.from_params(Role.SERVER, params, now=time.monotonic(),
                                       screen_source=shell.session.screen_source)
         shell.attach(channel, params, admission.resumed)
         log.info("%s session for %s (%s) on UDP %d", "resumed" if admission.resumed else "new",
                  request.user, request.fingerprint, record.udp_port)
+
+    def _start_shell(self, record, request: AuthRequested, user) -> ShellSession:
+        """A UDP socket and a shell for a new session, or nothing at all (no port kept)."""
+        sock = self._bind_udp(record)
+        try:
+            return ShellSession(self, record, request, sock, user)
+        except BaseException:
+            sock.close()
+            raise
 
     def _bind_udp(self, record):
         family = gsocket.AF_INET6 if ":" in self.udp_host else gsocket.AF_INET
