@@ -54,7 +54,7 @@ class ServerSession:
             return
         channel = self.channel
         overflow = False
-        if channel is not None and channel.diff_mode is DiffMode.RELIABLE and not channel.closed:
+        if channel is not None and channel.accepts_data:
             if channel.pending_output + len(data) <= MAX_BACKLOG:
                 channel.send_data(data)       # the raw stream goes out at once (echo latency)
             else:

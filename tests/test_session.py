@@ -141,3 +141,16 @@ def test_a_requested_repaint_shows_output_not_yet_modelled():
     pair.terminal = TerminalModel(80, 24)             # the user's terminal, about to be repainted
     pair.run(1.0)
     assert "marker-42" in pair.terminal.state.text()[1] and pair.settled()
+
+
+def test_output_while_the_channel_closes_is_kept_on_screen_not_raised():
+    """A close (the client quit, or broke the protocol) leaves the channel CLOSING while
+    the shell may still print: that output must not raise into the PTY reader."""
+    from moshpit.protocol.channel import CloseCode
+    pair = Pair(DiffMode.RELIABLE)
+    pair.pty(b"before\r\n")
+    pair.run(0.2)
+    pair.net.server.channel.close(CloseCode.PROTOCOL_ERROR, "bad client", now=pair.net.now)
+    pair.pty(b"after\r\n")                             # would raise LocalProtocolError
+    pair.server.flush()
+    assert "after" in pair.server.model.state.text()[1]

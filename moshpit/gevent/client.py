@@ -325,7 +325,7 @@ class Client:
     def _send_keys(self, data: bytes) -> None:
         if self.channel.closed and self._reconnector is None:
             return
-        if not self.channel.closed:
+        if self.channel.accepts_data:
             self.channel.send_data(data)
         self._typed += data                          # kept for a resend after a reconnect
         if len(self._typed) > TYPED_KEPT and not self._silent and self._reconnector is None:

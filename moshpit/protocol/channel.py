@@ -227,6 +227,11 @@ class Channel:
         return self.state is ChannelState.CLOSED
 
     @property
+    def accepts_data(self) -> bool:
+        """``send_data`` may be called: open, and a reliable flow (closing is too late)."""
+        return self.state is ChannelState.OPEN and self.send_reliable
+
+    @property
     def in_flight(self) -> int:
         """Ordered bundles sent and not yet acknowledged."""
         return self._next_osn - self._peer_ack
