@@ -112,9 +112,27 @@ def decode_private_key(text: str, passphrase: str | None = None) -> nacl.signing
     return nacl.signing.SigningKey(seed)
 
 
-def _private_open(path: Path, force: bool):
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
-    return os.fdopen(os.open(path, flags, 0o600), "w", encoding="utf-8")
+def _write_file(path: Path, text: str, mode: int, force: bool) -> None:
+    """Write ``text`` to a fresh file beside ``path``, then move it into place: a link at
+    ``path`` is replaced, never written through, and nobody sees a half-written key."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path, follow_symlinks=False)   # fails if anything, even a link, is there
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists (use --force to overwrite)") from None
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
 
 
 def write_key_pair(path: str | os.PathLike, key: nacl.signing.SigningKey, *, passphrase: str | None = None,
@@ -126,12 +144,12 @@ def write_key_pair(path: str | os.PathLike, key: nacl.signing.SigningKey, *, pas
     private = Path(path)
     public = private.with_name(private.name + ".pub")
     private.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not force and (private.exists() or public.exists()):
-        raise FileExistsError(f"{private} already exists (use --force to overwrite)")
-    with _private_open(private, force) as handle:
-        handle.write(encode_private_key(key, passphrase, **kdf))
-    os.chmod(private, 0o600)
-    public.write_text(format_public_key(bytes(key.verify_key), comment) + "\n", encoding="utf-8")
+    if not force:
+        for existing in (private, public):
+            if os.path.lexists(existing):
+                raise FileExistsError(f"{existing} already exists (use --force to overwrite)")
+    _write_file(private, encode_private_key(key, passphrase, **kdf), 0o600, force)
+    _write_file(public, format_public_key(bytes(key.verify_key), comment) + "\n", 0o644, force)
     return private, public
 
 

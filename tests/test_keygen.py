@@ -184,3 +184,23 @@ def test_missing_or_damaged_key_files_are_one_line(tmp_path, name, message):
     result = run("fingerprint", str(path))
     assert result.returncode == 2
     assert result.stderr.strip() == "mp-keygen: " + message.format(path=path)
+
+
+def test_generate_never_writes_through_a_link(tmp_path):
+    """A link planted where a key goes (even a dangling one) is replaced with --force and
+    refused without it; the file it points to is never touched or created."""
+    import nacl.signing
+    from moshpit.keyfiles import write_key_pair
+    victim, absent = tmp_path / "victim", tmp_path / "created-through-link"
+    victim.write_text("precious\n")
+    key_path = tmp_path / "keys" / "id"
+    key_path.parent.mkdir()
+    key_path.symlink_to(victim)
+    key_path.with_name("id.pub").symlink_to(absent)
+    with pytest.raises(FileExistsError):
+        write_key_pair(key_path, nacl.signing.SigningKey.generate())
+    write_key_pair(key_path, nacl.signing.SigningKey.generate(), force=True)
+    assert victim.read_text() == "precious\n" and not absent.exists()
+    assert not key_path.is_symlink() and (key_path.stat().st_mode & 0o777) == 0o600
+    assert not key_path.with_name("id.pub").is_symlink()
+    assert sorted(p.name for p in key_path.parent.iterdir()) == ["id", "id.pub"]   # no temp left
