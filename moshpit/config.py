@@ -84,7 +84,9 @@ class ServerConfig:
     udp_ports: tuple = field(default=(50000, 59999), metadata=_check(_port_range))
     authorized_keys_file: str = "%h/.mp/authorized_keys"
     host_key: str = "~/.mp/mps_host_ed25519_key"
-    detached_timeout_secs: int = field(default=0, metadata=_check(_between(0, 10 ** 9)))  # 0: never
+    detached_timeout_secs: int = field(default=7 * 86400, metadata=_check(_between(0, 10 ** 9)))  # 0: never
+    max_sessions_per_user: int = field(default=32, metadata=_check(_between(0, 100000)))   # 0: no limit
+    max_sessions_per_key: int = field(default=16, metadata=_check(_between(0, 100000)))
     accept_env: tuple = ("LANG", "LC_*", "TZ")
     allow_users: tuple = ()         # empty: everyone not denied; shell-style patterns
     deny_users: tuple = ()

@@ -17,7 +17,10 @@ from moshpit.terminal.render import render_diff, render_full
 
 BATCH_DELAY = 0.008            # gather PTY output this long before re-reading the screen
 BATCH_LIMIT = 256 * 1024       # ...or this much, whichever comes first
-KEPT_STATES = 64               # screen states kept as possible diff bases
+KEPT_STATES = 64               # screen states kept as possible diff bases...
+KEPT_CELLS = 1_000_000         # ...and their cells in all: two 1000x500 screens, 500 of 80x24
+RESIZE_INTERVAL = 0.1          # a window size is applied at most this often (a RESIZE re-lays
+                               # the whole screen; a flood of them must not cost more)
 MAX_BACKLOG = 4 << 20          # reliable output waiting to be sent; beyond it, a repaint instead
 
 
@@ -33,6 +36,9 @@ class ServerSession:
         self.model = TerminalModel(*clamp_window(cols, rows))
         self.channel: Channel | None = None
         self._states: dict[int, ScreenState] = {self.model.number: self.model.state}
+        self._kept_cells = self.model.state.cols * self.model.state.rows
+        self._window_wanted: tuple[int, int] | None = None   # a RESIZE not applied yet
+        self._resized_at = float("-inf")
         self._pending = bytearray()
         self._pending_since: float | None = None
         self.pty_input = bytearray()          # keystrokes and terminal replies for the PTY
@@ -70,11 +76,16 @@ class ServerSession:
             self.flush()
 
     def get_timer(self) -> float | None:
-        return None if self._pending_since is None else self._pending_since + BATCH_DELAY
+        deadlines = [t for t in (None if self._pending_since is None else self._pending_since + BATCH_DELAY,
+                                 None if self._window_wanted is None else self._resized_at + RESIZE_INTERVAL)
+                     if t is not None]
+        return min(deadlines, default=None)
 
     def handle_timer(self, now: float) -> None:
         if self._pending_since is not None and now >= self._pending_since + BATCH_DELAY:
             self.flush()
+        if self._window_wanted is not None and now >= self._resized_at + RESIZE_INTERVAL:
+            self._apply_window(now)
 
     def flush(self) -> None:
         """Feed gathered output to the screen model (in one piece: the fast path likes that)."""
@@ -85,14 +96,22 @@ class ServerSession:
         self._pending_since = None
         number = self.model.number
         if number not in self._states:
-            self._states[number] = self.model.state
-            if len(self._states) > KEPT_STATES:
-                keep = self.channel.screen_acked if self.channel is not None else number
-                for old in sorted(self._states)[:-KEPT_STATES]:
-                    if old != keep:
-                        del self._states[old]
+            self._keep_state(number, self.model.state)
         if self.channel is not None and not self.channel.closed:
             self.channel.screen_changed(number)
+
+    def _keep_state(self, number: int, state: ScreenState) -> None:
+        """Keep ``state`` as a diff base, forgetting the oldest while more than KEPT_STATES
+        or KEPT_CELLS are held, except the newest and the one the client acknowledged."""
+        self._states[number] = state
+        self._kept_cells += state.cols * state.rows
+        keep = {number, self.channel.screen_acked if self.channel is not None else number}
+        for old in sorted(self._states):
+            if len(self._states) <= KEPT_STATES and self._kept_cells <= KEPT_CELLS:
+                break
+            if old not in keep:
+                gone = self._states.pop(old)
+                self._kept_cells -= gone.cols * gone.rows
 
     def screen_source(self, base: int, state: int) -> bytes:
         """What the channel sends: a diff from ``base``, or a full repaint from 0."""
@@ -104,14 +123,20 @@ class ServerSession:
         return render_diff(old, target).encode()
 
     # --- channel side -------------------------------------------------------------
-    def on_event(self, event) -> None:
+    def on_event(self, event, now: float) -> None:
         if isinstance(event, DataReceived):
             self.pty_input += event.data
             self.input_received += len(event.data)
         elif isinstance(event, Resized):
-            self.flush()
-            self.model.resize(*clamp_window(event.cols, event.rows))
-            self.flush()
+            self._window_wanted = clamp_window(event.cols, event.rows)
+            if now >= self._resized_at + RESIZE_INTERVAL:
+                self._apply_window(now)       # else the timer applies the newest one
+
+    def _apply_window(self, now: float) -> None:
+        self.flush()
+        self.model.resize(*self._window_wanted)
+        self.flush()
+        self._window_wanted, self._resized_at = None, now
 
     @property
     def window(self) -> tuple[int, int]:

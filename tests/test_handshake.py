@@ -444,3 +444,22 @@ def test_authorised_keys_decide_and_the_client_learns_only_yes_or_no(tmp_path, s
         assert isinstance(event, HandshakeComplete)
     else:
         assert isinstance(event, HandshakeRefused) and event.reason == "not authorised"
+
+
+def test_sessions_per_user_and_per_key_are_limited_but_resumes_are_not():
+    from moshpit.protocol.sessions import TooManySessions
+    registry = SessionRegistry(PortPool(range(50000, 50010)), max_per_user=3, max_per_key=2)
+    alice_1, alice_2 = b"a" * 32, b"b" * 32
+    first = registry.admit("alice", alice_1, None)
+    registry.admit("alice", alice_1, None)
+    with pytest.raises(TooManySessions, match="this key already has 2"):
+        registry.admit("alice", alice_1, None)
+    registry.admit("alice", alice_2, None)
+    with pytest.raises(TooManySessions, match="alice already has 3"):
+        registry.admit("alice", alice_2, None)
+    assert registry.admit("bob", b"c" * 32, None)                     # others are not held up
+    again = registry.admit("alice", alice_1, first.resume_token)      # a resume is not a new one
+    assert again.resumed and again.session is first.session
+    registry.close(first.session.session_id)
+    assert registry.admit("alice", alice_1, None)                    # room again
+    assert registry.ports.free == 10 - 4                               # none taken by a refusal

@@ -26,7 +26,7 @@ class Pair:
 
     def _event(self, endpoint, event):
         if endpoint is self.net.server:
-            self.server.on_event(event)
+            self.server.on_event(event, self.net.now)
         else:
             self.client.on_event(event, endpoint.channel)
             self.terminal.feed(self.client.take_output())
@@ -154,3 +154,36 @@ def test_output_while_the_channel_closes_is_kept_on_screen_not_raised():
     pair.pty(b"after\r\n")                             # would raise LocalProtocolError
     pair.server.flush()
     assert "after" in pair.server.model.state.text()[1]
+
+
+def test_a_flood_of_resizes_is_applied_at_most_every_resize_interval():
+    """Each RESIZE re-lays the whole screen (and at 1000x500 keeps a big state): a client
+    alternating sizes must not buy that work per datagram. The newest size wins."""
+    from moshpit.protocol.events import Resized
+    from moshpit.session import RESIZE_INTERVAL
+    server = ServerSession(80, 24)
+    sizes = []
+    now = 100.0
+    for i in range(50):                                   # 50 RESIZEs within 50 ms
+        server.on_event(Resized(1000 - i % 2, 500), now + i * 0.001)
+        sizes.append(server.window)
+    assert sizes[0] == (1000, 500) and set(sizes) == {(1000, 500)}   # the first at once, then held
+    assert server.get_timer() == now + RESIZE_INTERVAL
+    server.handle_timer(now + RESIZE_INTERVAL)
+    assert server.window == (999, 500) and server.get_timer() is None   # the newest, once
+    assert server.model.number <= 6
+
+
+def test_kept_states_are_bounded_by_cells_not_only_by_count():
+    from moshpit.protocol.events import Resized
+    from moshpit.session import KEPT_CELLS
+    server = ServerSession(80, 24)
+    now = 0.0
+    for i in range(20):
+        now += 1.0
+        server.on_event(Resized(1000 - i % 2, 500), now)
+        server.pty_output(b"x", now)
+        server.flush()
+    kept = sum(s.cols * s.rows for s in server._states.values())
+    assert kept <= KEPT_CELLS + 1000 * 500 and len(server._states) <= 3
+    assert server._kept_cells == kept

@@ -33,7 +33,8 @@ Every option is also a configuration key, and every key an environment
 variable named after it (port is MOSHPITS_PORT, udp_ports MOSHPITS_UDP_PORTS,
 authorized_keys_file MOSHPITS_AUTHORIZED_KEYS_FILE, detached_timeout_secs
 MOSHPITS_DETACHED_TIMEOUT_SECS: how long a session whose client is gone is
-kept, 0 for ever; docs/guide.md lists them all). The command line wins over
+kept, default a week, 0 for ever; max_sessions_per_user, default 32, and
+max_sessions_per_key, default 16; docs/guide.md lists them all). The command line wins over
 the environment, and the environment over the file.
 """
 
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
                              permit_root=config.permit_root)
         server = Server(host_key, bind=(config.bind, config.port), udp_ports=config.udp_ports,
                         authorized_keys=config.authorized_keys_file, accept_env=config.accept_env,
-                        detached_timeout=config.detached_timeout_secs, login_policy=policy)
+                        detached_timeout=config.detached_timeout_secs, login_policy=policy,
+                        max_sessions_per_user=config.max_sessions_per_user,
+                        max_sessions_per_key=config.max_sessions_per_key)
         server.start()
     except (ConfigError, MoshpitError) as exc:
         print(f"mps: {exc}", file=sys.stderr)

@@ -36,7 +36,7 @@ from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import AuthRequested, ConnectionClosed, Resized
 from moshpit.protocol.handshake import DiffMode, HandshakeError, RefuseCode, ServerHandshake
 from moshpit.protocol.ratelimit import HandshakeLimiter
-from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionGone, SessionRegistry
+from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionGone, SessionRegistry, TooManySessions
 from moshpit.gevent import udp
 from moshpit.session import ServerSession
 
@@ -46,6 +46,7 @@ log = logging.getLogger("moshpit.server")
 PTY_BATCH = 256 * 1024     # PTY output taken in one go before the protocol is serviced
 PTY_HIGH_WATER = 1 << 20   # reliable output queued for a listening client: stop reading the PTY
 MAX_FD = 1 << 20           # closed in a shell's child above stdio (close_range makes it cheap)
+DEFAULT_DETACHED_TIMEOUT = 7 * 86400   # a session whose client is gone this long is ended
 
 
 ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
@@ -104,7 +105,8 @@ class ShellSession:
         self._drained = gevent.event.Event()             # the client has caught up with output
         self.pid, self.fd = self._spawn(request, user)
         self._pty_readable = udp.Readable(self.fd)
-        set_window_size(self.fd, *self.session.window)
+        self._pty_window = self.session.window           # the size the shell's terminal has
+        set_window_size(self.fd, *self._pty_window)
         self._greenlets += [gevent.spawn(self._guarded, work)
                             for work in (self._read_pty, self._read_udp, self._write_pty)]
 
@@ -156,8 +158,7 @@ class ShellSession:
         self.channel = channel
         self._heard_on_channel = False
         if resumed:                                      # the window may have changed meanwhile
-            self.session.on_event(Resized(params.cols, params.rows))
-            set_window_size(self.fd, *self.session.window)
+            self.session.on_event(Resized(params.cols, params.rows), time.monotonic())
         self.session.attach(channel, resumed)
         self.service()
 
@@ -278,6 +279,9 @@ class ShellSession:
         if pending and self.exit_status is None:
             self._to_pty += pending
             self._write_some()
+        if self.session.window != self._pty_window and not self.closed:
+            self._pty_window = self.session.window       # a RESIZE applied (now or by the timer)
+            set_window_size(self.fd, *self._pty_window)
         for channel in list(self.channels.values()):
             for data, addr in channel.datagrams_to_send(now):
                 try:
@@ -294,9 +298,7 @@ class ShellSession:
     def _take_events(self, channel: Channel) -> None:
         while (event := channel.next_event()) is not None:
             if channel is self.channel:
-                self.session.on_event(event)
-                if isinstance(event, Resized):
-                    set_window_size(self.fd, *self.session.window)
+                self.session.on_event(event, time.monotonic())
             if isinstance(event, ConnectionClosed) and channel is self.channel and event.by_peer:
                 log.info("client ended the session: %s", event.reason)
                 gevent.spawn_later(0.5, self.shutdown)   # after our CLOSE answer went out
@@ -363,9 +365,10 @@ class Server:
     def __init__(self, host_key, *, bind: tuple = ("::", 40404), udp_ports=(50000, 59999),
                  udp_host: str | None = None, authorized_keys: str = "%h/.mp/authorized_keys",
                  command: list[str] | None = None, handshake_timeout: float = 10.0,
-                 accept_env=("LANG", "LC_*", "TZ"), detached_timeout: float = 0,
+                 accept_env=("LANG", "LC_*", "TZ"), detached_timeout: float = DEFAULT_DETACHED_TIMEOUT,
                  limiter: HandshakeLimiter | None = None, authorize=None,
-                 login_policy: LoginPolicy | None = None):
+                 login_policy: LoginPolicy | None = None, max_sessions_per_user: int = 32,
+                 max_sessions_per_key: int = 16):
         """``authorize(client_key, user) -> Authorization`` replaces the authorized_keys
         check (an embedder's own key store; ``mp --local``'s one key in memory)."""
         self.host_key = host_key
@@ -379,7 +382,8 @@ class Server:
         self.accept_env = tuple(accept_env)
         self.detached_timeout = detached_timeout
         self.limiter = limiter or HandshakeLimiter()
-        self.registry = SessionRegistry(PortPool(range(udp_ports[0], udp_ports[1] + 1)))
+        self.registry = SessionRegistry(PortPool(range(udp_ports[0], udp_ports[1] + 1)),
+                                        max_per_user=max_sessions_per_user, max_per_key=max_sessions_per_key)
         self.sessions: dict[bytes, ShellSession] = {}
         self._tcp: StreamServer | None = None
         self._stopped = gevent.event.Event()
@@ -502,6 +506,10 @@ class Server:
                                             resume_only=request.resume_only)
         except PortsExhausted:
             hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
+            return
+        except TooManySessions as exc:
+            log.warning("refused %s (%s) from %s: %s", request.user, request.fingerprint, address, exc)
+            hs.refuse(RefuseCode.SERVER_BUSY, "too many sessions: end one (Ctrl-^ . in it) first")
             return
         except SessionGone as exc:
             log.info("no session to resume for %s (%s): %s", request.user, request.fingerprint, exc)

@@ -28,6 +28,10 @@ class SessionGone(Exception):
     """A resume-only request named no live session of its key and user."""
 
 
+class TooManySessions(Exception):
+    """A new session would take its user or its key past the configured limit."""
+
+
 class PortPool:
     """Hands out UDP port numbers from a range, at random, and takes them back."""
 
@@ -77,8 +81,13 @@ def _digest(token: bytes) -> bytes:
 
 
 class SessionRegistry:
-    def __init__(self, ports: PortPool | None = None, rng=os.urandom):
+    """``max_per_user`` / ``max_per_key``: how many sessions one account, and one identity
+    key, may hold at once (0: no limit), so one user cannot take every port and the memory."""
+
+    def __init__(self, ports: PortPool | None = None, rng=os.urandom, *, max_per_user: int = 0,
+                 max_per_key: int = 0):
         self.ports = ports or PortPool()
+        self.max_per_user, self.max_per_key = max_per_user, max_per_key
         self._rng = rng
         self._by_id: dict[bytes, Session] = {}
         self._by_token: dict[bytes, Session] = {}
@@ -111,8 +120,8 @@ class SessionRegistry:
               resume_only: bool = False) -> Admission:
         """Re-attach the session the token names if ``client_key`` owns it; else open a new one.
 
-        Raises PortsExhausted when a new session cannot get a port, and
-        SessionGone instead of opening one when ``resume_only`` is set.
+        Raises PortsExhausted when a new session cannot get a port, TooManySessions past
+        a limit, and SessionGone instead of opening one when ``resume_only`` is set.
         """
         note, reason = "", "no resume token"
         if resume_token is not None:
@@ -128,11 +137,19 @@ class SessionRegistry:
             note = f"{reason}; opening a new session"
         if resume_only:
             raise SessionGone(reason)
+        self._check_limits(user, bytes(client_key))
         port = self.ports.allocate()
         session = Session(session_id=self._rng(SESSION_ID_SIZE), owner_key=bytes(client_key),
                           user=user, udp_port=port, conn_id=self._new_conn_id(), token_digest=b"")
         self._by_id[session.session_id] = session
         return Admission(session, self._issue_token(session), resumed=False, note=note)
+
+    def _check_limits(self, user: str, client_key: bytes) -> None:
+        sessions = self._by_id.values()
+        if self.max_per_user and sum(s.user == user for s in sessions) >= self.max_per_user:
+            raise TooManySessions(f"{user} already has {self.max_per_user} sessions")
+        if self.max_per_key and sum(s.owner_key == client_key for s in sessions) >= self.max_per_key:
+            raise TooManySessions(f"this key already has {self.max_per_key} sessions")
 
     def confirm(self, session_id: bytes) -> None:
         """The newest connection of the session has been heard from: its token's
