@@ -13,6 +13,7 @@ import pytest
 from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import (ConnectionClosed, DataReceived, HandshakeRefused, HostKeyReceived)
 from moshpit.protocol.handshake import ClientHandshake, DiffMode
+from moshpit.gevent.server import HELLO_TIMEOUT
 from moshpit.gevent.udp import size_buffers
 
 
@@ -132,7 +133,7 @@ def test_unknown_key_is_refused(server):
 
 
 def make_server(home, **options):
-    from moshpit.gevent.server import Server
+    from moshpit.gevent.server import HELLO_TIMEOUT, Server
     path, _ = home
     options.setdefault("authorized_keys", str(path / ".mp" / "authorized_keys"))
     options.setdefault("command", ["/bin/sh"])
@@ -198,21 +199,52 @@ def test_sessions_stay_without_a_detached_timeout(server, home):
     assert len(server.sessions) == 1
 
 
-def test_a_flood_of_key_exchanges_from_one_address_is_cut_off(home):
+def test_a_flood_of_key_exchanges_from_one_address_is_told_to_wait(home):
+    """Past its burst a source gets no cryptography, but an answer: BUSY and when to retry
+    (before, the connection was reset and mp could only say 'connection reset by peer')."""
     from moshpit.protocol.ratelimit import HandshakeLimiter
+    from moshpit.protocol.handshake import ServerBusy
     srv = make_server(home, limiter=HandshakeLimiter(burst=3, per_second=0.5))
     try:
-        answered = []
+        answers = []
         for _ in range(6):
             with gsocket.create_connection(srv.address[:2], timeout=5) as tcp:
-                tcp.sendall(ClientHandshake(nacl.signing.SigningKey.generate(), "x", now=0.0).data_to_send())
+                hs = ClientHandshake(nacl.signing.SigningKey.generate(), "x", now=0.0)
+                tcp.sendall(hs.data_to_send())
                 try:
-                    answered.append(len(tcp.recv(4096)) > 0)     # a SERVER_HELLO...
-                except ConnectionResetError:
-                    answered.append(False)                      # ...or closed unanswered
-        assert answered == [True, True, True, False, False, False]
+                    hs.receive_data(tcp.recv(4096), 0.0)
+                    answers.append("hello")
+                except ServerBusy as exc:
+                    answers.append(exc.retry_after)
+        assert answers == ["hello"] * 3 + [2, 2, 2]          # half a token a second: 2 s
         assert srv.limiter.refused == 3 and srv.limiter.in_progress == 0
     finally:
+        srv.stop()
+
+
+def test_idle_connections_from_many_sources_do_not_lock_out_logins(home):
+    """The review held 64 idle connections (16 sources x 4) and 0 of 14 logins got in."""
+    _, key = home
+    srv = make_server(home)
+    idle = []
+    try:
+        for source in range(16):
+            for _ in range(4):
+                tcp = gsocket.socket()
+                tcp.bind((f"127.0.0.{10 + source}", 0))
+                tcp.connect(srv.address[:2])
+                idle.append(tcp)
+        gevent.sleep(0.3)
+        assert srv.limiter.waiting == 64 and srv.limiter.in_progress == 0
+        started = time.monotonic()
+        client = ShellClient(srv.address, key, srv.user.pw_name)
+        assert client.params is not None and time.monotonic() - started < 2
+        client.close()
+        gevent.sleep(HELLO_TIMEOUT + 0.5)
+        assert srv.limiter.waiting == 0                  # the silent ones were let go
+    finally:
+        for tcp in idle:
+            tcp.close()
         srv.stop()
 
 

@@ -348,3 +348,20 @@ def test_a_slow_yes_still_gets_in(shell, mps, tmp_path):
     finally:
         server.kill()
         server.wait()
+
+
+def test_a_busy_server_is_waited_for_not_reported_as_a_reset(shell, mps):
+    """Someone sprays junk at the key-exchange port from the user's own host, emptying
+    that source's allowance: mp is told to wait, says so, and gets in by itself."""
+    port, _, _ = mps
+    for _ in range(30):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as junk:
+            junk.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            junk.recv(4096)
+    shell.type(f"{MP} -p {port} --host-key-check accept-new 127.0.0.1\r")
+    assert shell.expect(b"is busy; trying again in")
+    shell.type("echo in-$((7*7))\r")
+    assert shell.expect(b"in-49", timeout=25)
+    assert b"reset by peer" not in shell.output
+    shell.type("exit\r")
+    assert shell.expect(b"mp: shell exited with status 0")

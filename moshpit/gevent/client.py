@@ -26,7 +26,7 @@ from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import (ConnectionClosed, HandshakeRefused, HostKeyReceived,
                                      PeerReachable, PeerSilent)
 from moshpit.protocol.backoff import Backoff
-from moshpit.protocol.handshake import ClientHandshake, DiffMode, RefuseCode
+from moshpit.protocol.handshake import ClientHandshake, DiffMode, RefuseCode, ServerBusy
 from moshpit.gevent import udp as udpio
 from moshpit.session import ClientSession
 from moshpit.terminal.render import render_full
@@ -34,6 +34,7 @@ from moshpit.terminal.tty import ERASE_STATUS_BAR, SANE_MODES, RawMode, status_b
 
 ESCAPE = 0x1E                 # Ctrl-^
 CONNECT_TIMEOUT = 10.0
+BUSY_PATIENCE = 30.0          # how long a first connection waits for a server that says it is busy
 TYPED_KEPT = 1 << 20          # keystroke bytes kept for resending after a reconnect
 NOT_AUTHORISED_HINT = (". The server tells a client no more; its log says why (mps names its "
                        "log file when it starts; a common cause is an authorized_keys file or "
@@ -46,12 +47,15 @@ class ClientError(MoshpitError):
     """Why we could not connect, in one sentence for the user.
 
     ``permanent``: trying again cannot help (refused, host key changed);
-    ``refusal``: the server's RefuseCode when it turned us away."""
+    ``refusal``: the server's RefuseCode when it turned us away;
+    ``retry_after``: the server was busy and said to try again in that many seconds."""
 
-    def __init__(self, message: str, *, permanent: bool = False, refusal: int | None = None):
+    def __init__(self, message: str, *, permanent: bool = False, refusal: int | None = None,
+                 retry_after: int | None = None):
         super().__init__(message)
         self.permanent = permanent
         self.refusal = refusal
+        self.retry_after = retry_after
 
 
 class Client:
@@ -91,17 +95,25 @@ class Client:
 
     # --- connecting -----------------------------------------------------------------
     def connect(self) -> None:
-        """The first connection: any failure is the user's to hear about, at once."""
+        """The first connection. A busy server is waited for (as long as it says, for
+        BUSY_PATIENCE in all); any other failure is the user's to hear about, at once."""
         cols, rows = window_size(self.stdout_fd)
-        try:
-            params, address = self._key_exchange(cols, rows, self.resume_token, resume_only=False)
-        except ClientError as exc:
-            if exc.permanent or not self._trusted_just_now:
-                raise
-            # The server may have given up waiting while the user read the fingerprint;
-            # the key is known now, so a second exchange asks nothing.
-            log.info("key exchange after the host-key question failed (%s); trying again", exc)
-            params, address = self._key_exchange(cols, rows, self.resume_token, resume_only=False)
+        patience = time.monotonic() + BUSY_PATIENCE
+        while True:
+            try:
+                params, address = self._key_exchange(cols, rows, self.resume_token, resume_only=False)
+                break
+            except ClientError as exc:
+                if exc.retry_after is not None and time.monotonic() + exc.retry_after <= patience:
+                    self.notice(f"mp: {self.host} is busy; trying again in {exc.retry_after} s")
+                    gevent.sleep(exc.retry_after)
+                    continue
+                if exc.permanent or not self._trusted_just_now:
+                    raise
+                # The server may have given up waiting while the user read the fingerprint;
+                # the key is known now, so a second exchange asks nothing.
+                self._trusted_just_now = False
+                log.info("key exchange after the host-key question failed (%s); trying again", exc)
         self._open_channel(params, address)
         self.session = ClientSession(cols, rows)
 
@@ -134,6 +146,9 @@ class Client:
                         raise ClientError(f"{self.host} refused: {event.reason}{hint}", refusal=event.code,
                                           permanent=event.code != RefuseCode.SERVER_BUSY)
                 tcp.sendall(hs.data_to_send())
+        except ServerBusy as exc:
+            raise ClientError(f"{self.host} is busy (too many key exchanges); it said to try again "
+                              f"in {exc.retry_after} s", retry_after=exc.retry_after) from None
         except RemoteProtocolError as exc:
             raise ClientError(f"key exchange with {self.host} failed: {exc}") from None
         except gsocket.timeout:

@@ -34,8 +34,8 @@ from moshpit.errors import DecodeError, RemoteProtocolError, printable
 from moshpit.keys import check_authorized
 from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import AuthRequested, ConnectionClosed, Resized
-from moshpit.protocol.handshake import DiffMode, HandshakeError, RefuseCode, ServerHandshake
-from moshpit.protocol.ratelimit import HandshakeLimiter
+from moshpit.protocol.handshake import DiffMode, HandshakeError, RefuseCode, ServerHandshake, busy_message
+from moshpit.protocol.ratelimit import HandshakeLimiter, retry_after
 from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionGone, SessionRegistry, TooManySessions
 from moshpit.gevent import udp
 from moshpit.session import ServerSession
@@ -47,6 +47,7 @@ PTY_BATCH = 256 * 1024     # PTY output taken in one go before the protocol is s
 PTY_HIGH_WATER = 1 << 20   # reliable output queued for a listening client: stop reading the PTY
 MAX_FD = 1 << 20           # closed in a shell's child above stdio (close_range makes it cheap)
 DEFAULT_DETACHED_TIMEOUT = 7 * 86400   # a session whose client is gone this long is ended
+HELLO_TIMEOUT = 3.0        # a connection that has not spoken by then is closed
 
 
 ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
@@ -435,21 +436,53 @@ class Server:
 
     # --- one TCP connection: the handshake ----------------------------------------------
     def _handle(self, sock, address) -> None:
-        if not self.limiter.admit(address[0], time.monotonic()):
-            log.debug("too many key exchanges from %s; closed unanswered", address[0])
-            sock.close()
-            return
+        """One TCP connection: wait (briefly, cheaply) for the client's first bytes, and only
+        then take a handshake slot and do cryptography; no room is said, not a reset."""
+        host = address[0]
         try:
-            self._handshake(sock, address)
+            wait = self.limiter.connect(host, time.monotonic())
+            if wait is not None:
+                self._say_busy(sock, host, wait)
+                return
+            try:
+                first = self._first_bytes(sock)
+                if not first:
+                    return
+                wait = self.limiter.admit(host, time.monotonic())
+                if wait is not None:
+                    self._say_busy(sock, host, wait)
+                    return
+                try:
+                    self._handshake(sock, address, first)
+                finally:
+                    self.limiter.done(host)
+            finally:
+                self.limiter.disconnect(host)
         finally:
-            self.limiter.done(address[0])
+            sock.close()
 
-    def _handshake(self, sock, address) -> None:
+    def _first_bytes(self, sock) -> bytes:
+        """The client's hello, or b"" if it stays silent past HELLO_TIMEOUT (a real client
+        sends it at once; a connection held open idle must not hold anything else)."""
+        try:
+            with gevent.Timeout(HELLO_TIMEOUT):
+                return sock.recv(4096)
+        except (OSError, gevent.Timeout):
+            return b""
+
+    def _say_busy(self, sock, host: str, wait: float) -> None:
+        log.debug("no room for a key exchange from %s; told to retry in %.0f s", printable(host), wait)
+        try:
+            sock.sendall(busy_message(retry_after(wait)))
+        except OSError:
+            pass
+
+    def _handshake(self, sock, address, first: bytes) -> None:
         hs = ServerHandshake(self.host_key, now=time.monotonic(), timeout=self.handshake_timeout)
+        data = first
         try:
             with gevent.Timeout(self.handshake_timeout + 1):
-                while not hs.finished:
-                    data = sock.recv(4096)
+                while True:
                     hs.receive_data(data, time.monotonic())
                     event = hs.next_event()
                     if isinstance(event, AuthRequested):
@@ -457,6 +490,9 @@ class Server:
                     out = hs.data_to_send()
                     if out:
                         sock.sendall(out)
+                    if hs.finished:
+                        break
+                    data = sock.recv(4096)
         except (RemoteProtocolError, HandshakeError) as exc:
             log.info("handshake from %s failed: %s", address, exc)
             out = hs.data_to_send()
@@ -467,8 +503,6 @@ class Server:
                     pass
         except (OSError, gevent.Timeout) as exc:
             log.info("handshake from %s ended: %s", address, exc)
-        finally:
-            sock.close()
 
     def target_user(self, name: str) -> pwd.struct_passwd | None:
         """Whom a login as ``name`` runs as: anyone when we are root, else only ourselves."""

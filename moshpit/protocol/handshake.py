@@ -87,6 +87,7 @@ class Failure(enum.IntEnum):
     BAD_KEY = 9
     PEER_ERROR = 10
     HOST_KEY_REJECTED = 11
+    BUSY = 12                  # server: too many key exchanges now; the text says when to retry
 
 
 class RefuseCode(enum.IntEnum):
@@ -108,6 +109,24 @@ class HandshakeError(RemoteProtocolError):
         self.detail = detail
         name = code.name.lower().replace("_", " ")
         super().__init__(detail if plain else name + (f": {detail}" if detail else ""))
+
+
+class ServerBusy(HandshakeError):
+    """The server turned the key exchange away before any cryptography: try again in
+    ``retry_after`` seconds. (The ERROR is in clear; a forger could as well drop packets.)"""
+
+    def __init__(self, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(Failure.BUSY, f"the server is busy; try again in {retry_after} s", plain=True)
+
+
+MAX_RETRY_AFTER = 60
+
+
+def busy_message(retry_after: int) -> bytes:
+    """What a server sends instead of starting a handshake it has no room for: an ERROR
+    with code BUSY and ``BUSY <seconds>``, built from nothing (no state, no keys)."""
+    return _message(MessageType.ERROR, bytes([Failure.BUSY]) + f"BUSY {int(retry_after)}".encode())
 
 
 class NotMoshpitPeer(HandshakeError):
@@ -330,6 +349,9 @@ class _Handshake:
         if kind == MessageType.ERROR:
             reader = _Reader(body)
             code = reader.u8()
+            words = bytes(body[1:]).split()
+            if code == Failure.BUSY and len(words) == 2 and words[1].isdigit():
+                raise ServerBusy(max(1, min(int(words[1]), MAX_RETRY_AFTER)))
             raise HandshakeError(Failure.PEER_ERROR, f"peer reported code {code}: {printable(body[1:])}")
         handler = self._handlers().get((self.state, kind))
         if handler is None:
