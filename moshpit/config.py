@@ -104,6 +104,7 @@ class ClientConfig:
     predict: str = field(default="adaptive", metadata=_check(_choice("adaptive", "always", "never")))
     max_reconnect_backoff_secs: int = field(default=3600, metadata=_check(_between(2, 86400)))
     term: str = "xterm-256color"
+    clipboard_max_bytes: int = field(default=0, metadata=_check(_between(0, 1 << 20)))   # 0: no OSC 52
     log: LogConfig = field(default_factory=LogConfig)
 
 

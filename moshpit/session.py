@@ -13,6 +13,7 @@ from moshpit.protocol.channel import Channel
 from moshpit.protocol.events import DataReceived, Resized, ScreenUpdate
 from moshpit.protocol.handshake import DiffMode
 from moshpit.terminal.model import MAX_COLUMNS, MAX_ROWS, ScreenState, TerminalModel
+from moshpit.terminal.queries import QueryFilter
 from moshpit.terminal.render import render_diff, render_full
 
 BATCH_DELAY = 0.008            # gather PTY output this long before re-reading the screen
@@ -152,8 +153,9 @@ class ServerSession:
 class ClientSession:
     """What the user's terminal shows, and the bytes that keep it so."""
 
-    def __init__(self, cols: int = 80, rows: int = 24):
+    def __init__(self, cols: int = 80, rows: int = 24, clipboard_max_bytes: int = 0):
         self.cols, self.rows = clamp_window(cols, rows)
+        self.queries = QueryFilter(clipboard_max_bytes)   # reliable mode: nothing may ask the terminal
         self.displayed = ScreenState.blank(cols, rows)     # what the real terminal shows
         self._held: dict[int, ScreenState] = {}
         self._model: TerminalModel | None = None          # holds state _model_state, ready to feed
@@ -163,7 +165,7 @@ class ClientSession:
 
     def on_event(self, event, channel: Channel) -> None:
         if isinstance(event, DataReceived):
-            self.output += event.data                     # reliable: the raw stream
+            self.output += self.queries.feed(event.data)  # reliable: the raw stream, less queries
             if event.data:
                 self.at_line_start = event.data.endswith(b"\n")   # no model to ask: a good guess
         elif isinstance(event, ScreenUpdate):

@@ -365,3 +365,15 @@ def test_a_busy_server_is_waited_for_not_reported_as_a_reset(shell, mps):
     assert b"reset by peer" not in shell.output
     shell.type("exit\r")
     assert shell.expect(b"mp: shell exited with status 0")
+
+
+def test_remote_output_cannot_question_the_local_terminal(shell):
+    """Reliable mode writes the shell's bytes to the user's terminal; queries and clipboard
+    access are taken out on the way (the echo-back attack), the rest arrives."""
+    shell.type(f"{MP} --local\r")
+    shell.type("printf 'A\\033[6nB\\033[21tC\\033]52;c;aGk=\\007D\\033P$qm\\033\\\\E-%s\\n' $((2+3))\r")
+    assert shell.expect(b"ABCDE-5")
+    assert b"\x1b[6n" not in shell.output and b"\x1b[21t" not in shell.output
+    assert b"]52;" not in shell.output.replace(b"]52;c;aGk=\\007", b"")   # only in the typed command
+    shell.type("exit\r")
+    assert shell.expect(b"mp: shell exited with status 0")

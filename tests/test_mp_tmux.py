@@ -75,3 +75,12 @@ def test_full_screen_program_resize_and_wide_text(pane):
     assert pane.wait_for("wide:2中文 é", "wide:2中文 e\u0301")
     pane.keys("exit")
     assert pane.wait_for("mp-exited-0")
+
+
+def test_each_terminal_query_is_answered_once(pane):
+    """The server's screen model answers the cursor-position query; the user's terminal
+    (tmux here, which answers too) must not be asked as well, or the shell reads two."""
+    pane.keys("printf '\\033[6n'; IFS= read -rs -t 2 -d '' ans; "
+              "echo answers=$(printf %s \"$ans\" | tr -cd R | wc -c)-$((4+4))")
+    assert pane.wait_for("-8"), pane.screen()
+    assert "answers=1-8" in pane.screen(), pane.screen()

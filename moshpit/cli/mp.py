@@ -139,6 +139,7 @@ def _run_remote(config, args) -> int:
                     env={k: v for k, v in os.environ.items() if k in ("LANG", "TZ") or k.startswith("LC_")},
                     resume_token=sessions.load(host, config.server_port, user),
                     max_reconnect_backoff=config.max_reconnect_backoff_secs,
+                    clipboard_max_bytes=config.clipboard_max_bytes,
                     on_resumed=lambda params: sessions.save(host, config.server_port, user,
                                                             params.resume_token))
     client.connect()
@@ -170,7 +171,8 @@ def _run_local(config) -> int:
         client = Client("127.0.0.1", server.address[1], identity=client_key, user=server.user.pw_name,
                         known_hosts=PinnedHostKey(bytes(host_key.verify_key)), policy=HostKeyPolicy.STRICT,
                         diff_mode=DiffMode(config.diff_mode), term=os.environ.get("TERM", config.term),
-                        max_reconnect_backoff=config.max_reconnect_backoff_secs)
+                        max_reconnect_backoff=config.max_reconnect_backoff_secs,
+                        clipboard_max_bytes=config.clipboard_max_bytes)
         client.connect()
         code = client.run()
     finally:

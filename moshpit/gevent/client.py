@@ -63,7 +63,7 @@ class Client:
                  policy: HostKeyPolicy, diff_mode: DiffMode = DiffMode.RELIABLE,
                  term: str = "xterm-256color", env: dict | None = None, ask=None,
                  stdin_fd: int = 0, stdout_fd: int = 1, resume_token: bytes | None = None,
-                 max_reconnect_backoff: float = 3600, on_resumed=None):
+                 max_reconnect_backoff: float = 3600, on_resumed=None, clipboard_max_bytes: int = 0):
         self.host, self.port = host, port
         self.identity, self.user = identity, user
         self.known_hosts, self.policy, self.ask = known_hosts, policy, ask
@@ -82,6 +82,7 @@ class Client:
         self._status_shown = False
         self.session_over = False     # True once the shell is gone (or we ended it)
         self.on_resumed = on_resumed  # called with the new SessionParams after each reconnect
+        self.clipboard_max_bytes = clipboard_max_bytes   # OSC 52 writes up to this size (0: none)
         self.reconnects = self.reconnect_failures = 0
         self._backoff = Backoff(max_reconnect_backoff)   # reset once a connection is heard from
         self._reconnector: gevent.Greenlet | None = None
@@ -115,7 +116,7 @@ class Client:
                 self._trusted_just_now = False
                 log.info("key exchange after the host-key question failed (%s); trying again", exc)
         self._open_channel(params, address)
-        self.session = ClientSession(cols, rows)
+        self.session = ClientSession(cols, rows, self.clipboard_max_bytes)
 
     def _key_exchange(self, cols: int, rows: int, token: bytes | None, *, resume_only: bool):
         """One TCP key exchange; returns the session parameters and the server's address."""
