@@ -444,3 +444,34 @@ def test_a_failing_session_greenlet_ends_its_session_cleanly(home, monkeypatch):
     finally:
         client.close()
         srv.stop()
+
+
+def test_a_session_is_a_login_in_utmp_and_wtmp(home, tmp_path):
+    """As sshd: `who` lists the session while it lasts, `last` remembers it."""
+    import struct
+    from moshpit.gevent.logins import DEAD_PROCESS, USER_PROCESS, LoginRecords, Utmpx
+    utmp, wtmp = tmp_path / "utmp", tmp_path / "wtmp"
+    utmp.touch()
+    wtmp.touch()
+    _, key = home
+    srv = make_server(home, login_records=LoginRecords(str(utmp), str(wtmp)))
+
+    def records(path):
+        data = path.read_bytes()
+        size = struct.calcsize("384s")
+        return [Utmpx.from_buffer_copy(data[i:i + size]) for i in range(0, len(data), size)]
+
+    client = ShellClient(srv.address, key, srv.user.pw_name)
+    try:
+        client.type(b"echo tty=$(tty).\r")
+        assert client.wait_for(lambda: re.search(rb"tty=/dev/(pts/\d+)\.", bytes(client.received)))
+        line = re.search(rb"tty=/dev/(pts/\d+)\.", bytes(client.received)).group(1)
+        now, = [r for r in records(utmp) if r.ut_type == USER_PROCESS]
+        assert (now.ut_line, now.ut_user, now.ut_host) == (line, srv.user.pw_name.encode(), b"127.0.0.1")
+        client.type(b"exit\r")
+        assert client.wait_for(lambda: not srv.sessions)
+        assert [r.ut_type for r in records(utmp)] == [DEAD_PROCESS]      # no longer logged in
+        assert [(r.ut_type, r.ut_line) for r in records(wtmp)] == [(USER_PROCESS, line), (DEAD_PROCESS, line)]
+    finally:
+        client.close()
+        srv.stop()

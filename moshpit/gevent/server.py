@@ -38,6 +38,7 @@ from moshpit.protocol.handshake import DiffMode, HandshakeError, RefuseCode, Ser
 from moshpit.protocol.ratelimit import HandshakeLimiter, retry_after
 from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionGone, SessionRegistry, TooManySessions
 from moshpit.gevent import udp
+from moshpit.gevent.logins import LoginRecords, pty_line
 from moshpit.session import ServerSession
 
 log = logging.getLogger("moshpit.server")
@@ -89,7 +90,8 @@ def _become(user: pwd.struct_passwd) -> None:
 class ShellSession:
     """One shell on a PTY, its screen, its UDP socket and whichever channel is attached."""
 
-    def __init__(self, server: "Server", record, request: AuthRequested, sock, user: pwd.struct_passwd):
+    def __init__(self, server: "Server", record, request: AuthRequested, sock, user: pwd.struct_passwd,
+                 host: str = ""):
         self.server = server
         self.record = record
         self.sock = sock
@@ -105,6 +107,9 @@ class ShellSession:
         self._to_pty_ready = gevent.event.Event()
         self._drained = gevent.event.Event()             # the client has caught up with output
         self.pid, self.fd = self._spawn(request, user)
+        self._tty = pty_line(self.fd) if server.login_records is not None else None
+        if self._tty is not None:
+            server.login_records.login(self.pid, self._tty, user.pw_name, host)
         self._pty_readable = udp.Readable(self.fd)
         self._pty_window = self.session.window           # the size the shell's terminal has
         set_window_size(self.fd, *self._pty_window)
@@ -342,6 +347,8 @@ class ShellSession:
         if self.closed:
             return
         self.closed = True
+        if self._tty is not None:
+            self.server.login_records.logout(self.pid, self._tty)
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
         if self._timer is not None:
@@ -369,7 +376,7 @@ class Server:
                  accept_env=("LANG", "LC_*", "TZ"), detached_timeout: float = DEFAULT_DETACHED_TIMEOUT,
                  limiter: HandshakeLimiter | None = None, authorize=None,
                  login_policy: LoginPolicy | None = None, max_sessions_per_user: int = 32,
-                 max_sessions_per_key: int = 16):
+                 max_sessions_per_key: int = 16, login_records: LoginRecords | None = None):
         """``authorize(client_key, user) -> Authorization`` replaces the authorized_keys
         check (an embedder's own key store; ``mp --local``'s one key in memory)."""
         self.host_key = host_key
@@ -378,6 +385,8 @@ class Server:
         self.authorized_keys = authorized_keys
         self.authorize = authorize or self._authorized_keys_check
         self.login_policy = login_policy or LoginPolicy()
+        # utmp/wtmp, as sshd: only root may write them
+        self.login_records = login_records or (LoginRecords() if os.getuid() == 0 else None)
         self.command = command
         self.handshake_timeout = handshake_timeout
         self.accept_env = tuple(accept_env)
@@ -556,7 +565,7 @@ class Server:
             return
         if shell is None:
             try:
-                shell = self._start_shell(record, request, user)
+                shell = self._start_shell(record, request, user, address[0])
             except (PortsExhausted, OSError) as exc:
                 log.warning("could not start a session for %s: %s", request.user, exc)
                 self.registry.close(record.session_id)       # its port goes back to the pool
@@ -572,11 +581,11 @@ class Server:
         log.info("%s session for %s (%s) on UDP %d", "resumed" if admission.resumed else "new",
                  request.user, request.fingerprint, record.udp_port)
 
-    def _start_shell(self, record, request: AuthRequested, user) -> ShellSession:
+    def _start_shell(self, record, request: AuthRequested, user, host: str) -> ShellSession:
         """A UDP socket and a shell for a new session, or nothing at all (no port kept)."""
         sock = self._bind_udp(record)
         try:
-            return ShellSession(self, record, request, sock, user)
+            return ShellSession(self, record, request, sock, user, host)
         except BaseException:
             sock.close()
             raise
