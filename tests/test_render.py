@@ -89,3 +89,23 @@ def test_unchanged_state_costs_nothing():
     model = TerminalModel()
     model.feed(CORPUS[0][3].encode())
     assert render_diff(model.state, model.state) == ""
+
+
+def test_concealed_and_dim_text_stays_so_on_the_client():
+    server = TerminalModel(20, 4)
+    server.feed(b"pw: \x1b[8mhunter2\x1b[28m \x1b[2mhint\x1b[m")
+    full = render_full(server.state)
+    assert "\x1b[0;8m" in full and "\x1b[0;2m" in full
+    client = TerminalModel(20, 4)
+    client.feed(render_diff(client.state, server.state).encode())
+    assert client.state == server.state
+    assert all(c.concealed for c in client.state.lines[0][4:11])
+
+
+def test_a_pending_wrap_survives_autowrap_turned_off():
+    server = TerminalModel(20, 4)
+    server.feed(b"x" * 20 + b"\x1b[?7l")
+    assert (server.state.cursor_x, server.state.autowrap) == (20, False)
+    client = TerminalModel(20, 4)
+    client.feed(render_full(server.state).encode())
+    assert client.state == server.state

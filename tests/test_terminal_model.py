@@ -118,6 +118,92 @@ def test_resize_keeps_content_and_alt_buffer():
         m.resize(0, 10)
 
 
+# --- attributes, the last column, scroll regions (each checked against tmux too) -------
+
+def test_dim_and_concealed_are_kept_and_cleared():
+    m = fed(f"{CSI}1;2;8ma{CSI}22mb{CSI}28mc{CSI}8;2md{CSI}0me{CSI}21mf")
+    a, b, c, d, e, f = m.state.lines[0][:6]
+    assert a.bold and a.dim and a.concealed
+    assert not b.bold and not b.dim and b.concealed            # 22: neither bold nor dim
+    assert not c.concealed and d.dim and d.concealed
+    assert not (e.dim or e.concealed) and m.state.lines[0][6] == m.screen.default_char
+    assert f.underscore and not f.bold                          # 21: a (double) underline
+
+
+def test_moving_up_or_down_cancels_a_pending_wrap():
+    m = fed(f"\r\n{CSI}48;5;21m" + "x" * 80 + f"{CSI}m{CSI}A ")
+    assert m.state.lines[0][79] == m.screen.default_char        # written there, no wrap
+    assert row(m, 2) == "" and (m.state.cursor_x, m.state.cursor_y) == (80, 0)
+    m = fed("x" * 80 + f"{CSI}By")
+    assert m.state.lines[1][79].data == "y"
+
+
+def test_a_tab_keeps_a_pending_wrap():
+    m = fed("x" * 80 + "\ty")
+    assert row(m, 0) == "x" * 80 and row(m, 1) == "y"
+
+
+def test_without_autowrap_the_cursor_sticks_on_the_last_column():
+    m = fed(f"{CSI}?7l{CSI}41m" + "x" * 85)
+    assert m.state.cursor_x == 79
+    m.feed(f"{CSI}m{CSI}K\b\bz".encode())
+    assert row(m, 0) == "x" * 77 + "zx" and m.state.lines[0][79] == m.screen.default_char
+
+
+@pytest.mark.parametrize("setup, sequence, blank_rows", [
+    ("a\r\nb\r\nc", "\n", [2]),                                        # LF at the bottom
+    ("a\r\nb\r\nc", f"{CSI}H\x1bM", [0]),                               # RI at the top
+    ("a\r\nb\r\nc", f"{CSI}2S", [1, 2]),
+    ("a\r\nb\r\nc", f"{CSI}T", [0]),
+    ("a\r\nb\r\nc", f"{CSI}2;1H{CSI}L", [1]),
+    ("a\r\nb\r\nc", f"{CSI}2;1H{CSI}M", [2]),
+    ("a\r\nb\r\nc", f"{CSI}2J", [0, 1, 2]),                              # all, not only what was written
+])
+def test_what_scrolls_or_is_inserted_in_takes_the_background(setup, sequence, blank_rows):
+    m = fed(setup + f"{CSI}44;4m" + sequence, rows=3)
+    for y in blank_rows:
+        assert all(c.data == " " and c.bg == "blue" and not c.underscore for c in m.state.lines[y])
+
+
+def test_characters_opened_up_take_the_background():
+    m = fed("0123456789" * 8 + f"{CSI}1;3H{CSI}44m{CSI}2@{CSI}1;1H{CSI}3P")
+    line = m.state.lines[0]
+    assert "".join(c.data for c in line) == " " + ("0123456789" * 8)[2:78] + "   "
+    assert [c.bg for c in line[:2] + line[77:]] == ["blue", "default", "blue", "blue", "blue"]
+
+
+def test_a_wrap_scrolls_in_a_blank_line_not_a_coloured_one():
+    m = fed(f"{CSI}3;1H{CSI}44m" + "x" * 81, rows=3)              # as tmux: the wrap does not erase
+    assert m.state.lines[2][1] == m.screen.default_char
+
+
+def test_the_cursor_outside_the_region_moves_freely():
+    m = fed(f"{CSI}5;10r{CSI}20;1H\n\nbelow{CSI}2;1H\x1bM\x1bMabove")
+    assert row(m, 21) == "below" and row(m, 0) == "above"
+    m.feed(f"{CSI}1;1H{CSI}30B1{CSI}24;1H{CSI}30A2".encode())
+    assert row(m, 9) == "1" and row(m, 4) == "2"                 # stopped by the region's edges
+
+
+def test_resetting_the_region_homes_the_cursor():
+    m = fed(f"{CSI}5;10r{CSI}7;7H{CSI}rx")
+    assert row(m, 0) == "x" and m.state.margins is None
+
+
+def test_deleting_lines_brings_blank_lines_up_too():
+    m = fed(f"a\r\nb\r\n\r\nd{CSI}2;1H{CSI}M")
+    assert [row(m, y) for y in range(4)] == ["a", "", "d", ""]
+
+
+def test_inserted_and_deleted_characters_do_not_come_back_from_past_the_edge():
+    m = fed("0123456789" * 8 + f"{CSI}1;1H{CSI}3@{CSI}P")
+    assert row(m, 0) == "  " + ("0123456789" * 8)[:77]
+
+
+def test_restoring_a_cursor_never_saved_resets_the_pen():
+    m = fed(f"{CSI}1;41m\x1b8x")
+    assert m.state.lines[0][0] == m.screen.default_char._replace(data="x")
+
+
 # --- hostile input ---------------------------------------------------------------
 
 @pytest.mark.parametrize("attack", [
@@ -159,7 +245,9 @@ PIECES = ["\r\n", "\n", "\r", f"{CSI}31m", f"{CSI}0m", f"{CSI}2J", f"{CSI}H", f"
           "\t", "\b", f"{CSI}?1049h", f"{CSI}?1049l", f"{CSI}3;10r", f"{CSI}r", "é", "中",
           "\x1b]2;t\x07", f"{CSI}4h", f"{CSI}4l", "\x1b7", "\x1b8", "\x1bM", f"{CSI}2L", f"{CSI}20h",
           f"{CSI}20l", f"{CSI}?7l", f"{CSI}?7h", "\x1b(0", "\x1b(B", f"{CSI}?6h", f"{CSI}?6l", "\x1b[",
-          f"{CSI}1;4;38;5;100m", f"{CSI}0;1m", f"{CSI}m", f"{CSI}38:2::1:2:3m", f"{CSI}7m", f"{CSI}00;32m"]
+          f"{CSI}1;4;38;5;100m", f"{CSI}0;1m", f"{CSI}m", f"{CSI}38:2::1:2:3m", f"{CSI}7m", f"{CSI}00;32m",
+          f"{CSI}44m", f"{CSI}48;5;21m", f"{CSI}49m", f"{CSI}2;8m", f"{CSI}22;28m", f"{CSI}A", f"{CSI}2B",
+          f"{CSI}S", f"{CSI}T", f"{CSI}M", f"{CSI}P", f"{CSI}2@", f"{CSI}J"]
 
 
 def random_stream(rng: random.Random, size: int) -> bytes:
@@ -194,6 +282,30 @@ def test_fast_path_equals_plain_model(seed, size, shape):
 def test_fast_path_equals_plain_model_on_the_corpus(name, cols, rows, text):
     data = text.encode() * 3
     fast, slow = fed(data, cols, rows), fed(data, cols, rows, fast_path=False)
+    assert fast.state == slow.state
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32), shape=st.sampled_from([(10, 3), (20, 5), (80, 24)]))
+def test_fast_path_equals_plain_model_with_backgrounds_and_line_feeds(seed, shape):
+    """A line feed scrolls a line in in the pen's background, a wrap a blank one: the
+    row the fast path starts drawing on must be the right one of the two."""
+    rng = random.Random(seed)
+    cols, _ = shape
+    parts = []
+    for _ in range(rng.randrange(20, 400)):
+        r = rng.random()
+        if r < 0.15:
+            parts.append(rng.choice([f"{CSI}44m", f"{CSI}48;5;21m", f"{CSI}m", f"{CSI}49m", f"{CSI}1;41m"]))
+        elif r < 0.5:
+            parts.append("x" * rng.choice([cols, cols - 1, 1, 3, cols + 1, 2 * cols]))
+        else:
+            parts.append(rng.choice(["\n", "\r\n", "\r", "\n\n"]))
+    data = "".join(parts).encode()
+    fast, slow = TerminalModel(*shape), TerminalModel(*shape, fast_path=False)
+    for i in range(0, len(data), 3000):
+        fast.feed(data[i:i + 3000])
+        slow.feed(data[i:i + 3000])
     assert fast.state == slow.state
 
 

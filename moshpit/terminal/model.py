@@ -16,12 +16,11 @@ import re
 from dataclasses import dataclass, field
 
 from pyte import modes as mo
-from pyte.screens import Char
 
 from wcwidth import wcwidth
 
 from moshpit import vtscan
-from moshpit.terminal.screen import TermScreen
+from moshpit.terminal.screen import BLANK, Cell, TermScreen
 from moshpit.terminal.stream import TermStream
 
 _SGR = re.compile("\x1b\\[[0-9:;]*m")
@@ -35,7 +34,7 @@ class ScreenState:
 
     cols: int
     rows: int
-    lines: tuple                 # rows x tuple of pyte Char (data, fg, bg, flags)
+    lines: tuple                 # rows x tuple of Cell (data, fg, bg, flags)
     cursor_x: int
     cursor_y: int
     cursor_visible: bool
@@ -44,7 +43,7 @@ class ScreenState:
     app_keypad: bool
     cursor_style: int
     bell_count: int = field(compare=False)   # a bell is an event, not a look
-    pen: Char                    # current SGR attributes (for a reliable-mode repaint)
+    pen: Cell                    # current SGR attributes (for a reliable-mode repaint)
     margins: tuple | None        # scroll region (top, bottom), 0-based, or None
     autowrap: bool
 
@@ -105,26 +104,56 @@ class TerminalModel:
                 pos = start
                 continue                        # the parser may now be mid-sequence
             if end - start >= 2 * screen.columns and self._simple_modes():
-                cut, x, y = vtscan.skip_point(text, start, end, screen.cursor.x, screen.cursor.y,
-                                              screen.columns, screen.lines)
-                if cut > start and x >= 0:
-                    # Everything drawn before ``cut`` scrolls off before ``end``: skip it,
-                    # keeping only what it did to the pen (its SGR sequences).
-                    pens = _SGR.findall(text, start, cut)
-                    for i in range(len(pens) - 1, -1, -1):
-                        if _resets_pen(pens[i]):
-                            pens = pens[i:]      # nothing before a reset matters
-                            break
-                    if pens:
-                        self.stream.feed("".join(pens))
-                    screen.buffer.clear()
-                    screen.dirty.update(range(screen.lines))
-                    screen.cursor.x, screen.cursor.y = x, y
-                    self.skipped_bytes += cut - start
-                    start = cut
+                start = self._skip(text, start, end)
             if end > start:
                 self.stream.feed(text[start:end])
             pos = end
+
+    def _skip(self, text: str, start: int, end: int) -> int:
+        """Skip what of the plain run ``text[start:end]`` scrolls off before it ends,
+        keeping only what it did to the pen (its SGR sequences); return where
+        drawing must begin."""
+        screen = self.screen
+        cut, x, y = vtscan.skip_point(text, start, end, screen.cursor.x, screen.cursor.y,
+                                      screen.columns, screen.lines)
+        if cut <= start or x < 0:
+            return start
+        # The row the cursor stands on at ``cut`` stays on screen. A line feed that
+        # scrolled it in filled it with the pen's background; a wrap left it blank.
+        line_fed = text[cut - 1] == "\n" and (x > 0 or self._at_line_start(text, start, cut - 1))
+        pens = _SGR.findall(text, start, cut)
+        for i in range(len(pens) - 1, -1, -1):
+            if _resets_pen(pens[i]):
+                pens = pens[i:]                  # nothing before a reset matters
+                break
+        if pens:
+            self.stream.feed("".join(pens))
+        screen.buffer.clear()
+        screen.dirty.update(range(screen.lines))
+        screen.cursor.x, screen.cursor.y = x, y
+        if line_fed:
+            screen.erase_rows((y,))
+        self.skipped_bytes += cut - start
+        return cut
+
+    def _at_line_start(self, text: str, start: int, i: int) -> bool:
+        """Whether the cursor stood in column 0 when the plain run ``text[start:]``
+        reached ``i``: only a line feed at column 0 scrolls a line in at the cut with
+        x == 0 (a line feed at a pending wrap is followed by a wrap that scrolls)."""
+        j = i - 1
+        while j >= start:
+            c = text[j]
+            if c == "\r":
+                return True
+            if c == "m":
+                k = text.rfind("\x1b", start, j)
+                if k >= 0 and _SGR.fullmatch(text, k, j + 1):
+                    j = k - 1                    # an SGR sequence: no cursor movement
+                    continue
+            if c != "\n":
+                return False                     # a character: the cursor is past column 0
+            j -= 1
+        return self.screen.cursor.x == 0
 
     def _simple_modes(self) -> bool:
         """The fast path's cursor arithmetic holds: full-screen scrolling, autowrap,
@@ -197,7 +226,8 @@ def _pair_wide_cells(cells: tuple) -> tuple:
 
     pyte lets a write land on half of a wide character, leaving a wide
     character without its right half or a right half without its character;
-    xterm and tmux blank the broken pair instead, and so does the snapshot.
+    xterm and tmux blank the broken pair instead, and so does the snapshot,
+    with a blank of no colour (tmux's).
     """
     text = "".join([c.data for c in cells])
     if len(text) == len(cells) and text.isascii():
@@ -210,11 +240,11 @@ def _pair_wide_cells(cells: tuple) -> tuple:
     while x < cols:
         data = out[x].data
         if data == "":
-            out[x] = out[x]._replace(data=" ")            # a right half on its own
+            out[x] = BLANK                                # a right half on its own
         elif wcwidth(data[0]) == 2:
             if x + 1 < cols and out[x + 1].data == "":
                 x += 2
                 continue
-            out[x] = out[x]._replace(data=" ")            # a left half on its own
+            out[x] = BLANK                                # a left half on its own
         x += 1
     return tuple(out)

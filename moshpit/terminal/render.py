@@ -16,17 +16,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pyte.screens import Char
-
 from moshpit.terminal.model import ScreenState
-from moshpit.terminal.screen import MIRRORED_PRIVATE_MODES, NAMED_COLOURS as _NAMED
+from moshpit.terminal.screen import BLANK, MIRRORED_PRIVATE_MODES, Cell, NAMED_COLOURS as _NAMED
 
 ESC = "\x1b"
 CSI = ESC + "["
 _NAMED_INDEX = {name: i for i, name in enumerate(_NAMED)}
-_DEFAULT_PEN = Char(" ")
-_FLAG_CODES = (("bold", "1"), ("italics", "3"), ("underscore", "4"), ("blink", "5"),
-               ("reverse", "7"), ("strikethrough", "9"))
+_DEFAULT_PEN = BLANK
+_FLAG_CODES = (("bold", "1"), ("dim", "2"), ("italics", "3"), ("underscore", "4"), ("blink", "5"),
+               ("reverse", "7"), ("concealed", "8"), ("strikethrough", "9"))
 _WRITE_THROUGH = 4          # unchanged cells shorter than this are rewritten, not jumped
 
 
@@ -46,27 +44,27 @@ def _colour(value: str, base: int) -> list[str]:
     return []
 
 
-def sgr(cell: Char) -> str:
+def sgr(cell: Cell) -> str:
     """The full SGR sequence for a cell's attributes, starting from a reset."""
     params = ["0"] + [code for field, code in _FLAG_CODES if getattr(cell, field)]
     params += _colour(cell.fg, 30) + _colour(cell.bg, 40)
     return CSI + (";".join(params) if len(params) > 1 else "") + "m"
 
 
-def _same_pen(a: Char, b: Char) -> bool:
+def _same_pen(a: Cell, b: Cell) -> bool:
     return a[1:] == b[1:]
 
 
-def _is_blank(cell: Char) -> bool:
+def _is_blank(cell: Cell) -> bool:
     return cell.data == " " and _same_pen(cell, _DEFAULT_PEN)
 
 
-def _erased(cell: Char) -> bool:
+def _erased(cell: Cell) -> bool:
     """A cell an erase leaves behind: a space with at most a background colour."""
     return cell.data == " " and cell[1] == "default" and not any(cell[3:])
 
 
-def _tail(line: tuple) -> tuple[int, Char]:
+def _tail(line: tuple) -> tuple[int, Cell]:
     """Where the run of identical erased cells that ends the row begins, and its pen."""
     cols = len(line)
     last = line[cols - 1]
@@ -81,7 +79,7 @@ def _tail(line: tuple) -> tuple[int, Char]:
 class _Painter:
     """Tracks what the terminal's cursor and pen are while output is produced."""
 
-    def __init__(self, cols: int, rows: int, x: int | None, y: int | None, pen: Char | None):
+    def __init__(self, cols: int, rows: int, x: int | None, y: int | None, pen: Cell | None):
         self.cols, self.rows = cols, rows
         self.x, self.y = x, y             # None: unknown (after a wrap-pending write)
         self.pen = pen                    # None: unknown
@@ -90,7 +88,7 @@ class _Painter:
     def emit(self, text: str) -> None:
         self.out.append(text)
 
-    def set_pen(self, cell: Char) -> None:
+    def set_pen(self, cell: Cell) -> None:
         if self.pen is None or not _same_pen(self.pen, cell):
             self.emit(sgr(cell))
             self.pen = cell
@@ -243,15 +241,13 @@ def _modes(old: frozenset, new: frozenset) -> str:
 
 
 def _finish(p: _Painter, old: ScreenState | None, new: ScreenState) -> None:
-    """Everything after the cells: title, modes, margins, pen, cursor."""
+    """Everything after the cells: title, modes, margins, cursor, autowrap, pen."""
     if old is None or old.title != new.title:
         p.emit(f"{ESC}]2;{new.title}\x07")
     if old is None or old.app_keypad != new.app_keypad:
         p.emit(f"{ESC}=" if new.app_keypad else f"{ESC}>")
     if old is None or old.cursor_style != new.cursor_style:
         p.emit(f"{CSI}{new.cursor_style} q")
-    if old is None or old.autowrap != new.autowrap:
-        p.emit(f"{CSI}?7{'h' if new.autowrap else 'l'}")
     if old is None or old.margins != new.margins:
         top, bottom = new.margins if new.margins else (0, new.rows - 1)
         p.emit(f"{CSI}{top + 1};{bottom + 1}r" if new.margins else f"{CSI}r")
@@ -267,6 +263,9 @@ def _finish(p: _Painter, old: ScreenState | None, new: ScreenState) -> None:
         p.write_cells(line, start, new.cols)
     else:
         p.move(x, y)
+    if old is None or old.autowrap != new.autowrap:
+        # Only now: a wrap can be left pending (above) only with autowrap on.
+        p.emit(f"{CSI}?7{'h' if new.autowrap else 'l'}")
     p.set_pen(new.pen)
     if old is None or old.cursor_visible != new.cursor_visible:
         p.emit(f"{CSI}?25{'h' if new.cursor_visible else 'l'}")
@@ -337,5 +336,5 @@ def _scroll_first(p: _Painter, old: ScreenState, new: ScreenState) -> tuple:
     p.move(0, rows - 1)
     p.set_pen(_DEFAULT_PEN)                   # new lines take the background (BCE): keep it default
     p.emit("\n" * best_k)                     # full-screen margins here: LF at the bottom scrolls
-    blank = (Char(" "),) * new.cols
+    blank = (BLANK,) * new.cols
     return old.lines[best_k:] + (blank,) * best_k

@@ -6,11 +6,21 @@ subclass, rather than worked around everywhere:
 * alternate screen (1049, 1047, 47) with xterm's save/restore semantics, so
   vim, less and htop leave the main screen as it was;
 * SGR parsed completely, colon forms included (``38:2::r:g:b``), with 256-colour
-  indexes kept as indexes (``"i196"``) rather than flattened to RGB;
+  indexes kept as indexes (``"i196"``) rather than flattened to RGB, and with the
+  attributes pyte's ``Char`` has no field for (dim, concealed) kept in ``Cell``;
 * zero-width characters (ZWJ, variation selectors) join the previous cell
   instead of silently dropping the rest of the text run; unprintable
   characters are skipped one at a time; a wide character that does not fit the
   last column wraps first, as xterm and tmux do;
+* erasing as xterm and tmux do (BCE): what an erase leaves, what scrolls or is
+  inserted in and what ICH and DCH open up takes the pen's background and
+  nothing else, and ED erases whole rows, not only the cells they hold;
+* scroll regions as xterm and tmux keep them: the cursor outside the region
+  moves freely (pyte pulls it in), IL/DL/ICH/DCH lose nothing, resetting the
+  region homes the cursor;
+* the last column as xterm and tmux keep it: a wrap left pending survives a
+  tab and is cancelled by a move up or down, and without autowrap the cursor
+  sticks on the last column;
 * cursor-position, status and device-attribute queries answered into
   ``replies`` (the caller writes them to the PTY), so programs that ask do not
   hang;
@@ -23,10 +33,12 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
+from typing import NamedTuple
 
 import pyte
+from pyte import charsets as cs
 from pyte import modes as mo
-from pyte.screens import Char, StaticDefaultDict
+from pyte.screens import StaticDefaultDict
 from wcwidth import wcwidth
 
 ALT_SCREEN_MODES = (1049, 1047, 47)
@@ -39,6 +51,30 @@ def _private(mode: int) -> int:
     return mode << 5
 
 
+class Cell(NamedTuple):
+    """One character and its attributes: pyte's ``Char`` plus the attributes it
+    lacks. Concealed text must stay hidden on the client (a password prompt may
+    rely on it) and dim is how many prompts grey out hints, so both are state.
+    pyte's fields come first and in its order: its own code only ever calls
+    ``_replace`` on the cells it is given, so it keeps working on these."""
+
+    data: str
+    fg: str = "default"
+    bg: str = "default"
+    bold: bool = False
+    italics: bool = False
+    underscore: bool = False
+    strikethrough: bool = False
+    reverse: bool = False
+    blink: bool = False
+    dim: bool = False
+    concealed: bool = False
+
+
+BLANK = Cell(" ")
+_BLANK_REVERSE = Cell(" ", reverse=True)
+
+
 class TermScreen(pyte.Screen):
     """A pyte Screen that behaves like the terminals moshpit's users run."""
 
@@ -48,7 +84,7 @@ class TermScreen(pyte.Screen):
         self.replies: list[str] = []
         self.malformed = 0
         self._last_char = ""
-        self._cells: dict = {}                # pen -> {char: Char}: plain text reuses its cells
+        self._cells: dict = {}                # pen -> {char: Cell}: plain text reuses its cells
         self.bell_count = 0
         self.cursor_style = 0
         self.app_keypad = False
@@ -57,11 +93,17 @@ class TermScreen(pyte.Screen):
         super().__init__(columns, lines)
 
     # --- lifecycle ------------------------------------------------------------
+    @property
+    def default_char(self) -> Cell:
+        """A blank cell (pyte builds a ``Char``, which would drop our attributes)."""
+        return _BLANK_REVERSE if mo.DECSCNM in self.mode else BLANK
+
     def _new_buffer(self):
-        return defaultdict(lambda: StaticDefaultDict[int, Char](self.default_char))
+        return defaultdict(lambda: StaticDefaultDict[int, Cell](self.default_char))
 
     def reset(self) -> None:
         super().reset()
+        self.cursor.attrs = self.default_char     # pyte's Cursor starts with a Char
         self.cursor_style = 0
         self.app_keypad = False
         self.alt_screen = False
@@ -117,6 +159,16 @@ class TermScreen(pyte.Screen):
     def set_margins(self, top=None, bottom=None) -> None:
         super().set_margins(top, bottom)
         self._ensure_origin_margins()
+
+    def set_scroll_region(self, top=None, bottom=None, *args) -> None:
+        """DECSTBM. Resetting the region homes the cursor as setting one does, and a
+        missing bottom is the screen's (xterm, tmux); pyte's ``set_margins``, which
+        its resize also calls, does neither."""
+        if not top and bottom is None:
+            self.set_margins()
+            self.cursor_position()
+        else:
+            self.set_margins(top, self.lines if bottom is None else bottom)
 
     # --- modes ----------------------------------------------------------------
     def set_mode(self, *modes: int, **kwargs) -> None:
@@ -191,6 +243,53 @@ class TermScreen(pyte.Screen):
         if 0 <= style <= 6:
             self.cursor_style = style
 
+    # --- moving and scrolling ---------------------------------------------------
+    # pyte clamps vertical moves to the scroll region wherever the cursor is, so a
+    # line feed below the region (a status line) jumps into it; xterm and tmux
+    # stop at the region's edge only from inside (or, going down, from above) it.
+    # A cursor waiting to wrap stays on the last column when it moves up or down.
+    def cursor_up(self, count=None) -> None:
+        top = self.margins.top if self.margins is not None else 0
+        limit = top if self.cursor.y >= top else 0
+        self.cursor.y = max(self.cursor.y - (count or 1), limit)
+        self.cursor.x = min(self.cursor.x, self.columns - 1)
+
+    def cursor_down(self, count=None) -> None:
+        bottom = self.margins.bottom if self.margins is not None else self.lines - 1
+        limit = bottom if self.cursor.y <= bottom else self.lines - 1
+        self.cursor.y = min(self.cursor.y + (count or 1), limit)
+        self.cursor.x = min(self.cursor.x, self.columns - 1)
+
+    def index(self) -> None:
+        """IND/LF: scroll at the bottom margin, the new line in the pen's background;
+        elsewhere one line down, to the screen's bottom (a pending wrap stays)."""
+        _, bottom = self.margins or (0, self.lines - 1)
+        if self.cursor.y == bottom:
+            super().index()
+            if self.cursor.attrs.bg != "default":
+                self.erase_rows((bottom,))
+        elif self.cursor.y < self.lines - 1:
+            self.cursor.y += 1
+
+    def reverse_index(self) -> None:
+        """RI: the mirror of ``index``."""
+        top, _ = self.margins or (0, self.lines - 1)
+        if self.cursor.y == top:
+            super().reverse_index()
+            if self.cursor.attrs.bg != "default":
+                self.erase_rows((top,))
+        elif self.cursor.y > 0:
+            self.cursor.y -= 1
+
+    def _wrap(self) -> None:
+        """Autowrap to the next line. A line this scrolls in stays blank: tmux erases
+        with the pen's background only on an explicit line feed."""
+        self.cursor.x = 0
+        if self.cursor.y == (self.margins.bottom if self.margins is not None else self.lines - 1):
+            super().index()
+        elif self.cursor.y < self.lines - 1:
+            self.cursor.y += 1
+
     def scroll_up(self, count: int = 1, *args, **kwargs) -> None:
         """SU: scroll the region up, the cursor staying where it is."""
         self._scroll(max(count, 1), up=True)
@@ -199,8 +298,11 @@ class TermScreen(pyte.Screen):
         """SD: scroll the region down, the cursor staying where it is."""
         self._scroll(max(count, 1), up=False)
 
-    def _scroll(self, count: int, up: bool) -> None:
-        top, bottom = self.margins or (0, self.lines - 1)
+    def _scroll(self, count: int, up: bool, top: int | None = None) -> None:
+        """Scroll the region (from row ``top`` down, if given) by ``count`` rows; the
+        rows that come in are erased in the pen's background."""
+        region_top, bottom = self.margins or (0, self.lines - 1)
+        top = region_top if top is None else top
         count = min(count, bottom - top + 1)
         rows = [self.buffer[y] if y in self.buffer else None for y in range(top, bottom + 1)]
         rows = rows[count:] + [None] * count if up else [None] * count + rows[:-count]
@@ -210,12 +312,80 @@ class TermScreen(pyte.Screen):
             else:
                 self.buffer[y] = row
         self.dirty.update(range(top, bottom + 1))
+        self.erase_rows(range(bottom - count + 1, bottom + 1) if up else range(top, top + count))
 
-    # Erasing: xterm and tmux fill erased cells with the current background only
-    # (BCE); pyte copies every attribute (underline, reverse, ...) into them.
+    # IL and DL scroll the part of the region from the cursor down, and keep the
+    # column (pyte returns to column 0, and its DL leaves a row in place when the
+    # row meant to replace it is blank).
+    def insert_lines(self, count=None) -> None:
+        top, bottom = self.margins or (0, self.lines - 1)
+        if top <= self.cursor.y <= bottom:
+            self._scroll(count or 1, up=False, top=self.cursor.y)
+
+    def delete_lines(self, count=None) -> None:
+        top, bottom = self.margins or (0, self.lines - 1)
+        if top <= self.cursor.y <= bottom:
+            self._scroll(count or 1, up=True, top=self.cursor.y)
+
+    # ICH and DCH: pyte's shift a cell past the right edge and back again.
+    def insert_characters(self, count=None) -> None:
+        self._shift_cells(count or 1, right=True)
+
+    def delete_characters(self, count=None) -> None:
+        self._shift_cells(count or 1, right=False)
+
+    def _shift_cells(self, count: int, right: bool) -> None:
+        """Shift the cells from the cursor to the right edge by ``count``; the cells
+        opened up are erased in the pen's background."""
+        x, columns = self.cursor.x, self.columns
+        if x >= columns:
+            return
+        count = min(count, columns - x)
+        line = self.buffer[self.cursor.y]
+        cells = [line.get(c) for c in range(x, columns)]          # None: never written
+        cells = [None] * count + cells[:-count] if right else cells[count:] + [None] * count
+        for c, cell in zip(range(x, columns), cells):
+            if cell is None:
+                line.pop(c, None)
+            else:
+                line[c] = cell
+        self.dirty.add(self.cursor.y)
+        start = x if right else columns - count
+        self._erase_cells(start, start + count)
+
+    # --- erasing ----------------------------------------------------------------
+    # xterm and tmux fill erased cells with the current background only (BCE),
+    # and that includes lines scrolled or inserted in and cells opened by ICH and
+    # DCH; pyte copies every attribute (underline, reverse, ...) into erased cells
+    # and leaves the rest blank.
+    def _blank(self):
+        """What an erase leaves in a cell now."""
+        bg = self.cursor.attrs.bg
+        return self.default_char if bg == "default" else self.default_char._replace(bg=bg)
+
+    def erase_rows(self, rows) -> None:
+        """Blank whole rows, in the pen's background."""
+        blank = self._blank()
+        self.dirty.update(rows)
+        if blank is self.default_char:
+            for y in rows:
+                self.buffer.pop(y, None)
+            return
+        cells = dict.fromkeys(range(self.columns), blank)
+        for y in rows:
+            line = self.buffer[y] = StaticDefaultDict[int, Cell](self.default_char)
+            line.update(cells)
+
+    def _erase_cells(self, start: int, end: int) -> None:
+        if start < end and self.cursor.attrs.bg != "default":
+            blank = self._blank()
+            line = self.buffer[self.cursor.y]
+            for x in range(start, end):
+                line[x] = blank
+
     def _erase_with_background(self, erase, *args, **kwargs) -> None:
         pen = self.cursor.attrs
-        self.cursor.attrs = self.default_char._replace(bg=pen.bg)
+        self.cursor.attrs = self._blank()
         try:
             erase(*args, **kwargs)
         finally:
@@ -226,21 +396,19 @@ class TermScreen(pyte.Screen):
             self._erase_with_background(super().erase_in_line, how, private)
 
     def erase_in_display(self, how: int = 0, *args, **kwargs) -> None:
-        if how in (0, 1, 2):                    # 3 erases scrollback only: none here
-            self._erase_with_background(super().erase_in_display, how, *args, **kwargs)
+        """ED: whole rows are erased (pyte recolours only the cells a row holds)."""
+        y = self.cursor.y
+        if how == 0:
+            self.erase_rows(range(y + 1, self.lines))
+            self.erase_in_line(0)
+        elif how == 1:
+            self.erase_rows(range(y))
+            self.erase_in_line(1)
+        elif how == 2:
+            self.erase_rows(range(self.lines))     # 3 erases scrollback only: none here
 
     def erase_characters(self, count=None) -> None:
         self._erase_with_background(super().erase_characters, count)
-
-    def insert_lines(self, count=None) -> None:
-        x = self.cursor.x                       # xterm and tmux keep the column; pyte returns to 0
-        super().insert_lines(count)
-        self.cursor.x = x
-
-    def delete_lines(self, count=None) -> None:
-        x = self.cursor.x
-        super().delete_lines(count)
-        self.cursor.x = x
 
     def bell(self, *args) -> None:
         self.bell_count += 1
@@ -260,6 +428,9 @@ class TermScreen(pyte.Screen):
         super().restore_cursor()
         self.savepoints = saved                     # DECRC can restore the same point twice
         self.cursor = copy.copy(self.cursor)        # ...so do not move the saved one around
+        if not saved:                               # nothing saved: the power-on pen (xterm, tmux)
+            self.cursor.attrs = self.default_char
+            self.charset, self.g0_charset, self.g1_charset = 0, cs.LAT1_MAP, cs.VT100_MAP
 
     def save_cursor_sco(self, *args, **kwargs) -> None:
         if not kwargs.get("private"):
@@ -272,6 +443,12 @@ class TermScreen(pyte.Screen):
     def repeat_last(self, count: int = 1, *args, **kwargs) -> None:
         if self._last_char:
             self.draw(self._last_char * min(max(count, 1), self.columns * self.lines))
+
+    def tab(self) -> None:
+        """HT. From the last column, or a wrap pending past it, it goes nowhere (tmux);
+        pyte steps back onto the last column, cancelling the wrap."""
+        if self.cursor.x < self.columns - 1:
+            super().tab()
 
     def back_tab(self, count: int = 1, *args, **kwargs) -> None:
         for _ in range(max(count, 1)):
@@ -295,6 +472,9 @@ class TermScreen(pyte.Screen):
         columns = self.columns
         autowrap = mo.DECAWM in self.mode
         insert = mo.IRM in self.mode
+        # Without autowrap the cursor sticks on the last column (xterm, tmux): there
+        # is no pending wrap, so BS and CUB count from that column.
+        right = columns if autowrap else columns - 1
         for char in data:
             width = wcwidth(char)
             if width < 0:
@@ -305,8 +485,7 @@ class TermScreen(pyte.Screen):
             if cursor.x == columns or (width == 2 and cursor.x == columns - 1):
                 if autowrap:
                     self.dirty.add(cursor.y)
-                    self.carriage_return()
-                    self.linefeed()
+                    self._wrap()
                 else:
                     cursor.x = columns - width
             if insert:
@@ -316,13 +495,13 @@ class TermScreen(pyte.Screen):
             self._last_char = char
             if width == 2 and cursor.x + 1 < columns:
                 line[cursor.x + 1] = cursor.attrs._replace(data="")
-            cursor.x = min(cursor.x + width, columns)
+            cursor.x = min(cursor.x + width, right)
         self.dirty.add(cursor.y)
 
     def _draw_plain(self, data: str) -> None:
         """``draw`` for printable ASCII with autowrap on: every character is one
         cell wide, so whole runs are placed without measuring each character, and
-        cells are shared (a Char is immutable) instead of built one by one."""
+        cells are shared (a Cell is immutable) instead of built one by one."""
         cursor, columns, attrs = self.cursor, self.columns, self.cursor.attrs
         cells = self._cells.get(attrs)
         if cells is None:
@@ -333,8 +512,7 @@ class TermScreen(pyte.Screen):
         while start < end:
             if cursor.x >= columns:
                 self.dirty.add(cursor.y)
-                self.carriage_return()
-                self.linefeed()
+                self._wrap()
             line = self.buffer[cursor.y]
             x = cursor.x
             run = data[start:start + columns - x]
@@ -382,7 +560,7 @@ class TermScreen(pyte.Screen):
                 replace.pop("data")
             elif attr in _FLAG_ON:
                 replace[_FLAG_ON[attr]] = True
-            elif attr in (21, 22, 23, 24, 25, 27, 29):
+            elif attr in _FLAG_OFF:
                 for name in _FLAG_OFF[attr]:
                     replace[name] = False
             elif 30 <= attr <= 37:
@@ -411,7 +589,9 @@ class TermScreen(pyte.Screen):
         self.cursor.attrs = self.cursor.attrs._replace(**replace)
 
 
-_FLAG_ON = {1: "bold", 3: "italics", 4: "underscore", 5: "blink", 6: "blink", 7: "reverse",
-            9: "strikethrough"}
-_FLAG_OFF = {21: ("bold",), 22: ("bold",), 23: ("italics",), 24: ("underscore",), 25: ("blink",),
-             27: ("reverse",), 29: ("strikethrough",)}
+# SGR 21 is a double underline in xterm, tmux and VTE (ECMA-48), not "bold off" as on
+# the Linux console; it is kept as an underline, the closest this model has.
+_FLAG_ON = {1: "bold", 2: "dim", 3: "italics", 4: "underscore", 5: "blink", 6: "blink",
+            7: "reverse", 8: "concealed", 9: "strikethrough", 21: "underscore"}
+_FLAG_OFF = {22: ("bold", "dim"), 23: ("italics",), 24: ("underscore",), 25: ("blink",),
+             27: ("reverse",), 28: ("concealed",), 29: ("strikethrough",)}

@@ -31,12 +31,13 @@ _C1_STRINGS = {"\x90", "\x98", "\x9e", "\x9f"}
 class TermStream(pyte.Stream):
     escape = dict(pyte.Stream.escape, **{"=": "set_keypad_application", ">": "set_keypad_numeric"})
     csi = dict(pyte.Stream.csi, **{"S": "scroll_up", "T": "scroll_down", "s": "save_cursor_sco",
-                                   "u": "restore_cursor", "b": "repeat_last", "Z": "back_tab"})
+                                   "u": "restore_cursor", "b": "repeat_last", "Z": "back_tab",
+                                   "r": "set_scroll_region"})
     escape = dict(escape, **{"E": "next_line"})
     events = pyte.Stream.events | {"set_keypad_application", "set_keypad_numeric",
                                    "set_cursor_style", "report_secondary_attributes",
                                    "scroll_up", "scroll_down", "save_cursor_sco", "repeat_last",
-                                   "back_tab", "next_line"}
+                                   "back_tab", "next_line", "set_scroll_region"}
 
     def _parser_fsm(self):
         listener = self.listener
