@@ -208,4 +208,6 @@ CORPUS = [
     ("scroll region colours", 80, 24, scroll_region_colours()),
     ("scroll region colours small", 30, 12, scroll_region_colours(12)),
     ("erase colours", 80, 24, erase_colours()),
+    ("alignment", 80, 24, f"{CSI}31;44mpen{CSI}5;10r{CSI}8;8H\x1b#8{CSI}1;1Hx{CSI}24;80Hy\n{CSI}2;2H"
+                          f"\x1b#8\x1b#8\x1b#8z{CSI}J{CSI}12;1H{CSI}3K"),
 ]

@@ -373,3 +373,31 @@ def test_plain_text_drawing_places_cells_as_the_general_path_does(runs, x, y):
     for row in range(6):
         assert [fast.buffer[row][c] for c in range(12)] == [slow.buffer[row][c] for c in range(12)]
     assert fast._last_char == slow._last_char
+
+
+# --- floods of full-screen operations cost one ----------------------------------------------
+
+_TOKENS = st.sampled_from(["\x1b#8", "\x1b[H\x1b[2J", "\x1b[2J", "x", "yz", "\r\n", "\t", "\x08",
+                           "\x1b[31m", "\x1b[44m", "\x1b[m", "\x1b[5;3H", "\x1b[2;5r", "\x07", "中"])
+
+
+@given(st.lists(_TOKENS, max_size=60))
+def test_collapsing_full_screen_floods_changes_nothing_on_screen(tokens):
+    data = "".join(tokens).encode()
+    whole = TerminalModel(20, 6)
+    whole.feed(data)                                   # collapsed within the one feed
+    one_by_one = TerminalModel(20, 6)
+    for byte in range(len(data)):                      # nothing to collapse byte by byte
+        one_by_one.feed(data[byte:byte + 1])
+    assert whole.state == one_by_one.state
+
+
+def test_a_flood_of_alignment_displays_is_one(monkeypatch):
+    from moshpit.terminal.screen import TermScreen
+    calls = []
+    original = TermScreen.alignment_display
+    monkeypatch.setattr(TermScreen, "alignment_display", lambda self: calls.append(1) or original(self))
+    model = TerminalModel(1000, 500)
+    model.feed(b"\x1b#8x" * 3750 + b"\x1b#8" * 5000)  # 35 kB; 8750 full-screen fills unbounded
+    assert len(calls) == 1
+    assert model.state.lines[0][0].data == "E"

@@ -56,6 +56,23 @@ class ScreenState:
         return ["".join(cell.data for cell in line) for line in self.lines]
 
 
+# Operations that rewrite every cell and home the cursor (DECALN; home then erase all).
+# What lies between two of the same kind, if it is only text, cursor-moving controls and
+# SGR, shows nowhere afterwards: the second overwrites its cells and its cursor, and
+# only the pen it left matters. So a flood (alternating with text or not) costs one
+# operation, not one per repeat: at 1000x500, 15 kB of "ESC # 8 x" took 16 s before.
+_OVERWRITTEN = re.compile(r"(\x1b#8|\x1b\[H\x1b\[2J)((?:[^\x00-\x1f\x7f\x1b]|[\r\n\x08\t]"
+                          r"|\x1b\[[0-9:;]*m)*?)(?=\1)")
+_REPEATED_FULL_SCREEN = re.compile(r"(\x1b\[2J)\1+")     # erase all, again: the same
+
+
+def _collapse(text: str) -> str:
+    if "\x1b#8" in text or "\x1b[2J" in text:
+        text = _OVERWRITTEN.sub(lambda m: "".join(_SGR.findall(m.group(2))), text)
+        text = _REPEATED_FULL_SCREEN.sub(r"\1", text)
+    return text
+
+
 class TerminalModel:
     """A terminal that remembers what it shows. Feed it PTY output; read ``state``."""
 
@@ -78,7 +95,7 @@ class TerminalModel:
     # --- input ----------------------------------------------------------------
     def feed(self, data: bytes) -> int:
         """Take PTY output; return the state number afterwards."""
-        text = self._decoder.decode(data)
+        text = _collapse(self._decoder.decode(data))
         try:
             if self.fast_path and len(text) > 4 * self.screen.columns:
                 self._feed_fast(text)
