@@ -85,3 +85,12 @@ def test_queries_hidden_by_controls_are_caught(sneaky, shown):
 def test_an_overlong_csi_never_reaches_the_terminal_as_one():
     out = QueryFilter().feed(b"\x1b[" + b"1;" * 40 + b"c")
     assert b"\x1b" not in out                  # its head is dropped; the rest is mere text
+
+
+def test_a_string_is_judged_on_its_own_bytes_not_on_what_follows_it():
+    """Found by the fuzzer: an empty OSC 52 data field ended by BEL, then a '?'. The
+    verdict read the '?' after the BEL, so the output depended on where feeds were cut."""
+    data = b"\x1b]52;c;\x07?z"
+    whole = QueryFilter(clipboard_max_bytes=64).feed(data)
+    split = QueryFilter(clipboard_max_bytes=64)
+    assert b"".join(split.feed(data[i:i + 1]) for i in range(len(data))) == whole == b"\x1b]52;c;\x07?z"

@@ -99,8 +99,11 @@ class QueryFilter:
             return j + 2
         if kind in (ord("]"), ord("P")):
             head = buf[j + 2:j + 2 + HEAD]
-            if len(head) < HEAD and _STRING_END.search(head) is None:
+            end = _STRING_END.search(head)
+            if end is None and len(head) < HEAD:
                 return -1                                   # too little to decide yet
+            if end is not None:
+                head = head[:end.start()]                   # decide on this string's bytes only
             self._string = self._verdict(kind == ord("]"), head)
             if self._string == "pass":
                 out += buf[j:j + 2]
