@@ -94,3 +94,13 @@ def test_a_string_is_judged_on_its_own_bytes_not_on_what_follows_it():
     whole = QueryFilter(clipboard_max_bytes=64).feed(data)
     split = QueryFilter(clipboard_max_bytes=64)
     assert b"".join(split.feed(data[i:i + 1]) for i in range(len(data))) == whole == b"\x1b]52;c;\x07?z"
+
+
+def test_a_clipboard_read_is_refused_however_long_its_selection_field():
+    """Found by reading the code after the fuzzer's report: the '?' lay past the head the
+    verdict looked at, so with writes allowed a read passed as a write."""
+    for selection in (b"c", b"cccccccccccc", b"p" * 200):
+        read = b"\x1b]52;" + selection + b";?\x07"
+        assert QueryFilter(clipboard_max_bytes=1000).feed(b"a" + read + b"b") == b"ab"
+    write = b"\x1b]52;" + b"c" * 12 + b";aGk=\x07"
+    assert QueryFilter(clipboard_max_bytes=1000).feed(write) == write

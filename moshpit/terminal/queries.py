@@ -153,11 +153,9 @@ class QueryFilter:
             return "drop" if head[:2] in (b"$q", b"+q") else "pass"
         if _COLOUR_QUERY.match(head):
             return "drop"
-        number, _, rest = head.partition(b";")
-        if number != b"52":
+        if head.partition(b";")[0] != b"52":
             return "pass"
-        data = rest.partition(b";")[2]
-        return "hold" if self.clipboard_max_bytes and not data.startswith(b"?") else "drop"
+        return "hold" if self.clipboard_max_bytes else "drop"   # read or write: seen at its end
 
     def _in_string(self, buf: bytes, i: int, out: bytearray) -> int:
         """Inside an OSC/DCS string: its bytes up to its end (BEL or ESC \\), passed,
@@ -179,7 +177,10 @@ class QueryFilter:
             closing = 0                                     # aborted: the rest is read anew
         self._take(buf[i:end + closing], out)
         if self._string == "hold" and closing:
-            out += self._kept                               # a clipboard write, within bounds
+            if _is_clipboard_read(bytes(self._kept)):
+                self.dropped += 1
+            else:
+                out += self._kept                           # a clipboard write, within bounds
         self._string, self._kept = None, bytearray()
         return end + closing
 
@@ -191,3 +192,10 @@ class QueryFilter:
             if len(self._kept) > self.clipboard_max_bytes + HEAD:
                 self._string, self._kept = "drop", bytearray()   # too big for the clipboard
                 self.dropped += 1
+
+
+def _is_clipboard_read(osc: bytes) -> bool:
+    """``ESC ] 52 ; selection ; ? ...``: the data field asks for the clipboard's contents,
+    however long the selection field before it."""
+    fields = osc[2:].split(b";", 2)
+    return len(fields) < 3 or fields[2].startswith(b"?")
