@@ -332,7 +332,8 @@ def test_a_slow_yes_still_gets_in(shell, mps, tmp_path):
     """People read fingerprints slowly; the server gives up on a key exchange long before
     (here after 1 s). The answer is kept and the exchange done again, asking nothing."""
     server = subprocess.Popen([sys.executable, "-c", SLOW_SERVER, str(tmp_path / ".mp" / "mps_host_ed25519_key"),
-                               str(tmp_path / ".mp" / "authorized_keys")], stdout=subprocess.PIPE, text=True)
+                               str(tmp_path / ".mp" / "authorized_keys")], stdout=subprocess.PIPE, text=True,
+                              cwd=str(tmp_path))     # the installed package, not the source tree
     try:
         port = int(server.stdout.readline())
         shell.type(f"{MP} -p {port} 127.0.0.1\r")
