@@ -33,3 +33,4 @@ echo "== benchmark smoke runs"
 .venv/bin/python benchmarks/bench_terminal.py --quick
 .venv/bin/python benchmarks/bench_loss.py --quick
 .venv/bin/python benchmarks/bench_e2e.py --quick
+.venv/bin/python benchmarks/bench_load.py --quick
