@@ -189,7 +189,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def test_sessions_stay_without_a_detached_timeout(server, home):
+def test_a_session_outlives_a_client_that_vanished(server, home):
     _, key = home
     client = ShellClient(server.address, key, server.user.pw_name)
     client.type(b"echo here\r")
