@@ -173,7 +173,8 @@ class Moshpit(Tool):
         self.mode = mode
         self.name = f"moshpit {mode}"
 
-    def start_server(self):
+    def make_keys(self) -> tuple[Path, Path]:
+        """A host key, a client key and its authorized_keys; returns (keys dir, authorized_keys)."""
         keys = self.work / ".mp"
         keys.mkdir(mode=0o700, exist_ok=True)
         for path, host in ((keys / "host_key", ["--host"]), (keys / "id_ed25519", [])):
@@ -183,6 +184,10 @@ class Moshpit(Tool):
         auth = keys / "authorized_keys"
         auth.write_text((keys / "id_ed25519.pub").read_text())
         auth.chmod(0o600)
+        return keys, auth
+
+    def start_server(self):
+        keys, auth = self.make_keys()
         self.port = free_port()
         udp = free_port(socket.SOCK_DGRAM)
         env = dict(self.env, MOSHPITS_AUTHORIZED_KEYS_FILE=str(auth))

@@ -199,15 +199,7 @@ class MoshpitLoad(Moshpit):
 
     def start_server(self):
         """As ``Moshpit.start_server``, with ports and session limits for N sessions."""
-        keys = self.work / ".mp"
-        keys.mkdir(mode=0o700, exist_ok=True)
-        for path, host in ((keys / "host_key", ["--host"]), (keys / "id_ed25519", [])):
-            if not path.exists():
-                subprocess.run([BIN / "mp-keygen", "generate", *host, "--no-passphrase", "-f", path],
-                               env=self.env, check=True, capture_output=True)
-        auth = keys / "authorized_keys"
-        auth.write_text((keys / "id_ed25519.pub").read_text())
-        auth.chmod(0o600)
+        keys, auth = self.make_keys()
         self.port = free_port()
         low = random.randrange(20000, 30000)             # below the ephemeral range; mps skips taken ports
         env = dict(self.env, MOSHPITS_AUTHORIZED_KEYS_FILE=str(auth), MOSHPITS_MAX_SESSIONS_PER_USER="0",

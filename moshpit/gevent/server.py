@@ -55,7 +55,7 @@ ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 TERM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 
 
-def _printable(value: str) -> bool:
+def _sane_value(value: str) -> bool:
     """No control characters (a value is pasted into a shell's world, not a terminal's)."""
     return value.isprintable() and len(value) <= 1024
 
@@ -436,7 +436,7 @@ class Server:
         """The client's variables this server lets through: ``accept_env`` patterns, names of
         capitals, digits and ``_`` only (no ``LC_ALL\nLD_PRELOAD``), printable values."""
         return {key: value for key, value in env.items()
-                if key != "TERM" and ENV_NAME.fullmatch(key) and _printable(value)
+                if key != "TERM" and ENV_NAME.fullmatch(key) and _sane_value(value)
                 and any(fnmatch.fnmatchcase(key, pattern) for pattern in self.accept_env)}
 
     def _forget(self, shell: ShellSession) -> None:
