@@ -23,6 +23,8 @@ KEPT_CELLS = 1_000_000         # ...and their cells in all: two 1000x500 screens
 RESIZE_INTERVAL = 0.1          # a window size is applied at most this often (a RESIZE re-lays
                                # the whole screen; a flood of them must not cost more)
 MAX_BACKLOG = 4 << 20          # reliable output waiting to be sent; beyond it, a repaint instead
+FEED_BUDGET = 50_000           # screen-model work per step (the model's cost units, ~20-50 ms):
+                               # costly output is modelled a step at a time, the loop free between
 
 
 def clamp_window(cols: int, rows: int) -> tuple[int, int]:
@@ -76,22 +78,31 @@ class ServerSession:
         elif len(self._pending) >= BATCH_LIMIT:
             self.flush()
 
+    @property
+    def backlogged(self) -> bool:
+        """The model has output still to take: read no more from the PTY until it has."""
+        return bool(self.model.backlog)
+
     def get_timer(self) -> float | None:
+        if self.model.backlog:
+            return 0.0                        # due now: the next step of a costly feed
         deadlines = [t for t in (None if self._pending_since is None else self._pending_since + BATCH_DELAY,
                                  None if self._window_wanted is None else self._resized_at + RESIZE_INTERVAL)
                      if t is not None]
         return min(deadlines, default=None)
 
     def handle_timer(self, now: float) -> None:
-        if self._pending_since is not None and now >= self._pending_since + BATCH_DELAY:
+        if self.model.backlog or (self._pending_since is not None
+                                  and now >= self._pending_since + BATCH_DELAY):
             self.flush()
         if self._window_wanted is not None and now >= self._resized_at + RESIZE_INTERVAL:
             self._apply_window(now)
 
-    def flush(self) -> None:
-        """Feed gathered output to the screen model (in one piece: the fast path likes that)."""
-        if self._pending:
-            self.model.feed(bytes(self._pending))
+    def flush(self, complete: bool = False) -> None:
+        """Feed gathered output to the screen model (in one piece: the fast path likes
+        that), up to FEED_BUDGET of work unless ``complete``; the timer takes the rest."""
+        if self._pending or self.model.backlog:
+            self.model.feed(bytes(self._pending), budget=None if complete else FEED_BUDGET)
             self._pending.clear()
             self.pty_input += self.model.take_replies()
         self._pending_since = None
@@ -115,8 +126,9 @@ class ServerSession:
                 self._kept_cells -= gone.cols * gone.rows
 
     def screen_source(self, base: int, state: int) -> bytes:
-        """What the channel sends: a diff from ``base``, or a full repaint from 0."""
-        self.flush()
+        """What the channel sends: a diff from ``base``, or a full repaint from 0. A
+        repaint inside the raw stream must show everything the stream has carried."""
+        self.flush(complete=self.channel is not None and self.channel.diff_mode is DiffMode.RELIABLE)
         target = self._states.get(state, self.model.state)
         old = self._states.get(base) if base else None
         if old is None:

@@ -187,6 +187,24 @@ def seq(n=2000) -> str:
     return "".join(f"{i}\n" for i in range(1, n + 1))
 
 
+def repeats_and_back_tabs(cols=80) -> str:
+    """REP as tmux has it: to the line's end only, also from a pending wrap, in insert
+    mode and without autowrap; CBT past every stop (both bounded against floods)."""
+    return (f"ab{CSI}9999b|\r\n" + "x" * cols + f"{CSI}3b|\r\n"
+            f"0123456789\r{CSI}4h{CSI}3Cq{CSI}2b{CSI}4l\r\n"
+            f"{CSI}?7l{CSI}{cols - 3}Gw{CSI}9b{CSI}?7h\r\n{CSI}{cols // 2}G{CSI}2Z<{CSI}9999Z>")
+
+
+def filled_rows(cols=80) -> str:
+    """Rows filled whole (DECALN, erase with a background) and then cut into: cells
+    inserted, deleted, erased; lines scrolled and inserted over a background."""
+    return (f"\x1b#8{CSI}8;5H{CSI}3@{CSI}9;5H{CSI}4P{CSI}10;5H{CSI}44m{CSI}6X{CSI}m{CSI}11;9H{CSI}1K"
+            f"{CSI}12;{cols - 10}H{CSI}0K{CSI}13;1H{CSI}2K{CSI}14;3H{CSI}45m{CSI}9999@{CSI}m"
+            f"{CSI}16;1H{CSI}46m{CSI}2J{CSI}m{CSI}17;4Hx{CSI}2@{CSI}18;4H{CSI}3P{CSI}19;5H{CSI}K"
+            f"{CSI}3;20r{CSI}20;1H{CSI}42m{CSI}9999S{CSI}5;1H{CSI}2L{CSI}9999M{CSI}r{CSI}m"
+            f"{CSI}22;1H{CSI}43m\n\n\n{CSI}mend")
+
+
 CORPUS = [
     ("vim", 80, 24, vim_like()),
     ("vim and back", 80, 24, shell_prompt(1) + ls_color(5) + vim_like() + leave_vim() + shell_prompt(2)),
@@ -208,6 +226,10 @@ CORPUS = [
     ("scroll region colours", 80, 24, scroll_region_colours()),
     ("scroll region colours small", 30, 12, scroll_region_colours(12)),
     ("erase colours", 80, 24, erase_colours()),
+    ("repeats and back tabs", 80, 24, repeats_and_back_tabs()),
+    ("repeats and back tabs narrow", 20, 6, repeats_and_back_tabs(20)),
+    ("filled rows", 80, 24, filled_rows()),
+    ("filled rows narrow", 20, 24, filled_rows(20)),
     ("alignment", 80, 24, f"{CSI}31;44mpen{CSI}5;10r{CSI}8;8H\x1b#8{CSI}1;1Hx{CSI}24;80Hy\n{CSI}2;2H"
                           f"\x1b#8\x1b#8\x1b#8z{CSI}J{CSI}12;1H{CSI}3K"),
 ]

@@ -475,3 +475,31 @@ def test_a_session_is_a_login_in_utmp_and_wtmp(home, tmp_path):
     finally:
         client.close()
         srv.stop()
+
+
+def test_a_session_printing_costly_escapes_does_not_stall_another_sessions_echo(home):
+    """One user's shell prints, without end, the escape sequences that cost the screen
+    model most at the largest window (insert 9999 lines in a background colour: a
+    whole screen erased each time). Another user's echo must still come back within a
+    second or so (it took minutes when each read of output was modelled in one go),
+    and the flooding session's own Ctrl-C must still stop its program."""
+    _, key = home
+    srv = make_server(home)
+    flooder = ShellClient(srv.address, key, srv.user.pw_name, mode=DiffMode.STATESYNC, cols=1000, rows=500)
+    typist = ShellClient(srv.address, key, srv.user.pw_name)
+    try:
+        flooder.type(b"while :; do printf '\\033[44m\\033[9999L\\033[3@x'; done\r")
+        gevent.sleep(1.0)                                   # the flood is under way
+        assert srv.sessions and any(s.session.model.screen.work > 100_000 for s in srv.sessions.values())
+        for i in range(3):
+            started = time.monotonic()
+            typist.type(b"echo echo-$((%d*7))\r" % i)
+            assert typist.wait_for(lambda: b"echo-%d" % (i * 7) in typist.received, timeout=10)
+            assert time.monotonic() - started < 1.5
+        flooder.type(b"\x03echo stopped-$((6*7))\r")
+        assert flooder.wait_for(lambda: any("stopped-42" in row for s in srv.sessions.values()
+                                            for row in s.session.model.state.text()), timeout=20)
+    finally:
+        flooder.close()
+        typist.close()
+        srv.stop()

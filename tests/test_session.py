@@ -187,3 +187,31 @@ def test_kept_states_are_bounded_by_cells_not_only_by_count():
     kept = sum(s.cols * s.rows for s in server._states.values())
     assert kept <= KEPT_CELLS + 1000 * 500 and len(server._states) <= 3
     assert server._kept_cells == kept
+
+
+@pytest.mark.parametrize("mode", list(DiffMode))
+def test_costly_output_is_modelled_a_budget_at_a_time_and_the_client_still_sees_all_of_it(mode):
+    """A flood of expensive escape sequences is fed to the model one FEED_BUDGET per
+    step (the timer is due at once meanwhile, so the loop serves others in between);
+    the client ends on the truth. A reliable repaint rendered mid-flood must show
+    everything the raw stream carried, so it takes the rest at once."""
+    from moshpit.session import FEED_BUDGET
+    pair = Pair(mode)
+    flood = b"".join(b"\x1b[4%dm\x1b[9999L%05d\x1b[3@" % (i % 8, i) for i in range(20000))
+    model = pair.server.model
+    pair.pty(flood + b"\x1b[m\r\nthe end")
+    work = model.screen.work + model.parsed
+    pair.server.flush()
+    assert pair.server.backlogged and pair.server.get_timer() <= pair.net.now
+    assert model.screen.work + model.parsed - work < 2 * FEED_BUDGET
+    if mode is DiffMode.RELIABLE:                      # a repaint inside the raw stream
+        pair.server.screen_source(0, pair.server.model.number)
+        assert not pair.server.backlogged and any("the end" in row for row in pair.server.model.state.text())
+        return
+    steps = 0
+    while pair.server.backlogged:
+        pair.server.handle_timer(pair.net.now)
+        steps += 1
+    assert steps >= 3
+    pair.run(2.0)
+    assert any("the end" in row for row in pair.server.model.state.text()) and pair.settled()

@@ -401,3 +401,40 @@ def test_a_flood_of_alignment_displays_is_one(monkeypatch):
     model.feed(b"\x1b#8x" * 3750 + b"\x1b#8" * 5000)  # 35 kB; 8750 full-screen fills unbounded
     assert len(calls) == 1
     assert model.state.lines[0][0].data == "E"
+
+
+def test_a_budgeted_feed_stops_when_its_work_is_spent_and_ends_where_a_whole_feed_does():
+    """Costly output is modelled a budget at a time, so the caller's loop serves others in
+    between: each call stops within one slice of the budget, leaves the rest in
+    ``backlog``, and the steps together land on exactly the screen one feed gives."""
+    from moshpit.terminal.model import FEED_SLICE
+    flood = b"".join(b"\x1b[4%dm\x1b[9999L%d\x1b[2;3H\x1b#8\x1b[3@" % (i % 8, i) for i in range(3000))
+    whole = TerminalModel(200, 60)
+    whole.feed(flood)
+    stepped = TerminalModel(200, 60)
+    budget = 20_000
+    stepped.feed(flood, budget=budget)
+    steps = 1
+    assert stepped.backlog                                # it did stop
+    while stepped.backlog:
+        work = stepped.screen.work + stepped.parsed
+        stepped.feed(b"", budget=budget)
+        # One slice may start just under the budget: at most a slice's work past it.
+        assert stepped.screen.work + stepped.parsed - work <= 2 * budget
+        steps += 1
+    assert steps > 3 and stepped.state == whole.state
+
+
+def test_rows_filled_whole_are_one_object_each_not_a_cell_per_column():
+    """DECALN and erases in a background colour fill every cell of a row: stored as a
+    uniform row, a flood of them costs rows, not rows x columns (1000x500: 500,000)."""
+    from moshpit.terminal.screen import BLANK
+    model = TerminalModel(999, 500)
+    model.feed(b"\x1b#8\x1b[44m\x1b[10;1H\x1b[J")
+    rows = model.screen.buffer
+    assert all(len(rows[y]) == 0 for y in range(500) if y != 9)
+    assert model.state.lines[0][998].data == "E" and model.state.lines[499][0].bg == "blue"
+    model.resize(998, 499)                                # and they resize like any row:
+    model.resize(1000, 500)                               # new columns come in blank
+    assert model.state.lines[0][997].data == "E"
+    assert model.state.lines[0][998] == model.state.lines[0][999] == BLANK

@@ -188,15 +188,18 @@ class ShellSession:
         """Flow control in ``reliable`` mode: while a client that is listening has more
         than PTY_HIGH_WATER of output still to receive, leave the rest in the PTY (the
         program waits, as it would for a slow terminal). A client that has gone silent
-        does not hold the shell up: the session keeps a bounded backlog, then repaints."""
-        while True:
-            channel = self.channel
-            if channel is None or channel.closed or channel.diff_mode is not DiffMode.RELIABLE \
-                    or channel.pending_output < PTY_HIGH_WATER \
-                    or time.monotonic() - channel.last_heard > channel.config.silence_threshold:
-                return
+        does not hold the shell up: the session keeps a bounded backlog, then repaints.
+        In every mode, output the screen model has not taken yet (costly escape
+        sequences are modelled a budget at a time, on the timer) also waits."""
+        while self.session.backlogged or self._client_behind():
             self._drained.clear()
             self._drained.wait(timeout=1.0)
+
+    def _client_behind(self) -> bool:
+        channel = self.channel
+        return not (channel is None or channel.closed or channel.diff_mode is not DiffMode.RELIABLE
+                    or channel.pending_output < PTY_HIGH_WATER
+                    or time.monotonic() - channel.last_heard > channel.config.silence_threshold)
 
     def _read_pty_batch(self) -> bytes:
         """Wait for output, then take what else is already there (up to PTY_BATCH)."""
@@ -297,7 +300,8 @@ class ShellSession:
             self._take_events(channel)               # sending can time a close out
             if channel.closed and channel is not self.channel:
                 self.channels.pop(channel.conn_id, None)
-        if self.channel is None or self.channel.pending_output < PTY_HIGH_WATER:
+        if not self.session.backlogged and (self.channel is None
+                                            or self.channel.pending_output < PTY_HIGH_WATER):
             self._drained.set()
         self._arm(now)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from itertools import repeat
 from dataclasses import dataclass, field
 
 from pyte import modes as mo
@@ -64,13 +65,23 @@ class ScreenState:
 _OVERWRITTEN = re.compile(r"(\x1b#8|\x1b\[H\x1b\[2J)((?:[^\x00-\x1f\x7f\x1b]|[\r\n\x08\t]"
                           r"|\x1b\[[0-9:;]*m)*?)(?=\1)")
 _REPEATED_FULL_SCREEN = re.compile(r"(\x1b\[2J)\1+")     # erase all, again: the same
+# Erase all (which leaves the cursor where it is), then only text, SGR and cursor-moving
+# controls, then erase all again: the first erase shows nowhere, the text in between
+# still moves the cursor. ``ESC[44m ESC[2J x`` a few thousand times took 7 s at 1000x500.
+_ERASED_AGAIN = re.compile(r"\x1b\[2J(?=(?:[^\x00-\x1f\x7f\x1b]|[\r\n\x08\t]|\x1b\[[0-9:;]*m)*?\x1b\[2J)")
 
 
 def _collapse(text: str) -> str:
     if "\x1b#8" in text or "\x1b[2J" in text:
         text = _OVERWRITTEN.sub(lambda m: "".join(_SGR.findall(m.group(2))), text)
         text = _REPEATED_FULL_SCREEN.sub(r"\1", text)
+        text = _ERASED_AGAIN.sub("", text)
     return text
+
+
+FEED_SLICE = 1024        # characters in a budgeted feed's first slice; the meter is read
+MIN_SLICE = 256          # after each slice and the next is sized to what is left
+MAX_SLICE = 1 << 16
 
 
 class TerminalModel:
@@ -82,6 +93,7 @@ class TerminalModel:
         self.stream = TermStream(self.screen)
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.fast_path = fast_path
+        self.backlog = ""                     # decoded output a budgeted feed left for later
         self.number = 1
         self.skipped_bytes = 0
         self._rows_cache: list = [None] * rows
@@ -93,9 +105,51 @@ class TerminalModel:
             raise ValueError(f"window size {cols}x{rows} out of range")
 
     # --- input ----------------------------------------------------------------
-    def feed(self, data: bytes) -> int:
-        """Take PTY output; return the state number afterwards."""
-        text = _collapse(self._decoder.decode(data))
+    def feed(self, data: bytes, budget: int | None = None) -> int:
+        """Take PTY output; return the state number afterwards.
+
+        With a ``budget`` (in the screen's cost units: row operations, and characters
+        parsed), stop once it is spent and keep the rest in ``backlog`` for the next
+        call (``feed(b"", budget)`` goes on): the caller's loop then serves others in
+        between, however costly the output. Without one, take everything."""
+        text = self.backlog + self._decoder.decode(data)
+        self.backlog = ""
+        if budget is None:
+            self._feed_text(text)
+            return self._update()
+        meter = self._meter
+        start, pos, size = meter(), 0, FEED_SLICE
+        while pos < len(text):
+            left = budget - (meter() - start)
+            if left <= 0:
+                self.backlog = text[pos:]
+                break
+            before = meter()
+            run_start, run_end = vtscan.plain_run(text, pos)
+            if run_start == pos and run_end - pos > 4 * self.screen.columns:
+                piece = text[pos:run_end]       # a long plain run: whole, for the fast path
+            else:
+                piece = text[pos:pos + size]
+            self._feed_text(piece)
+            pos += len(piece)
+            # Size the next slice by what this one cost a character: plain text runs
+            # in big slices (the fast path needs rows of it), costly sequences in small
+            # ones. Growth is gradual: output that was cheap can turn costly (a screen
+            # that has filled starts to scroll).
+            per_char = max((meter() - before) / len(piece), 1 / 64)
+            size = int(min(max(left / per_char, MIN_SLICE), 4 * size, MAX_SLICE))
+        return self._update()
+
+    def _meter(self) -> int:
+        return self.screen.work + self.parsed
+
+    @property
+    def parsed(self) -> int:
+        """Characters the parser has taken so far (a fast-path skip takes none)."""
+        return self.stream.parsed
+
+    def _feed_text(self, text: str) -> None:
+        text = _collapse(text)
         try:
             if self.fast_path and len(text) > 4 * self.screen.columns:
                 self._feed_fast(text)
@@ -105,7 +159,6 @@ class TerminalModel:
             self.screen.malformed += 1
             self.stream._initialize_parser()
             self.stream._taking_plain_text = True
-        return self._update()
 
     def _feed_fast(self, text: str) -> None:
         screen = self.screen
@@ -216,7 +269,11 @@ class TerminalModel:
             if 0 <= y < rows:
                 if y in buffer:
                     line = buffer[y]
-                    cache[y] = _pair_wide_cells(tuple(map(line.__getitem__, range(cols))))
+                    fill = line.default
+                    if line:
+                        cache[y] = _pair_wide_cells(tuple(map(line.get, range(cols), repeat(fill))))
+                    else:                                # a uniform row (blank, or DECALN's E)
+                        cache[y] = (fill,) * cols
                 else:
                     cache[y] = (s.default_char,) * cols
         s.dirty.clear()

@@ -39,6 +39,12 @@ class TermStream(pyte.Stream):
                                    "scroll_up", "scroll_down", "save_cursor_sco", "repeat_last",
                                    "back_tab", "next_line", "set_scroll_region"}
 
+    parsed = 0            # characters taken so far: the cost meter's share of parsing
+
+    def feed(self, data: str) -> None:
+        self.parsed += len(data)
+        super().feed(data)
+
     def _parser_fsm(self):
         listener = self.listener
         draw = listener.draw
