@@ -31,6 +31,7 @@ class Relay:
         self.front.bind(front)
         self.address = self.front.getsockname()
         self.client_addr = None
+        self.dead: set = set()          # client addresses whose mapping is stuck (see kill_mapping)
         self._greenlets = [gevent.spawn(self._up)]
         self.back = self._new_back()
         self.forwarded = self.dropped = 0
@@ -51,6 +52,9 @@ class Relay:
     def _up(self):
         while True:
             data, addr = self.front.recvfrom(2048)
+            if addr in self.dead:
+                self.dropped += 1
+                continue
             self.client_addr = addr
             for _ in range(self._pass(self.block_up)):
                 self.back.sendto(data, self.server_addr)
@@ -62,6 +66,12 @@ class Relay:
                 continue            # the server still answers an old address: nobody is there
             for _ in range(self._pass(self.block_down)):
                 self.front.sendto(data, self.client_addr)
+
+    def kill_mapping(self) -> None:
+        """A NAT whose state for the client's current address and port is stuck: nothing
+        passes either way for it any more; only a new source port gets through."""
+        self.dead.add(self.client_addr)
+        self.client_addr = None
 
     def roam(self) -> None:
         """The client's address changes (a new Wi-Fi, a NAT rebinding)."""

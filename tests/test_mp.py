@@ -208,8 +208,8 @@ def test_sigterm_keeps_the_session_and_says_so(shell, mps):
 def test_the_status_bar_is_gone_when_mp_leaves(shell, mps):
     port, _, server = mps
     shell.type(f"{MP} -p {port} --host-key-check accept-new 127.0.0.1\r")
-    shell.type("clear; echo top-line\r")
-    assert shell.expect(b"top-line")
+    shell.type("clear; echo top-$((6*7))\r")
+    assert shell.expect(b"top-42")                                 # the remote shell ran it
     server.send_signal(signal.SIGSTOP)                             # the server goes silent
     try:
         assert shell.expect(b"Last contact", timeout=20)

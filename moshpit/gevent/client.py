@@ -24,7 +24,7 @@ from moshpit.errors import MoshpitError, RemoteProtocolError
 from moshpit.keys import HostKeyPolicy, KnownHosts
 from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import (ConnectionClosed, HandshakeRefused, HostKeyReceived,
-                                     PeerReachable, PeerSilent)
+                                     MoveRequested, PeerReachable, PeerSilent)
 from moshpit.protocol.backoff import Backoff
 from moshpit.protocol.handshake import ClientHandshake, DiffMode, RefuseCode, ServerBusy
 from moshpit.gevent import udp as udpio
@@ -89,7 +89,8 @@ class Client:
         self._silent = False
         self._typed = bytearray()     # keystrokes sent on this connection, from offset _typed_base
         self._typed_base = 0
-        self._udp_reader: gevent.Greenlet | None = None
+        self.link: udpio.UdpLink | None = None
+        self._path_dead = False       # sends fail for want of a route: resuming elsewhere
         self._terminal: RawMode | None = None
         self._status_text = ""
         self._trusted_just_now = False  # the user said yes to a new host key in this exchange
@@ -124,13 +125,7 @@ class Client:
             infos = gsocket.getaddrinfo(self.host, self.port, 0, gsocket.SOCK_STREAM)
         except gsocket.gaierror as exc:
             raise ClientError(f"cannot resolve {self.host}: {exc.strerror}") from None
-        family, _, _, _, address = infos[0]
-        try:
-            tcp = gsocket.create_connection(address[:2], timeout=CONNECT_TIMEOUT)
-        except gsocket.timeout:
-            raise ClientError(f"connection to {self.host} port {self.port} timed out") from None
-        except OSError as exc:
-            raise ClientError(f"cannot connect to {self.host} port {self.port}: {exc.strerror}") from None
+        tcp, family, address = self._connect_tcp(infos)
         hs = ClientHandshake(self.identity, self.user, now=time.monotonic(), diff_mode=self.diff_mode,
                              cols=cols, rows=rows, env=self.env, resume_token=token,
                              resume_only=resume_only)
@@ -161,6 +156,22 @@ class Client:
             tcp.close()
         return hs.params, (family, address[0])
 
+    def _connect_tcp(self, infos: list):
+        """The first of the server's addresses that takes a TCP connection, in the
+        resolver's order: a client whose IPv4 is gone goes on over IPv6 (or back)."""
+        timeout = max(2.0, CONNECT_TIMEOUT / len(infos))
+        problem = "no address"
+        for family, _, _, _, address in infos:
+            try:
+                return gsocket.create_connection(address[:2], timeout=timeout), family, address
+            except gsocket.timeout:
+                problem = "timed out"
+            except OSError as exc:
+                problem = exc.strerror or str(exc)
+        if problem == "timed out":
+            raise ClientError(f"connection to {self.host} port {self.port} timed out")
+        raise ClientError(f"cannot connect to {self.host} port {self.port}: {problem}")
+
     def _check_host_key(self, hs: ClientHandshake, tcp, host_key: bytes) -> None:
         if self.params is not None:                  # reconnecting: it must be the same server
             refusal = None if host_key == self.params.host_key else \
@@ -179,12 +190,8 @@ class Client:
 
     def _open_channel(self, params, address) -> None:
         family, host = address
-        udp = udpio.open_udp(family)
-        try:
-            udp.connect((host, params.udp_port))
-        except BlockingIOError:
-            pass                                     # connecting a UDP socket does not block
-        self.params, self.udp = params, udp
+        self.params = params
+        self.link = udpio.UdpLink(family, (host, params.udp_port), self._on_datagrams)
         self.channel = Channel.from_params(Role.CLIENT, params, now=time.monotonic(),
                                            peer_addr=(host, params.udp_port))
         self._typed_base = params.input_received
@@ -200,8 +207,10 @@ class Client:
         backoff = self._backoff
         try:
             while not self._done.is_set():
-                gevent.sleep(backoff.next_delay())
-                if not self._silent or self._done.is_set():
+                # A path with no route left is abandoned at once, the first time.
+                delay = backoff.next_delay()
+                gevent.sleep(0 if self._path_dead and backoff.attempts == 1 else delay)
+                if not (self._silent or self._path_dead) or self._done.is_set():
                     return                           # the old path came back by itself
                 try:
                     params, address = self._key_exchange(self.session.cols, self.session.rows,
@@ -223,9 +232,8 @@ class Client:
 
     def _adopt(self, params, address) -> None:
         """Switch to the resumed connection; resend the keystrokes the old one may have lost."""
-        old_udp, old_base, typed = self.udp, self._typed_base, bytes(self._typed)
-        self._udp_reader.kill(block=False)
-        old_udp.close()
+        old_base, typed = self._typed_base, bytes(self._typed)
+        self.link.close()
         self._open_channel(params, address)
         self.reconnects += 1
         if params.input_received < old_base:
@@ -235,11 +243,10 @@ class Client:
         self._typed = bytearray()
         if undelivered:
             self._send_keys(undelivered)
-        self._silent = False
+        self._silent = self._path_dead = False
         if self._status_shown and self.diff_mode is DiffMode.RELIABLE:
             self._status_shown = False               # the resume's repaint covers the bar
         self._status(None)
-        self._udp_reader = gevent.spawn(self._read_udp)
         if self.on_resumed is not None:
             self.on_resumed(params)
         log.info("resumed the session (%d keystroke bytes sent again)", len(undelivered))
@@ -253,7 +260,6 @@ class Client:
         """Until the session ends, the user quits or a signal says stop; the terminal is
         handed back as it was found, with the cursor on a line of its own."""
         with RawMode(self.stdin_fd, (self.stdout_fd,)) as self._terminal:
-            self._udp_reader = gevent.spawn(self._read_udp)
             stdin_reader = gevent.spawn(self._read_stdin)
             handlers = [gevent.signal_handler(signal.SIGWINCH, self._resized),
                         gevent.signal_handler(signal.SIGTSTP, self._suspend),
@@ -266,9 +272,10 @@ class Client:
             finally:
                 for handler in handlers:
                     handler.cancel()
-                for greenlet in (self._udp_reader, stdin_reader, self._reconnector):
+                for greenlet in (stdin_reader, self._reconnector):
                     if greenlet is not None:
                         greenlet.kill(block=False)
+                self.link.close()
                 if self._timer is not None:
                     self._timer.close()
                     self._timer = None
@@ -276,25 +283,13 @@ class Client:
         self._terminal = None
         return self.exit_code
 
-    def _read_udp(self) -> None:
-        readable = udpio.Readable(self.udp.fileno())
-        try:
-            while True:
-                try:
-                    batch = udpio.receive_batch(self.udp, readable, 2048)
-                except OSError as exc:
-                    if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
-                        gevent.sleep(0.2)            # nobody there (yet): keep listening
-                        continue
-                    raise
-                now = time.monotonic()
-                for data, _ in batch:
-                    self.channel.receive_datagram(data, self.channel.peer_addr, now)
-                if self._backoff.attempts and self.channel.stats["datagrams_received"]:
-                    self._backoff.reset()            # this connection works: start afresh next time
-                self.service()
-        finally:
-            readable.close()
+    def _on_datagrams(self, batch: list[bytes]) -> None:
+        now = time.monotonic()
+        for data in batch:
+            self.channel.receive_datagram(data, self.channel.peer_addr, now)
+        if self._backoff.attempts and self.channel.stats["datagrams_received"]:
+            self._backoff.reset()            # this connection works: start afresh next time
+        self.service()
 
     def _read_stdin(self) -> None:
         readable = udpio.Readable(self.stdin_fd)
@@ -423,10 +418,14 @@ class Client:
         now = time.monotonic()
         self._take_events()
         for data, _ in self.channel.datagrams_to_send(now):
-            try:
-                udpio.send(self.udp, data)
-            except OSError:
-                pass                                     # the network is down: keep trying
+            error = self.link.send(data)
+            if error is not None and self.channel.send_failed(error, now):
+                self._move(f"sending failed: {os.strerror(error)}")
+                self.link.send(data)                     # a loss if this fails too: resent later
+        if self.channel.path_unreachable and not self._path_dead:
+            self._path_dead = True                       # no route in this family: resume now,
+            log.info("no route to the server from here; resuming over a new key exchange")
+            self._start_reconnecting()                   # over whichever address works
         self._take_events()
         if self._timer is not None:
             self._timer.close()
@@ -444,6 +443,8 @@ class Client:
                 self._status_text = f"mp: Last contact {int(event.seconds)} seconds ago. [To quit: Ctrl-^ .]"
                 self._status(self._status_text)
                 self._start_reconnecting()
+            elif isinstance(event, MoveRequested):
+                self._move(f"nothing heard for {event.silent_for:.1f} s")
             elif isinstance(event, PeerReachable):
                 self._silent = False
                 self._status(None)
@@ -462,6 +463,13 @@ class Client:
                 self._flush_output()
                 self._done.set()
         self._flush_output()
+
+    def _move(self, why: str) -> None:
+        """To a new socket (a new source port): the channel asked, after a silence or a
+        local send error. The server follows the first authentic datagram from it."""
+        log.info("moving to a new socket: %s", why)
+        self.link.reopen()
+        self.channel.path_changed()
 
     def _on_timer(self) -> None:
         self.channel.handle_timer(time.monotonic())

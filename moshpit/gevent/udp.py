@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 
+import gevent
 from gevent import get_hub
 
 BUFFER_SIZE = 4 << 20     # a burst of output must not overflow the socket before we read it
@@ -78,3 +79,65 @@ def send(sock: socket.socket, data: bytes, addr=None) -> bool:
         return True
     except BlockingIOError:
         return False
+
+
+OLD_SOCKET_GRACE = 3.0    # a socket moved away from still takes what was already on its way
+
+
+class UdpLink:
+    """The client's UDP path to the server.
+
+    The socket is not connected: the kernel picks the host's current source
+    address for every datagram, so a client whose address changes sends from the
+    new one at once (a connected socket keeps the address it started with).
+    ``reopen()`` moves to a fresh socket, hence a new source port, as the channel
+    asks after a silence (a NAT that dropped its mapping) or a local send error;
+    the old socket keeps listening for OLD_SOCKET_GRACE, for what was on its way.
+    """
+
+    def __init__(self, family: int, server_addr, on_batch):
+        self.family, self.server_addr = family, server_addr
+        self._on_batch = on_batch           # called with a list of datagrams (bytes)
+        self._readers: dict[socket.socket, object] = {}
+        self.sock = self._open()
+
+    def _open(self) -> socket.socket:
+        sock = open_udp(self.family)
+        self._readers[sock] = gevent.spawn(self._read, sock)
+        return sock
+
+    def _read(self, sock: socket.socket) -> None:
+        readable = Readable(sock.fileno())
+        try:
+            while True:
+                try:
+                    batch = receive_batch(sock, readable, 2048)
+                except OSError:
+                    gevent.sleep(0.2)       # an ICMP error surfacing: keep listening
+                    continue
+                self._on_batch([data for data, _ in batch])
+        finally:
+            readable.close()
+
+    def send(self, data: bytes) -> int | None:
+        """Send one datagram; the errno of a local failure, else None (a full socket
+        buffer counts as a loss, as in ``send``)."""
+        try:
+            send(self.sock, data, self.server_addr)
+        except OSError as exc:
+            return exc.errno
+        return None
+
+    def reopen(self) -> None:
+        old, self.sock = self.sock, self._open()
+        gevent.spawn_later(OLD_SOCKET_GRACE, self._retire, old)
+
+    def _retire(self, sock: socket.socket) -> None:
+        reader = self._readers.pop(sock, None)
+        if reader is not None and reader is not gevent.getcurrent():
+            reader.kill()
+        sock.close()
+
+    def close(self) -> None:
+        for sock in list(self._readers):
+            self._retire(sock)

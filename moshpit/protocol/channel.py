@@ -33,9 +33,10 @@ from moshpit.crypto import PacketOpener, PacketSealer, TrafficKeys
 from moshpit.errors import DatagramDropped, DecodeError, DropReason, LocalProtocolError, printable
 from moshpit.protocol import frames
 from moshpit.protocol.events import (AddressChanged, AddressValidated, ConnectionClosed,
-                                     DataReceived, Event, PeerReachable, PeerSilent,
-                                     Resized, ScreenUpdate, StreamGap)
+                                     DataReceived, Event, MoveRequested, PeerReachable,
+                                     PeerSilent, Resized, ScreenUpdate, StreamGap)
 from moshpit.protocol.handshake import DiffMode, SessionParams
+from moshpit.protocol.roaming import PathMonitor
 from moshpit.protocol.rtt import RttEstimator
 from moshpit.protocol.screensync import ScreenAssembler, chunk_screen
 from moshpit.retransmit import RetransmitBuffer
@@ -161,6 +162,7 @@ class Channel:
         self._pad_next = is_client        # ...padded, to earn the server an answer budget
         self._unanswered = is_client      # client: nothing heard on this path yet
         self._elicit_next = False         # add an empty PADDING frame: "answer me now"
+        self.path = PathMonitor(now) if is_client else None   # client: when to move sockets
 
         # sending ordered frames: one queue keeps DATA, RESIZE, SCREEN (reliable
         # repaints) and CLOSE in the order given; consecutive DATA share a bytearray
@@ -303,6 +305,21 @@ class Channel:
         self._force_send = True
         self._pad_next = True
         self._unanswered = True
+        self.stats["path_moves"] += 1
+
+    def send_failed(self, error: int, now: float) -> bool:
+        """Client: a datagram could not be sent (``error`` is the errno). Returns whether
+        to re-open the socket now: then re-open it, call ``path_changed`` and send again."""
+        self.stats["send_errors"] += 1
+        if self.path is None or not self.path.send_failed(error, now):
+            return False
+        self.path.moved(now)
+        return True
+
+    @property
+    def path_unreachable(self) -> bool:
+        """Client: sends keep failing for want of a route: resume over another address."""
+        return self.path is not None and self.path.unreachable
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "", *, now: float,
               exit_status: int = 0) -> None:
@@ -440,6 +457,8 @@ class Channel:
 
     def _note_contact(self, now: float) -> None:
         self._unanswered = False
+        if self.path is not None:
+            self.path.on_heard(now)
         if self._silent_reported:
             self._events.append(PeerReachable(now - self.last_heard))
             self._silent_reported = False
@@ -616,6 +635,9 @@ class Channel:
         if not self._can_send():
             return min(deadlines)   # nothing can go out before the peer speaks again
         deadlines.append(self._last_send + self.config.keepalive_interval)
+        hop = self._hop_deadline()
+        if hop is not None:
+            deadlines.append(hop)
         hello = self._hello_retry_at()
         if hello is not None:
             deadlines.append(hello)
@@ -632,6 +654,11 @@ class Channel:
         if close_at is not None:
             deadlines.append(close_at)
         return min(deadlines)
+
+    def _hop_deadline(self) -> float | None:
+        if self.path is None or self.state is not ChannelState.OPEN:
+            return None
+        return self.path.hop_deadline(self.rtt.rto, self.config.keepalive_interval)
 
     def _close_resend_at(self) -> float | None:
         """When an unreliable flow next repeats its CLOSE: once the final screen is
@@ -662,6 +689,10 @@ class Channel:
             self._next_silence_report = now + self.config.silence_report_interval
         if now >= self._last_send + self.config.keepalive_interval:
             self._force_send = True
+        hop = self._hop_deadline()
+        if hop is not None and now >= hop:
+            self.path.moved(now)
+            self._events.append(MoveRequested(now - self.last_heard))
         hello = self._hello_retry_at()
         if hello is not None and now >= hello:
             self._force_send = self._pad_next = True
@@ -866,11 +897,12 @@ class Channel:
                     worth_sending = True
         if bundle:
             used += len(bundle)
+        eliciting = bool(bundle)             # ordered frames (or a resend): the peer ACKs them
         if self._pad_next and self.role is Role.CLIENT:
             add(F.FRAME_PADDING, bytes(max(0, budget - used - _FRAME_OVERHEAD)))
-            worth_sending = True
+            worth_sending = eliciting = True
         elif self._elicit_next and add(F.FRAME_PADDING, b""):
-            worth_sending = True   # "answer me now": the answer's echo validates the address
+            worth_sending = eliciting = True   # "answer me now": the answer's echo validates the address
         ack_due = self._ack_due is not None and now >= self._ack_due
         if not (worth_sending or self._force_send or ack_due):
             self._sent_at.pop(ts, None)   # nothing sent: give the timestamp back
@@ -886,4 +918,6 @@ class Channel:
         self._pad_next = False
         self._elicit_next = False
         self._count_sent(len(datagram), now)
+        if eliciting and self.path is not None:
+            self.path.on_sent(now)             # an answer is due: silence from here counts
         return datagram

@@ -65,6 +65,13 @@ class AddressChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class MoveRequested(Event):
+    """Client: move to a new socket now (the runtime re-opens it and calls
+    ``Channel.path_changed``): the path has been silent while we wait for an answer."""
+    silent_for: float
+
+
+@dataclass(frozen=True, slots=True)
 class AddressValidated(Event):
     """The client proved it receives at ``addr``: the anti-amplification limit is lifted."""
     addr: object
