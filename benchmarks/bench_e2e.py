@@ -18,6 +18,11 @@ Each tool runs a login shell for a client on a real PTY, driven like a person:
   per session, so the RSS of the processes each session adds.
 - idle CPU: clock ticks (1/100 s) that the server-side and client processes
   use over ``--idle`` seconds of a connected session with nothing happening.
+- roaming (as root, with iproute2): server and client on two network
+  namespaces joined by a veth pair; the client's address is replaced (the new
+  one added, the old one removed) and ``echo`` typed at once: seconds from the
+  change to the echo shown, median of ``--roams`` moves. ssh is left out: a TCP
+  connection stays bound to the address that went.
 
 mosh runs with ``MOSH_PREDICTION_DISPLAY=never`` (prediction off, as the
 anchors were measured); moshpit has no prediction yet. ``pty`` is the floor: a
@@ -47,6 +52,8 @@ import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import netns  # noqa: E402  (two network namespaces: tests/netns.py)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -398,6 +405,89 @@ def run(tool: Tool, args, big: Path) -> dict:
     return {"latency": samples, "cat": cat, "idle": idle, "memory": memory}
 
 
+# --- roaming between two namespaces ------------------------------------------------------
+
+class Roamer:
+    """Starts a tool's server in the server namespace and its client in the client's."""
+
+    def __init__(self, tool: Tool, hosts: "netns.TwoHosts"):
+        self.tool, self.hosts = tool, hosts
+
+    def start(self) -> Terminal:
+        tool, hosts = self.tool, self.hosts
+        if isinstance(tool, Moshpit):
+            keys, auth = tool.make_keys()
+            env = dict(tool.env, MOSHPITS_AUTHORIZED_KEYS_FILE=str(auth))
+            self.server = subprocess.Popen(hosts.in_server(
+                [str(BIN / "mps"), "-e", "-q", "-p", str(keys / "host_key"), "--bind", hosts.SERVER4,
+                 "--port", "40404", "--udp-ports", "50000-50063"]), env=env, stderr=subprocess.PIPE,
+                cwd=tool.work)
+            if b"listening" not in self.server.stderr.readline():
+                raise RuntimeError("mps did not start")
+            return Terminal(hosts.in_client(
+                [str(BIN / "mp"), "-i", str(keys / "id_ed25519"), "-p", "40404", "--host-key-check",
+                 "accept-new", "--diff-mode", tool.mode, hosts.SERVER4]), tool.env)
+        out = subprocess.run(hosts.in_server(["mosh-server", "new", "-i", hosts.SERVER4, "-p", "60001",
+                                              "--", "/bin/bash", "-l"]),
+                             env=tool.env, capture_output=True, text=True, cwd=tool.work)
+        found = re.search(r"MOSH CONNECT (\d+) (\S+)", out.stdout)
+        if not found:
+            raise RuntimeError(f"mosh-server did not start: {out.stdout} {out.stderr}")
+        self.server = None
+        return Terminal(hosts.in_client(["mosh-client", hosts.SERVER4, found[1]]),
+                        dict(tool.env, MOSH_KEY=found[2], MOSH_PREDICTION_DISPLAY="never"))
+
+    def stop(self, term: Terminal) -> None:
+        self.tool.quit(term)
+        if self.server is not None:
+            self.server.terminate()
+            self.server.wait(10)
+
+
+def roam_times(tool: Tool, roams: int) -> list[float]:
+    """Seconds from each address change to the echo of a command typed right after it."""
+    hosts = netns.TwoHosts()
+    roamer = Roamer(tool, hosts)
+    try:
+        term = roamer.start()
+        try:
+            ready(term)
+            times, address = [], hosts.CLIENT4
+            for i in range(roams):
+                new = f"10.77.0.{3 + i}"
+                start = time.perf_counter()
+                hosts.readdress(address, new)
+                address = new
+                term.write(b"echo R%d-$((40+2))\r" % i)
+                if not term.expect(b"R%d-42" % i, timeout=30):
+                    raise RuntimeError("no echo within 30 s of the move")
+                times.append(time.perf_counter() - start)
+                term.drain(0.5)
+        finally:
+            roamer.stop(term)
+    finally:
+        hosts.close()
+    return times
+
+
+def roaming(tools: list[Tool], roams: int) -> None:
+    if not netns.available():
+        print("\nroaming: skipped (needs root and iproute2)")
+        return
+    print(f"\nroaming: the client's address replaced, then echo typed ({roams} moves)\n")
+    print("| tool | median to echo | slowest |")
+    print("|---|---|---|")
+    for tool in tools:
+        if isinstance(tool, (LocalPty, Ssh)):
+            continue
+        try:
+            times = roam_times(tool, roams)
+        except Exception as exc:                          # one tool failing must not hide the others
+            print(f"| {tool.name} | failed: {exc} | |", flush=True)
+            continue
+        print(f"| {tool.name} | {statistics.median(times):.3f} s | {max(times):.3f} s |", flush=True)
+
+
 def size(count: float) -> str:
     return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.0f} kB"
 
@@ -410,9 +500,10 @@ def main() -> None:
     parser.add_argument("--file-mb", type=float, default=72.0)
     parser.add_argument("--idle", type=float, default=20.0)
     parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--roams", type=int, default=5)
     args = parser.parse_args()
     if args.quick:
-        args.tools, args.keys, args.file_mb, args.idle, args.sessions = "mp", 20, 2.0, 2.0, 1
+        args.tools, args.keys, args.file_mb, args.idle, args.sessions, args.roams = "mp", 20, 2.0, 2.0, 1, 2
     work = Path(tempfile.mkdtemp(prefix="mp-bench-"))
     work.chmod(0o700)
     big = work / "big.txt"
@@ -453,6 +544,7 @@ def main() -> None:
             print(f"| {tool.name} | {statistics.median(samples):.2f} ms | {p90:.2f} ms | {seconds:.2f} s "
                   f"| {size(wire)} | {size(shown)} | {memory} "
                   f"| {result['idle'][0]} / {result['idle'][1]} |", flush=True)
+        roaming(tools, args.roams)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -6,13 +6,17 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 echo "== python: $(python3 --version) on $(uname -m)"
 
-# tmux is the independent oracle of the terminal tests.
-if ! command -v tmux >/dev/null 2>&1; then
-    echo "== installing tmux"
+# tmux is the independent oracle of the terminal tests; iproute2 makes the network
+# namespaces of the roaming tests (they run as root, and are skipped otherwise).
+missing=""
+command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+if [ -n "$missing" ]; then
+    echo "== installing$missing"
     if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq >/dev/null && apt-get install -y -qq tmux >/dev/null
+        apt-get update -qq >/dev/null && apt-get install -y -qq $missing >/dev/null
     else
-        sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq tmux >/dev/null
+        sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq $missing >/dev/null
     fi
 fi
 

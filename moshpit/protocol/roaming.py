@@ -51,12 +51,12 @@ class PathMonitor:
     def on_sent(self, now: float) -> None:
         if self._waiting_since is None:
             self._waiting_since = now
-        self._failures_in_a_row = 0
 
     def on_heard(self, now: float) -> None:
         self._waiting_since = None
         self._heard_at = now
         self._moves_in_a_row = 0
+        self._failures_in_a_row = 0
 
     def hop_deadline(self, rto: float, keepalive_interval: float) -> float:
         """When the silence is long enough to move: since we began waiting for an
@@ -77,7 +77,8 @@ class PathMonitor:
 
     @property
     def unreachable(self) -> bool:
-        """Sends keep failing for want of a route, new sockets or not."""
+        """Sends keep failing for want of a route, new sockets or not, and nothing has
+        been heard since the first of them."""
         return self._failures_in_a_row >= UNREACHABLE_AFTER
 
     def moved(self, now: float) -> None:
