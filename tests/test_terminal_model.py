@@ -438,3 +438,16 @@ def test_rows_filled_whole_are_one_object_each_not_a_cell_per_column():
     model.resize(1000, 500)                               # new columns come in blank
     assert model.state.lines[0][997].data == "E"
     assert model.state.lines[0][998] == model.state.lines[0][999] == BLANK
+
+
+def test_ansi_modes_are_not_taken_for_the_private_modes_pyte_stores_beside_them():
+    """pyte keeps DEC private modes shifted left by 5 in the same set as ANSI modes, so
+    ANSI mode 96 looked like DECCOLM (the screen became 132 columns wide: found by the
+    fuzzer) and ANSI mode 224 like autowrap. Only IRM and LNM are ANSI modes here."""
+    model = TerminalModel(80, 24)
+    model.feed(b"\x1b[96h\x1b[224l\x1b[800l" + b"x" * 85)
+    state = model.state
+    assert (state.cols, len(state.lines[0])) == (80, 80)
+    assert state.autowrap and state.cursor_visible and state.text()[1].startswith("xxxxx")
+    model.feed(b"\x1b[4h\r\x1b[Ay\x1b[4l")                  # IRM still works
+    assert model.state.text()[0].startswith("yx")

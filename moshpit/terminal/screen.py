@@ -199,7 +199,14 @@ class TermScreen(pyte.Screen):
             self.set_margins(top, self.lines if bottom is None else bottom)
 
     # --- modes ----------------------------------------------------------------
+    # ANSI (not DEC private) modes a terminal acts on: insert and newline mode. pyte keeps
+    # private modes shifted into the same set, so ``CSI 96 h`` (ANSI mode 96) would be
+    # taken for DECCOLM (3 << 5) and resize the screen, ``CSI 224 l`` for autowrap off.
+    ANSI_MODES = frozenset({mo.IRM, mo.LNM})
+
     def set_mode(self, *modes: int, **kwargs) -> None:
+        if not kwargs.get("private"):
+            modes = tuple(m for m in modes if m in self.ANSI_MODES)
         if kwargs.get("private"):
             for mode in modes:
                 if mode in ALT_SCREEN_MODES:
@@ -215,6 +222,8 @@ class TermScreen(pyte.Screen):
                          **kwargs)
 
     def reset_mode(self, *modes: int, **kwargs) -> None:
+        if not kwargs.get("private"):
+            modes = tuple(m for m in modes if m in self.ANSI_MODES)
         if kwargs.get("private"):
             modes = tuple(m for m in modes if m != 3)
             for mode in modes:
