@@ -73,3 +73,20 @@ def test_a_channel_asks_to_move_when_its_keystrokes_go_unanswered():
     assert net.run_until(lambda: any(isinstance(e, MoveRequested) for _, e in net.client.events), timeout=5)
     assert 1.0 <= net.now - started < 1.5
     assert not any(isinstance(e, PeerSilent) for _, e in net.client.events)
+
+
+def test_a_move_resends_the_newest_unacknowledged_keystrokes_at_once():
+    """What was in flight on the old path is likely lost: the first datagrams from the
+    new socket carry it again, rather than an RTO later."""
+    from moshpit.protocol.handshake import DiffMode
+    from simnet import SimNet
+    net = SimNet(DiffMode.RELIABLE, seed=4)
+    net.run_for(1.0)
+    net.links["up"].up = False
+    net.client.channel.send_data(b"typed before the move")
+    net.run_for(0.01)
+    channel = net.client.channel
+    assert channel.in_flight == 1 and channel.stats["retransmitted"] == 0
+    channel.path_changed()
+    channel.datagrams_to_send(net.now)
+    assert channel.stats["retransmitted"] == 1

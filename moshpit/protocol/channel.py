@@ -305,6 +305,8 @@ class Channel:
         self._force_send = True
         self._pad_next = True
         self._unanswered = True
+        if self.in_flight:                 # likely lost on the old path: resend the newest
+            self._resend.add(self._next_osn - 1)   # now (the peer NAKs any gap before it)
         self.stats["path_moves"] += 1
 
     def send_failed(self, error: int, now: float) -> bool:
