@@ -79,16 +79,17 @@ FRAME_CLOSE = 0x09        # u8 code + u8 exit status + UTF-8 reason
 FRAME_GONE = 0x0A         # n x (u64 first, u16 count): cannot be resent, skip them
 FRAME_PADDING = 0x0B      # ignored; lets a client earn a bigger anti-amplification budget
 FRAME_OSN = 0x0C          # u64: ordered sequence number of the ordered frames that follow
+FRAME_ECHO_ACK = 0x0D     # u64 screen state, u64 keystroke bytes it accounts for, u8 tty flags
 
 FRAME_NAMES = {
     FRAME_DATA: "DATA", FRAME_ACK: "ACK", FRAME_NAK: "NAK", FRAME_PING: "PING",
     FRAME_RESIZE: "RESIZE", FRAME_SCREEN: "SCREEN", FRAME_STATE_ACK: "STATE_ACK",
     FRAME_REPAINT: "REPAINT", FRAME_CLOSE: "CLOSE", FRAME_GONE: "GONE",
-    FRAME_PADDING: "PADDING", FRAME_OSN: "OSN",
+    FRAME_PADDING: "PADDING", FRAME_OSN: "OSN", FRAME_ECHO_ACK: "ECHO_ACK",
 }
 
 cdef enum:
-    _MAX_TYPE = 0x0C
+    _MAX_TYPE = 0x0D
     _ANY = 1216  # the largest body that fits a payload: 1280 - 61 - 3
 
 # Body length rules per frame type: minimum, maximum, and the step the length
@@ -117,6 +118,7 @@ _rule(FRAME_CLOSE, 2, _ANY, 1)
 _rule(FRAME_GONE, 10, _ANY, 10)
 _rule(FRAME_PADDING, 0, _ANY, 1)
 _rule(FRAME_OSN, 8, 8, 1)
+_rule(FRAME_ECHO_ACK, 17, 17, 1)
 
 
 cdef inline bint _body_length_ok(int frame_type, Py_ssize_t n) noexcept:

@@ -33,7 +33,8 @@ from moshpit.crypto import PacketOpener, PacketSealer, TrafficKeys
 from moshpit.errors import DatagramDropped, DecodeError, DropReason, LocalProtocolError, printable
 from moshpit.protocol import frames
 from moshpit.protocol.events import (AddressChanged, AddressValidated, ConnectionClosed,
-                                     DataReceived, Event, MoveRequested, PeerReachable,
+                                     DataReceived, EchoAcknowledged, Event, MoveRequested,
+                                     PeerReachable,
                                      PeerSilent, Resized, ScreenUpdate, StreamGap)
 from moshpit.protocol.handshake import DiffMode, SessionParams
 from moshpit.protocol.roaming import PathMonitor
@@ -43,7 +44,9 @@ from moshpit.retransmit import RetransmitBuffer
 from moshpit.seqtrack import SeqTracker
 
 F = codec  # frame type constants live in the codec
-_ORDERED = frozenset({F.FRAME_DATA, F.FRAME_RESIZE, F.FRAME_SCREEN, F.FRAME_CLOSE, F.FRAME_REPAINT})
+_ORDERED = frozenset({F.FRAME_DATA, F.FRAME_RESIZE, F.FRAME_SCREEN, F.FRAME_CLOSE, F.FRAME_REPAINT,
+                      F.FRAME_ECHO_ACK})
+ECHO_ACK_REPEAT = 1.0       # screen modes: an echo ack rides on every datagram this long
 _OSN_SIZE = codec.FRAME_HEADER_SIZE + 8
 _FRAME_OVERHEAD = codec.FRAME_HEADER_SIZE
 _PING_SIZE = _FRAME_OVERHEAD + 10
@@ -163,6 +166,11 @@ class Channel:
         self._unanswered = is_client      # client: nothing heard on this path yet
         self._elicit_next = False         # add an empty PADDING frame: "answer me now"
         self.path = PathMonitor(now) if is_client else None   # client: when to move sockets
+        # echo acknowledgements (keystroke prediction): the newest sent / seen
+        self._echo_ack_out: bytes | None = None
+        self._echo_ack_until = float("-inf")
+        self._echo_ack_seen = 0
+        self._echo_flags_seen = -1
 
         # sending ordered frames: one queue keeps DATA, RESIZE, SCREEN (reliable
         # repaints) and CLOSE in the order given; consecutive DATA share a bytearray
@@ -309,6 +317,19 @@ class Channel:
             self._resend.add(self._next_osn - 1)   # now (the peer NAKs any gap before it)
         self.stats["path_moves"] += 1
 
+    def send_echo_ack(self, keystrokes: int, flags: int, now: float) -> None:
+        """Server: the shell has had ``keystrokes`` bytes of input long enough to echo
+        them, and its terminal's ECHO/ICANON are ``flags``. In ``reliable`` it travels in
+        the stream, after the output it accounts for; otherwise it names the newest
+        screen state and rides on every datagram for ECHO_ACK_REPEAT."""
+        if self.send_reliable:
+            if self.accepts_data:
+                self._ordered_out.append((F.FRAME_ECHO_ACK, frames.pack_echo_ack(0, keystrokes, flags)))
+            return
+        self._echo_ack_out = frames.pack_echo_ack(self.screen_state, keystrokes, flags)
+        self._echo_ack_until = now + ECHO_ACK_REPEAT
+        self._force_send = True
+
     def send_failed(self, error: int, now: float) -> bool:
         """Client: a datagram could not be sent (``error`` is the errno). Returns whether
         to re-open the socket now: then re-open it, call ``path_changed`` and send again."""
@@ -413,9 +434,12 @@ class Channel:
                 value = frames.unpack_screen(body)
             elif frame_type == F.FRAME_CLOSE:
                 value = frames.unpack_close(body)
+            elif frame_type == F.FRAME_ECHO_ACK:
+                value = frames.unpack_echo_ack(body)
             else:
                 value = body
-            if self.role is Role.SERVER and frame_type == F.FRAME_SCREEN or self.role is Role.CLIENT \
+            if self.role is Role.SERVER and frame_type in (F.FRAME_SCREEN, F.FRAME_ECHO_ACK) \
+                    or self.role is Role.CLIENT \
                     and frame_type in (F.FRAME_RESIZE, F.FRAME_REPAINT, F.FRAME_STATE_ACK):
                 raise DecodeError(f"frame type {frame_type} is not sent in this direction")
             if frame_type == F.FRAME_OSN:
@@ -497,7 +521,7 @@ class Channel:
                 self.screen_acked = value
         elif frame_type == F.FRAME_PADDING:
             self._force_send = True    # a probe, a path change or a challenge: answer at once
-        elif frame_type in (F.FRAME_SCREEN, F.FRAME_CLOSE):
+        elif frame_type in (F.FRAME_SCREEN, F.FRAME_CLOSE, F.FRAME_ECHO_ACK):
             self._on_ordered(frame_type, value, now)   # unreliable flow: act on arrival
 
     def _on_ordered(self, frame_type: int, value, now: float) -> None:
@@ -516,6 +540,13 @@ class Channel:
                 self._events.append(ScreenUpdate(*done))
         elif frame_type == F.FRAME_REPAINT:
             self._on_repaint_request()
+        elif frame_type == F.FRAME_ECHO_ACK:
+            newer = value.keystrokes > self._echo_ack_seen      # (repeats carry nothing new)
+            if newer:
+                self._echo_ack_seen = value.keystrokes
+            if newer or value.flags != self._echo_flags_seen:
+                self._echo_flags_seen = value.flags
+                self._events.append(EchoAcknowledged(value.state, value.keystrokes, value.flags))
         elif frame_type == F.FRAME_CLOSE:
             self._on_close(*value)
 
@@ -874,6 +905,8 @@ class Channel:
                 for first, last in ranges:
                     self._gone_out.difference_update(range(first, last + 1))
                 worth_sending = True
+            if self._echo_ack_out is not None and now <= self._echo_ack_until:
+                add(F.FRAME_ECHO_ACK, self._echo_ack_out)
             if self._state_ack_pending and add(F.FRAME_STATE_ACK, frames.pack_u64(self.screen_state)):
                 self._state_ack_pending = False
                 worth_sending = True

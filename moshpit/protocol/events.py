@@ -65,6 +65,16 @@ class AddressChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class EchoAcknowledged(Event):
+    """Client: screen state ``state`` and later (in ``reliable``: the output received so
+    far) account for ``keystrokes`` bytes of input; ``flags`` say whether the shell's
+    terminal echoes (1) and is in canonical mode (2). For keystroke prediction."""
+    state: int
+    keystrokes: int
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
 class MoveRequested(Event):
     """Client: move to a new socket now (the runtime re-opens it and calls
     ``Channel.path_changed``): the path has been silent while we wait for an answer."""

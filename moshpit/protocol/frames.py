@@ -19,6 +19,7 @@ _RANGE = struct.Struct("!QH")
 _PING = struct.Struct("!IIH")
 _RESIZE = struct.Struct("!HH")
 _SCREEN = struct.Struct("!QQHH")
+_ECHO_ACK = struct.Struct("!QQB")
 
 NO_ECHO = 0xFFFF
 MAX_RANGE_COUNT = 0xFFFF
@@ -129,3 +130,21 @@ def unpack_close(body: bytes) -> tuple[int, int, str]:
         return body[0], body[1], bytes(body[2:]).decode("utf-8")
     except UnicodeDecodeError:
         raise DecodeError("CLOSE reason is not UTF-8") from None
+
+
+@dataclass(frozen=True, slots=True)
+class EchoAck:
+    state: int                # the screen state that accounts for them (0 in a reliable stream)
+    keystrokes: int           # keystroke bytes the shell had been given, long enough to echo
+    flags: int                # the shell's terminal: ECHO (1), ICANON (2)
+
+
+def pack_echo_ack(state: int, keystrokes: int, flags: int) -> bytes:
+    return _ECHO_ACK.pack(state, keystrokes, flags)
+
+
+def unpack_echo_ack(body: bytes) -> EchoAck:
+    state, keystrokes, flags = _ECHO_ACK.unpack(body)
+    if flags > 3:
+        raise DecodeError("unknown echo-ack flags")
+    return EchoAck(state, keystrokes, flags)

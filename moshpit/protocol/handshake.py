@@ -41,7 +41,8 @@ from moshpit.keys import fingerprint
 from moshpit.protocol.events import (AuthRequested, Event, HandshakeComplete,
                                      HandshakeRefused, HostKeyReceived)
 
-VERSION = 3             # 2: resume-only requests, input count in SERVER_ACCEPT; 3: exit status in CLOSE
+VERSION = 4             # 2: resume-only requests, input count in SERVER_ACCEPT; 3: exit status in CLOSE;
+                        # 4: ECHO_ACK frames (keystroke prediction)
 MAX_MESSAGE_BODY = 4096
 DEFAULT_TIMEOUT = 10.0
 TOKEN_SIZE = 32
