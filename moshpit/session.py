@@ -9,10 +9,13 @@ I/O or reads a clock: the runtime passes ``now`` and arms their timers.
 
 from __future__ import annotations
 
+from collections import deque
+
 from moshpit.protocol.channel import Channel
-from moshpit.protocol.events import DataReceived, Resized, ScreenUpdate
+from moshpit.protocol.events import DataReceived, EchoAcknowledged, Resized, ScreenUpdate
 from moshpit.protocol.handshake import DiffMode
 from moshpit.terminal.model import MAX_COLUMNS, MAX_ROWS, ScreenState, TerminalModel
+from moshpit.terminal.predict import ECHO, ICANON, Policy, PredictionEngine
 from moshpit.terminal.queries import QueryFilter
 from moshpit.terminal.render import render_diff, render_full
 
@@ -23,6 +26,7 @@ KEPT_CELLS = 1_000_000         # ...and their cells in all: two 1000x500 screens
 RESIZE_INTERVAL = 0.1          # a window size is applied at most this often (a RESIZE re-lays
                                # the whole screen; a flood of them must not cost more)
 MAX_BACKLOG = 4 << 20          # reliable output waiting to be sent; beyond it, a repaint instead
+ECHO_WAIT = 0.050              # keystrokes count as echoed this long after the shell got them (Mosh)
 FEED_BUDGET = 50_000           # screen-model work per step (the model's cost units, ~20-50 ms):
                                # costly output is modelled a step at a time, the loop free between
 
@@ -46,12 +50,17 @@ class ServerSession:
         self._pending_since: float | None = None
         self.pty_input = bytearray()          # keystrokes and terminal replies for the PTY
         self.input_received = 0               # keystroke bytes from all connections so far
+        self.tty_flags = ECHO | ICANON        # the shell's terminal, as the runtime last read it
+        self._input_times: deque[tuple[int, float]] = deque()   # (input_received, when)
+        self._echo_acked = 0
+        self._flags_sent: int | None = None
 
     def attach(self, channel: Channel, resumed: bool = False) -> None:
         """A (new or resumed) connection takes over; it starts from a full repaint.
 
         Build the channel with ``screen_source=session.screen_source``."""
         self.channel = channel
+        self._flags_sent = None               # the new connection learns the terminal's flags
         self.flush()
         channel.screen_changed(self.model.number)
         if resumed:
@@ -61,6 +70,8 @@ class ServerSession:
     def pty_output(self, data: bytes, now: float) -> None:
         if not data:
             return
+        if self.tty_flags != self._flags_sent:   # a password prompt turning echo off, say
+            self._acknowledge_echo(now)
         channel = self.channel
         overflow = False
         if channel is not None and channel.accepts_data:
@@ -87,7 +98,8 @@ class ServerSession:
         if self.model.backlog:
             return 0.0                        # due now: the next step of a costly feed
         deadlines = [t for t in (None if self._pending_since is None else self._pending_since + BATCH_DELAY,
-                                 None if self._window_wanted is None else self._resized_at + RESIZE_INTERVAL)
+                                 None if self._window_wanted is None else self._resized_at + RESIZE_INTERVAL,
+                                 self._input_times[0][1] + ECHO_WAIT if self._input_times else None)
                      if t is not None]
         return min(deadlines, default=None)
 
@@ -97,6 +109,21 @@ class ServerSession:
             self.flush()
         if self._window_wanted is not None and now >= self._resized_at + RESIZE_INTERVAL:
             self._apply_window(now)
+        self._acknowledge_echo(now)
+
+    def _acknowledge_echo(self, now: float) -> None:
+        """Tell the client how many keystrokes the shell has had ECHO_WAIT to echo, and
+        whether its terminal echoes: prediction judges its guesses by it."""
+        acked = self._echo_acked
+        while self._input_times and self._input_times[0][1] + ECHO_WAIT <= now:
+            acked = self._input_times.popleft()[0]
+        channel = self.channel
+        if (acked == self._echo_acked and self.tty_flags == self._flags_sent) or channel is None \
+                or channel.closed:
+            return
+        self.flush()                          # the state it names must hold that output
+        channel.send_echo_ack(acked, self.tty_flags, now)
+        self._echo_acked, self._flags_sent = acked, self.tty_flags
 
     def flush(self, complete: bool = False) -> None:
         """Feed gathered output to the screen model (in one piece: the fast path likes
@@ -140,6 +167,7 @@ class ServerSession:
         if isinstance(event, DataReceived):
             self.pty_input += event.data
             self.input_received += len(event.data)
+            self._input_times.append((self.input_received, now))
         elif isinstance(event, Resized):
             self._window_wanted = clamp_window(event.cols, event.rows)
             if now >= self._resized_at + RESIZE_INTERVAL:
@@ -163,27 +191,67 @@ class ServerSession:
 
 
 class ClientSession:
-    """What the user's terminal shows, and the bytes that keep it so."""
+    """What the user's terminal shows, and the bytes that keep it so.
 
-    def __init__(self, cols: int = 80, rows: int = 24, clipboard_max_bytes: int = 0):
+    With prediction on, what it shows is the server's screen (``truth``) with the
+    engine's guesses laid over it. In ``statesync`` and ``datagram`` the truth is
+    the newest state; in ``reliable`` it is a model fed the raw stream, kept only
+    while predictions are wanted (it costs the stream's throughput otherwise) and
+    brought in step by a repaint when they start to be."""
+
+    def __init__(self, cols: int = 80, rows: int = 24, clipboard_max_bytes: int = 0,
+                 predict: Policy = Policy.NEVER):
         self.cols, self.rows = clamp_window(cols, rows)
         self.queries = QueryFilter(clipboard_max_bytes)   # reliable mode: nothing may ask the terminal
         self.displayed = ScreenState.blank(cols, rows)     # what the real terminal shows
+        self.truth = self.displayed                       # the server's screen, as far as we know
         self._held: dict[int, ScreenState] = {}
         self._model: TerminalModel | None = None          # holds state _model_state, ready to feed
         self._model_state = -1
         self.output = bytearray()                         # for the real terminal
         self.at_line_start = True     # the cursor is in the first column, so far as we know
+        self.engine = None if predict is Policy.NEVER else PredictionEngine(predict)
+        self._acks: list[tuple[int, int, int]] = []       # echo acks waiting for their state
+        self._echo_ack, self._echo_flags = 0, ECHO | ICANON
+        self._in_step = False         # reliable: the model has had every byte the terminal has
+        self._resync_asked = False
 
-    def on_event(self, event, channel: Channel) -> None:
+    # --- events from the channel -------------------------------------------------------
+    def on_event(self, event, channel: Channel, now: float = 0.0) -> None:
         if isinstance(event, DataReceived):
-            self.output += self.queries.feed(event.data)  # reliable: the raw stream, less queries
-            if event.data:
-                self.at_line_start = event.data.endswith(b"\n")   # no model to ask: a good guess
+            self._raw(event.data, channel, now)
         elif isinstance(event, ScreenUpdate):
-            self._apply(event, channel)
+            self._apply(event, channel, now)
+        elif isinstance(event, EchoAcknowledged):
+            if channel.diff_mode is DiffMode.RELIABLE:
+                self._judge(event.keystrokes, event.flags, now)
+            else:
+                self._acks.append((event.state, event.keystrokes, event.flags))
+                self._take_acks(now)
 
-    def _apply(self, event: ScreenUpdate, channel: Channel) -> None:
+    def _raw(self, data: bytes, channel: Channel, now: float) -> None:
+        """reliable: the raw stream, less queries; predictions lifted off while it is written."""
+        data = self.queries.feed(data)
+        if data:
+            self.at_line_start = data.endswith(b"\n")   # no model to ask: a good guess
+        if not self._in_step:
+            self.output += data
+            self._want_model(channel)
+            return
+        self._lift_predictions()
+        self.output += data
+        self._model.feed(data)
+        self.truth = self.displayed = self._model.state
+        self._model_state = -1                            # ahead of every numbered state now
+        self._judge(self._echo_ack, self._echo_flags, now)
+
+    def _want_model(self, channel: Channel) -> None:
+        """reliable: predictions are wanted but the model is behind: ask for a repaint."""
+        if self.engine is not None and self.engine.wanted and not self._resync_asked:
+            self._resync_asked = True
+            channel.request_repaint()
+
+    def _apply(self, event: ScreenUpdate, channel: Channel, now: float = 0.0) -> None:
         if event.base == 0:
             model = TerminalModel(self.cols, self.rows)
         elif event.base == self._model_state and self._model is not None:
@@ -195,22 +263,104 @@ class ClientSession:
                 return
             model = TerminalModel(base.cols, base.rows)
             model.feed(render_full(base).encode())
-        if channel.diff_mode is DiffMode.RELIABLE:
+        reliable = channel.diff_mode is DiffMode.RELIABLE
+        if reliable:
+            self._lift_predictions()
             self.output += event.data                     # a repaint inside the raw stream
+            self.displayed = self.truth                   # (it draws the truth over whatever)
         model.feed(event.data)
         new = model.state
-        if channel.diff_mode is not DiffMode.RELIABLE:
+        if not reliable:
             self.output += render_diff(self.displayed, new).encode()
-        self.displayed = new
+        self.displayed = self.truth = new
         self.at_line_start = new.cursor_x == 0
         self._model, self._model_state = model, event.state
         self._held[event.state] = new
         for old in [s for s in self._held if s < event.base]:
             del self._held[old]
         channel.screen_applied(event.state)
+        if reliable:
+            self._in_step = self.engine is not None       # the repaint brought the model in step
+            self._resync_asked = False
+        self._take_acks(now)
+        self._judge(self._echo_ack, self._echo_flags, now)
+
+    # --- prediction ----------------------------------------------------------------------
+    def keys(self, data: bytes, now: float, srtt: float, channel: Channel) -> None:
+        """The user typed ``data`` (already handed to the channel)."""
+        if self.engine is None:
+            return
+        self.engine.set_srtt(srtt)
+        if channel.diff_mode is DiffMode.RELIABLE and not self._in_step:
+            self.engine.keys(data, self.truth, now)       # counted, not drawn: no model yet
+            self.engine.reset()
+            self._want_model(channel)
+            return
+        self.engine.keys(data, self.truth, now)
+        self._show_predictions(now)
+
+    def tick(self, now: float, srtt: float, channel: Channel) -> None:
+        """The prediction timer (or the RTT) moved: show or hide what it says."""
+        if self.engine is None:
+            return
+        self.engine.set_srtt(srtt)
+        if channel.diff_mode is DiffMode.RELIABLE:
+            if not self.engine.wanted and self._in_step and not self.engine.pending:
+                self._in_step = False                     # stop paying for the model
+                self._model = None
+                return
+            if not self._in_step:
+                self._want_model(channel)
+                return
+        self._show_predictions(now)
+
+    def get_timer(self) -> float | None:
+        return None if self.engine is None else self.engine.get_timer()
+
+    def connected(self, input_received: int) -> None:
+        """A new or resumed connection, whose server has had this many keystroke bytes."""
+        if self.engine is not None:
+            self.engine.rebase(input_received)
+        self._acks.clear()
+        self._echo_ack = input_received
+        self._in_step = self._resync_asked = False
+
+    def _take_acks(self, now: float) -> None:
+        """Echo acks whose state has been applied take effect."""
+        applied = self._model_state
+        ready = [a for a in self._acks if a[0] <= applied or applied < 0]
+        if not ready:
+            return
+        self._acks = [a for a in self._acks if a not in ready]
+        newest = max(ready, key=lambda a: a[1])
+        self._echo_ack = max(self._echo_ack, newest[1])
+        self._echo_flags = ready[-1][2]
+
+    def _judge(self, acked: int, flags: int, now: float) -> None:
+        self._echo_ack, self._echo_flags = max(self._echo_ack, acked), flags
+        if self.engine is None:
+            return
+        self.engine.truth(self.truth, self._echo_ack, self._echo_flags, now)
+        self._show_predictions(now)
+
+    def _show_predictions(self, now: float) -> None:
+        if self._model is not None and not self._model.at_rest:
+            return                                        # mid-sequence: nothing may be inserted
+        shown = self.engine.display(self.truth, now)
+        if shown != self.displayed:
+            self.output += render_diff(self.displayed, shown).encode()
+            self.displayed = shown
+
+    def _lift_predictions(self) -> None:
+        """Put back the truth where predictions are drawn, before server bytes follow."""
+        if self.displayed != self.truth:
+            self.output += render_diff(self.displayed, self.truth).encode()
+            self.displayed = self.truth
 
     def resize(self, cols: int, rows: int, channel: Channel) -> None:
         self.cols, self.rows = clamp_window(cols, rows)
+        if self.engine is not None:
+            self.engine.reset()
         channel.send_resize(self.cols, self.rows)
 
     def take_output(self) -> bytes:

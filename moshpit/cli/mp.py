@@ -16,7 +16,7 @@ Options:
   -i KEY                   Identity private key (default: ~/.mp/id_ed25519).
   -k PUB                   Identity public key, checked against the private key.
   --diff-mode MODE         reliable, datagram or statesync (default: reliable).
-  --predict MODE           adaptive, always or never. Has no effect yet: prediction is to come.
+  --predict MODE           Keystroke prediction: adaptive (on slow links), always or never.
   --host-key-check POLICY  ask, accept-new or strict (default: ask): what to do about a
                            server whose host key is not in ~/.mp/known_hosts yet.
   --local                  Start a private server on loopback with throwaway keys and connect
@@ -135,7 +135,7 @@ def _run_remote(config, args) -> int:
     client = Client(host, config.server_port, identity=identity,
                     user=user, known_hosts=KnownHosts(os.path.expanduser(config.known_hosts)),
                     policy=HostKeyPolicy(config.host_key_check), diff_mode=DiffMode(config.diff_mode),
-                    term=os.environ.get("TERM", config.term), ask=ask_on_tty,
+                    predict=config.predict, term=os.environ.get("TERM", config.term), ask=ask_on_tty,
                     env={k: v for k, v in os.environ.items() if k in ("LANG", "TZ") or k.startswith("LC_")},
                     resume_token=sessions.load(host, config.server_port, user),
                     max_reconnect_backoff=config.max_reconnect_backoff_secs,
@@ -171,7 +171,7 @@ def _run_local(config) -> int:
         client = Client("127.0.0.1", server.address[1], identity=client_key, user=server.user.pw_name,
                         known_hosts=PinnedHostKey(bytes(host_key.verify_key)), policy=HostKeyPolicy.STRICT,
                         diff_mode=DiffMode(config.diff_mode), term=os.environ.get("TERM", config.term),
-                        max_reconnect_backoff=config.max_reconnect_backoff_secs,
+                        predict=config.predict, max_reconnect_backoff=config.max_reconnect_backoff_secs,
                         clipboard_max_bytes=config.clipboard_max_bytes)
         client.connect()
         code = client.run()

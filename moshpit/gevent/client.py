@@ -29,6 +29,7 @@ from moshpit.protocol.backoff import Backoff
 from moshpit.protocol.handshake import ClientHandshake, DiffMode, RefuseCode, ServerBusy
 from moshpit.gevent import udp as udpio
 from moshpit.session import ClientSession
+from moshpit.terminal.predict import Policy
 from moshpit.terminal.render import render_full
 from moshpit.terminal.tty import ERASE_STATUS_BAR, SANE_MODES, RawMode, status_bar, window_size
 
@@ -63,11 +64,13 @@ class Client:
                  policy: HostKeyPolicy, diff_mode: DiffMode = DiffMode.RELIABLE,
                  term: str = "xterm-256color", env: dict | None = None, ask=None,
                  stdin_fd: int = 0, stdout_fd: int = 1, resume_token: bytes | None = None,
-                 max_reconnect_backoff: float = 3600, on_resumed=None, clipboard_max_bytes: int = 0):
+                 max_reconnect_backoff: float = 3600, on_resumed=None, clipboard_max_bytes: int = 0,
+                 predict: str = "never"):
         self.host, self.port = host, port
         self.identity, self.user = identity, user
         self.known_hosts, self.policy, self.ask = known_hosts, policy, ask
         self.diff_mode = DiffMode(diff_mode)
+        self.predict = Policy(predict)
         self.env = dict(env or {}, TERM=term)
         self.stdin_fd, self.stdout_fd = stdin_fd, stdout_fd
         self.resume_token = resume_token
@@ -117,7 +120,8 @@ class Client:
                 self._trusted_just_now = False
                 log.info("key exchange after the host-key question failed (%s); trying again", exc)
         self._open_channel(params, address)
-        self.session = ClientSession(cols, rows, self.clipboard_max_bytes)
+        self.session = ClientSession(cols, rows, self.clipboard_max_bytes, predict=self.predict)
+        self.session.connected(params.input_received)
 
     def _key_exchange(self, cols: int, rows: int, token: bytes | None, *, resume_only: bool):
         """One TCP key exchange; returns the session parameters and the server's address."""
@@ -235,6 +239,7 @@ class Client:
         old_base, typed = self._typed_base, bytes(self._typed)
         self.link.close()
         self._open_channel(params, address)
+        self.session.connected(params.input_received)
         self.reconnects += 1
         if params.input_received < old_base:
             log.warning("the server has fewer keystrokes than were trimmed; %d bytes may be lost",
@@ -338,6 +343,7 @@ class Client:
             return
         if self.channel.accepts_data:
             self.channel.send_data(data)
+            self.session.keys(data, time.monotonic(), self.channel.rtt.srtt or 0.0, self.channel)
         self._typed += data                          # kept for a resend after a reconnect
         if len(self._typed) > TYPED_KEPT and not self._silent and self._reconnector is None:
             drop = len(self._typed) - TYPED_KEPT     # in contact, this much is long delivered
@@ -430,14 +436,15 @@ class Client:
         if self._timer is not None:
             self._timer.close()
             self._timer = None
-        deadline = self.channel.get_timer()
+        deadlines = [t for t in (self.channel.get_timer(), self.session.get_timer()) if t is not None]
+        deadline = min(deadlines, default=None)
         if deadline is not None and not self._done.is_set():
             self._timer = gevent.get_hub().loop.timer(max(0.0, deadline - now))
             self._timer.start(gevent.spawn, self._on_timer)   # a greenlet: it may wait for I/O
 
     def _take_events(self) -> None:
         while (event := self.channel.next_event()) is not None:
-            self.session.on_event(event, self.channel)
+            self.session.on_event(event, self.channel, time.monotonic())
             if isinstance(event, PeerSilent):
                 self._silent = True
                 self._status_text = f"mp: Last contact {int(event.seconds)} seconds ago. [To quit: Ctrl-^ .]"
@@ -472,7 +479,9 @@ class Client:
         self.channel.path_changed()
 
     def _on_timer(self) -> None:
-        self.channel.handle_timer(time.monotonic())
+        now = time.monotonic()
+        self.channel.handle_timer(now)
+        self.session.tick(now, self.channel.rtt.srtt or 0.0, self.channel)
         self.service()
 
     def _status(self, text: str | None) -> None:

@@ -40,6 +40,7 @@ from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionGone, Ses
 from moshpit.gevent import udp
 from moshpit.gevent.logins import LoginRecords, pty_line
 from moshpit.session import ServerSession
+from moshpit.terminal.predict import ECHO, ICANON
 
 log = logging.getLogger("moshpit.server")
 
@@ -180,9 +181,18 @@ class ShellSession:
                 data = b""
             if not data:
                 break
+            self.session.tty_flags = self._tty_flags()
             self.session.pty_output(data, time.monotonic())
             self.service()
         self._shell_exited()
+
+    def _tty_flags(self) -> int:
+        """ECHO and ICANON of the shell's terminal (the master reads the slave's flags)."""
+        try:
+            lflag = termios.tcgetattr(self.fd)[3]
+        except (termios.error, OSError):
+            return self.session.tty_flags
+        return (ECHO if lflag & termios.ECHO else 0) | (ICANON if lflag & termios.ICANON else 0)
 
     def _wait_for_room(self) -> None:
         """Flow control in ``reliable`` mode: while a client that is listening has more
@@ -340,6 +350,7 @@ class ShellSession:
             self.channel.close(CloseCode.DETACHED_TIMEOUT, "detached too long", now=now)
             self.shutdown()
             return
+        self.session.tty_flags = self._tty_flags()
         self.session.handle_timer(now)
         for channel in list(self.channels.values()):
             channel.handle_timer(now)

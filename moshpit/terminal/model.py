@@ -144,6 +144,13 @@ class TerminalModel:
         return self.screen.work + self.parsed
 
     @property
+    def at_rest(self) -> bool:
+        """Between sequences: no escape sequence or UTF-8 character half fed, nothing
+        left to feed. Only here may a client insert its own sequences into the stream."""
+        return bool(not self.backlog and self.stream._taking_plain_text
+                    and not self._decoder.getstate()[0])
+
+    @property
     def parsed(self) -> int:
         """Characters the parser has taken so far (a fast-path skip takes none)."""
         return self.stream.parsed

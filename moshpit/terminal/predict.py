@@ -103,6 +103,17 @@ class PredictionEngine:
             elif srtt < HIDE_BELOW:
                 self._showing = False
 
+    @property
+    def wanted(self) -> bool:
+        """Whether predictions are to be shown as things stand (the RTT, the policy)."""
+        return self.policy is Policy.ALWAYS or self._showing
+
+    def rebase(self, sent: int) -> None:
+        """A new connection: the server has had ``sent`` keystroke bytes in all so far."""
+        self.reset()
+        self._sent = sent
+        self._echo_ack = min(self._echo_ack, sent)
+
     def reset(self) -> None:
         """Forget every prediction (a resize, a paste, a wrong guess on screen)."""
         self._cells.clear()
