@@ -228,6 +228,7 @@ class ClientSession:
             else:
                 self._acks.append((event.state, event.keystrokes, event.flags))
                 self._take_acks(now)
+                self._judge(self._echo_ack, self._echo_flags, now)
 
     def _raw(self, data: bytes, channel: Channel, now: float) -> None:
         """reliable: the raw stream, less queries; predictions lifted off while it is written."""

@@ -22,9 +22,10 @@ import gevent.socket as gsocket
 
 class Relay:
     def __init__(self, server_addr, *, loss: float = 0.0, duplicate: float = 0.0, seed: int = 0,
-                 front=("127.0.0.1", 0)):
+                 front=("127.0.0.1", 0), delay: float = 0.0):
         self.server_addr = server_addr
         self.loss, self.duplicate = loss, duplicate
+        self.delay = delay              # each way: 0.125 makes a 250 ms round trip
         self.block_up = self.block_down = False
         self.rng = random.Random(seed)
         self.front = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
@@ -57,7 +58,7 @@ class Relay:
                 continue
             self.client_addr = addr
             for _ in range(self._pass(self.block_up)):
-                self.back.sendto(data, self.server_addr)
+                self._send(self.back, data, self.server_addr)
 
     def _down(self, sock):
         while True:
@@ -65,7 +66,20 @@ class Relay:
             if self.client_addr is None or sock is not self.back:
                 continue            # the server still answers an old address: nobody is there
             for _ in range(self._pass(self.block_down)):
-                self.front.sendto(data, self.client_addr)
+                self._send(self.front, data, self.client_addr)
+
+    def _send(self, sock, data, addr) -> None:
+        if self.delay:
+            gevent.spawn_later(self.delay, self._late, sock, data, addr)
+        else:
+            sock.sendto(data, addr)
+
+    @staticmethod
+    def _late(sock, data, addr) -> None:
+        try:
+            sock.sendto(data, addr)
+        except OSError:
+            pass                        # the relay closed meanwhile
 
     def kill_mapping(self) -> None:
         """A NAT whose state for the client's current address and port is stuck: nothing

@@ -149,3 +149,22 @@ def test_adaptive_shows_on_a_slow_link_or_a_slow_echo_and_not_on_a_fast_one():
     assert engine.display(shell.model.state, 0.3).text()[0].startswith("$ ab")   # slow echo: shown
     engine.set_srtt(0.2)
     assert engine.display(shell.model.state, 0.03).lines[0][3].underscore   # slow link: underlined
+
+
+def test_echo_turned_off_without_a_new_line_still_shows_nothing_typed():
+    """Epochs alone would not save this: the epoch is confirmed (echo worked), then the
+    program turns echo off and prints a prompt on the same line. The flags that came
+    with that state stop prediction before the first secret key."""
+    engine = PredictionEngine(Policy.ALWAYS)
+    shell = FakeShell("echo")
+    engine.truth(shell.model.state, 0, shell.flags, 0.0)
+    engine.keys(b"a", shell.model.state, 0.0)
+    shell.take(b"a")
+    engine.truth(shell.model.state, 1, shell.flags, 0.25)    # confirmed: shown from now on
+    shell.behaviour = "password"
+    shell.model.feed(b" pass: ")
+    engine.truth(shell.model.state, 1, shell.flags, 0.3)     # echo off, with the prompt
+    for i, key in enumerate(b"secret"):
+        engine.keys(bytes([key]), shell.model.state, 0.4 + i * 0.08)
+        assert engine.display(shell.model.state, 0.4 + i * 0.08) == shell.model.state
+    assert engine.stats.predicted == 1
