@@ -212,7 +212,7 @@ class ClientSession:
         self.at_line_start = True     # the cursor is in the first column, so far as we know
         self.engine = None if predict is Policy.NEVER else PredictionEngine(predict)
         self._acks: list[tuple[int, int, int]] = []       # echo acks waiting for their state
-        self._echo_ack, self._echo_flags = 0, ECHO | ICANON
+        self._echo_ack, self._echo_flags = 0, 0           # flags unknown until the server says
         self._in_step = False         # reliable: the model has had every byte the terminal has
         self._resync_asked = False
 

@@ -90,7 +90,7 @@ class PredictionEngine:
         self._cols = self._rows = 0        # the screen size predictions were made on
         self._sent = 0                     # keystroke bytes sent so far
         self._echo_ack = 0                 # keystroke bytes the newest state accounts for
-        self._flags = ECHO | ICANON
+        self._flags = 0                    # the shell's terminal, once the server has said
         self._glitch_credit = 0
         self._unconfirmed_since: float | None = None
 
@@ -205,7 +205,7 @@ class PredictionEngine:
         for y, row in rows.items():
             lines[y] = tuple(row)
         update = {"lines": tuple(lines)}
-        if cursor is not None and cursor.row < truth.rows and cursor.col < truth.cols:
+        if cursor is not None and cursor.row < truth.rows and cursor.col <= truth.cols:
             update.update(cursor_x=cursor.col, cursor_y=cursor.row)
         return replace(truth, **update)
 
@@ -249,9 +249,12 @@ class PredictionEngine:
 
     def _printable(self, char: str, truth: ScreenState, keystroke: int, now: float) -> None:
         row, col = self._position(truth)
-        if col >= truth.cols - 1:              # the last column: wrapping is the program's call
+        if col >= truth.cols:                  # a wrap was pending: on to the next row, if any
+            if row + 1 >= truth.rows:
+                self._new_epoch(truth, keystroke, now)   # a scroll: the program's call
+                return
             self._new_epoch(truth, keystroke, now)
-            return
+            row, col = row + 1, 0
         cells = self._row(truth, row)
         new = [(col, Cell(char, *truth.pen[1:]))]
         # Inserted: the rest of the row, up to its last non-blank cell, moves right.
@@ -260,7 +263,7 @@ class PredictionEngine:
             new.append((x + 1, cells[x]))
         for x, cell in new:
             self._put(row, x, cell, keystroke, now)
-        self._move(row, col + 1, keystroke, now)
+        self._move(row, col + 1, keystroke, now)   # at the last column: a wrap pending
         self.stats.predicted += 1
         if self._epoch <= self._confirmed_epoch:
             self.stats.shown += 1
@@ -286,8 +289,13 @@ class PredictionEngine:
         self._move(row, target, keystroke, now)
 
     def _new_epoch(self, truth: ScreenState, keystroke: int, now: float, line_end: bool = False) -> None:
-        """Something we cannot predict: what follows is tentative until confirmed."""
+        """Something we cannot predict: what follows is tentative until confirmed. Unless
+        the terminal itself echoes (ECHO and ICANON: the kernel's line discipline, as
+        under ``cat``), whose echo of a key is never in doubt: then it is shown at once."""
         self._epoch += 1
+        tentative = any(p.epoch > self._confirmed_epoch for p in self._cells)
+        if self._flags == ECHO | ICANON and not tentative:   # (confirming it would show those)
+            self._confirmed_epoch = self._epoch
         row, _ = self._position(truth)
         if line_end and row + 1 < truth.rows:
             self._move(row + 1, 0, keystroke, now)   # Enter: most likely the next line

@@ -1,0 +1,288 @@
+"""Keystroke prediction at a 250 ms round trip: moshpit beside mosh, the same traces.
+
+    python benchmarks/bench_predict.py [--quick] [--tools mp,mosh]
+
+Real servers and clients, a login shell on a real PTY, the client on a PTY driven
+like a person (a key every 100 ms). UDP goes through the impairment relay of
+``tests/relay.py`` in its own process, 125 ms each way (the key exchange of
+moshpit goes direct: only the session's path is slow). Traces:
+
+- prose typed into ``cat``;
+- a bash command line edited with backspaces and arrow keys;
+- vim (``-u NONE``) in insert mode, then a few normal-mode commands;
+- a ``read -s`` password prompt.
+
+Per trace and tool: the share of keystrokes that change the user's screen within
+5 ms, the median time until they do, cells drawn that the same trace without
+prediction never drew (wrong guesses), underlined cells left 2 s after the
+trace, and password characters drawn. moshpit runs ``--predict adaptive`` in
+each diff mode, and ``--predict never`` (the baseline for wrong cells and the
+cost of prediction); mosh runs ``MOSH_PREDICTION_DISPLAY=adaptive``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_e2e import BIN, Moshpit, Terminal, free_port  # noqa: E402
+
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+sys.path.insert(0, str(TESTS))
+from moshpit.terminal.model import TerminalModel  # noqa: E402
+
+ONE_WAY = 0.125
+GAP = 0.10                      # between keys: a brisk typist
+LEFT, RIGHT, BS, ESC = b"\x1b[D", b"\x1b[C", b"\x7f", b"\x1b"
+
+PROSE = b"The quick brown fox jumps over the lazy dog, and then it sits down to rest a while."
+TRACES = {
+    "prose into cat": (b"cat\r", list(PROSE), b"\r\x04"),
+    "bash line editing": (b"", list(b"echo hello wrold") + [BS] * 4 + list(b"orld") + [LEFT] * 6
+                          + list(b"big ") + [RIGHT] * 2 + list(b" again"), b"\x15\r"),
+    "vim insert, then normal": (b"vim -u NONE -N /tmp/mp-bench-predict.txt\r",
+                                [b"i"] + list(b"one two three four") + [ESC] + list(b"0wwxbdwu"),
+                                b"\x1b:q!\r"),
+    "password (read -s)": (b"read -s -p 'pass: ' secret; echo; echo done-$((6*7))\r",
+                           list(b"hunter2-correct-horse"), b"\r"),
+}
+
+
+class Relay:
+    """tests/relay.py in a process of its own: the clients' UDP, delayed each way."""
+
+    SCRIPT = ("import sys, gevent; sys.path.insert(0, {tests!r}); from relay import Relay\n"
+              "r = Relay(('127.0.0.1', {port}), front=('127.0.0.1', {front}), delay={delay})\n"
+              "print('ready', flush=True); gevent.wait()\n")
+
+    def __init__(self, server_port: int, front: int):
+        self.proc = subprocess.Popen([sys.executable, "-c", self.SCRIPT.format(
+            tests=str(TESTS), port=server_port, front=front, delay=ONE_WAY)],
+            stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the relay did not start")
+        self.port = front
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(5)
+
+
+class MpSession:
+    def __init__(self, work: Path, mode: str, predict: str):
+        self.name = f"moshpit {mode}" + ("" if predict == "adaptive" else f", predict {predict}")
+        self.tool = Moshpit(work, mode)
+        keys, auth = self.tool.make_keys()
+        tcp, udp = free_port(), free_port(socket.SOCK_DGRAM)
+        env = dict(self.tool.env, MOSHPITS_AUTHORIZED_KEYS_FILE=str(auth))
+        self.server = subprocess.Popen(
+            [BIN / "mps", "-e", "-q", "-p", keys / "host_key", "--bind", "127.0.0.1", "--port", str(tcp),
+             "--udp-ports", f"{udp}-{udp}"], env=env, stderr=subprocess.PIPE, cwd=work)
+        if b"listening" not in self.server.stderr.readline():
+            raise RuntimeError("mps did not start")
+        # The client reaches the server at 127.0.0.2: TCP forwarded as is, UDP through the
+        # relay on the same port number (tests/relay.py Gateway).
+        self.gateway = subprocess.Popen([sys.executable, "-c", (
+            "import sys, gevent; sys.path.insert(0, {tests!r}); from relay import Gateway\n"
+            "g = Gateway({tcp}, {udp}, delay={delay}); print('ready', flush=True); gevent.wait()\n"
+        ).format(tests=str(TESTS), tcp=tcp, udp=udp, delay=ONE_WAY)], stdout=subprocess.PIPE, text=True)
+        if self.gateway.stdout.readline().strip() != "ready":
+            raise RuntimeError("the gateway did not start")
+        self.term = Terminal([str(BIN / "mp"), "-i", str(keys / "id_ed25519"), "-p", str(tcp),
+                              "--host-key-check", "accept-new", "--diff-mode", mode, "--predict", predict,
+                              "127.0.0.2"], self.tool.env)
+
+    def close(self):
+        self.term.write(b"\x1e.")
+        time.sleep(0.3)
+        self.term.close()
+        for proc in (self.gateway, self.server):
+            proc.terminate()
+            proc.wait(10)
+
+
+class MoshSession:
+    name = "mosh 1.4, adaptive"
+
+    def __init__(self, work: Path):
+        port = free_port(socket.SOCK_DGRAM)
+        env = dict(os.environ, HOME=str(work), LANG="C.UTF-8")
+        out = subprocess.run(["mosh-server", "new", "-i", "127.0.0.1", "-p", str(port), "--", "/bin/bash", "-l"],
+                             env=env, capture_output=True, text=True, cwd=work)
+        found = re.search(r"MOSH CONNECT (\d+) (\S+)", out.stdout)
+        if not found:
+            raise RuntimeError(f"mosh-server did not start: {out.stdout} {out.stderr}")
+        self.relay = Relay(int(found[1]), free_port(socket.SOCK_DGRAM))
+        self.term = Terminal(["mosh-client", "127.0.0.1", str(self.relay.port)],
+                             dict(env, MOSH_KEY=found[2], MOSH_PREDICTION_DISPLAY="adaptive"))
+
+    def close(self):
+        self.term.write(b"exit\r")
+        time.sleep(0.5)
+        self.term.close()
+        self.relay.close()
+
+
+class Screen:
+    """The user's terminal, played from what the client wrote."""
+
+    def __init__(self, term: Terminal):
+        self.term = term
+        self.model = TerminalModel(80, 24)
+        self.drawn: set[tuple[int, int, str]] = set()
+
+    def pump(self, timeout: float) -> bool:
+        before = self.term.total
+        self.term.pump(timeout)
+        if self.term.total == before:
+            return False
+        self.model.feed(self.term.tail[-(self.term.total - before):])
+        for y, row in enumerate(self.model.state.lines):
+            for x, cell in enumerate(row):
+                if cell.data.strip():
+                    self.drawn.add((y, x, cell.data))
+        return True
+
+    def settle(self, quiet: float = 0.5) -> None:
+        while self.pump(quiet):
+            pass
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in row for row in self.model.state.text()):
+                return True
+            self.pump(0.05)
+        return False
+
+
+def edited_line(keys: list[bytes]) -> str | None:
+    """The line a line editor shows after ``keys`` (insert, backspace, arrows); None once
+    a key leaves that model (vim's ESC)."""
+    line, cursor = "", 0
+    for key in keys:
+        if key == BS:
+            if cursor:
+                line, cursor = line[:cursor - 1] + line[cursor:], cursor - 1
+        elif key == LEFT:
+            cursor = max(0, cursor - 1)
+        elif key == RIGHT:
+            cursor = min(len(line), cursor + 1)
+        elif len(key) == 1 and 0x20 <= key[0] < 0x7F:
+            line, cursor = line[:cursor] + key.decode() + line[cursor:], cursor + 1
+        else:
+            return None
+    return line
+
+
+def run_trace(session, name: str) -> dict:
+    """Type a trace; for each key that edits the line, seconds until the user's screen
+    shows the line as it should be after it (vim's insert key and ESC: not timed)."""
+    setup, keys, finish = TRACES[name]
+    keys = [k if isinstance(k, bytes) else bytes([k]) for k in keys]
+    screen = Screen(session.term)
+    screen.settle(1.0)
+    session.term.write(b"clear; echo TRACE-$((6*7))\r")
+    if not screen.wait_for("TRACE-42"):
+        raise RuntimeError("the session did not come up")
+    screen.settle(1.0)
+    if setup:
+        session.term.write(setup)
+        screen.settle(1.5)
+    first_edit = 1 if keys[0] == b"i" else 0                 # vim: the line starts after "i"
+    if first_edit:
+        session.term.write(keys[0])
+        screen.settle(1.0)
+    row, col = screen.model.state.cursor_y, screen.model.state.cursor_x
+    screen.drawn.clear()
+    times, leaked, pending = [], 0, []
+    timed = not name.startswith("password")
+
+    def check(now):
+        text = screen.model.state.text()[row][col:]
+        for item in list(pending):
+            if text.startswith(item[1]):
+                times.append(now - item[0])
+                pending.remove(item)
+
+    for k in range(first_edit, len(keys)):
+        expected = edited_line(keys[first_edit:k + 1])
+        started = time.perf_counter()
+        session.term.write(keys[k])
+        if timed and expected is not None:
+            pending.append((started, expected))
+        while time.perf_counter() - started < GAP:
+            if screen.pump(max(0.0, GAP - (time.perf_counter() - started))):
+                check(time.perf_counter())
+        if name.startswith("password"):
+            rows = [r for r in screen.model.state.text() if r.startswith("pass: ")]
+            leaked = max(leaked, max((len(r[6:].strip()) for r in rows), default=0))
+    deadline = time.perf_counter() + 2.0
+    while pending and time.perf_counter() < deadline:
+        if screen.pump(0.05):
+            check(time.perf_counter())
+    times += [float("inf")] * len(pending)                   # never shown as expected
+    screen.settle(2.0)
+    underlined = sum(cell.underscore for line in screen.model.state.lines for cell in line)
+    session.term.write(finish)
+    screen.settle(1.0)
+    return {"times": times, "drawn": screen.drawn, "underlined": underlined, "leaked": leaked}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--tools", default="mp,mosh")
+    args = parser.parse_args()
+    traces = list(TRACES)[:1] + list(TRACES)[3:] if args.quick else list(TRACES)
+    work = Path(tempfile.mkdtemp(prefix="mp-predict-"))
+    work.chmod(0o700)
+    makers = []
+    if "mp" in args.tools:
+        modes = ["reliable"] if args.quick else ["reliable", "statesync", "datagram"]
+        makers.append(lambda: MpSession(work, "reliable", "never"))
+        makers += [lambda mode=mode: MpSession(work, mode, "adaptive") for mode in modes]
+    if "mosh" in args.tools and not args.quick:
+        if shutil.which("mosh-server"):
+            makers.append(lambda: MoshSession(work))
+        else:
+            print("mosh is not installed: skipped (apt-get install mosh)")
+    print(f"250 ms RTT (relay, {ONE_WAY * 1000:.0f} ms each way); a key every {GAP * 1000:.0f} ms\n")
+    print("| trace | tool | keys shown < 5 ms | median | wrong cells | underlined after | password chars drawn |")
+    print("|---|---|---|---|---|---|---|")
+    baseline: dict[str, set] = {}
+    try:
+        for make in makers:
+            session = make()
+            try:
+                for name in traces:
+                    result = run_trace(session, name)
+                    times = result["times"] or [float("nan")]
+                    fast = sum(t < 0.005 for t in times) / len(times)
+                    if "never" in session.name:
+                        baseline[name] = result["drawn"]
+                    wrong = (len({(y, x, c) for y, x, c in result["drawn"]} - baseline[name])
+                             if name in baseline and "never" not in session.name else "-")
+                    median = "-" if not result["times"] else f"{statistics.median(times) * 1000:.1f} ms"
+                    print(f"| {name} | {session.name} | {'-' if not result['times'] else f'{fast:.1%}'} | {median} "
+                          f"| {wrong} | {result['underlined']} | {result['leaked']} |", flush=True)
+            except Exception as exc:                       # one tool failing must not hide the rest
+                print(f"| | {session.name} | failed: {exc} | | | | |", flush=True)
+            finally:
+                session.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
