@@ -112,9 +112,8 @@ class MpSession:
 
 
 class MoshSession:
-    name = "mosh 1.4, adaptive"
-
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, predict: str):
+        self.name = "mosh 1.4" + ("" if predict == "adaptive" else f", predict {predict}")
         port = free_port(socket.SOCK_DGRAM)
         env = dict(os.environ, HOME=str(work), LANG="C.UTF-8")
         out = subprocess.run(["mosh-server", "new", "-i", "127.0.0.1", "-p", str(port), "--", "/bin/bash", "-l"],
@@ -124,7 +123,7 @@ class MoshSession:
             raise RuntimeError(f"mosh-server did not start: {out.stdout} {out.stderr}")
         self.relay = Relay(int(found[1]), free_port(socket.SOCK_DGRAM))
         self.term = Terminal(["mosh-client", "127.0.0.1", str(self.relay.port)],
-                             dict(env, MOSH_KEY=found[2], MOSH_PREDICTION_DISPLAY="adaptive"))
+                             dict(env, MOSH_KEY=found[2], MOSH_PREDICTION_DISPLAY=predict))
 
     def close(self):
         self.term.write(b"exit\r")
@@ -185,12 +184,11 @@ def edited_line(keys: list[bytes]) -> str | None:
     return line
 
 
-def run_trace(session, name: str) -> dict:
+def run_trace(session, name: str, screen: "Screen") -> dict:
     """Type a trace; for each key that edits the line, seconds until the user's screen
     shows the line as it should be after it (vim's insert key and ESC: not timed)."""
     setup, keys, finish = TRACES[name]
     keys = [k if isinstance(k, bytes) else bytes([k]) for k in keys]
-    screen = Screen(session.term)
     screen.settle(1.0)
     session.term.write(b"clear; echo TRACE-$((6*7))\r")
     if not screen.wait_for("TRACE-42"):
@@ -247,14 +245,13 @@ def main() -> None:
     traces = list(TRACES)[:1] + list(TRACES)[3:] if args.quick else list(TRACES)
     work = Path(tempfile.mkdtemp(prefix="mp-predict-"))
     work.chmod(0o700)
-    makers = []
+    makers = []                  # each tool without prediction first: the wrong-cell baseline
     if "mp" in args.tools:
-        modes = ["reliable"] if args.quick else ["reliable", "statesync", "datagram"]
-        makers.append(lambda: MpSession(work, "reliable", "never"))
-        makers += [lambda mode=mode: MpSession(work, mode, "adaptive") for mode in modes]
+        for mode in ["reliable"] if args.quick else ["reliable", "statesync", "datagram"]:
+            makers += [lambda mode=mode, p=p: MpSession(work, mode, p) for p in ("never", "adaptive")]
     if "mosh" in args.tools and not args.quick:
         if shutil.which("mosh-server"):
-            makers.append(lambda: MoshSession(work))
+            makers += [lambda p=p: MoshSession(work, p) for p in ("never", "adaptive")]
         else:
             print("mosh is not installed: skipped (apt-get install mosh)")
     print(f"250 ms RTT (relay, {ONE_WAY * 1000:.0f} ms each way); a key every {GAP * 1000:.0f} ms\n")
@@ -264,13 +261,14 @@ def main() -> None:
     try:
         for make in makers:
             session = make()
+            screen = Screen(session.term)      # one for the session: screen modes send diffs
             try:
                 for name in traces:
-                    result = run_trace(session, name)
+                    result = run_trace(session, name, screen)
                     times = result["times"] or [float("nan")]
                     fast = sum(t < 0.005 for t in times) / len(times)
                     if "never" in session.name:
-                        baseline[name] = result["drawn"]
+                        baseline[name] = result["drawn"]     # for the same tool with prediction
                     wrong = (len({(y, x, c) for y, x, c in result["drawn"]} - baseline[name])
                              if name in baseline and "never" not in session.name else "-")
                     median = "-" if not result["times"] else f"{statistics.median(times) * 1000:.1f} ms"
