@@ -214,6 +214,7 @@ class ClientSession:
         self._acks: list[tuple[int, int, int]] = []       # echo acks waiting for their state
         self._echo_ack, self._echo_flags = 0, 0           # flags unknown until the server says
         self._in_step = False         # reliable: the model has had every byte the terminal has
+        self._painted = False         # screen modes: the terminal has had a full paint
         self._resync_asked = False
 
     # --- events from the channel -------------------------------------------------------
@@ -272,7 +273,11 @@ class ClientSession:
         model.feed(event.data)
         new = model.state
         if not reliable:
-            self.output += render_diff(self.displayed, new).encode()
+            # The first paint clears whatever the terminal showed (a diff from a blank
+            # screen would leave it where the remote screen is blank); then diffs.
+            paint = render_diff(self.displayed, new) if self._painted else render_full(new)
+            self.output += paint.encode()
+            self._painted = True
         self.displayed = self.truth = new
         self.at_line_start = new.cursor_x == 0
         self._model, self._model_state = model, event.state

@@ -215,3 +215,14 @@ def test_costly_output_is_modelled_a_budget_at_a_time_and_the_client_still_sees_
     assert steps >= 3
     pair.run(2.0)
     assert any("the end" in row for row in pair.server.model.state.text()) and pair.settled()
+
+
+@pytest.mark.parametrize("mode", [DiffMode.STATESYNC, DiffMode.DATAGRAM])
+def test_the_first_screen_clears_what_the_terminal_showed_before(mode):
+    """A diff from a blank screen would leave the user's old terminal contents (their
+    shell, a host-key notice) wherever the remote screen is blank."""
+    pair = Pair(mode)
+    pair.terminal.feed(b"local text the user had on screen\r\n$ mp host")
+    pair.pty(b"$ ")
+    pair.run(0.5)
+    assert pair.settled()

@@ -285,8 +285,21 @@ class Client:
                     self._timer.close()
                     self._timer = None
                 self._leave_screen()
+                self._log_prediction()
         self._terminal = None
         return self.exit_code
+
+    def _log_prediction(self) -> None:
+        """Why keys were or were not shown at once, for ``mp -v`` and the log."""
+        engine = self.session.engine if self.session is not None else None
+        if engine is None:
+            return
+        srtt = self.channel.rtt.srtt
+        stats = engine.stats
+        log.info("prediction (%s): SRTT %s, %d keys predicted, %d shown at once, %d confirmed, "
+                 "%d wrong while hidden, %d glitches", engine.policy.value,
+                 "unknown" if srtt is None else f"{srtt * 1000:.0f} ms", stats.predicted, stats.shown,
+                 stats.confirmed, stats.wrong, stats.glitches)
 
     def _on_datagrams(self, batch: list[bytes]) -> None:
         now = time.monotonic()
