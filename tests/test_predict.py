@@ -168,3 +168,14 @@ def test_echo_turned_off_without_a_new_line_still_shows_nothing_typed():
         engine.keys(bytes([key]), shell.model.state, 0.4 + i * 0.08)
         assert engine.display(shell.model.state, 0.4 + i * 0.08) == shell.model.state
     assert engine.stats.predicted == 1
+
+
+def test_keys_after_a_lone_escape_in_the_same_read_are_not_skipped():
+    """vim: ESC then a normal-mode key typed fast arrive in one read; the key after a
+    bare ESC is a key (counted, so the keystroke numbering stays the server's)."""
+    engine = PredictionEngine(Policy.ALWAYS)
+    shell = FakeShell("echo")
+    engine.keys(b"\x1b0\x1b[3~x", shell.model.state, 0.0)
+    assert engine._sent == 7
+    assert [p.cell.data for p in engine._cells] == ["0", "x"]       # tentative: hidden until confirmed
+    assert engine.display(shell.model.state, 0.0) == shell.model.state

@@ -149,12 +149,10 @@ class PredictionEngine:
                 self._backspace(truth, index, now)
             else:
                 self._new_epoch(truth, index, now, line_end=byte == 0x0D)
-                if byte == 0x1B:               # an escape sequence: skip the rest of it
-                    j = i + 1
-                    if data[j:j + 1] in (b"[", b"O"):
+                if byte == 0x1B and data[i + 1:i + 2] in (b"[", b"O"):   # CSI or SS3: skip
+                    j = i + 2                                           # to its final byte
+                    while j < len(data) and not 0x40 <= data[j] <= 0x7E:
                         j += 1
-                        while j < len(data) and not 0x40 <= data[j] <= 0x7E:
-                            j += 1
                     i = j
             i += 1
 
