@@ -14,7 +14,8 @@ moshpit goes direct: only the session's path is slow). Traces:
 
 Per trace and tool: the share of line-editing keystrokes whose effect is on the
 user's screen within 5 ms, the median time until it is, rows of text shown that
-the same tool without prediction never showed for that trace (wrong guesses),
+the same tool without prediction never showed, even in part, for that trace
+(wrong guesses),
 underlined cells left 2 s after the trace, and password characters drawn. moshpit runs ``--predict adaptive`` in
 each diff mode, and ``--predict never`` (the baseline for wrong cells and the
 cost of prediction); mosh runs ``MOSH_PREDICTION_DISPLAY=adaptive``.
@@ -270,8 +271,9 @@ def main() -> None:
                     result = run_trace(session, name, screen)
                     times = result["times"] or [float("nan")]
                     fast = sum(t < 0.005 for t in times) / len(times)
-                    if "never" in session.name:
-                        baseline[name] = result["drawn"]     # for the same tool with prediction
+                    if "never" in session.name:              # for the same tool with prediction:
+                        baseline[name] = {row[:i] for row in result["drawn"]   # every prefix (a
+                                          for i in range(len(row) + 1)}       # frame may skip some)
                     wrong = (len(result["drawn"] - baseline[name])
                              if name in baseline and "never" not in session.name else "-")
                     median = "-" if not result["times"] else f"{statistics.median(times) * 1000:.1f} ms"
