@@ -211,7 +211,7 @@ def run_trace(session, name: str, screen: "Screen") -> dict:
     timed = not name.startswith("password")
 
     def check(now):
-        text = screen.model.state.text()[row][col:]
+        text = "".join(screen.model.state.text()[row:])[col:]   # a long line wraps on
         for item in list(pending):
             if text.startswith(item[1]):
                 times.append(now - item[0])
