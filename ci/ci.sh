@@ -38,3 +38,4 @@ echo "== benchmark smoke runs"
 .venv/bin/python benchmarks/bench_loss.py --quick
 .venv/bin/python benchmarks/bench_e2e.py --quick
 .venv/bin/python benchmarks/bench_load.py --quick
+.venv/bin/python benchmarks/bench_predict.py --quick
