@@ -78,7 +78,8 @@ def test_nothing_typed_at_a_password_prompt_is_drawn(slow_link):
     def prompt():
         return [row for row in terminal_of(running).state.text() if "pass: " in row and "printf" not in row]
     assert running.wait_for(prompt, timeout=5), terminal_of(running).state.text()
-    gevent.sleep(0.5)                                          # the echo-off flags have arrived
+    from moshpit.terminal.predict import ICANON
+    assert running.wait_for(lambda: running.client.session._echo_flags == ICANON)   # echo off, said
     for byte in b"hunter2":
         running.type(bytes([byte]))
         gevent.sleep(0.08)
