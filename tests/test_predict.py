@@ -179,3 +179,19 @@ def test_keys_after_a_lone_escape_in_the_same_read_are_not_skipped():
     assert engine._sent == 7
     assert [p.cell.data for p in engine._cells] == ["0", "x"]       # tentative: hidden until confirmed
     assert engine.display(shell.model.state, 0.0) == shell.model.state
+
+
+def test_enter_into_a_program_the_kernel_echoes_for_confirms_its_epoch_by_the_cursor():
+    """Typing ``cat`` Enter at a raw-mode prompt opens a tentative epoch. Once the
+    server shows the cursor where Enter was predicted to take it, with the terminal
+    back in echo and canonical mode, the first keys typed into cat show at once
+    (in raw mode the same cursor proves nothing: vim's normal mode moves there too)."""
+    for flags, shown in ((ECHO | ICANON, True), (0, False)):
+        engine = PredictionEngine(Policy.ALWAYS)
+        shell = FakeShell("echo")
+        engine.truth(shell.model.state, 0, 0, 0.0)              # a readline prompt: raw mode
+        engine.keys(b"\r", shell.model.state, 0.0)
+        shell.model.feed(b"\r\n")                                # cat runs, reading the next line
+        engine.truth(shell.model.state, 1, flags, 0.3)
+        engine.keys(b"h", shell.model.state, 1.0)
+        assert (engine.display(shell.model.state, 1.0) != shell.model.state) is shown

@@ -177,6 +177,11 @@ class PredictionEngine:
         cursor = self._cursor
         if cursor is not None and cursor.keystroke <= self._echo_ack:
             right = (truth.cursor_y, min(truth.cursor_x, truth.cols - 1)) == (cursor.row, cursor.col)
+            if right and flags == ECHO | ICANON and cursor.epoch > self._confirmed_epoch:
+                # The kernel echoes (a program like cat now reads the line): a cursor where
+                # we said is proof enough for its epoch; the next keys show at once. (Not in
+                # raw mode: Enter in vim's normal mode lands there too, then 'dd' is no text.)
+                self._confirmed_epoch = cursor.epoch
             if right or cursor.epoch > self._confirmed_epoch:
                 self._cursor = None            # confirmed, or a tentative guess dropped quietly
             else:
