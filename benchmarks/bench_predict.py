@@ -12,6 +12,10 @@ moshpit goes direct: only the session's path is slow). Traces:
 - vim (``-u NONE``) in insert mode, then a few normal-mode commands;
 - a ``read -s`` password prompt.
 
+Then, in ``reliable``, ``cat`` of a large file with and without prediction:
+seconds and the client's CPU, the price of the model of the raw stream that
+prediction keeps there.
+
 Per trace and tool: the share of line-editing keystrokes whose effect is on the
 user's screen within 5 ms, the median time until it is, rows of text shown that
 the same tool without prediction never showed, even in part, for that trace
@@ -37,7 +41,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_e2e import BIN, Moshpit, Terminal, free_port  # noqa: E402
+from bench_e2e import BIN, Moshpit, Terminal, cpu_ticks, free_port, make_file  # noqa: E402
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))
@@ -83,6 +87,7 @@ class Relay:
 class MpSession:
     def __init__(self, work: Path, mode: str, predict: str):
         self.name = f"moshpit {mode}" + ("" if predict == "adaptive" else f", predict {predict}")
+        self.mode = mode
         self.tool = Moshpit(work, mode)
         keys, auth = self.tool.make_keys()
         tcp, udp = free_port(), free_port(socket.SOCK_DGRAM)
@@ -241,6 +246,18 @@ def run_trace(session, name: str, screen: "Screen") -> dict:
     return {"times": times, "drawn": screen.drawn, "underlined": underlined, "leaked": leaked}
 
 
+def cat_cost(session, screen: Screen, big: Path) -> tuple[float, int]:
+    """Seconds for ``cat`` of ``big`` to reach the user's screen, and the client's CPU
+    ticks meanwhile: what keeping a model of the raw stream costs while predicting."""
+    screen.settle(0.5)
+    ticks = cpu_ticks(session.term.pid)
+    started = time.perf_counter()
+    session.term.write(b"cat %s; echo CAT-DONE-$((6*7))\r" % str(big).encode())
+    if not screen.wait_for("CAT-DONE-42", timeout=300):
+        raise RuntimeError("cat did not finish")
+    return time.perf_counter() - started, cpu_ticks(session.term.pid) - ticks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -249,6 +266,9 @@ def main() -> None:
     traces = list(TRACES)[:1] + list(TRACES)[3:] if args.quick else list(TRACES)
     work = Path(tempfile.mkdtemp(prefix="mp-predict-"))
     work.chmod(0o700)
+    big = work / "big.txt"
+    make_file(big, 1.0 if args.quick else 10.0)
+    costs = []
     makers = []                  # each tool without prediction first: the wrong-cell baseline
     if "mp" in args.tools:
         for mode in ["reliable"] if args.quick else ["reliable", "statesync", "datagram"]:
@@ -279,10 +299,18 @@ def main() -> None:
                     median = "-" if not result["times"] else f"{statistics.median(times) * 1000:.1f} ms"
                     print(f"| {name} | {session.name} | {'-' if not result['times'] else f'{fast:.1%}'} | {median} "
                           f"| {wrong} | {result['underlined']} | {result['leaked']} |", flush=True)
+                if getattr(session, "mode", None) == "reliable":
+                    costs.append((session.name, *cat_cost(session, screen, big)))
             except Exception as exc:                       # one tool failing must not hide the rest
                 print(f"| | {session.name} | failed: {exc} | | | | |", flush=True)
             finally:
                 session.close()
+        if costs:
+            print(f"\nthe cost of predicting in reliable: cat of {big.stat().st_size / 1e6:.0f} MB at 250 ms RTT\n")
+            print("| tool | seconds | client CPU (ticks of 1/100 s) |")
+            print("|---|---|---|")
+            for name, seconds, ticks in costs:
+                print(f"| {name} | {seconds:.2f} s | {ticks} |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -26,6 +26,7 @@ KEPT_CELLS = 1_000_000         # ...and their cells in all: two 1000x500 screens
 RESIZE_INTERVAL = 0.1          # a window size is applied at most this often (a RESIZE re-lays
                                # the whole screen; a flood of them must not cost more)
 MAX_BACKLOG = 4 << 20          # reliable output waiting to be sent; beyond it, a repaint instead
+UNFED_LIMIT = 256 * 1024       # reliable, predicting: raw output modelled at the latest after this
 ECHO_WAIT = 0.050              # keystrokes count as echoed this long after the shell got them (Mosh)
 FEED_BUDGET = 50_000           # screen-model work per step (the model's cost units, ~20-50 ms):
                                # costly output is modelled a step at a time, the loop free between
@@ -213,7 +214,8 @@ class ClientSession:
         self.engine = None if predict is Policy.NEVER else PredictionEngine(predict)
         self._acks: list[tuple[int, int, int]] = []       # echo acks waiting for their state
         self._echo_ack, self._echo_flags = 0, 0           # flags unknown until the server says
-        self._in_step = False         # reliable: the model has had every byte the terminal has
+        self._in_step = False         # reliable: the model has (or _unfed holds) every byte written
+        self._unfed = bytearray()
         self._painted = False         # screen modes: the terminal has had a full paint
         self._resync_asked = False
 
@@ -225,7 +227,12 @@ class ClientSession:
             self._apply(event, channel, now)
         elif isinstance(event, EchoAcknowledged):
             if channel.diff_mode is DiffMode.RELIABLE:
-                self._judge(event.keystrokes, event.flags, now)
+                self._echo_ack = max(self._echo_ack, event.keystrokes)
+                self._echo_flags = event.flags
+                if self._in_step:
+                    self._catch_up(now)
+                else:
+                    self._judge(event.keystrokes, event.flags, now)
             else:
                 self._acks.append((event.state, event.keystrokes, event.flags))
                 self._take_acks(now)
@@ -242,9 +249,17 @@ class ClientSession:
             return
         self._lift_predictions()
         self.output += data
-        self._model.feed(data)
-        self.truth = self.displayed = self._model.state
+        self._unfed += data            # modelled when needed, in one piece (the fast path's way)
         self._model_state = -1                            # ahead of every numbered state now
+        if self.engine.pending or len(self._unfed) >= UNFED_LIMIT:
+            self._catch_up(now)
+
+    def _catch_up(self, now: float) -> None:
+        """reliable: feed the model what the terminal has had, then judge and show."""
+        if self._unfed:
+            self._model.feed(bytes(self._unfed))
+            self._unfed.clear()
+            self.truth = self.displayed = self._model.state
         self._judge(self._echo_ack, self._echo_flags, now)
 
     def _want_model(self, channel: Channel) -> None:
@@ -268,6 +283,7 @@ class ClientSession:
         reliable = channel.diff_mode is DiffMode.RELIABLE
         if reliable:
             self._lift_predictions()
+            self._unfed.clear()                           # the repaint supersedes it
             self.output += event.data                     # a repaint inside the raw stream
             self.displayed = self.truth                   # (it draws the truth over whatever)
         model.feed(event.data)
@@ -302,6 +318,8 @@ class ClientSession:
             self.engine.reset()
             self._want_model(channel)
             return
+        if self._unfed:
+            self._catch_up(now)                           # the truth the guesses build on
         self.engine.keys(data, self.truth, now)
         self._show_predictions(now)
 
@@ -314,6 +332,7 @@ class ClientSession:
             if not self.engine.wanted and self._in_step and not self.engine.pending:
                 self._in_step = False                     # stop paying for the model
                 self._model = None
+                self._unfed.clear()
                 return
             if not self._in_step:
                 self._want_model(channel)
@@ -330,6 +349,7 @@ class ClientSession:
         self._acks.clear()
         self._echo_ack = input_received
         self._in_step = self._resync_asked = False
+        self._unfed.clear()
 
     def _take_acks(self, now: float) -> None:
         """Echo acks whose state has been applied take effect."""
@@ -350,8 +370,8 @@ class ClientSession:
         self._show_predictions(now)
 
     def _show_predictions(self, now: float) -> None:
-        if self._model is not None and not self._model.at_rest:
-            return                                        # mid-sequence: nothing may be inserted
+        if self._unfed or (self._model is not None and not self._model.at_rest):
+            return                     # the truth is behind, or mid-sequence: nothing may go in
         shown = self.engine.display(self.truth, now)
         if shown != self.displayed:
             self.output += render_diff(self.displayed, shown).encode()

@@ -58,7 +58,7 @@ def test_typing_shows_at_once_on_a_slow_link_and_settles_on_the_truth(slow_link)
     assert running.wait_for(lambda: running.client.channel.rtt.srtt and running.client.channel.rtt.srtt > 0.2)
     times = type_slowly(running, b"the quick brown fox jumps over")
     fast = sum(t < 0.05 for t in times[3:]) / len(times[3:])   # the first confirms the epoch
-    assert fast >= 0.9, [round(t, 3) for t in times]
+    assert fast >= 0.8, [round(t, 3) for t in times]
     model = next(iter(server.sessions.values())).session.model
     settled = running.wait_for(lambda: terminal_of(running).state.text() == model.state.text(), timeout=5)
     assert settled, (terminal_of(running).state.text()[:3], model.state.text()[:3])
