@@ -251,7 +251,10 @@ class ClientSession:
         self.output += data
         self._unfed += data            # modelled when needed, in one piece (the fast path's way)
         self._model_state = -1                            # ahead of every numbered state now
-        if self.engine.pending or len(self._unfed) >= UNFED_LIMIT:
+        # Hidden (tentative) guesses can wait: under `cat` the echo ack of the Enter that
+        # started it queues behind the output, and modelling each datagram on its own
+        # cost 0.5 s of CPU per MB.
+        if self.engine.visible or len(self._unfed) >= UNFED_LIMIT:
             self._catch_up(now)
 
     def _catch_up(self, now: float) -> None:

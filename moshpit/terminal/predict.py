@@ -219,6 +219,13 @@ class PredictionEngine:
         return None
 
     @property
+    def visible(self) -> bool:
+        """Some guess is (or would be) on screen: its truth must be judged promptly."""
+        epoch = self._confirmed_epoch
+        return any(p.epoch <= epoch for p in self._cells) or (
+            self._cursor is not None and self._cursor.epoch <= epoch)
+
+    @property
     def pending(self) -> int:
         return len(self._cells) + (self._cursor is not None)
 
