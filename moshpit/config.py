@@ -91,6 +91,7 @@ class ServerConfig:
     allow_users: tuple = ()         # empty: everyone not denied; shell-style patterns
     deny_users: tuple = ()
     permit_root: bool = True
+    session_processes: bool = True  # each session in a process of its own, as its user
     log: LogConfig = field(default_factory=LogConfig)
 
 

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                         authorized_keys=config.authorized_keys_file, accept_env=config.accept_env,
                         detached_timeout=config.detached_timeout_secs, login_policy=policy,
                         max_sessions_per_user=config.max_sessions_per_user,
-                        max_sessions_per_key=config.max_sessions_per_key)
+                        max_sessions_per_key=config.max_sessions_per_key,
+                        processes=config.session_processes)
         server.start()
     except (ConfigError, MoshpitError) as exc:
         print(f"mps: {exc}", file=sys.stderr)

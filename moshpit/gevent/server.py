@@ -2,52 +2,45 @@
 
 ``Server`` has gevent's ``BaseServer`` shape (``start()``, ``serve_forever()``,
 ``stop(timeout)``, context manager) so it embeds in a gevent application. Per
-TCP connection a greenlet runs the sans-IO handshake; per session a UDP socket,
-a PTY running the shell, and one re-armed timer drive a ``ServerSession`` and
-its ``Channel``.
+TCP connection a greenlet runs the sans-IO handshake. Each session (a UDP socket,
+a PTY running the shell, one re-armed timer: shell.py) runs either here as
+greenlets (``processes=False``, the embedding default) or in a process of its own,
+as its user (``processes=True``, mps's default: session_process.py, forkserver.py).
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import fnmatch
-import grp
 import logging
 import os
 import pwd
 import re
 import signal
-import struct
-import termios
 import time
 
 import gevent
 import gevent.event
-import gevent.os
 import gevent.socket as gsocket
 from gevent.server import StreamServer
 
-from moshpit import codec
 from moshpit.accounts import LoginPolicy, valid_user_name
-from moshpit.errors import DecodeError, RemoteProtocolError, printable
+from moshpit.errors import RemoteProtocolError, printable
 from moshpit.keys import check_authorized
-from moshpit.protocol.channel import Channel, CloseCode, Role
-from moshpit.protocol.events import AuthRequested, ConnectionClosed, Resized
-from moshpit.protocol.handshake import DiffMode, HandshakeError, RefuseCode, ServerHandshake, busy_message
+from moshpit.protocol.channel import CloseCode
+from moshpit.protocol.events import AuthRequested
+from moshpit.protocol.handshake import HandshakeError, RefuseCode, ServerHandshake, busy_message
 from moshpit.protocol.ratelimit import HandshakeLimiter, retry_after
 from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionGone, SessionRegistry, TooManySessions
 from moshpit.gevent import udp
+from moshpit.gevent.forkserver import ForkServer, describe_status
 from moshpit.gevent.logins import LoginRecords, pty_line
-from moshpit.session import ServerSession
-from moshpit.terminal.predict import ECHO, ICANON
+from moshpit.gevent.session_process import SessionProcess
+from moshpit.gevent.shell import ShellSession, spawn_shell
+from moshpit.session import clamp_window
 
 log = logging.getLogger("moshpit.server")
 
 
-PTY_BATCH = 256 * 1024     # PTY output taken in one go before the protocol is serviced
-PTY_HIGH_WATER = 1 << 20   # reliable output queued for a listening client: stop reading the PTY
-MAX_FD = 1 << 20           # closed in a shell's child above stdio (close_range makes it cheap)
 DEFAULT_DETACHED_TIMEOUT = 7 * 86400   # a session whose client is gone this long is ended
 HELLO_TIMEOUT = 3.0        # a connection that has not spoken by then is closed
 
@@ -61,327 +54,6 @@ def _sane_value(value: str) -> bool:
     return value.isprintable() and len(value) <= 1024
 
 
-def _reset_signals() -> None:
-    """In the shell's child: Python ignores SIGPIPE and SIGXFSZ and gevent may block some
-    signals; exec keeps both, so without this `yes | head -1` complains of a broken pipe."""
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-
-def set_window_size(fd: int, cols: int, rows: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
-def _become(user: pwd.struct_passwd) -> None:
-    """In the shell's child, as root: give the terminal to ``user`` and drop to them for good."""
-    try:
-        tty_group = grp.getgrnam("tty").gr_gid
-    except KeyError:
-        tty_group = user.pw_gid
-    os.fchown(0, user.pw_uid, tty_group)        # as sshd does, so mesg, tmux and sudo work
-    os.fchmod(0, 0o620)
-    os.initgroups(user.pw_name, user.pw_gid)
-    os.setgid(user.pw_gid)
-    os.setuid(user.pw_uid)
-    if os.getuid() != user.pw_uid or os.geteuid() != user.pw_uid:
-        raise OSError("could not drop privileges")
-
-
-class ShellSession:
-    """One shell on a PTY, its screen, its UDP socket and whichever channel is attached."""
-
-    def __init__(self, server: "Server", record, request: AuthRequested, sock, user: pwd.struct_passwd,
-                 host: str = ""):
-        self.server = server
-        self.record = record
-        self.sock = sock
-        self.session = ServerSession(request.cols, request.rows)
-        self.channels: dict[int, Channel] = {}
-        self.channel: Channel | None = None
-        self._timer = None
-        self._greenlets: list[gevent.Greenlet] = []
-        self.exit_status: int | None = None
-        self._heard_on_channel = False                   # the attached connection spoke yet?
-        self.closed = False
-        self._to_pty = bytearray()                       # keystrokes not yet taken by the PTY
-        self._to_pty_ready = gevent.event.Event()
-        self._drained = gevent.event.Event()             # the client has caught up with output
-        self.pid, self.fd = self._spawn(request, user)
-        self._tty = pty_line(self.fd) if server.login_records is not None else None
-        if self._tty is not None:
-            server.login_records.login(self.pid, self._tty, user.pw_name, host)
-        self._pty_readable = udp.Readable(self.fd)
-        self._pty_window = self.session.window           # the size the shell's terminal has
-        set_window_size(self.fd, *self._pty_window)
-        self._greenlets += [gevent.spawn(self._guarded, work)
-                            for work in (self._read_pty, self._read_udp, self._write_pty)]
-
-    def _guarded(self, work) -> None:
-        """Run one of the session's greenlets; if it fails, say so in the log and end the
-        session cleanly (the client is told) rather than leave it half alive."""
-        try:
-            work()
-        except gevent.GreenletExit:
-            raise
-        except Exception:
-            log.exception("session on UDP %d: %s failed; ending the session", self.record.udp_port,
-                          work.__name__)
-            if self.channel is not None and not self.channel.closed:
-                self.channel.close(CloseCode.PROTOCOL_ERROR, "server error", now=time.monotonic())
-                try:
-                    self.service()
-                except Exception:
-                    log.exception("sending the close failed")
-            gevent.spawn_later(1.0, self.shutdown)
-
-    def _spawn(self, request: AuthRequested, user):
-        term = request.env.get("TERM", "")
-        env = {"TERM": term if TERM_NAME.fullmatch(term) else "xterm-256color", "HOME": user.pw_dir,
-               "USER": user.pw_name, "LOGNAME": user.pw_name, "SHELL": user.pw_shell,
-               "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        env.update(self.server.accepted_env(request.env))
-        argv = self.server.command or [user.pw_shell or "/bin/sh", "-l"]
-        pid, fd = gevent.os.forkpty_and_watch()
-        if pid == 0:                                   # the child: become the shell
-            try:
-                os.closerange(3, MAX_FD)               # no other session's PTY, no server socket
-                _reset_signals()
-                if os.getuid() == 0 and user.pw_uid != 0:
-                    _become(user)
-                os.chdir(user.pw_dir if os.path.isdir(user.pw_dir) else "/")
-                os.execvpe(argv[0], argv, env)
-            finally:
-                os._exit(127)
-        os.set_inheritable(fd, False)                  # later shells must not get this PTY
-        os.set_blocking(fd, False)
-        return pid, fd
-
-    # --- connections --------------------------------------------------------------
-    def attach(self, channel: Channel, params, resumed: bool = False) -> None:
-        if self.channel is not None and not self.channel.closed:
-            self.channel.close(CloseCode.DISPLACED, "resumed elsewhere", now=time.monotonic())
-        self.channels[channel.conn_id] = channel
-        self.channel = channel
-        self._heard_on_channel = False
-        if resumed:                                      # the window may have changed meanwhile
-            self.session.on_event(Resized(params.cols, params.rows), time.monotonic())
-        self.session.attach(channel, resumed)
-        self.service()
-
-    # --- I/O greenlets ----------------------------------------------------------------
-    def _read_pty(self) -> None:
-        while True:
-            self._wait_for_room()
-            try:
-                data = self._read_pty_batch()
-            except OSError as exc:
-                if exc.errno != errno.EIO:
-                    log.warning("pty read failed: %s", exc)
-                data = b""
-            if not data:
-                break
-            self.session.tty_flags = self._tty_flags()
-            self.session.pty_output(data, time.monotonic())
-            self.service()
-        self._shell_exited()
-
-    def _tty_flags(self) -> int:
-        """ECHO and ICANON of the shell's terminal (the master reads the slave's flags)."""
-        try:
-            lflag = termios.tcgetattr(self.fd)[3]
-        except (termios.error, OSError):
-            return self.session.tty_flags
-        return (ECHO if lflag & termios.ECHO else 0) | (ICANON if lflag & termios.ICANON else 0)
-
-    def _wait_for_room(self) -> None:
-        """Flow control in ``reliable`` mode: while a client that is listening has more
-        than PTY_HIGH_WATER of output still to receive, leave the rest in the PTY (the
-        program waits, as it would for a slow terminal). A client that has gone silent
-        does not hold the shell up: the session keeps a bounded backlog, then repaints.
-        In every mode, output the screen model has not taken yet (costly escape
-        sequences are modelled a budget at a time, on the timer) also waits."""
-        while self.session.backlogged or self._client_behind():
-            self._drained.clear()
-            self._drained.wait(timeout=1.0)
-
-    def _client_behind(self) -> bool:
-        channel = self.channel
-        return not (channel is None or channel.closed or channel.diff_mode is not DiffMode.RELIABLE
-                    or channel.pending_output < PTY_HIGH_WATER
-                    or time.monotonic() - channel.last_heard > channel.config.silence_threshold)
-
-    def _read_pty_batch(self) -> bytes:
-        """Wait for output, then take what else is already there (up to PTY_BATCH)."""
-        while True:
-            try:
-                chunks = [os.read(self.fd, 65536)]
-                break
-            except BlockingIOError:
-                self._pty_readable.wait()
-        size = len(chunks[0])
-        while chunks[-1] and size < PTY_BATCH:
-            try:
-                chunks.append(os.read(self.fd, 65536))
-            except OSError:
-                break                                    # nothing more now (or EIO: next read says)
-            size += len(chunks[-1])
-        return b"".join(chunks)
-
-    def _read_udp(self) -> None:
-        readable = udp.Readable(self.sock.fileno())
-        while True:
-            try:
-                batch = udp.receive_batch(self.sock, readable, codec.MAX_DATAGRAM_SIZE + 1)
-            except OSError:
-                return
-            now = time.monotonic()
-            for data, addr in batch:
-                try:
-                    _, conn_id, _ = codec.decode_header(data)
-                except DecodeError:
-                    continue
-                channel = self.channels.get(conn_id) or self.channel
-                if channel is not None:
-                    channel.receive_datagram(data, addr, now)
-            if not self._heard_on_channel and self.channel is not None \
-                    and self.channel.stats["datagrams_received"]:
-                self._heard_on_channel = True            # the client has its new token: the
-                self.server.registry.confirm(self.record.session_id)   # old one is spent
-            self.service()
-
-    def _write_some(self) -> None:
-        """Give the PTY what it takes now; the writer greenlet waits for room for the rest."""
-        try:
-            written = os.write(self.fd, self._to_pty[:65536])
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            self._to_pty.clear()                         # the shell is gone
-            return
-        del self._to_pty[:written]
-        if self._to_pty:
-            self._to_pty_ready.set()
-
-    def _write_pty(self) -> None:
-        """Keystrokes reach the shell whole and in order, however full its input is: every
-        write goes through ``_write_some`` from the head, this greenlet only waits for room."""
-        while True:
-            self._to_pty_ready.wait()
-            self._to_pty_ready.clear()
-            while self._to_pty:
-                gsocket.wait_write(self.fd)
-                self._write_some()
-
-    def _shell_exited(self) -> None:
-        try:
-            _, status = gevent.os.waitpid(self.pid, 0)
-            self.exit_status = os.waitstatus_to_exitcode(status)
-        except ChildProcessError:
-            self.exit_status = self.exit_status or 0
-        self.session.flush()
-        if self.channel is not None:
-            status = self.exit_status if self.exit_status >= 0 else 128 - self.exit_status
-            self.channel.close(CloseCode.SHELL_EXITED, f"shell exited with status {status}",
-                               now=time.monotonic(), exit_status=status)
-            self.service()
-        gevent.spawn_later(5, self.shutdown)
-
-    # --- the one timer ------------------------------------------------------------------
-    def service(self) -> None:
-        """Events first and keystrokes to the PTY at once (the echo is what the user
-        waits for), then whatever the channels have to send, then the one timer."""
-        now = time.monotonic()
-        for channel in list(self.channels.values()):
-            self._take_events(channel)
-        pending = self.session.take_pty_input()
-        if pending and self.exit_status is None:
-            self._to_pty += pending
-            self._write_some()
-        if self.session.window != self._pty_window and not self.closed:
-            self._pty_window = self.session.window       # a RESIZE applied (now or by the timer)
-            set_window_size(self.fd, *self._pty_window)
-        for channel in list(self.channels.values()):
-            for data, addr in channel.datagrams_to_send(now):
-                try:
-                    udp.send(self.sock, data, addr)
-                except OSError as exc:
-                    log.debug("send to %s failed: %s", addr, exc)
-            self._take_events(channel)               # sending can time a close out
-            if channel.closed and channel is not self.channel:
-                self.channels.pop(channel.conn_id, None)
-        if not self.session.backlogged and (self.channel is None
-                                            or self.channel.pending_output < PTY_HIGH_WATER):
-            self._drained.set()
-        self._arm(now)
-
-    def _take_events(self, channel: Channel) -> None:
-        while (event := channel.next_event()) is not None:
-            if channel is self.channel:
-                self.session.on_event(event, time.monotonic())
-            if isinstance(event, ConnectionClosed) and channel is self.channel and event.by_peer:
-                log.info("client ended the session: %s", event.reason)
-                gevent.spawn_later(0.5, self.shutdown)   # after our CLOSE answer went out
-
-    def _detached_deadline(self) -> float | None:
-        """When this session ends for want of a client (never, unless configured)."""
-        timeout = self.server.detached_timeout
-        if not timeout or self.channel is None or self.exit_status is not None:
-            return None
-        return self.channel.last_heard + timeout
-
-    def _arm(self, now: float) -> None:
-        deadlines = [t for t in [self.session.get_timer(), self._detached_deadline(),
-                                 *(c.get_timer() for c in self.channels.values())]
-                     if t is not None]
-        if self._timer is not None:
-            self._timer.close()
-            self._timer = None
-        if deadlines:
-            self._timer = gevent.get_hub().loop.timer(max(0.0, min(deadlines) - now))
-            self._timer.start(gevent.spawn, self._on_timer)   # a greenlet: it may wait for I/O
-
-    def _on_timer(self) -> None:
-        now = time.monotonic()
-        detached_until = self._detached_deadline()
-        if detached_until is not None and now >= detached_until:
-            log.info("ending a session whose client was gone for %d s", self.server.detached_timeout)
-            self._timer = None
-            self.channel.close(CloseCode.DETACHED_TIMEOUT, "detached too long", now=now)
-            self.shutdown()
-            return
-        self.session.tty_flags = self._tty_flags()
-        self.session.handle_timer(now)
-        for channel in list(self.channels.values()):
-            channel.handle_timer(now)
-        self.service()
-
-    def shutdown(self) -> None:
-        """End the session. Idempotent: several paths lead here, and closing the PTY
-        twice would close whatever file took its number in between."""
-        if self.closed:
-            return
-        self.closed = True
-        if self._tty is not None:
-            self.server.login_records.logout(self.pid, self._tty)
-        for greenlet in self._greenlets:
-            greenlet.kill(block=False)
-        if self._timer is not None:
-            self._timer.close()
-        if self.exit_status is None:
-            try:
-                os.kill(self.pid, 1)
-            except ProcessLookupError:
-                pass
-        self._pty_readable.close()
-        for closer in (self.sock.close, lambda: os.close(self.fd)):
-            try:
-                closer()
-            except OSError:
-                pass
-        self.server._forget(self)
-
-
 class Server:
     """mps as a library: ``start()`` for embedding, ``serve_forever()``, ``stop()``."""
 
@@ -391,9 +63,12 @@ class Server:
                  accept_env=("LANG", "LC_*", "TZ"), detached_timeout: float = DEFAULT_DETACHED_TIMEOUT,
                  limiter: HandshakeLimiter | None = None, authorize=None,
                  login_policy: LoginPolicy | None = None, max_sessions_per_user: int = 32,
-                 max_sessions_per_key: int = 16, login_records: LoginRecords | None = None):
+                 max_sessions_per_key: int = 16, login_records: LoginRecords | None = None,
+                 processes: bool = False):
         """``authorize(client_key, user) -> Authorization`` replaces the authorized_keys
-        check (an embedder's own key store; ``mp --local``'s one key in memory)."""
+        check (an embedder's own key store; ``mp --local``'s one key in memory).
+        ``processes``: run each session in a process of its own, as its user (see
+        docs/security.md); otherwise as greenlets in this process's hub."""
         self.host_key = host_key
         self.bind = bind
         self.udp_host = udp_host if udp_host is not None else bind[0]
@@ -409,7 +84,10 @@ class Server:
         self.limiter = limiter or HandshakeLimiter()
         self.registry = SessionRegistry(PortPool(range(udp_ports[0], udp_ports[1] + 1)),
                                         max_per_user=max_sessions_per_user, max_per_key=max_sessions_per_key)
-        self.sessions: dict[bytes, ShellSession] = {}
+        self.sessions: dict[bytes, ShellSession | SessionProcess] = {}
+        self.processes = processes
+        self._forkserver: ForkServer | None = None
+        self._process_of: dict[int, SessionProcess] = {}     # session process pid -> its handle
         self._tcp: StreamServer | None = None
         self._stopped = gevent.event.Event()
         self.user = pwd.getpwuid(os.getuid())
@@ -419,6 +97,11 @@ class Server:
         return self._tcp.address if self._tcp is not None else None
 
     def start(self) -> None:
+        if self.processes and self._forkserver is None:
+            self._forkserver = ForkServer(on_exit=self._session_process_exited)
+        elif not self.processes and os.getuid() == 0:
+            log.warning("serving as root with sessions in-process: every user's network data is "
+                        "parsed as root (processes=True runs each session as its user)")
         self._tcp = StreamServer(self.bind, self._handle)
         self._tcp.start()
         self._stopped.clear()
@@ -434,10 +117,10 @@ class Server:
             self._tcp.stop(timeout=timeout)
             self._tcp = None
         for shell in list(self.sessions.values()):
-            if shell.channel is not None:
-                shell.channel.close(CloseCode.SERVER_SHUTDOWN, "server shutting down", now=time.monotonic())
-                shell.service()
-            shell.shutdown()
+            shell.stop(CloseCode.SERVER_SHUTDOWN, "server shutting down")
+        if self._forkserver is not None:
+            self._forkserver.close()                 # session processes told to stop end on their own
+            self._forkserver = None
         self._stopped.set()
 
     def __enter__(self):
@@ -454,9 +137,32 @@ class Server:
                 if key != "TERM" and ENV_NAME.fullmatch(key) and _sane_value(value)
                 and any(fnmatch.fnmatchcase(key, pattern) for pattern in self.accept_env)}
 
-    def _forget(self, shell: ShellSession) -> None:
+    def _forget(self, shell) -> None:
         if self.sessions.pop(shell.record.session_id, None) is not None:
             self.registry.close(shell.record.session_id)
+        if isinstance(shell, SessionProcess) and shell.tty is not None and self.login_records is not None:
+            self.login_records.logout(shell.shell_pid, shell.tty)
+
+    # --- session processes ----------------------------------------------------------------
+    def _session_started(self, handle: SessionProcess) -> None:
+        """The session process's first word, sent before it dropped privileges."""
+        if self.login_records is not None and handle.tty is not None:
+            self.login_records.login(handle.shell_pid, handle.tty, handle.user, handle.peer)
+
+    def _session_process_exited(self, pid: int, status: int) -> None:
+        handle = self._process_of.pop(pid, None)
+        if handle is None:
+            return
+        handle.exit_status = os.waitstatus_to_exitcode(status)
+        how = describe_status(status)
+        level = logging.INFO if handle.exit_status == 0 else logging.WARNING
+        log.log(level, "session process %d (%s, UDP %d) %s", pid, handle.user, handle.record.udp_port, how)
+
+    def _kill_session_process(self, pid: int) -> None:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     # --- one TCP connection: the handshake ----------------------------------------------
     def _handle(self, sock, address) -> None:
@@ -578,6 +284,7 @@ class Server:
         if shell is not None and shell.exit_status is not None:
             hs.refuse(RefuseCode.NO_SESSION, "the session has ended")   # its shell just exited
             return
+        input_received = 0
         if shell is None:
             try:
                 shell = self._start_shell(record, request, user, address[0])
@@ -587,23 +294,65 @@ class Server:
                 hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
                 return
             self.sessions[record.session_id] = shell
+        elif isinstance(shell, SessionProcess):
+            input_received = shell.prepare_resume()
+            if input_received is None:
+                log.warning("session process %d did not answer; %s not resumed", shell.pid, request.user)
+                hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
+                return
+        else:
+            input_received = shell.session.input_received
         params = hs.accept(conn_id=record.conn_id, udp_port=record.udp_port, session_id=record.session_id,
                            resume_token=admission.resume_token, resumed=admission.resumed,
-                           input_received=shell.session.input_received)
-        channel = Channel.from_params(Role.SERVER, params, now=time.monotonic(),
-                                      screen_source=shell.session.screen_source)
-        shell.attach(channel, params, admission.resumed)
+                           input_received=input_received)
+        if isinstance(shell, SessionProcess):
+            shell.peer = address[0]
+            shell.attach(params, admission.resumed)
+        else:
+            shell.connect(params, admission.resumed)
         log.info("%s session for %s (%s) on UDP %d", "resumed" if admission.resumed else "new",
                  request.user, request.fingerprint, record.udp_port)
 
-    def _start_shell(self, record, request: AuthRequested, user, host: str) -> ShellSession:
+    def _start_shell(self, record, request: AuthRequested, user, host: str):
         """A UDP socket and a shell for a new session, or nothing at all (no port kept)."""
+        term = request.env.get("TERM", "")
+        env = {"TERM": term if TERM_NAME.fullmatch(term) else "xterm-256color", "HOME": user.pw_dir,
+               "USER": user.pw_name, "LOGNAME": user.pw_name, "SHELL": user.pw_shell,
+               "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        env.update(self.accepted_env(request.env))
+        argv = self.command or [user.pw_shell or "/bin/sh", "-l"]
         sock = self._bind_udp(record)
         try:
-            return ShellSession(self, record, request, sock, user, host)
+            if self._forkserver is not None:
+                return self._start_process(record, user, host, sock, argv, env, request)
+            cols, rows = clamp_window(request.cols, request.rows)
+            pid, fd = spawn_shell(argv, env, user, cols, rows)
+            local = _InProcessHost(self, record, user.pw_name, host)
+            shell = ShellSession(local, sock, pid, fd, cols, rows)
         except BaseException:
             sock.close()
             raise
+        shell.record = record
+        local.started(shell)
+        return shell
+
+    def _start_process(self, record, user, host: str, sock, argv, env, request) -> SessionProcess:
+        import socket
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        spec = {"user": user.pw_name, "argv": argv, "env": env, "cols": request.cols, "rows": request.rows,
+                "detached_timeout": self.detached_timeout}
+        try:
+            pid = self._forkserver.spawn(spec, [sock.fileno(), theirs.fileno()])
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        sock.close()                                  # the session process has the only copy now
+        link_sock = gsocket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=ours.detach())
+        handle = SessionProcess(self, record, user.pw_name, host, link_sock, pid)
+        self._process_of[pid] = handle
+        return handle
 
     def _bind_udp(self, record):
         family = gsocket.AF_INET6 if ":" in self.udp_host else gsocket.AF_INET
@@ -617,3 +366,32 @@ class Server:
                 self.registry.ports.release(record.udp_port)
                 record.udp_port = self.registry.ports.allocate()
         raise PortsExhausted("no UDP port could be bound")
+
+
+class _InProcessHost:
+    """What an in-process ShellSession asks of the server: its registry entry, its login."""
+
+    def __init__(self, server: Server, record, user: str, peer: str):
+        self.server, self.record, self.user, self.peer = server, record, user, peer
+        self.shell: ShellSession | None = None
+        self.tty: str | None = None
+
+    @property
+    def detached_timeout(self) -> float:
+        return self.server.detached_timeout
+
+    def started(self, shell: ShellSession) -> None:
+        self.shell = shell
+        if self.server.login_records is not None:
+            self.tty = pty_line(shell.fd)
+            if self.tty is not None:
+                self.server.login_records.login(shell.pid, self.tty, self.user, self.peer)
+
+    def heard(self) -> None:
+        self.server.registry.confirm(self.record.session_id)
+
+    def ended(self) -> None:
+        if self.tty is not None:
+            self.server.login_records.logout(self.shell.pid, self.tty)
+            self.tty = None
+        self.server._forget(self.shell)

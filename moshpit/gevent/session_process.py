@@ -1,0 +1,184 @@
+"""A session in a process of its own: both ends of the link to the listening process.
+
+``run`` is the session process's life (forked by the fork server, see forkserver.py):
+start the shell on its PTY while still root, tell the listener which shell and
+terminal it is, drop to the user, and only then drive the UDP socket, the screen
+model and the channel with the same ``ShellSession`` the in-process mode uses.
+
+``SessionProcess`` is the listener's handle on one: it hands over each connection's
+keys (``attach``), asks before a resume (``prepare_resume``), and forgets the session
+when the link closes, which it does however the process ends (exit, crash, SIGKILL).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import socket
+import time
+
+import gevent
+import gevent.event
+import gevent.socket as gsocket
+
+from moshpit.errors import RemoteProtocolError
+from moshpit.protocol import link
+from moshpit.protocol.channel import CloseCode
+from moshpit.gevent.logins import pty_line
+from moshpit.gevent.shell import ShellSession, drop_privileges, spawn_shell
+from moshpit.session import clamp_window
+
+log = logging.getLogger("moshpit.server")
+
+PREPARE_TIMEOUT = 3.0      # how long the listener waits for a session to answer before a resume
+
+
+# --- in the session's process ------------------------------------------------------------
+
+class _LinkHost:
+    """What the ShellSession asks of its host, answered over the link."""
+
+    def __init__(self, link_sock, detached_timeout: float):
+        self.link = link_sock
+        self.detached_timeout = detached_timeout
+        self.done = gevent.event.Event()
+
+    def send(self, op: str, **fields) -> None:
+        try:
+            self.link.send(link.encode({"op": op, **fields}))
+        except OSError:
+            pass                                  # the listener is gone: the reader ends us
+
+    def heard(self) -> None:
+        self.send(link.HEARD)
+
+    def ended(self) -> None:
+        self.done.set()
+
+
+def run(spec: dict, udp_fd: int, link_fd: int) -> int:
+    """The session process: returns its exit code once the session is over."""
+    user = pwd.getpwnam(spec["user"])
+    link_sock = gsocket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=link_fd)
+    sock = socket.socket(fileno=udp_fd)          # a plain socket, as udp.open_udp makes: it
+    sock.setblocking(False)                      # says "nothing more" rather than wait
+    cols, rows = clamp_window(spec["cols"], spec["rows"])
+    pid, fd = spawn_shell(spec["argv"], spec["env"], user, cols, rows)
+    host = _LinkHost(link_sock, spec["detached_timeout"])
+    host.send(link.STARTED, shell_pid=pid, tty=pty_line(fd))
+    if os.getuid() == 0 and user.pw_uid != 0:
+        drop_privileges(user)                     # before a single datagram is read
+    shell = ShellSession(host, sock, pid, fd, cols, rows)
+    reader = gevent.spawn(_serve_link, link_sock, shell, host)
+    host.done.wait()
+    reader.kill()
+    return 0
+
+
+def _serve_link(link_sock, shell: ShellSession, host: _LinkHost) -> None:
+    """The listener's orders, until it says stop or goes away (then the client is told)."""
+    while True:
+        try:
+            data = link_sock.recv(link.MAX_MESSAGE)
+        except OSError:
+            data = b""
+        if not data:
+            break
+        message = link.decode(data)
+        if message["op"] == link.ATTACH:
+            shell.connect(link.params_from_json(message["params"]), message["resumed"])
+        elif message["op"] == link.PREPARE_RESUME:
+            shell.displace()
+            host.send(link.READY, input_received=shell.session.input_received)
+        elif message["op"] == link.STOP:
+            break
+    shell.stop(CloseCode.SERVER_SHUTDOWN, "server shutting down")
+
+
+# --- in the listening process --------------------------------------------------------
+
+class SessionProcess:
+    """The listener's handle on a session running as its user in a process of its own."""
+
+    def __init__(self, server, record, user: str, peer: str, link_sock, pid: int):
+        self.server, self.record, self.user, self.peer = server, record, user, peer
+        self.link = link_sock
+        self.pid = pid                            # the session process (the shell is its child)
+        self.shell_pid: int | None = None
+        self.tty: str | None = None
+        self.started_at = time.time()
+        self.attached = True
+        self.exit_status: int | None = None       # set once the process is known to have ended
+        self.closed = False
+        self._ready: gevent.event.AsyncResult | None = None
+        self._reader = gevent.spawn(self._read)
+
+    def _send(self, op: str, **fields) -> bool:
+        try:
+            self.link.send(link.encode({"op": op, **fields}))
+            return True
+        except OSError:
+            return False
+
+    def attach(self, params, resumed: bool = False) -> None:
+        self._send(link.ATTACH, params=link.params_to_json(params), resumed=resumed)
+
+    def prepare_resume(self) -> int | None:
+        """Ask the session to let go of its old connection; its input count, or None if it
+        does not answer in time (it is then not resumed)."""
+        self._ready = gevent.event.AsyncResult()
+        if not self._send(link.PREPARE_RESUME):
+            return None
+        try:
+            return self._ready.get(timeout=PREPARE_TIMEOUT)
+        except gevent.Timeout:
+            return None
+
+    def stop(self, code=CloseCode.SERVER_SHUTDOWN, reason: str = "") -> None:
+        """Tell the session the server is stopping (it tells its client, then ends)."""
+        self._send(link.STOP)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self.link.recv(link.MAX_MESSAGE + 1)
+            except OSError:
+                break
+            if not data:
+                break
+            try:
+                self._on_message(link.decode_from_session(data))
+            except RemoteProtocolError as exc:
+                log.warning("session process %d (%s, UDP %d) broke the link protocol: %s; ending it",
+                            self.pid, self.user, self.record.udp_port, exc)
+                self.server._kill_session_process(self.pid)
+                break
+        self._ended()
+
+    def _on_message(self, message: dict) -> None:
+        op = message["op"]
+        if op == link.STARTED:
+            if self.shell_pid is not None:
+                raise RemoteProtocolError("started twice")
+            self.shell_pid, self.tty = message["shell_pid"], message["tty"]
+            self.server._session_started(self)
+        elif op == link.HEARD:
+            self.server.registry.confirm(self.record.session_id)
+        elif op == link.READY:
+            if self._ready is not None:
+                self._ready.set(message["input_received"])
+        elif op == link.STATUS:
+            self.attached, self.peer = message["attached"], message["peer"] or self.peer
+
+    def _ended(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.exit_status is None:
+            self.exit_status = -1
+        try:
+            self.link.close()
+        except OSError:
+            pass
+        self.server._forget(self)

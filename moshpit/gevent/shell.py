@@ -1,0 +1,380 @@
+"""One shell on a PTY driven over UDP: the per-session runtime, in whichever process runs it.
+
+``spawn_shell`` starts the user's shell on a new PTY (dropping to the user in the
+shell's child when we are root). ``ShellSession`` then drives a ``ServerSession``
+and its channels from three greenlets (PTY reader, PTY writer, UDP reader) and one
+re-armed hub timer. What the session needs of whoever runs it (the listening
+server in-process, or the link to the listener in a session process) is a
+``host``: ``detached_timeout``, ``heard()`` when a new connection first speaks,
+``ended()`` when the session is over.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import grp
+import logging
+import os
+import pwd
+import signal
+import struct
+import termios
+import time
+
+import gevent
+import gevent.event
+import gevent.os
+import gevent.socket as gsocket
+
+from moshpit import codec
+from moshpit.errors import DecodeError
+from moshpit.protocol.channel import Channel, CloseCode, Role
+from moshpit.protocol.events import ConnectionClosed, Resized
+from moshpit.protocol.handshake import DiffMode
+from moshpit.gevent import udp
+from moshpit.session import ServerSession
+from moshpit.terminal.predict import ECHO, ICANON
+
+log = logging.getLogger("moshpit.server")
+
+
+PTY_BATCH = 256 * 1024     # PTY output taken in one go before the protocol is serviced
+PTY_HIGH_WATER = 1 << 20   # reliable output queued for a listening client: stop reading the PTY
+MAX_FD = 1 << 20           # closed in a shell's child above stdio (close_range makes it cheap)
+
+
+def _reset_signals() -> None:
+    """In the shell's child: Python ignores SIGPIPE and SIGXFSZ and gevent may block some
+    signals; exec keeps both, so without this `yes | head -1` complains of a broken pipe."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def set_window_size(fd: int, cols: int, rows: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def drop_privileges(user: pwd.struct_passwd) -> None:
+    """As root: become ``user`` for good (groups first, then gid, then uid), checked."""
+    os.initgroups(user.pw_name, user.pw_gid)
+    os.setgid(user.pw_gid)
+    os.setuid(user.pw_uid)
+    if os.getuid() != user.pw_uid or os.geteuid() != user.pw_uid:
+        raise OSError("could not drop privileges")
+
+
+def _become(user: pwd.struct_passwd) -> None:
+    """In the shell's child, as root: give the terminal to ``user`` and drop to them."""
+    try:
+        tty_group = grp.getgrnam("tty").gr_gid
+    except KeyError:
+        tty_group = user.pw_gid
+    os.fchown(0, user.pw_uid, tty_group)        # as sshd does, so mesg, tmux and sudo work
+    os.fchmod(0, 0o620)
+    drop_privileges(user)
+
+
+def spawn_shell(argv: list[str], env: dict, user: pwd.struct_passwd, cols: int, rows: int):
+    """``argv`` on a new PTY as ``user``: (pid, master fd), the fd non-blocking and not inherited."""
+    pid, fd = gevent.os.forkpty_and_watch()
+    if pid == 0:                                   # the child: become the shell
+        try:
+            os.closerange(3, MAX_FD)               # no other session's PTY, no server socket
+            _reset_signals()
+            if os.getuid() == 0 and user.pw_uid != 0:
+                _become(user)
+            os.chdir(user.pw_dir if os.path.isdir(user.pw_dir) else "/")
+            os.execvpe(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    os.set_inheritable(fd, False)                  # later shells must not get this PTY
+    os.set_blocking(fd, False)
+    set_window_size(fd, cols, rows)
+    return pid, fd
+
+
+class ShellSession:
+    """One shell on a PTY, its screen, its UDP socket and whichever channel is attached."""
+
+    def __init__(self, host, sock, pid: int, fd: int, cols: int, rows: int):
+        self.host = host
+        self.sock = sock
+        self.udp_port = sock.getsockname()[1]
+        self.session = ServerSession(cols, rows)
+        self.channels: dict[int, Channel] = {}
+        self.channel: Channel | None = None
+        self._timer = None
+        self._greenlets: list[gevent.Greenlet] = []
+        self.exit_status: int | None = None
+        self._heard_on_channel = False                   # the attached connection spoke yet?
+        self.closed = False
+        self._to_pty = bytearray()                       # keystrokes not yet taken by the PTY
+        self._to_pty_ready = gevent.event.Event()
+        self._drained = gevent.event.Event()             # the client has caught up with output
+        self.pid, self.fd = pid, fd
+        self._pty_readable = udp.Readable(self.fd)
+        self._pty_window = self.session.window           # the size the shell's terminal has
+        set_window_size(self.fd, *self._pty_window)
+        self._greenlets += [gevent.spawn(self._guarded, work)
+                            for work in (self._read_pty, self._read_udp, self._write_pty)]
+
+    def _guarded(self, work) -> None:
+        """Run one of the session's greenlets; if it fails, say so in the log and end the
+        session cleanly (the client is told) rather than leave it half alive."""
+        try:
+            work()
+        except gevent.GreenletExit:
+            raise
+        except Exception:
+            log.exception("session on UDP %d: %s failed; ending the session", self.udp_port,
+                          work.__name__)
+            if self.channel is not None and not self.channel.closed:
+                self.channel.close(CloseCode.PROTOCOL_ERROR, "server error", now=time.monotonic())
+                try:
+                    self.service()
+                except Exception:
+                    log.exception("sending the close failed")
+            gevent.spawn_later(1.0, self.shutdown)
+
+    # --- connections --------------------------------------------------------------
+    def connect(self, params, resumed: bool = False) -> Channel:
+        """A connection the key exchange accepted: its channel becomes the attached one."""
+        channel = Channel.from_params(Role.SERVER, params, now=time.monotonic(),
+                                      screen_source=self.session.screen_source)
+        self.attach(channel, params, resumed)
+        return channel
+
+    def displace(self) -> None:
+        """A resume is on its way: the old connection stops taking keystrokes now."""
+        if self.channel is not None and not self.channel.closed:
+            self.channel.close(CloseCode.DISPLACED, "resumed elsewhere", now=time.monotonic())
+            self.service()
+
+    def stop(self, code: CloseCode, reason: str) -> None:
+        """End the session, telling the attached client why."""
+        if self.channel is not None and not self.channel.closed and not self.closed:
+            self.channel.close(code, reason, now=time.monotonic())
+            self.service()
+        self.shutdown()
+
+    def attach(self, channel: Channel, params, resumed: bool = False) -> None:
+        self.displace()
+        self.channels[channel.conn_id] = channel
+        self.channel = channel
+        self._heard_on_channel = False
+        if resumed:                                      # the window may have changed meanwhile
+            self.session.on_event(Resized(params.cols, params.rows), time.monotonic())
+        self.session.attach(channel, resumed)
+        self.service()
+
+    # --- I/O greenlets ----------------------------------------------------------------
+    def _read_pty(self) -> None:
+        while True:
+            self._wait_for_room()
+            try:
+                data = self._read_pty_batch()
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    log.warning("pty read failed: %s", exc)
+                data = b""
+            if not data:
+                break
+            self.session.tty_flags = self._tty_flags()
+            self.session.pty_output(data, time.monotonic())
+            self.service()
+        self._shell_exited()
+
+    def _tty_flags(self) -> int:
+        """ECHO and ICANON of the shell's terminal (the master reads the slave's flags)."""
+        try:
+            lflag = termios.tcgetattr(self.fd)[3]
+        except (termios.error, OSError):
+            return self.session.tty_flags
+        return (ECHO if lflag & termios.ECHO else 0) | (ICANON if lflag & termios.ICANON else 0)
+
+    def _wait_for_room(self) -> None:
+        """Flow control in ``reliable`` mode: while a client that is listening has more
+        than PTY_HIGH_WATER of output still to receive, leave the rest in the PTY (the
+        program waits, as it would for a slow terminal). A client that has gone silent
+        does not hold the shell up: the session keeps a bounded backlog, then repaints.
+        In every mode, output the screen model has not taken yet (costly escape
+        sequences are modelled a budget at a time, on the timer) also waits."""
+        while self.session.backlogged or self._client_behind():
+            self._drained.clear()
+            self._drained.wait(timeout=1.0)
+
+    def _client_behind(self) -> bool:
+        channel = self.channel
+        return not (channel is None or channel.closed or channel.diff_mode is not DiffMode.RELIABLE
+                    or channel.pending_output < PTY_HIGH_WATER
+                    or time.monotonic() - channel.last_heard > channel.config.silence_threshold)
+
+    def _read_pty_batch(self) -> bytes:
+        """Wait for output, then take what else is already there (up to PTY_BATCH)."""
+        while True:
+            try:
+                chunks = [os.read(self.fd, 65536)]
+                break
+            except BlockingIOError:
+                self._pty_readable.wait()
+        size = len(chunks[0])
+        while chunks[-1] and size < PTY_BATCH:
+            try:
+                chunks.append(os.read(self.fd, 65536))
+            except OSError:
+                break                                    # nothing more now (or EIO: next read says)
+            size += len(chunks[-1])
+        return b"".join(chunks)
+
+    def _read_udp(self) -> None:
+        readable = udp.Readable(self.sock.fileno())
+        while True:
+            try:
+                batch = udp.receive_batch(self.sock, readable, codec.MAX_DATAGRAM_SIZE + 1)
+            except OSError:
+                return
+            now = time.monotonic()
+            for data, addr in batch:
+                try:
+                    _, conn_id, _ = codec.decode_header(data)
+                except DecodeError:
+                    continue
+                channel = self.channels.get(conn_id) or self.channel
+                if channel is not None:
+                    channel.receive_datagram(data, addr, now)
+            if not self._heard_on_channel and self.channel is not None \
+                    and self.channel.stats["datagrams_received"]:
+                self._heard_on_channel = True            # the client has its new token: the
+                self.host.heard()                        # old one is spent
+            self.service()
+
+    def _write_some(self) -> None:
+        """Give the PTY what it takes now; the writer greenlet waits for room for the rest."""
+        try:
+            written = os.write(self.fd, self._to_pty[:65536])
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self._to_pty.clear()                         # the shell is gone
+            return
+        del self._to_pty[:written]
+        if self._to_pty:
+            self._to_pty_ready.set()
+
+    def _write_pty(self) -> None:
+        """Keystrokes reach the shell whole and in order, however full its input is: every
+        write goes through ``_write_some`` from the head, this greenlet only waits for room."""
+        while True:
+            self._to_pty_ready.wait()
+            self._to_pty_ready.clear()
+            while self._to_pty:
+                gsocket.wait_write(self.fd)
+                self._write_some()
+
+    def _shell_exited(self) -> None:
+        try:
+            _, status = gevent.os.waitpid(self.pid, 0)
+            self.exit_status = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            self.exit_status = self.exit_status or 0
+        self.session.flush()
+        if self.channel is not None:
+            status = self.exit_status if self.exit_status >= 0 else 128 - self.exit_status
+            self.channel.close(CloseCode.SHELL_EXITED, f"shell exited with status {status}",
+                               now=time.monotonic(), exit_status=status)
+            self.service()
+        gevent.spawn_later(5, self.shutdown)
+
+    # --- the one timer ------------------------------------------------------------------
+    def service(self) -> None:
+        """Events first and keystrokes to the PTY at once (the echo is what the user
+        waits for), then whatever the channels have to send, then the one timer."""
+        now = time.monotonic()
+        for channel in list(self.channels.values()):
+            self._take_events(channel)
+        pending = self.session.take_pty_input()
+        if pending and self.exit_status is None:
+            self._to_pty += pending
+            self._write_some()
+        if self.session.window != self._pty_window and not self.closed:
+            self._pty_window = self.session.window       # a RESIZE applied (now or by the timer)
+            set_window_size(self.fd, *self._pty_window)
+        for channel in list(self.channels.values()):
+            for data, addr in channel.datagrams_to_send(now):
+                try:
+                    udp.send(self.sock, data, addr)
+                except OSError as exc:
+                    log.debug("send to %s failed: %s", addr, exc)
+            self._take_events(channel)               # sending can time a close out
+            if channel.closed and channel is not self.channel:
+                self.channels.pop(channel.conn_id, None)
+        if not self.session.backlogged and (self.channel is None
+                                            or self.channel.pending_output < PTY_HIGH_WATER):
+            self._drained.set()
+        self._arm(now)
+
+    def _take_events(self, channel: Channel) -> None:
+        while (event := channel.next_event()) is not None:
+            if channel is self.channel:
+                self.session.on_event(event, time.monotonic())
+            if isinstance(event, ConnectionClosed) and channel is self.channel and event.by_peer:
+                log.info("client ended the session: %s", event.reason)
+                gevent.spawn_later(0.5, self.shutdown)   # after our CLOSE answer went out
+
+    def _detached_deadline(self) -> float | None:
+        """When this session ends for want of a client (never, unless configured)."""
+        timeout = self.host.detached_timeout
+        if not timeout or self.channel is None or self.exit_status is not None:
+            return None
+        return self.channel.last_heard + timeout
+
+    def _arm(self, now: float) -> None:
+        deadlines = [t for t in [self.session.get_timer(), self._detached_deadline(),
+                                 *(c.get_timer() for c in self.channels.values())]
+                     if t is not None]
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+        if deadlines:
+            self._timer = gevent.get_hub().loop.timer(max(0.0, min(deadlines) - now))
+            self._timer.start(gevent.spawn, self._on_timer)   # a greenlet: it may wait for I/O
+
+    def _on_timer(self) -> None:
+        now = time.monotonic()
+        detached_until = self._detached_deadline()
+        if detached_until is not None and now >= detached_until:
+            log.info("ending a session whose client was gone for %d s", self.host.detached_timeout)
+            self._timer = None
+            self.channel.close(CloseCode.DETACHED_TIMEOUT, "detached too long", now=now)
+            self.shutdown()
+            return
+        self.session.tty_flags = self._tty_flags()
+        self.session.handle_timer(now)
+        for channel in list(self.channels.values()):
+            channel.handle_timer(now)
+        self.service()
+
+    def shutdown(self) -> None:
+        """End the session. Idempotent: several paths lead here, and closing the PTY
+        twice would close whatever file took its number in between."""
+        if self.closed:
+            return
+        self.closed = True
+        for greenlet in self._greenlets:
+            greenlet.kill(block=False)
+        if self._timer is not None:
+            self._timer.close()
+        if self.exit_status is None:
+            try:
+                os.kill(self.pid, 1)
+            except ProcessLookupError:
+                pass
+        self._pty_readable.close()
+        for closer in (self.sock.close, lambda: os.close(self.fd)):
+            try:
+                closer()
+            except OSError:
+                pass
+        self.host.ended()
