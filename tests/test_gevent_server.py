@@ -446,15 +446,17 @@ def test_a_failing_session_greenlet_ends_its_session_cleanly(home, monkeypatch):
         srv.stop()
 
 
-def test_a_session_is_a_login_in_utmp_and_wtmp(home, tmp_path):
-    """As sshd: `who` lists the session while it lasts, `last` remembers it."""
+@pytest.mark.parametrize("processes", [False, True], ids=["in-process", "session-process"])
+def test_a_session_is_a_login_in_utmp_and_wtmp(home, tmp_path, processes):
+    """As sshd: `who` lists the session while it lasts, `last` remembers it (written by the
+    listener for a session process, which may no longer write them once it is the user)."""
     import struct
     from moshpit.gevent.logins import DEAD_PROCESS, USER_PROCESS, LoginRecords, Utmpx
     utmp, wtmp = tmp_path / "utmp", tmp_path / "wtmp"
     utmp.touch()
     wtmp.touch()
     _, key = home
-    srv = make_server(home, login_records=LoginRecords(str(utmp), str(wtmp)))
+    srv = make_server(home, login_records=LoginRecords(str(utmp), str(wtmp)), processes=processes)
 
     def records(path):
         data = path.read_bytes()

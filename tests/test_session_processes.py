@@ -38,3 +38,110 @@ def test_a_session_runs_in_a_process_of_its_own_and_resumes_there(home):
         second.close()
     finally:
         srv.stop()
+
+
+def _ids(pid: int) -> tuple[list[int], list[int], list[int]]:
+    """Real, effective, saved and filesystem uids and gids, and the groups, of a process."""
+    fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+    return ([int(x) for x in fields["Uid"].split()], [int(x) for x in fields["Gid"].split()],
+            [int(x) for x in fields["Groups"].split()])
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            inodes.add(target)
+    return inodes
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to switch users")
+def test_as_root_a_session_process_runs_as_its_user_and_the_listener_stays_root(tmp_path):
+    import pwd
+    import nacl.signing
+    from moshpit.keys import format_public_key
+    nobody = pwd.getpwnam("nobody")
+    key = nacl.signing.SigningKey.generate()
+    keys_dir = tmp_path / "keys" / "nobody"
+    keys_dir.mkdir(parents=True, mode=0o700)
+    (keys_dir / "authorized_keys").write_text(format_public_key(bytes(key.verify_key)) + "\n")
+    (keys_dir / "authorized_keys").chmod(0o600)
+    for path in (keys_dir, keys_dir / "authorized_keys"):
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    srv = make_server((tmp_path, key), authorized_keys=str(tmp_path / "keys" / "%u" / "authorized_keys"),
+                      processes=True)
+    client = ShellClient(srv.address, key, "nobody")
+    try:
+        client.type(b"echo \"[$(id -u):$(id -g):$(stat -c %u $(tty))]\"\r")
+        assert client.wait_for(lambda: b"]\r\n" in client.received)
+        assert f"[{nobody.pw_uid}:{nobody.pw_gid}:{nobody.pw_uid}]".encode() in client.received
+        handle, = srv.sessions.values()
+        uids, gids, groups = _ids(handle.pid)
+        assert uids == [nobody.pw_uid] * 4 and gids == [nobody.pw_gid] * 4
+        assert set(groups) <= set(os.getgrouplist("nobody", nobody.pw_gid))
+        assert _ids(os.getpid())[0] == [0] * 4                           # the listener is still root
+        assert _ids(srv._forkserver.process.pid)[0] == [0] * 4
+    finally:
+        client.close()
+        srv.stop()
+
+
+def test_killing_one_session_process_leaves_the_others_working_and_frees_its_port(home, caplog):
+    import logging
+    _, key = home
+    srv = make_server(home, processes=True)
+    free = srv.registry.ports.free
+    victim = ShellClient(srv.address, key, srv.user.pw_name)
+    bystander = ShellClient(srv.address, key, srv.user.pw_name)
+    try:
+        for client in (victim, bystander):
+            client.type(b"echo up=$$.\r")
+            assert client.wait_for(lambda: _pid(client, b"up"))
+        handles = {h.shell_pid: h for h in srv.sessions.values()}
+        doomed = handles[_pid(victim, b"up")]
+        survivor = handles[_pid(bystander, b"up")]
+        assert doomed.pid != survivor.pid
+        # no session process holds another's UDP socket or the listener's TCP socket
+        assert not _socket_inodes(survivor.pid) & _socket_inodes(doomed.pid)
+        listening = {f"socket:[{os.fstat(srv._tcp.socket.fileno()).st_ino}]"}
+        assert not _socket_inodes(survivor.pid) & listening
+        with caplog.at_level(logging.WARNING, logger="moshpit"):
+            os.kill(doomed.pid, signal.SIGKILL)
+            assert victim.wait_for(lambda: len(srv.sessions) == 1 and srv.registry.ports.free == free - 1)
+            assert victim.wait_for(lambda: "killed by signal 9" in caplog.text)
+        assert victim.wait_for(lambda: not os.path.exists(f"/proc/{_pid(victim, b'up')}"), timeout=5)
+        bystander.type(b"echo still-$((6*7))\r")
+        assert bystander.wait_for(lambda: b"still-42" in bystander.received)
+        resumed = ShellClient(srv.address, key, srv.user.pw_name, token=victim.params.resume_token)
+        assert resumed.params is None or not resumed.params.resumed       # that session is gone
+        resumed.close()
+    finally:
+        victim.close()
+        bystander.close()
+        srv.stop()
+
+
+def test_stopping_the_server_tells_every_session_process_client(home):
+    from moshpit.protocol.channel import CloseCode
+    _, key = home
+    srv = make_server(home, processes=True)
+    clients = [ShellClient(srv.address, key, srv.user.pw_name) for _ in range(2)]
+    try:
+        for client in clients:
+            client.type(b"echo up=$$.\r")
+            assert client.wait_for(lambda: _pid(client, b"up"))
+        pids = [h.pid for h in srv.sessions.values()]
+        srv.stop()
+        for client in clients:
+            assert client.wait_for(lambda: any(isinstance(e, ConnectionClosed) and e.code == CloseCode.SERVER_SHUTDOWN
+                                               for e in client.events))
+        assert clients[0].wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") and
+                                                   open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+                                                   for pid in pids), timeout=5)
+    finally:
+        for client in clients:
+            client.close()

@@ -57,9 +57,120 @@ def _spawn(request: dict, fds: list[int], close_in_child: list) -> int:
         os._exit(code)
 
 
+def warm_up(seconds: float = 1.0) -> None:
+    """Run a session's code once here, every diff mode, over an in-memory loopback.
+
+    CPython specialises bytecode as it runs and fills caches lazily; done in each child,
+    that writes to pages shared with this process, and each child pays for its own copy.
+    Done here once, before any fork, the children share it."""
+    from moshpit import crypto
+    from moshpit.protocol.channel import Channel, Role
+    from moshpit.protocol.handshake import DiffMode
+    from moshpit.session import ClientSession, ServerSession
+    direction = crypto.DirectionKeys(bytes(range(32)), bytes(range(64)))
+    keys = crypto.TrafficKeys(direction, direction)
+    output = (b"\x1b[H\x1b[2Jwarm \x1b[1;31mup\x1b[0m\r\n" + b"line of text \x1b[K\r\n" * 30
+              + "\u00e9\u4e2d\r\n".encode())
+    for mode in DiffMode:
+        now = 0.0
+        server = ServerSession(80, 24)
+        server_channel = Channel(Role.SERVER, keys, 1, mode, now=now, screen_source=server.screen_source)
+        client_channel = Channel(Role.CLIENT, keys, 1, mode, now=now, peer_addr=("127.0.0.1", 9))
+        client = ClientSession(80, 24)
+        server.attach(server_channel)
+        while now < seconds:
+            now += 0.01
+            if int(now * 100) % 10 == 0:
+                server.pty_output(output, now)
+                client_channel.send_data(b"x") if client_channel.accepts_data else None
+            server.handle_timer(now)
+            for channel, peer in ((server_channel, client_channel), (client_channel, server_channel)):
+                channel.handle_timer(now)
+                for data, _ in channel.datagrams_to_send(now):
+                    peer.receive_datagram(data, ("127.0.0.1", 9), now)
+            while (event := server_channel.next_event()) is not None:
+                server.on_event(event, now)
+            while (event := client_channel.next_event()) is not None:
+                client.on_event(event, client_channel, now)
+            server.take_pty_input()
+            client.take_output()
+
+
+class _WarmUpHost:
+    detached_timeout = 0
+
+    def __init__(self):
+        import gevent.event
+        self.done = gevent.event.Event()
+
+    def heard(self) -> None:
+        pass
+
+    def ended(self) -> None:
+        self.done.set()
+
+
+def warm_up_runtime() -> None:
+    """The same for the gevent runtime: a real ShellSession (``cat`` on a PTY) typed into
+    over loopback UDP, then ended and the hub destroyed (its epoll descriptor must not
+    be shared with the children; each makes its own on first use)."""
+    import pwd
+    import time
+    import gevent
+    from moshpit import crypto
+    from moshpit.gevent import udp
+    from moshpit.gevent.shell import ShellSession, spawn_shell
+    from moshpit.protocol.channel import Channel, CloseCode, Role
+    from moshpit.protocol.handshake import DiffMode, SessionParams
+    hub = gevent.get_hub()
+    direction = crypto.DirectionKeys(bytes(range(32)), bytes(range(64)))
+    keys = crypto.TrafficKeys(direction, direction)
+    server_sock, client_sock = udp.open_udp(socket.AF_INET), udp.open_udp(socket.AF_INET)
+    server_sock.bind(("127.0.0.1", 0))
+    client_sock.bind(("127.0.0.1", 0))
+    host = _WarmUpHost()
+    pid, fd = spawn_shell(["cat"], {"PATH": "/usr/bin:/bin"}, pwd.getpwuid(os.getuid()), 80, 24)
+    shell = ShellSession(host, server_sock, pid, fd, 80, 24)
+    for mode in (DiffMode.STATESYNC, DiffMode.RELIABLE):
+        params = SessionParams(conn_id=len(shell.channels) + 1, udp_port=0, session_id=bytes(16),
+                               resume_token=b"", resumed=False, diff_mode=mode, keys=keys, client_key=bytes(32),
+                               host_key=bytes(32), user="", cols=80, rows=24, env={})
+        shell.connect(params)
+        client = Channel.from_params(Role.CLIENT, params, now=time.monotonic(),
+                                     peer_addr=server_sock.getsockname())
+        readable = udp.Readable(client_sock.fileno())
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if client.accepts_data:
+                client.send_data(b"warm up\r")
+            client.handle_timer(now)
+            for data, addr in client.datagrams_to_send(now):
+                udp.send(client_sock, data, addr)
+            with gevent.Timeout(0.02, False):
+                for data, addr in udp.receive_batch(client_sock, readable, 2048):
+                    client.receive_datagram(data, addr, time.monotonic())
+            while client.next_event() is not None:
+                pass
+        readable.close()
+    shell.stop(CloseCode.SERVER_SHUTDOWN, "warmed up")
+    host.done.wait(timeout=1)
+    client_sock.close()
+    try:
+        gevent.os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    hub.destroy(destroy_loop=True)
+
+
 def serve(control_fd: int) -> None:
     """Fork a session process per request until the listener closes the control socket."""
     import moshpit.gevent.session_process  # noqa: F401  (imported once here, shared by every child)
+    warm_up()
+    try:
+        warm_up_runtime()
+    except Exception:                             # a cost, not a failure: the children warm up alone
+        log.debug("the fork server's warm-up failed", exc_info=True)
     control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=control_fd)
     wake_r, wake_w = os.pipe()
     for fd in (wake_r, wake_w):

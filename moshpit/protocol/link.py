@@ -58,7 +58,7 @@ def decode_from_session(data: bytes) -> dict:
         raise RemoteProtocolError("link message too large")
     try:
         message = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):           # RecursionError: [[[[... nested past the stack
         raise RemoteProtocolError("link message is not JSON") from None
     if not isinstance(message, dict):
         raise RemoteProtocolError("link message is not an object")
