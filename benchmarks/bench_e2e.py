@@ -1,7 +1,8 @@
 """moshpit end to end, side by side with mosh and ssh on this machine (loopback, real processes).
 
     python benchmarks/bench_e2e.py [--quick] [--tools mp,mosh,ssh,pty] [--keys N]
-                                   [--file-mb MB] [--idle SECONDS] [--sessions N]
+                                   [--file-mb MB] [--idle SECONDS] [--memory-sessions N]
+                                   [--fair-keys N] [--fair-mb MB]
 
 Each tool runs a login shell for a client on a real PTY, driven like a person:
 
@@ -13,9 +14,16 @@ Each tool runs a login shell for a client on a real PTY, driven like a person:
   ANCHORS.md): seconds from the command to its end marker on the client's
   terminal, and the bytes that crossed the loopback interface meanwhile
   (``/proc/net/dev``, IP and UDP/TCP headers included).
-- server memory per extra session: moshpit serves every session from one
-  process, so the growth of ``mps``'s RSS per added session; mosh and ssh fork
-  per session, so the RSS of the processes each session adds.
+- fairness: session B types into ``cat`` (as for echo latency) alone, then
+  while session A, on the same server, runs ``cat`` of the large file in a loop
+  (its client's terminal read as fast as it comes); B's median and p90 in both.
+  moshpit runs each diff mode with sessions in processes (mps's default) and,
+  for comparison, ``reliable`` with sessions in-process.
+- server memory per extra session, from 1 to ``--memory-sessions`` sessions:
+  the growth of PSS and private dirty memory (``/proc/PID/smaps_rollup``) summed
+  over every server-side process (mps, its fork server and session processes;
+  each mosh-server; sshd's per-connection processes), divided by the sessions
+  added. Shells are not counted.
 - idle CPU: clock ticks (1/100 s) that the server-side and client processes
   use over ``--idle`` seconds of a connected session with nothing happening.
 - roaming (as root, with iproute2): server and client on two network
@@ -48,6 +56,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+import threading
 import time
 from pathlib import Path
 
@@ -131,6 +140,43 @@ def cpu_ticks(pid: int) -> int:
         return 0
 
 
+def smaps_kb(pid: int) -> tuple[int, int]:
+    """(PSS, private dirty) in kB, or zeros for a process that is gone."""
+    found = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[2] == "kB":
+                found[parts[0].rstrip(":")] = int(parts[1])
+    except OSError:
+        return 0, 0
+    return found.get("Pss", 0), found.get("Private_Dirty", 0)
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def pids_of(pattern: str) -> set[int]:
     out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
     return {int(p) for p in out.split()}
@@ -175,10 +221,11 @@ class LocalPty(Tool):
 
 
 class Moshpit(Tool):
-    def __init__(self, work, mode):
+    def __init__(self, work, mode, processes=True):
         super().__init__(work)
         self.mode = mode
-        self.name = f"moshpit {mode}"
+        self.processes = processes
+        self.name = f"moshpit {mode}" + ("" if processes else " (sessions in-process)")
 
     def make_keys(self) -> tuple[Path, Path]:
         """A host key, a client key and its authorized_keys; returns (keys dir, authorized_keys)."""
@@ -197,20 +244,26 @@ class Moshpit(Tool):
         keys, auth = self.make_keys()
         self.port = free_port()
         udp = free_port(socket.SOCK_DGRAM)
-        env = dict(self.env, MOSHPITS_AUTHORIZED_KEYS_FILE=str(auth))
+        env = dict(self.env, MOSHPITS_AUTHORIZED_KEYS_FILE=str(auth), MOSHPITS_MAX_SESSIONS_PER_KEY="0",
+                   MOSHPITS_SESSION_PROCESSES="true" if self.processes else "false")
         self.server = subprocess.Popen(
             [BIN / "mps", "-e", "-q", "-p", keys / "host_key", "--bind", "127.0.0.1", "--port", str(self.port),
              "--udp-ports", f"{udp}-{udp + 63}"], env=env, stderr=subprocess.PIPE, cwd=self.work)
-        line = self.server.stderr.readline()
-        if b"listening" not in line:
-            raise RuntimeError(f"mps did not start: {line!r}")
+        lines = []
+        while not lines or b"listening" not in lines[-1]:
+            lines.append(self.server.stderr.readline())
+            if not lines[-1] or len(lines) > 10:
+                self.server.kill()
+                self.server.wait()
+                raise RuntimeError(f"mps did not start: {b''.join(lines)!r}")
 
     def connect(self):
         return Terminal([str(BIN / "mp"), "-i", str(self.work / ".mp" / "id_ed25519"), "-p", str(self.port),
                          "--host-key-check", "accept-new", "--diff-mode", self.mode, "127.0.0.1"], self.env)
 
     def server_pids(self):
-        return {self.server.pid}
+        """mps, its fork server and its session processes (not the shells)."""
+        return {self.server.pid} | {p for p in descendants(self.server.pid) if comm(p).startswith("mps-")}
 
     def quit(self, term):
         term.write(b"\x1e.")
@@ -348,30 +401,53 @@ def idle_ticks(tool: Tool, term: Terminal, seconds: float) -> tuple[int, int]:
     return after[0] - before[0], after[1] - before[1]
 
 
-def memory_per_session(tool: Tool, sessions: int) -> float | None:
-    """kB of server-side RSS each session beyond the first adds."""
-    first = tool.connect()
-    extra = []
+def memory_growth(tool: Tool, sessions: int) -> tuple[float, float]:
+    """kB of (PSS, private dirty) each session beyond the first adds, server side."""
+    terms = [tool.connect()]
     try:
-        ready(first)
+        ready(terms[0])
         time.sleep(0.5)
-        base_pids = tool.server_pids()
-        before = sum(rss_kb(p) for p in base_pids)
-        for _ in range(sessions):
-            term = tool.connect()
-            extra.append(term)
-            ready(term)
+        before = [sum(values) for values in zip(*(smaps_kb(p) for p in tool.server_pids()))]
+        for _ in range(sessions - 1):
+            terms.append(tool.connect())
+            ready(terms[-1])
         time.sleep(0.5)
-        pids = tool.server_pids()
-        if isinstance(tool, Moshpit):
-            grown = sum(rss_kb(p) for p in pids) - before
-        else:
-            grown = sum(rss_kb(p) for p in pids - base_pids)
-        return grown / sessions
+        after = [sum(values) for values in zip(*(smaps_kb(p) for p in tool.server_pids()))]
+        return tuple((a - b) / (sessions - 1) for a, b in zip(after, before))
     finally:
-        for term in extra:
+        for term in terms:
             tool.quit(term)
-        tool.quit(first)
+
+
+def fairness(tool: Tool, keys: int, big: Path) -> tuple[list[float], list[float]]:
+    """B's echo latencies alone, then beside A printing ``big`` in a loop."""
+    tool.start_server()
+    try:
+        typist = tool.connect()
+        ready(typist)
+        alone = echo_latency(typist, keys)
+        flooder = tool.connect()
+        ready(flooder)
+        stop = threading.Event()
+
+        def read_everything():                        # A's user keeps up with A's output
+            while not stop.is_set():
+                flooder.pump(0.1)
+        reader = threading.Thread(target=read_everything, daemon=True)
+        reader.start()
+        flooder.write(b"while :; do cat %s; done\r" % bytes(big))
+        time.sleep(1.0)
+        try:
+            beside = echo_latency(typist, keys)
+        finally:
+            stop.set()
+            reader.join()
+            flooder.write(b"\x03")
+            tool.quit(flooder)
+            tool.quit(typist)
+    finally:
+        tool.stop_server()
+    return alone, beside
 
 
 def make_file(path: Path, megabytes: float) -> None:
@@ -383,13 +459,6 @@ def make_file(path: Path, megabytes: float) -> None:
 
 
 def run(tool: Tool, args, big: Path) -> dict:
-    memory = None
-    if args.sessions and not isinstance(tool, LocalPty):
-        tool.start_server()                          # a fresh server: nothing held over from a cat
-        try:
-            memory = memory_per_session(tool, args.sessions)
-        finally:
-            tool.stop_server()
     tool.start_server()
     try:
         term = tool.connect()
@@ -402,7 +471,7 @@ def run(tool: Tool, args, big: Path) -> dict:
             tool.quit(term)
     finally:
         tool.stop_server()
-    return {"latency": samples, "cat": cat, "idle": idle, "memory": memory}
+    return {"latency": samples, "cat": cat, "idle": idle}
 
 
 # --- roaming between two namespaces ------------------------------------------------------
@@ -488,6 +557,49 @@ def roaming(tools: list[Tool], roams: int) -> None:
         print(f"| {tool.name} | {statistics.median(times):.3f} s | {max(times):.3f} s |", flush=True)
 
 
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(0.9 * (len(ordered) - 1))]
+
+
+def fairness_table(tools: list[Tool], args, work: Path) -> None:
+    flood = work / "flood.txt"
+    make_file(flood, args.fair_mb)
+    extra = [Moshpit(work, "reliable", processes=False)] if any(isinstance(t, Moshpit) for t in tools) else []
+    print(f"\nFairness: B types {args.fair_keys} keys into cat, alone, then while A on the same server "
+          f"prints {flood.stat().st_size / 1e6:.0f} MB in a loop\n")
+    print("| tool | B alone median / p90 | B beside A median / p90 | median ratio | p90 ratio |")
+    print("|---|---|---|---|---|")
+    for tool in tools + extra:
+        try:
+            alone, beside = fairness(tool, args.fair_keys, flood)
+        except Exception as exc:
+            print(f"| {tool.name} | failed: {exc} | | | |", flush=True)
+            continue
+        (m0, p0), (m1, p1) = percentiles(alone), percentiles(beside)
+        print(f"| {tool.name} | {m0:.2f} / {p0:.2f} ms | {m1:.2f} / {p1:.2f} ms | {m1 / m0:.2f}x "
+              f"| {p1 / p0:.2f}x |", flush=True)
+    flood.unlink()
+
+
+def memory_table(tools: list[Tool], sessions: int) -> None:
+    print(f"\nServer memory per extra session, 1 -> {sessions} sessions (smaps_rollup, shells not counted)\n")
+    print("| tool | PSS per extra session | private dirty per extra session |")
+    print("|---|---|---|")
+    for tool in tools:
+        if isinstance(tool, Moshpit) and tool.mode != "statesync":
+            continue                                  # one mode is enough: the process is the same
+        tool.start_server()
+        try:
+            pss, dirty = memory_growth(tool, sessions)
+        except Exception as exc:
+            print(f"| {tool.name} | failed: {exc} | |", flush=True)
+            continue
+        finally:
+            tool.stop_server()
+        print(f"| {tool.name} | {pss / 1024:.2f} MB | {dirty / 1024:.2f} MB |", flush=True)
+
+
 def size(count: float) -> str:
     return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.0f} kB"
 
@@ -499,11 +611,14 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=200)
     parser.add_argument("--file-mb", type=float, default=72.0)
     parser.add_argument("--idle", type=float, default=20.0)
-    parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--memory-sessions", type=int, default=20)
+    parser.add_argument("--fair-keys", type=int, default=80)
+    parser.add_argument("--fair-mb", type=float, default=65.0)
     parser.add_argument("--roams", type=int, default=5)
     args = parser.parse_args()
     if args.quick:
-        args.tools, args.keys, args.file_mb, args.idle, args.sessions, args.roams = "mp", 20, 2.0, 2.0, 1, 2
+        args.tools, args.keys, args.file_mb, args.idle, args.roams = "mp", 20, 2.0, 2.0, 2
+        args.memory_sessions, args.fair_keys, args.fair_mb = 3, 15, 2.0
     work = Path(tempfile.mkdtemp(prefix="mp-bench-"))
     work.chmod(0o700)
     big = work / "big.txt"
@@ -526,24 +641,26 @@ def main() -> None:
         else:
             print("ssh/sshd is not installed: skipped (apt-get install openssh-server)")
     print(f"{os.cpu_count()} cores; {args.keys} keystrokes; cat of {file_size / 1e6:.1f} MB "
-          f"({file_size // 72} lines); idle {args.idle:g} s; {args.sessions} extra sessions\n")
+          f"({file_size // 72} lines); idle {args.idle:g} s\n")
     print(f"| tool | echo median | echo p90 | cat {file_size / 1e6:.0f} MB | bytes on loopback "
-          f"| bytes shown | RSS per extra session | idle ticks server / client |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"| bytes shown | idle ticks server / client |")
+    print("|---|---|---|---|---|---|---|")
     try:
         for tool in tools:
             try:
                 result = run(tool, args, big)
             except Exception as exc:                     # one tool failing must not hide the others
-                print(f"| {tool.name} | failed: {exc} | | | | | | |", flush=True)
+                print(f"| {tool.name} | failed: {exc} | | | | | |", flush=True)
                 continue
             samples = sorted(result["latency"])
             p90 = samples[int(0.9 * (len(samples) - 1))]
             seconds, wire, shown = result["cat"]
-            memory = "" if result["memory"] is None else f"{result['memory'] / 1024:.2f} MB"
             print(f"| {tool.name} | {statistics.median(samples):.2f} ms | {p90:.2f} ms | {seconds:.2f} s "
-                  f"| {size(wire)} | {size(shown)} | {memory} "
+                  f"| {size(wire)} | {size(shown)} "
                   f"| {result['idle'][0]} / {result['idle'][1]} |", flush=True)
+        servers = [tool for tool in tools if not isinstance(tool, LocalPty)]
+        fairness_table(servers, args, work)
+        memory_table(servers, args.memory_sessions)
         roaming(tools, args.roams)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -27,7 +27,8 @@ login shell on a PTY of the server's, in one run:
   memory (USS: pages no other process maps, so not the shared libraries and
   code that forked servers share), with one session and with N after the
   typing; per extra session is the growth divided by N-1. The server's
-  processes are ``mps``; ``sshd`` (the listener and the two it forks per
+  processes are ``mps``, its fork server and a process per session
+  (``mps-session``); ``sshd`` (the listener and the two it forks per
   session); the ``mosh-server`` of each session. The shells and their ``cat``
   are the same for every tool and are not counted (their RSS is printed apart);
 - idle CPU: with all N connected and nobody typing, the clock ticks (1/100 s,
@@ -214,7 +215,12 @@ class MoshpitLoad(Moshpit):
         self._copier = subprocess.Popen(["cat"], stdin=self.server.stderr, stdout=open(self.log, "wb"))
 
     def server_side(self) -> set[int]:
-        return {self.server.pid} if self.server.poll() is None else set()
+        """mps, its fork server and a process per session (``mps-session``)."""
+        if self.server.poll() is not None:
+            return set()
+        table = process_table()
+        return {self.server.pid} | {p for p in descendants({self.server.pid}, table)
+                                    if table[p][1].startswith("mps-")}
 
     def worker_args(self) -> list[str]:
         return ["--port", str(self.port)]

@@ -83,7 +83,9 @@ def test_as_root_a_session_process_runs_as_its_user_and_the_listener_stays_root(
         uids, gids, groups = _ids(handle.pid)
         assert uids == [nobody.pw_uid] * 4 and gids == [nobody.pw_gid] * 4
         assert set(groups) <= set(os.getgrouplist("nobody", nobody.pw_gid))
-        assert _ids(os.getpid())[0] == [0] * 4                           # the listener is still root
+        assert os.stat(f"/proc/{handle.pid}/mem").st_uid == 0            # not dumpable: the user's
+        assert _ids(os.getpid())[0] == [0] * 4                           # programs cannot ptrace it
+        # the listener is still root
         assert _ids(srv._forkserver.process.pid)[0] == [0] * 4
     finally:
         client.close()
@@ -145,3 +147,46 @@ def test_stopping_the_server_tells_every_session_process_client(home):
     finally:
         for client in clients:
             client.close()
+
+
+class _Listener:
+    """Just what a SessionProcess handle asks of its server."""
+
+    def __init__(self):
+        self.killed, self.forgotten, self.started, self.confirmed = [], [], [], []
+        self.registry = self
+
+    def confirm(self, session_id):
+        self.confirmed.append(session_id)
+
+    def _kill_session_process(self, pid):
+        self.killed.append(pid)
+
+    def _forget(self, handle):
+        self.forgotten.append(handle)
+
+    def _session_started(self, handle):
+        self.started.append((handle.shell_pid, handle.tty))
+
+
+@pytest.mark.parametrize("lie", [b'{"op":"started","shell_pid":42,"tty":"pts/1"}',   # said twice
+                                 b'{"op":"ready","input_received":-5}', b"\xff\xfe", b"[" * 5000])
+def test_a_session_process_that_breaks_the_link_protocol_is_killed_and_forgotten(lie):
+    import socket
+    from types import SimpleNamespace
+    import gevent.socket as gsocket
+    from moshpit.gevent.session_process import SessionProcess
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener = _Listener()
+    record = SimpleNamespace(session_id=b"s" * 16, udp_port=50001)
+    handle = SessionProcess(listener, record, "alice", "192.0.2.1",
+                            gsocket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=ours.detach()), 4321)
+    theirs.send(b'{"op":"started","shell_pid":42,"tty":"pts/1"}')
+    theirs.send(b'{"op":"heard"}')
+    theirs.send(lie)
+    deadline = time.monotonic() + 5
+    while not handle.closed and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    assert listener.started == [(42, "pts/1")] and listener.confirmed == [b"s" * 16]
+    assert listener.killed == [4321] and listener.forgotten == [handle]
+    theirs.close()

@@ -29,6 +29,15 @@ MAX_REQUEST = 65536
 SPAWN_TIMEOUT = 10.0
 
 
+def name_process(name: str) -> None:
+    """What ps, top and pgrep -x show for this process (at most 15 characters)."""
+    try:
+        with open("/proc/self/comm", "w") as comm:
+            comm.write(name[:15])
+    except OSError:
+        pass
+
+
 def describe_status(status: int) -> str:
     code = os.waitstatus_to_exitcode(status)
     return f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
@@ -47,6 +56,7 @@ def _spawn(request: dict, fds: list[int], close_in_child: list) -> int:
         for thing in close_in_child:
             thing.close() if hasattr(thing, "close") else os.close(thing)
         signal.set_wakeup_fd(-1)
+        name_process("mps-session")
         for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         code = session_process.run(request["spec"], *fds)
@@ -221,6 +231,7 @@ def _reap(control) -> None:
 def main() -> None:
     control_fd, log_fd, level, fmt = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
     logging.basicConfig(stream=os.fdopen(log_fd, "a", buffering=1), level=level, format=fmt)
+    name_process("mps-forkserver")
     try:
         serve(control_fd)
     except KeyboardInterrupt:

@@ -328,7 +328,7 @@ class Server:
             cols, rows = clamp_window(request.cols, request.rows)
             pid, fd = spawn_shell(argv, env, user, cols, rows)
             local = _InProcessHost(self, record, user.pw_name, host)
-            shell = ShellSession(local, sock, pid, fd, cols, rows)
+            shell = ShellSession(local, sock, pid, fd, cols, rows, shared_hub=True)
         except BaseException:
             sock.close()
             raise

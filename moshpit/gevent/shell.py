@@ -40,6 +40,9 @@ log = logging.getLogger("moshpit.server")
 
 
 PTY_BATCH = 256 * 1024     # PTY output taken in one go before the protocol is serviced
+SHARED_PTY_BATCH = 32 * 1024   # ...when the session shares its hub with others (in-process): a
+                               # step of one session's output is then 1-2 ms, not 10-40
+SHARED_FEED_BUDGET = 5_000     # screen-model work per step when the hub is shared (~2-5 ms)
 PTY_HIGH_WATER = 1 << 20   # reliable output queued for a listening client: stop reading the PTY
 MAX_FD = 1 << 20           # closed in a shell's child above stdio (close_range makes it cheap)
 
@@ -98,11 +101,16 @@ def spawn_shell(argv: list[str], env: dict, user: pwd.struct_passwd, cols: int, 
 class ShellSession:
     """One shell on a PTY, its screen, its UDP socket and whichever channel is attached."""
 
-    def __init__(self, host, sock, pid: int, fd: int, cols: int, rows: int):
+    def __init__(self, host, sock, pid: int, fd: int, cols: int, rows: int, shared_hub: bool = False):
+        """``shared_hub``: other sessions run in this hub (in-process mode), so each step
+        of this one's output is kept short for their sake (SHARED_PTY_BATCH, SHARED_FEED_BUDGET)."""
         self.host = host
         self.sock = sock
         self.udp_port = sock.getsockname()[1]
         self.session = ServerSession(cols, rows)
+        self.pty_batch = SHARED_PTY_BATCH if shared_hub else PTY_BATCH
+        if shared_hub:
+            self.session.feed_budget = SHARED_FEED_BUDGET
         self.channels: dict[int, Channel] = {}
         self.channel: Channel | None = None
         self._timer = None
@@ -212,15 +220,20 @@ class ShellSession:
                     or time.monotonic() - channel.last_heard > channel.config.silence_threshold)
 
     def _read_pty_batch(self) -> bytes:
-        """Wait for output, then take what else is already there (up to PTY_BATCH)."""
+        """Wait for output, then take what else is already there (up to ``pty_batch``).
+
+        Always through the loop first, even when output is surely waiting (a program
+        printing without end): each batch is then one turn of the loop, and every other
+        session's datagrams and timers get theirs between two of ours."""
         while True:
+            self._pty_readable.wait()
             try:
                 chunks = [os.read(self.fd, 65536)]
                 break
             except BlockingIOError:
-                self._pty_readable.wait()
+                pass
         size = len(chunks[0])
-        while chunks[-1] and size < PTY_BATCH:
+        while chunks[-1] and size < self.pty_batch:
             try:
                 chunks.append(os.read(self.fd, 65536))
             except OSError:
