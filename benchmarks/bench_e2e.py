@@ -562,6 +562,22 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[int(0.9 * (len(ordered) - 1))]
 
 
+def main_table(tools: list[Tool], args, big: Path) -> None:
+    print(f"| tool | echo median | echo p90 | cat {big.stat().st_size / 1e6:.0f} MB | bytes on loopback "
+          f"| bytes shown | idle ticks server / client |")
+    print("|---|---|---|---|---|---|---|")
+    for tool in tools:
+        try:
+            result = run(tool, args, big)
+        except Exception as exc:                     # one tool failing must not hide the others
+            print(f"| {tool.name} | failed: {exc} | | | | | |", flush=True)
+            continue
+        median, p90 = percentiles(result["latency"])
+        seconds, wire, shown = result["cat"]
+        print(f"| {tool.name} | {median:.2f} ms | {p90:.2f} ms | {seconds:.2f} s "
+              f"| {size(wire)} | {size(shown)} | {result['idle'][0]} / {result['idle'][1]} |", flush=True)
+
+
 def fairness_table(tools: list[Tool], args, work: Path) -> None:
     flood = work / "flood.txt"
     make_file(flood, args.fair_mb)
@@ -611,6 +627,8 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=200)
     parser.add_argument("--file-mb", type=float, default=72.0)
     parser.add_argument("--idle", type=float, default=20.0)
+    parser.add_argument("--tables", default="main,fairness,memory,roaming",
+                        help="which tables to print (comma-separated)")
     parser.add_argument("--memory-sessions", type=int, default=20)
     parser.add_argument("--fair-keys", type=int, default=80)
     parser.add_argument("--fair-mb", type=float, default=65.0)
@@ -642,26 +660,17 @@ def main() -> None:
             print("ssh/sshd is not installed: skipped (apt-get install openssh-server)")
     print(f"{os.cpu_count()} cores; {args.keys} keystrokes; cat of {file_size / 1e6:.1f} MB "
           f"({file_size // 72} lines); idle {args.idle:g} s\n")
-    print(f"| tool | echo median | echo p90 | cat {file_size / 1e6:.0f} MB | bytes on loopback "
-          f"| bytes shown | idle ticks server / client |")
-    print("|---|---|---|---|---|---|---|")
+    tables = args.tables.split(",")
     try:
-        for tool in tools:
-            try:
-                result = run(tool, args, big)
-            except Exception as exc:                     # one tool failing must not hide the others
-                print(f"| {tool.name} | failed: {exc} | | | | | |", flush=True)
-                continue
-            samples = sorted(result["latency"])
-            p90 = samples[int(0.9 * (len(samples) - 1))]
-            seconds, wire, shown = result["cat"]
-            print(f"| {tool.name} | {statistics.median(samples):.2f} ms | {p90:.2f} ms | {seconds:.2f} s "
-                  f"| {size(wire)} | {size(shown)} "
-                  f"| {result['idle'][0]} / {result['idle'][1]} |", flush=True)
+        if "main" in tables:
+            main_table(tools, args, big)
         servers = [tool for tool in tools if not isinstance(tool, LocalPty)]
-        fairness_table(servers, args, work)
-        memory_table(servers, args.memory_sessions)
-        roaming(tools, args.roams)
+        if "fairness" in tables:
+            fairness_table(servers, args, work)
+        if "memory" in tables:
+            memory_table(servers, args.memory_sessions)
+        if "roaming" in tables:
+            roaming(tools, args.roams)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

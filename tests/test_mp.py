@@ -150,6 +150,27 @@ def mps(tmp_path):
         server.wait(timeout=10)
 
 
+def server_processes(server) -> list[int]:
+    """mps and what it started: its fork server and a process per session (not the shells)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            head, _, rest = stat.rpartition(")")
+            parents[int(entry)] = (int(rest.split()[1]), head.partition("(")[2])
+    found, todo = [server.pid], [server.pid]
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, name) in parents.items():
+            if ppid == parent and name.startswith("mps-"):
+                found.append(pid)
+                todo.append(pid)
+    return found
+
+
 def known_keys(tmp_path, port):
     return [key for _, key in KnownHosts(tmp_path / ".mp" / "known_hosts").lookup("127.0.0.1", port)]
 
@@ -210,7 +231,10 @@ def test_the_status_bar_is_gone_when_mp_leaves(shell, mps):
     shell.type(f"{MP} -p {port} --host-key-check accept-new 127.0.0.1\r")
     shell.type("clear; echo top-$((6*7))\r")
     assert shell.expect(b"top-42")                                 # the remote shell ran it
-    server.send_signal(signal.SIGSTOP)                             # the server goes silent
+    stopped = server_processes(server)
+    assert len(stopped) == 3                                       # mps, fork server, the session
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)                               # the server goes silent
     try:
         assert shell.expect(b"Last contact", timeout=20)
         assert "Last contact" in shell.screen()[0]
@@ -222,7 +246,8 @@ def test_the_status_bar_is_gone_when_mp_leaves(shell, mps):
         assert not any("Last contact" in row for row in shell.screen()), shell.screen()
         assert shell.sane()
     finally:
-        server.send_signal(signal.SIGCONT)
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
 
 
 # --- Ctrl-C wherever mp waits ----------------------------------------------------------------
