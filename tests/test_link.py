@@ -47,7 +47,8 @@ def test_what_a_session_process_cannot_make_the_listener_believe(message):
 def test_well_formed_session_messages_are_taken_with_only_their_known_fields():
     started = link.decode_from_session(b'{"op":"started","shell_pid":4242,"tty":"pts/7","uid":0}')
     assert started == {"op": "started", "shell_pid": 4242, "tty": "pts/7"}
-    assert link.decode_from_session(b'{"op":"ready","input_received":99}')["input_received"] == 99
+    ready = link.decode_from_session(b'{"op":"ready","input_received":99,"ended":1}')
+    assert ready == {"op": "ready", "input_received": 99, "ended": False}     # only true is true
 
 
 @given(st.binary(max_size=300))

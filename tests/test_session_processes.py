@@ -190,3 +190,24 @@ def test_a_session_process_that_breaks_the_link_protocol_is_killed_and_forgotten
     assert listener.started == [(42, "pts/1")] and listener.confirmed == [b"s" * 16]
     assert listener.killed == [4321] and listener.forgotten == [handle]
     theirs.close()
+
+
+def test_a_finished_shell_is_not_resumed_and_a_dead_fork_server_is_replaced(home):
+    _, key = home
+    srv = make_server(home, processes=True)
+    try:
+        first = ShellClient(srv.address, key, srv.user.pw_name)
+        first.type(b"exit\r")
+        assert first.wait_for(lambda: any(isinstance(e, ConnectionClosed) for e in first.events))
+        first.close()
+        late = ShellClient(srv.address, key, srv.user.pw_name, token=first.params.resume_token)
+        assert late.params is None or not late.params.resumed       # not the finished shell
+        late.close()
+        os.kill(srv._forkserver.process.pid, signal.SIGKILL)
+        assert first.wait_for(lambda: not srv._forkserver.alive)
+        again = ShellClient(srv.address, key, srv.user.pw_name)
+        again.type(b"echo fresh-$((2*3))\r")
+        assert again.wait_for(lambda: b"fresh-6" in again.received)
+        again.close()
+    finally:
+        srv.stop()

@@ -266,6 +266,10 @@ class ForkServer:
         self._waiting: dict[int, object] = {}
         self._reader = gevent.spawn(self._read)
 
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None and not self._reader.dead
+
     def spawn(self, spec: dict, fds: list[int]) -> int:
         """A new session process running ``spec``; its pid. ``fds`` are the caller's to close."""
         from gevent.event import AsyncResult

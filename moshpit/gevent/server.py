@@ -296,6 +296,9 @@ class Server:
             self.sessions[record.session_id] = shell
         elif isinstance(shell, SessionProcess):
             input_received = shell.prepare_resume()
+            if shell.exit_status is not None:
+                hs.refuse(RefuseCode.NO_SESSION, "the session has ended")
+                return
             if input_received is None:
                 log.warning("session process %d did not answer; %s not resumed", shell.pid, request.user)
                 hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
@@ -338,6 +341,10 @@ class Server:
 
     def _start_process(self, record, user, host: str, sock, argv, env, request) -> SessionProcess:
         import socket
+        if not self._forkserver.alive:                # it died (it should not): start another
+            log.error("the fork server has ended; starting a new one")
+            self._forkserver.close()
+            self._forkserver = ForkServer(on_exit=self._session_process_exited)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         spec = {"user": user.pw_name, "argv": argv, "env": env, "cols": request.cols, "rows": request.rows,
                 "detached_timeout": self.detached_timeout}

@@ -90,7 +90,8 @@ def _serve_link(link_sock, shell: ShellSession, host: _LinkHost) -> None:
             shell.connect(link.params_from_json(message["params"]), message["resumed"])
         elif message["op"] == link.PREPARE_RESUME:
             shell.displace()
-            host.send(link.READY, input_received=shell.session.input_received)
+            host.send(link.READY, input_received=shell.session.input_received,
+                      ended=shell.exit_status is not None)
         elif message["op"] == link.STOP:
             break
     shell.stop(CloseCode.SERVER_SHUTDOWN, "server shutting down")
@@ -126,7 +127,7 @@ class SessionProcess:
 
     def prepare_resume(self) -> int | None:
         """Ask the session to let go of its old connection; its input count, or None if it
-        does not answer in time (it is then not resumed)."""
+        does not answer in time or its shell has exited (it is then not resumed)."""
         self._ready = gevent.event.AsyncResult()
         if not self._send(link.PREPARE_RESUME):
             return None
@@ -166,8 +167,10 @@ class SessionProcess:
         elif op == link.HEARD:
             self.server.registry.confirm(self.record.session_id)
         elif op == link.READY:
+            if message["ended"]:
+                self.exit_status = self.exit_status if self.exit_status is not None else 0
             if self._ready is not None:
-                self._ready.set(message["input_received"])
+                self._ready.set(None if message["ended"] else message["input_received"])
         elif op == link.STATUS:
             self.attached, self.peer = message["attached"], message["peer"] or self.peer
 

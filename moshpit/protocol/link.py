@@ -26,7 +26,7 @@ STOP = "stop"                  # the server is stopping: tell the client, then e
 # session process -> listener
 STARTED = "started"            # shell_pid, tty (sent once, before the process drops privileges)
 HEARD = "heard"                # the newest connection has been heard from (its old token is spent)
-READY = "ready"                # input_received, the answer to PREPARE_RESUME
+READY = "ready"                # input_received and whether the shell has ended: PREPARE_RESUME's answer
 STATUS = "status"              # attached, peer (the client's last address), for listings
 
 
@@ -72,7 +72,8 @@ def decode_from_session(data: bytes) -> dict:
     if op == HEARD:
         return {"op": op}
     if op == READY:
-        return {"op": op, "input_received": _int(message, "input_received", 0, (1 << 64) - 1)}
+        return {"op": op, "input_received": _int(message, "input_received", 0, (1 << 64) - 1),
+                "ended": message.get("ended") is True}
     if op == STATUS:
         peer = message.get("peer")
         if peer is not None and not (isinstance(peer, str) and len(peer) <= 64 and peer.isprintable()):
