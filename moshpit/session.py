@@ -19,7 +19,9 @@ from moshpit.terminal.predict import ECHO, ICANON, Policy, PredictionEngine
 from moshpit.terminal.queries import QueryFilter
 from moshpit.terminal.render import render_diff, render_full
 
-BATCH_DELAY = 0.008            # gather PTY output this long before re-reading the screen
+BATCH_DELAY = 0.008            # gather PTY output this long before re-reading the screen...
+QUIET_DELAY = 0.002            # ...or only this long when it follows a quiet spell (an echo)
+QUIET_AFTER = 0.050            # output this long after the last is "after a quiet spell"
 BATCH_LIMIT = 256 * 1024       # ...or this much, whichever comes first
 KEPT_STATES = 64               # screen states kept as possible diff bases...
 KEPT_CELLS = 1_000_000         # ...and their cells in all: two 1000x500 screens, 500 of 80x24
@@ -49,6 +51,8 @@ class ServerSession:
         self._resized_at = float("-inf")
         self._pending = bytearray()
         self._pending_since: float | None = None
+        self._gather = BATCH_DELAY            # how long the pending output is gathered
+        self._last_output_at = float("-inf")
         self.pty_input = bytearray()          # keystrokes and terminal replies for the PTY
         self.input_received = 0               # keystroke bytes from all connections so far
         self.tty_flags = ECHO | ICANON        # the shell's terminal, as the runtime last read it
@@ -84,6 +88,9 @@ class ServerSession:
         self._pending += data
         if self._pending_since is None:
             self._pending_since = now
+            quiet = now - self._last_output_at >= QUIET_AFTER
+            self._gather = QUIET_DELAY if quiet else BATCH_DELAY
+        self._last_output_at = now
         if overflow:                          # the client is away: bound what we hold
             self.flush()                      # (the model now has this output too)
             channel.discard_unsent_output()
@@ -99,7 +106,7 @@ class ServerSession:
     def get_timer(self) -> float | None:
         if self.model.backlog:
             return 0.0                        # due now: the next step of a costly feed
-        deadlines = [t for t in (None if self._pending_since is None else self._pending_since + BATCH_DELAY,
+        deadlines = [t for t in (None if self._pending_since is None else self._pending_since + self._gather,
                                  None if self._window_wanted is None else self._resized_at + RESIZE_INTERVAL,
                                  self._input_times[0][1] + ECHO_WAIT if self._input_times else None)
                      if t is not None]
@@ -107,7 +114,7 @@ class ServerSession:
 
     def handle_timer(self, now: float) -> None:
         if self.model.backlog or (self._pending_since is not None
-                                  and now >= self._pending_since + BATCH_DELAY):
+                                  and now >= self._pending_since + self._gather):
             self.flush()
         if self._window_wanted is not None and now >= self._resized_at + RESIZE_INTERVAL:
             self._apply_window(now)

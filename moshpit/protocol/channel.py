@@ -37,6 +37,7 @@ from moshpit.protocol.events import (AddressChanged, AddressValidated, Connectio
                                      PeerReachable,
                                      PeerSilent, Resized, ScreenUpdate, StreamGap)
 from moshpit.protocol.handshake import DiffMode, SessionParams
+from moshpit.protocol.pacing import FramePacer
 from moshpit.protocol.roaming import PathMonitor
 from moshpit.protocol.rtt import RttEstimator
 from moshpit.protocol.screensync import ScreenAssembler, chunk_screen
@@ -80,7 +81,8 @@ class ChannelConfig:
     keepalive_interval: float = 3.0
     silence_threshold: float = 6.5      # report the peer silent after this long
     silence_report_interval: float = 1.0
-    frame_interval: float = 0.050       # at most one screen message per 50 ms
+    frame_interval: float = 0.050       # one screen message per 50 ms under continuous output...
+    frame_burst: int = 2                # ...after this many at once following a quiet spell
     ack_delay: float = 0.020
     ack_every: int = 16                 # ...or at once after this many eliciting datagrams
     initial_window: int = 64            # datagrams in flight (congestion window)
@@ -202,6 +204,7 @@ class Channel:
         self.screen_acked = 0            # server: newest state the client acknowledged
         self._screen_sent = 0
         self._screen_sent_at = float("-inf")
+        self._pacer = FramePacer(self.config.frame_interval, self.config.frame_burst)
         self._state_ack_pending = False
 
         # closing
@@ -749,7 +752,7 @@ class Channel:
         if self.role is not Role.SERVER or self.send_reliable or self.screen_state <= self.screen_acked:
             return None
         if self.screen_state != self._screen_sent:
-            return self._screen_sent_at + self.config.frame_interval
+            return self._pacer.next_allowed()
         return self._screen_sent_at + max(self.config.frame_interval, self.rto)   # resend unacked
 
     # ------------------------------------------------------------------- send
@@ -786,6 +789,7 @@ class Channel:
             for body in chunk_screen(state, base, data, self._chunk_size()))
         self._screen_sent = state
         self._screen_sent_at = now
+        self._pacer.sent(now)
         self.stats["screen_messages"] += 1
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, object]]:
