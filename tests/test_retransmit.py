@@ -87,3 +87,28 @@ def test_matches_reference_model(capacity, steps):
         assert getattr(ring, op)(seq) == getattr(model, op)(seq), (op, seq)
         assert len(ring) == len(model)
     assert list(ring) == model.held()
+
+
+def test_datagrams_are_copied_into_slabs_that_are_let_go_once_acknowledged():
+    ring = RetransmitBuffer(512)
+    sent = bytearray(b"x" * 1200)
+    ring.store(0, sent)
+    sent[:] = b"y" * 1200                            # the caller's buffer is reused
+    assert ring.lookup(0) == b"x" * 1200 and ring.slabs_held == 1
+    for seq in range(1, 512):
+        ring.store(seq, b"%d" % seq)
+    assert ring.slabs_held == 512 // 64
+    assert ring.discard_through(447) == 448 and ring.slabs_held == 1
+    assert ring.lookup(500) == b"500" and ring.lookup(447) is None
+    ring.discard_through(511)
+    assert ring.slabs_held == 0 and len(ring) == 0
+    ring.store(512, b"")                             # an empty datagram is held, and is not None
+    assert ring.lookup(512) == b""
+
+
+def test_a_datagram_larger_than_a_slot_is_a_caller_error():
+    ring = RetransmitBuffer(8, slot_size=100)
+    ring.store(1, bytes(100))
+    with pytest.raises(LocalProtocolError):
+        ring.store(2, bytes(101))
+    assert ring.lookup(2) is None and ring.lookup(1) == bytes(100)

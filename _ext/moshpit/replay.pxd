@@ -8,7 +8,7 @@ cdef enum ReplayVerdict:
 
 
 cdef class ReplayWindow:
-    cdef uint64_t *_bitmap
+    cdef uint64_t[::1] _bitmap
     cdef Py_ssize_t _words
     cdef uint64_t _window
     cdef uint64_t _max_ahead

@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, boundscheck=False, wraparound=False
 """Anti-replay sliding window over 64-bit sequence numbers (RFC 6479, WireGuard).
 
 A ring of 64-bit words holds one bit per recent sequence number. ``check`` is
@@ -14,8 +14,9 @@ has been authenticated, so forged datagrams can never move the window.
 3
 """
 
-from cpython.mem cimport PyMem_Calloc, PyMem_Free
+from cpython cimport array
 from libc.stdint cimport uint64_t
+
 
 from moshpit.errors import LocalProtocolError
 
@@ -48,12 +49,12 @@ cdef class ReplayWindow:
         self._max_ahead = max_ahead
         self._highest = 0
         self._any = False
-        self._bitmap = <uint64_t *>PyMem_Calloc(self._words, sizeof(uint64_t))
-        if self._bitmap == NULL:
-            raise MemoryError()
-
-    def __dealloc__(self):
-        PyMem_Free(self._bitmap)
+        # A typed memoryview over an array the window owns; every index below is masked
+        # by ``_words - 1``, and the bitmap holds exactly ``_words`` words (checked here
+        # once), so the unchecked indexing cannot leave it.
+        self._bitmap = array.clone(array.array("Q"), self._words, zero=True)
+        if self._bitmap.shape[0] != self._words:
+            raise LocalProtocolError("replay bitmap of the wrong size")
 
     @property
     def window(self):

@@ -1,11 +1,17 @@
-# cython: language_level=3
+# cython: language_level=3, boundscheck=False, wraparound=False
 """The sender's ring of recently sent datagrams, for NAK-driven retransmission.
 
 Slot ``seq % capacity`` holds the datagram sent with ``seq``, so storing,
-finding and evicting are O(1) with no allocation beyond the datagram object
-itself. Only the newest ``capacity`` sequence numbers can be held; anything
-older is gone, and a NAK for it must be answered with GONE so the receiver
-resynchronises instead of waiting.
+finding and evicting are O(1). Only the newest ``capacity`` sequence numbers
+can be held; anything older is gone, and a NAK for it must be answered with
+GONE so the receiver resynchronises instead of waiting.
+
+The bytes are copied into slabs the ring owns, not kept as objects: a slab is
+64 slots of ``slot_size`` bytes, made when a datagram first lands in it and
+let go (one kept spare) once all its slots are acknowledged. So a bulk flow
+allocates once per 64 datagrams, not per datagram, and an idle connection
+holds at most one slab (a full 512-slot ring preallocated would be 640 kB per
+session, which a process per session pays in full once the ring has cycled).
 
 >>> ring = RetransmitBuffer(4)
 >>> for seq in range(10, 16):
@@ -16,33 +22,57 @@ resynchronises instead of waiting.
 (2, [14, 15])
 """
 
-from cpython.mem cimport PyMem_Calloc, PyMem_Free
-from libc.stdint cimport uint64_t
+from cpython cimport array
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport int32_t, uint64_t
+from libc.string cimport memcpy
 
 from moshpit.errors import LocalProtocolError
 
 DEFAULT_CAPACITY = 512
+DEFAULT_SLOT_SIZE = 1280          # codec.MAX_DATAGRAM_SIZE: no bundle is larger
+SLAB_SLOTS = 64
 
 
 cdef class RetransmitBuffer:
-    """Holds the datagrams of the newest ``capacity`` sequence numbers (a power of two)."""
+    """Holds the datagrams of the newest ``capacity`` sequence numbers (a power of two),
+    each at most ``slot_size`` bytes."""
 
-    def __cinit__(self, Py_ssize_t capacity=DEFAULT_CAPACITY):
+    def __cinit__(self, Py_ssize_t capacity=DEFAULT_CAPACITY, Py_ssize_t slot_size=DEFAULT_SLOT_SIZE):
         if capacity < 1 or capacity & (capacity - 1):
             raise LocalProtocolError(f"capacity must be a power of two, not {capacity}")
+        if slot_size < 1:
+            raise LocalProtocolError("slot_size must be at least 1")
         self._capacity = capacity
         self._mask = <uint64_t>(capacity - 1)
-        self._items = [None] * capacity
-        self._seqs = <uint64_t *>PyMem_Calloc(capacity, sizeof(uint64_t))
-        if self._seqs == NULL:
-            raise MemoryError()
+        self._slot_size = slot_size
+        self._slab_slots = SLAB_SLOTS if capacity >= SLAB_SLOTS else capacity
+        # Every index below is a slot (a number masked by capacity - 1) or a slab
+        # (a slot divided by _slab_slots); the arrays hold exactly that many (checked
+        # here once), so the unchecked indexing cannot leave them.
+        self._seqs = array.clone(array.array("Q"), capacity, zero=True)
+        self._lengths = array.clone(array.array("i"), capacity, zero=False)
+        self._lengths[:] = -1
+        slabs = capacity // self._slab_slots
+        self._slab_live = array.clone(array.array("i"), slabs, zero=True)
+        if not (self._seqs.shape[0] == self._lengths.shape[0] == capacity
+                and self._slab_live.shape[0] == slabs):
+            raise LocalProtocolError("ring arrays of the wrong size")
+        self._slabs = [None] * slabs
+        self._spare = None
         self._count = 0
         self._newest = 0
         self._low = 0
         self._any = False
 
-    def __dealloc__(self):
-        PyMem_Free(self._seqs)
+    @property
+    def slot_size(self):
+        return self._slot_size
+
+    @property
+    def slabs_held(self):
+        """Slabs holding datagrams now (what the ring costs in memory, besides one spare)."""
+        return sum(1 for slab in self._slabs if slab is not None)
 
     @property
     def capacity(self):
@@ -72,18 +102,39 @@ cdef class RetransmitBuffer:
             floor = self._newest - <uint64_t>self._capacity + 1
         return self._low if self._low > floor else floor
 
-    cdef void _clear_slot(self, uint64_t slot) noexcept:
-        if self._items[slot] is not None:
-            self._items[slot] = None
+    cdef void _clear_slot(self, uint64_t slot):
+        cdef Py_ssize_t slab
+        if self._lengths[slot] >= 0:
+            self._lengths[slot] = -1
             self._count -= 1
+            slab = <Py_ssize_t>(slot // <uint64_t>self._slab_slots)
+            self._slab_live[slab] -= 1
+            if self._slab_live[slab] == 0:           # all acknowledged: let it go
+                if self._spare is None:
+                    self._spare = self._slabs[slab]
+                self._slabs[slab] = None
 
-    cpdef store(self, uint64_t seq, object datagram):
-        """Keep ``datagram`` under ``seq``, evicting what falls out of the window.
+    cdef unsigned char[::1] _slab_for(self, Py_ssize_t slab):
+        found = self._slabs[slab]
+        if found is None:
+            if self._spare is not None:
+                found, self._spare = self._spare, None
+            else:
+                found = array.clone(array.array("B"), self._slab_slots * self._slot_size, zero=False)
+            self._slabs[slab] = found
+        return found
 
-        Sequence numbers must strictly increase; ``datagram`` must not be None.
+    cpdef store(self, uint64_t seq, const unsigned char[::1] datagram):
+        """Keep a copy of ``datagram`` under ``seq``, evicting what falls out of the window.
+
+        Sequence numbers must strictly increase; ``datagram`` must not be None and
+        must fit a slot.
         """
         if datagram is None:
             raise LocalProtocolError("cannot store None")
+        cdef Py_ssize_t n = datagram.shape[0]
+        if n > self._slot_size:
+            raise LocalProtocolError(f"{n} bytes do not fit a {self._slot_size}-byte slot")
         if self._any and seq <= self._newest:
             raise LocalProtocolError(f"sequence {seq} not after the newest stored {self._newest}")
         cdef uint64_t s, stop
@@ -99,7 +150,13 @@ cdef class RetransmitBuffer:
                 s += 1
         cdef uint64_t slot = seq & self._mask
         self._clear_slot(slot)
-        self._items[slot] = datagram
+        cdef Py_ssize_t slab = <Py_ssize_t>(slot // <uint64_t>self._slab_slots)
+        cdef unsigned char[::1] rows = self._slab_for(slab)
+        cdef Py_ssize_t at = <Py_ssize_t>(slot % <uint64_t>self._slab_slots) * self._slot_size
+        if n:                                        # at + n <= len(rows): n <= slot_size, checked above
+            memcpy(&rows[at], &datagram[0], n)
+        self._lengths[slot] = <int32_t>n
+        self._slab_live[slab] += 1
         self._seqs[slot] = seq
         self._count += 1
         self._newest = seq
@@ -110,9 +167,11 @@ cdef class RetransmitBuffer:
         if not self._any or seq > self._newest or seq < self._oldest_possible():
             return None
         cdef uint64_t slot = seq & self._mask
-        if self._seqs[slot] != seq:
+        if self._seqs[slot] != seq or self._lengths[slot] < 0:
             return None
-        return self._items[slot]
+        cdef unsigned char[::1] rows = self._slabs[<Py_ssize_t>(slot // <uint64_t>self._slab_slots)]
+        cdef Py_ssize_t at = <Py_ssize_t>(slot % <uint64_t>self._slab_slots) * self._slot_size
+        return PyBytes_FromStringAndSize(<char *>&rows[at], self._lengths[slot])
 
     cpdef bint discard(self, uint64_t seq):
         """Forget ``seq`` (for example once it is acknowledged); return whether it was held."""
@@ -137,9 +196,8 @@ cdef class RetransmitBuffer:
         steps = stop - s + 1  # at most capacity; counted so that 2**64 - 1 cannot wrap
         while steps:
             slot = s & self._mask
-            if self._seqs[slot] == s and self._items[slot] is not None:
-                self._items[slot] = None
-                self._count -= 1
+            if self._seqs[slot] == s and self._lengths[slot] >= 0:
+                self._clear_slot(slot)
                 removed += 1
             s += 1
             steps -= 1

@@ -9,9 +9,9 @@ cdef enum IngestVerdict:
 cdef class SeqTracker:
     cdef Py_ssize_t _capacity
     cdef uint64_t _mask
-    cdef uint8_t *_state
-    cdef uint8_t *_retries
-    cdef double *_nak_at
+    cdef uint8_t[::1] _state
+    cdef uint8_t[::1] _retries
+    cdef double[::1] _nak_at
     cdef list _payloads
     cdef list _ready
     cdef list _abandoned

@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, boundscheck=False, wraparound=False
 """Receive-side sequence tracking: in-order delivery, reordering, gaps and NAKs.
 
 Every datagram of a connection carries a sequence number; this tracker puts
@@ -19,7 +19,7 @@ a clock.
 (0, [b'b', b'c'])
 """
 
-from cpython.mem cimport PyMem_Calloc, PyMem_Free
+from cpython cimport array
 from libc.stdint cimport uint8_t, uint64_t
 
 from moshpit.errors import LocalProtocolError
@@ -64,11 +64,14 @@ cdef class SeqTracker:
             raise LocalProtocolError("need nak_floor > 0, max_retries >= -1, max_interval >= nak_floor")
         self._capacity = capacity
         self._mask = <uint64_t>(capacity - 1)
-        self._state = <uint8_t *>PyMem_Calloc(capacity, sizeof(uint8_t))
-        self._retries = <uint8_t *>PyMem_Calloc(capacity, sizeof(uint8_t))
-        self._nak_at = <double *>PyMem_Calloc(capacity, sizeof(double))
-        if self._state == NULL or self._retries == NULL or self._nak_at == NULL:
-            raise MemoryError()
+        # Typed memoryviews over arrays the tracker owns. Every index below is a
+        # sequence number masked by ``capacity - 1`` and each array holds exactly
+        # ``capacity`` items (checked here, once), so the unchecked indexing stays inside.
+        self._state = array.clone(array.array("B"), capacity, zero=True)
+        self._retries = array.clone(array.array("B"), capacity, zero=True)
+        self._nak_at = array.clone(array.array("d"), capacity, zero=True)
+        if not (self._state.shape[0] == self._retries.shape[0] == self._nak_at.shape[0] == capacity):
+            raise LocalProtocolError("tracker arrays of the wrong size")
         self._payloads = [None] * capacity
         self._ready = []
         self._abandoned = []
@@ -80,11 +83,6 @@ cdef class SeqTracker:
         self._max_retries = max_retries
         self._max_interval = max_interval
         self.rto = rto
-
-    def __dealloc__(self):
-        PyMem_Free(self._state)
-        PyMem_Free(self._retries)
-        PyMem_Free(self._nak_at)
 
     @property
     def next_expected(self):
@@ -107,7 +105,7 @@ cdef class SeqTracker:
     cdef void _abandon(self, uint64_t first, uint64_t last):
         # Merge with the previous range when contiguous, so reports stay short.
         if self._abandoned:
-            prev = self._abandoned[-1]
+            prev = self._abandoned[len(self._abandoned) - 1]   # no [-1]: wraparound is off
             if prev[1] + 1 == first:
                 prev[1] = last
                 return
