@@ -1,11 +1,15 @@
 """Throughput of the protocol core, beside the pure-Python models and the bare crypto.
 
-    python benchmarks/bench_core.py [--quick]
+    python benchmarks/bench_core.py [--quick] [--baseline DIR]
 
 Prints operations per second for each kernel (Cython, and the reference model
 from tests/models.py for comparison), then the full seal+open path for
 1200-byte payloads against the cost of the cryptographic primitives alone on
 the same sizes, and the ratio between the two (target: at most 1.30).
+
+``--baseline DIR`` also runs the replay, retransmit and seqtrack kernels of
+another build (a checkout where ``setup.py build_ext --inplace`` was run: its
+``moshpit/*.so``), in the same run, for before-and-after figures.
 """
 
 from __future__ import annotations
@@ -95,6 +99,38 @@ def retransmit(cls, n):
     return make
 
 
+def retransmit_acked(cls, n):
+    """What a sender does: store each datagram, a cumulative ACK every 16."""
+    datagram = os.urandom(PAYLOAD_SIZE)
+
+    def make():
+        ring = cls(512)
+
+        def run():
+            for seq in range(64, n + 64):
+                ring.store(seq, datagram)
+                if seq % 16 == 15:
+                    ring.discard_through(seq - 32)
+        return run
+    return make
+
+
+def load_baseline(directory: str) -> dict:
+    """The kernels built in another checkout, loaded beside ours under other names."""
+    import glob
+    import importlib.util
+    found = {}
+    for name in ("replay", "retransmit", "seqtrack"):
+        paths = glob.glob(os.path.join(directory, "moshpit", f"{name}.*.so"))
+        if not paths:
+            raise SystemExit(f"no built {name} kernel under {directory}/moshpit (run setup.py build_ext --inplace)")
+        spec = importlib.util.spec_from_file_location(f"baseline.{name}", paths[0])
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        found[name] = module
+    return found
+
+
 def seqtrack(cls, n):
     def make():
         tracker = cls()
@@ -160,7 +196,9 @@ def primitives(n, what):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
+    parser.add_argument("--baseline", metavar="DIR", help="also run the kernels built in DIR")
     args = parser.parse_args(argv)
+    baseline = load_baseline(args.baseline) if args.baseline else None
     n = 20_000 if args.quick else 200_000
     n_crypto = 5_000 if args.quick else 40_000
     repeats = 3 if args.quick else 5
@@ -175,6 +213,8 @@ def main(argv=None):
          best_rate(replay(ReplayModel, n), n, repeats)),
         ("retransmit store+lookup", best_rate(retransmit(RetransmitBuffer, n), n, repeats),
          best_rate(retransmit(RetransmitModel, n), n, repeats)),
+        ("retransmit store, ACK every 16", best_rate(retransmit_acked(RetransmitBuffer, n), n, repeats),
+         best_rate(retransmit_acked(RetransmitModel, n), n, repeats)),
         ("seqtrack ingest (half reordered)", best_rate(seqtrack(SeqTracker, n), n, repeats),
          best_rate(seqtrack(SeqTrackModel, n), n, repeats)),
     ]
@@ -184,6 +224,18 @@ def main(argv=None):
         model = f"{slow:>14,.0f}" if slow else f"{'-':>14}"
         speedup = f"{fast / slow:>8.1f}x" if slow else f"{'-':>9}"
         print(f"{name:<44}{fast:>14,.0f}{model}{speedup}")
+    if baseline is not None:
+        print()
+        print(f"Before and after, this run: the kernels of {args.baseline} beside these")
+        print(f"{'kernel':<44}{'before ops/s':>14}{'after ops/s':>14}{'after/before':>13}")
+        pairs = [("replay check+commit", replay, baseline["replay"].ReplayWindow, ReplayWindow),
+                 ("retransmit store+lookup", retransmit, baseline["retransmit"].RetransmitBuffer, RetransmitBuffer),
+                 ("retransmit store, ACK every 16", retransmit_acked, baseline["retransmit"].RetransmitBuffer,
+                  RetransmitBuffer),
+                 ("seqtrack ingest (half reordered)", seqtrack, baseline["seqtrack"].SeqTracker, SeqTracker)]
+        for name, bench, old, new in pairs:
+            before, after = (best_rate(bench(cls, n), n, repeats) for cls in (old, new))
+            print(f"{name:<44}{before:>14,.0f}{after:>14,.0f}{after / before:>12.2f}x")
 
     print()
     full = best_rate(seal_open(n_crypto), n_crypto, repeats)

@@ -1,3 +1,4 @@
+from cpython cimport array
 from libc.stdint cimport int32_t, uint64_t
 
 cdef class RetransmitBuffer:
@@ -17,7 +18,7 @@ cdef class RetransmitBuffer:
 
     cdef uint64_t _oldest_possible(self) noexcept
     cdef void _clear_slot(self, uint64_t slot)
-    cdef unsigned char[::1] _slab_for(self, Py_ssize_t slab)
+    cdef array.array _slab_for(self, Py_ssize_t slab)
     cpdef store(self, uint64_t seq, const unsigned char[::1] datagram)
     cpdef object lookup(self, uint64_t seq)
     cpdef bint discard(self, uint64_t seq)

@@ -114,8 +114,8 @@ cdef class RetransmitBuffer:
                     self._spare = self._slabs[slab]
                 self._slabs[slab] = None
 
-    cdef unsigned char[::1] _slab_for(self, Py_ssize_t slab):
-        found = self._slabs[slab]
+    cdef array.array _slab_for(self, Py_ssize_t slab):
+        cdef array.array found = self._slabs[slab]
         if found is None:
             if self._spare is not None:
                 found, self._spare = self._spare, None
@@ -151,10 +151,10 @@ cdef class RetransmitBuffer:
         cdef uint64_t slot = seq & self._mask
         self._clear_slot(slot)
         cdef Py_ssize_t slab = <Py_ssize_t>(slot // <uint64_t>self._slab_slots)
-        cdef unsigned char[::1] rows = self._slab_for(slab)
+        cdef array.array rows = self._slab_for(slab)       # _slab_slots * _slot_size bytes
         cdef Py_ssize_t at = <Py_ssize_t>(slot % <uint64_t>self._slab_slots) * self._slot_size
         if n:                                        # at + n <= len(rows): n <= slot_size, checked above
-            memcpy(&rows[at], &datagram[0], n)
+            memcpy(rows.data.as_uchars + at, &datagram[0], n)
         self._lengths[slot] = <int32_t>n
         self._slab_live[slab] += 1
         self._seqs[slot] = seq
@@ -169,9 +169,9 @@ cdef class RetransmitBuffer:
         cdef uint64_t slot = seq & self._mask
         if self._seqs[slot] != seq or self._lengths[slot] < 0:
             return None
-        cdef unsigned char[::1] rows = self._slabs[<Py_ssize_t>(slot // <uint64_t>self._slab_slots)]
+        cdef array.array rows = self._slabs[<Py_ssize_t>(slot // <uint64_t>self._slab_slots)]
         cdef Py_ssize_t at = <Py_ssize_t>(slot % <uint64_t>self._slab_slots) * self._slot_size
-        return PyBytes_FromStringAndSize(<char *>&rows[at], self._lengths[slot])
+        return PyBytes_FromStringAndSize(rows.data.as_chars + at, self._lengths[slot])
 
     cpdef bint discard(self, uint64_t seq):
         """Forget ``seq`` (for example once it is acknowledged); return whether it was held."""
