@@ -510,7 +510,7 @@ class Client:
                 gevent.os.nb_write(self.stdout_fd, render_full(self.session.displayed).encode())
 
     def _flush_output(self) -> None:
-        data = self.session.take_output()
+        data = memoryview(self.session.take_output())    # partial writes: no copy of the rest
         while data:
             written = gevent.os.nb_write(self.stdout_fd, data)
             data = data[written:]

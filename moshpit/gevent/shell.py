@@ -109,6 +109,7 @@ class ShellSession:
         self.udp_port = sock.getsockname()[1]
         self.session = ServerSession(cols, rows)
         self.pty_batch = SHARED_PTY_BATCH if shared_hub else PTY_BATCH
+        self._pty_buffer = memoryview(bytearray(self.pty_batch))
         if shared_hub:
             self.session.feed_budget = SHARED_FEED_BUDGET
         self.channels: dict[int, Channel] = {}
@@ -225,21 +226,23 @@ class ShellSession:
         Always through the loop first, even when output is surely waiting (a program
         printing without end): each batch is then one turn of the loop, and every other
         session's datagrams and timers get theirs between two of ours."""
+        buffer = self._pty_buffer
         while True:
             self._pty_readable.wait()
             try:
-                chunks = [os.read(self.fd, 65536)]
+                size = os.readv(self.fd, [buffer])
                 break
             except BlockingIOError:
                 pass
-        size = len(chunks[0])
-        while chunks[-1] and size < self.pty_batch:
-            try:
-                chunks.append(os.read(self.fd, 65536))
+        while size and size < self.pty_batch:         # a PTY hands over about 4 kB a read:
+            try:                                       # read them into one buffer, not 64 kB
+                got = os.readv(self.fd, [buffer[size:self.pty_batch]])   # objects each
             except OSError:
                 break                                    # nothing more now (or EIO: next read says)
-            size += len(chunks[-1])
-        return b"".join(chunks)
+            if not got:
+                break
+            size += got
+        return bytes(buffer[:size])
 
     def _read_udp(self) -> None:
         readable = udp.Readable(self.sock.fileno())
@@ -315,11 +318,17 @@ class ShellSession:
             self._pty_window = self.session.window       # a RESIZE applied (now or by the timer)
             set_window_size(self.fd, *self._pty_window)
         for channel in list(self.channels.values()):
-            for data, addr in channel.datagrams_to_send(now):
+            out = channel.datagrams_to_send(now)
+            while out:                                   # runs to one address go as one GSO send
+                addr = out[0][1]
+                run = 1
+                while run < len(out) and out[run][1] == addr:
+                    run += 1
                 try:
-                    udp.send(self.sock, data, addr)
+                    udp.send_many(self.sock, [data for data, _ in out[:run]], addr)
                 except OSError as exc:
                     log.debug("send to %s failed: %s", addr, exc)
+                del out[:run]
             self._take_events(channel)               # sending can time a close out
             if channel.closed and channel is not self.channel:
                 self.channels.pop(channel.conn_id, None)

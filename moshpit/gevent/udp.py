@@ -81,6 +81,50 @@ def send(sock: socket.socket, data: bytes, addr=None) -> bool:
         return False
 
 
+SOL_UDP = 17
+UDP_SEGMENT = 103          # linux/udp.h: send one buffer, the kernel cuts it into datagrams
+UDP_GRO = 104              # ...and receive runs of them as one buffer
+GSO_MAX_SEGMENTS = 64      # the kernel's limit (UDP_MAX_SEGMENTS)
+GSO_MAX_BYTES = 65000      # under the 64 kB an IP datagram can carry before it is cut
+_gso_works = True          # until a kernel says otherwise (then every send is one datagram)
+
+
+def send_many(sock: socket.socket, datagrams: list[bytes], addr) -> int:
+    """Send datagrams to one address, runs of equal size as one ``sendmsg`` each with
+    UDP_SEGMENT (GSO: one system call, the same datagrams on the wire); one by one where
+    the kernel has no GSO. Never waits; returns how many were handed to the kernel
+    (the rest are as good as lost, as in ``send``)."""
+    global _gso_works
+    sent, i, n = 0, 0, len(datagrams)
+    while i < n:
+        size = len(datagrams[i])
+        j = i + 1
+        if _gso_works:
+            total = size
+            while (j < n and j - i < GSO_MAX_SEGMENTS and len(datagrams[j]) <= size
+                   and total + len(datagrams[j]) <= GSO_MAX_BYTES):
+                total += len(datagrams[j])
+                j += 1
+                if len(datagrams[j - 1]) < size:
+                    break                      # a shorter one may only end a run
+        try:
+            if j - i == 1:
+                if not send(sock, datagrams[i], addr):
+                    return sent
+            else:
+                sock.sendmsg(datagrams[i:j], [(SOL_UDP, UDP_SEGMENT, size.to_bytes(2, "little"))], 0, addr)
+        except BlockingIOError:
+            return sent
+        except OSError as exc:
+            if j - i == 1:
+                raise
+            _gso_works = False                 # EIO, EINVAL, ENOPROTOOPT: no GSO here
+            continue                           # the same run again, one by one
+        sent += j - i
+        i = j
+    return sent
+
+
 OLD_SOCKET_GRACE = 3.0    # a socket moved away from still takes what was already on its way
 
 

@@ -55,8 +55,8 @@ class QueryFilter:
 
     def feed(self, data: bytes) -> bytes:
         """The bytes to write to the user's terminal for ``data``, in order."""
-        if not self._held and self._string is None and _LOOK.search(data) is None:
-            return data                                     # plain text: the usual case
+        if not self._held and self._string is None and data.find(b"\x1b") < 0 and data.find(b"\x05") < 0:
+            return data                     # plain text, the usual case (find is memchr: ~20x a regex)
         buf, self._held = self._held + bytes(data), b""
         out = bytearray()
         i, n = 0, len(buf)
