@@ -12,8 +12,9 @@ Each tool runs a login shell for a client on a real PTY, driven like a person:
   percentile.
 - ``cat`` of a large text file (1M lines of 64 bytes by default, as in
   ANCHORS.md): seconds from the command to its end marker on the client's
-  terminal, and the bytes that crossed the loopback interface meanwhile
-  (``/proc/net/dev``, IP and UDP/TCP headers included).
+  terminal, the bytes that crossed the loopback interface meanwhile
+  (``/proc/net/dev``, IP and UDP/TCP headers included), and the CPU seconds
+  (utime+stime) the server-side and the client processes used for it.
 - fairness: session B types into ``cat`` (as for echo latency) alone, then
   while session A, on the same server, runs ``cat`` of the large file in a loop
   (its client's terminal read as fast as it comes); B's median and p90 in both.
@@ -465,13 +466,16 @@ def run(tool: Tool, args, big: Path) -> dict:
         try:
             ready(term)
             samples = echo_latency(term, args.keys)
+            server, client = tool.server_pids(), tool.client_pids(term)
+            before = [sum(cpu_ticks(p) for p in pids) for pids in (server, client)]
             cat = cat_file(term, big)
+            cat_cpu = [sum(cpu_ticks(p) for p in pids) - b for pids, b in zip((server, client), before)]
             idle = idle_ticks(tool, term, args.idle)
         finally:
             tool.quit(term)
     finally:
         tool.stop_server()
-    return {"latency": samples, "cat": cat, "idle": idle}
+    return {"latency": samples, "cat": cat, "idle": idle, "cat_cpu": cat_cpu}
 
 
 # --- roaming between two namespaces ------------------------------------------------------
@@ -564,18 +568,20 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 def main_table(tools: list[Tool], args, big: Path) -> None:
     print(f"| tool | echo median | echo p90 | cat {big.stat().st_size / 1e6:.0f} MB | bytes on loopback "
-          f"| bytes shown | idle ticks server / client |")
-    print("|---|---|---|---|---|---|---|")
+          f"| bytes shown | cat CPU server / client | idle ticks server / client |")
+    print("|---|---|---|---|---|---|---|---|")
     for tool in tools:
         try:
             result = run(tool, args, big)
         except Exception as exc:                     # one tool failing must not hide the others
-            print(f"| {tool.name} | failed: {exc} | | | | | |", flush=True)
+            print(f"| {tool.name} | failed: {exc} | | | | | | |", flush=True)
             continue
         median, p90 = percentiles(result["latency"])
         seconds, wire, shown = result["cat"]
+        server_cpu, client_cpu = (ticks / TICKS for ticks in result["cat_cpu"])
         print(f"| {tool.name} | {median:.2f} ms | {p90:.2f} ms | {seconds:.2f} s "
-              f"| {size(wire)} | {size(shown)} | {result['idle'][0]} / {result['idle'][1]} |", flush=True)
+              f"| {size(wire)} | {size(shown)} | {server_cpu:.2f} / {client_cpu:.2f} s "
+              f"| {result['idle'][0]} / {result['idle'][1]} |", flush=True)
 
 
 def fairness_table(tools: list[Tool], args, work: Path) -> None:
