@@ -55,9 +55,10 @@ def test_an_echo_after_a_quiet_spell_goes_within_the_short_gathering_delay(mode)
     assert sent_at - start <= QUIET_DELAY + 0.001
     pair.run(0.004)
     output_at = pair.net.now
-    pair.pty(b"\r\nfile1  file2\r\n$ ")                   # a command's output and the prompt, at once
-    second = _run_until_sent(pair, before + 2, start + 0.1)
-    assert second - output_at <= BATCH_DELAY + 0.001      # not held to the 50 ms interval
+    pair.pty(b"\r\nfile1  file2\r\n$ ")                   # output following it: gathered longer
+    second = _run_until_sent(pair, before + 2, start + 0.2)
+    assert second - output_at >= BATCH_DELAY - 0.001
+    assert second - sent_at <= 0.050 + 0.001              # and within the frame interval
     pair.run(0.5)
     assert pair.settled()
 

@@ -7,11 +7,12 @@ can be held; anything older is gone, and a NAK for it must be answered with
 GONE so the receiver resynchronises instead of waiting.
 
 The bytes are copied into slabs the ring owns, not kept as objects: a slab is
-64 slots of ``slot_size`` bytes, made when a datagram first lands in it and
-let go (one kept spare) once all its slots are acknowledged. So a bulk flow
-allocates once per 64 datagrams, not per datagram, and an idle connection
-holds at most one slab (a full 512-slot ring preallocated would be 640 kB per
-session, which a process per session pays in full once the ring has cycled).
+16 slots of ``slot_size`` bytes (20 kB), made when a datagram first lands in
+it and let go (one kept spare) once all its slots are acknowledged. So a bulk
+flow allocates once per 16 datagrams, not per datagram, and an idle
+connection holds at most one slab and the spare (a full 512-slot ring
+preallocated would be 640 kB per session, which a process per session pays in
+full once the ring has cycled).
 
 >>> ring = RetransmitBuffer(4)
 >>> for seq in range(10, 16):
@@ -31,7 +32,7 @@ from moshpit.errors import LocalProtocolError
 
 DEFAULT_CAPACITY = 512
 DEFAULT_SLOT_SIZE = 1280          # codec.MAX_DATAGRAM_SIZE: no bundle is larger
-SLAB_SLOTS = 64
+SLAB_SLOTS = 16
 
 
 cdef class RetransmitBuffer:

@@ -15,6 +15,7 @@ import errno
 import fcntl
 import grp
 import logging
+import mmap
 import os
 import pwd
 import signal
@@ -109,7 +110,9 @@ class ShellSession:
         self.udp_port = sock.getsockname()[1]
         self.session = ServerSession(cols, rows)
         self.pty_batch = SHARED_PTY_BATCH if shared_hub else PTY_BATCH
-        self._pty_buffer = memoryview(bytearray(self.pty_batch))
+        # Anonymous memory: pages are only made as output fills them (a bytearray would
+        # zero, so own, all 256 kB at once, in every session process).
+        self._pty_buffer = memoryview(mmap.mmap(-1, self.pty_batch))
         if shared_hub:
             self.session.feed_budget = SHARED_FEED_BUDGET
         self.channels: dict[int, Channel] = {}
