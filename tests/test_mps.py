@@ -84,3 +84,45 @@ def test_mps_errors_are_one_clear_line(home, args, setup, message, code):
     if setup == "port-taken":
         assert err.strip().endswith("Address already in use")
         taken.close()
+
+
+def test_check_config_says_what_would_be_served_and_exits(home, tmp_path):
+    from moshpit.keyfiles import read_private_key
+    from moshpit.keys import fingerprint
+    path, _ = home
+    good = start_mps(path, "--check-config", "--port", "4711", "--udp-ports", "53000-53099")
+    out, err = good.communicate(timeout=30)
+    host = read_private_key(path / ".mp" / "mps_host_ed25519_key")
+    assert good.returncode == 0, err
+    assert "configuration good" in out and "port 4711" in out and "UDP 53000-53099" in out
+    assert fingerprint(bytes(host.verify_key)) in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text('udp_ports = "60000-50000"\n')
+    refused = start_mps(path, "--check-config", "-c", str(bad))
+    out, err = refused.communicate(timeout=30)
+    assert refused.returncode == 1 and err.startswith("mps: ") and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err and "udp_ports" in err
+
+
+def test_under_the_journal_log_lines_carry_no_timestamp_of_their_own(home):
+    """systemd connects stderr to the journal and says so in JOURNAL_STREAM (device:inode)."""
+    path, _ = home
+    read_end, write_end = os.pipe()
+    stat = os.fstat(write_end)
+    env = dict(os.environ, HOME=str(path), JOURNAL_STREAM=f"{stat.st_dev}:{stat.st_ino}",
+               MOSHPITS_AUTHORIZED_KEYS_FILE=str(path / ".mp" / "authorized_keys"))
+    proc = subprocess.Popen([sys.executable, "-m", "moshpit.cli.mps", "-e", "--bind", "127.0.0.1", "--port", "0",
+                             "--udp-ports", "53100-53199"], cwd=path, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=write_end)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end) as stderr:
+            lines = []
+            while not any("mps: listening" in line for line in lines):
+                lines.append(stderr.readline())
+                assert lines[-1], lines
+            logged = [line for line in lines if "moshpit.server" in line]
+            assert logged and all(line.startswith("moshpit.server INFO ") for line in logged), lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)

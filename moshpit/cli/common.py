@@ -96,17 +96,32 @@ def run_main(prog: str, main) -> int:
         return INTERRUPTED
 
 
+def stderr_is_the_journal() -> bool:
+    """systemd sets JOURNAL_STREAM to the device and inode of the stream it connected to
+    the journal; stderr is that stream only if they match (a child's redirected stderr
+    inherits the variable but not the stream)."""
+    try:
+        device, inode = (int(part) for part in os.environ.get("JOURNAL_STREAM", "").split(":"))
+        stat = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (stat.st_dev, stat.st_ino) == (device, inode)
+
+
 def setup_logging(to_stderr: bool, path: str, verbosity: int, base: str = "info") -> None:
     """Log to stderr or ``path``, at the ``base`` level name moved by -v/-q (``verbosity``)."""
     start = [logging.getLevelName(level).lower() for level in LEVELS].index(base)
     level = LEVELS[max(0, min(len(LEVELS) - 1, start + verbosity))]
+    fmt = "%(asctime)s %(name)s %(levelname)s %(message)s"
     if to_stderr:
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        if stderr_is_the_journal():
+            fmt = "%(name)s %(levelname)s %(message)s"      # the journal stamps each line itself
     else:
         log_path = Path(os.path.expanduser(path))
         log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         handler = logging.FileHandler(log_path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setFormatter(logging.Formatter(fmt))
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 

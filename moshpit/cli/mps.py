@@ -2,13 +2,17 @@
 
 Usage:
   mps [-v... | -q...] [-e] [-c PATH] [-t PATH] [-p KEY] [-k PUB] [--bind ADDR] [--port N] [--udp-ports LOW-HIGH]
+  mps --check-config [-e] [-c PATH] [-p KEY] [-k PUB] [--bind ADDR] [--port N] [--udp-ports LOW-HIGH]
   mps (-h | --help)
   mps (-V | --version)
 
 Options:
   -v                    More log detail (repeatable).
   -q                    Less log detail (repeatable).
-  -e                    Log to stderr instead of the log file (under systemd: the journal).
+  -e                    Log to stderr instead of the log file (under systemd: the journal,
+                        which timestamps each line itself, so mps does not).
+  --check-config        Load and check the configuration and the host key, say what
+                        would be served, and exit (0: good, 1: not).
   -c PATH               Configuration file (default: ~/.config/moshpits/moshpits.toml).
   -t PATH               Log file (default: ~/.config/moshpits/logs/moshpits.log).
   -p KEY                Host private key (default: ~/.mp/mps_host_ed25519_key).
@@ -49,13 +53,34 @@ from moshpit.accounts import LoginPolicy
 from moshpit.cli.common import load_signing_key, parse_args, run_main, setup_logging
 from moshpit.config import ConfigError, load
 from moshpit.errors import MoshpitError
+from moshpit.keys import fingerprint
 
 DEFAULT_LOG = "~/.config/moshpits/logs/moshpits.log"
+
+
+def check_config(config, host_key) -> str:
+    """What a server with this configuration would do, in one line."""
+    low, high = config.udp_ports
+    who = "every user" if os.getuid() == 0 else f"only {os.environ.get('USER') or os.getuid()}"
+    return (f"mps: configuration good: key exchange on {config.bind} port {config.port}, "
+            f"UDP {low}-{high}, serving {who}, sessions "
+            f"{'each in a process of its own' if config.session_processes else 'in-process'}, "
+            f"host key {fingerprint(bytes(host_key.verify_key))}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv, prog="mps", version=f"mps {__version__}")
     cli = {"port": args["--port"], "bind": args["--bind"], "udp_ports": args["--udp-ports"], "host_key": args["-p"]}
+    if args["--check-config"]:
+        try:
+            config = load("moshpits", os.path.expanduser(args["-c"]) if args["-c"] else None, cli=cli,
+                          required=bool(args["-c"]))
+            host_key = load_signing_key(config.host_key, args["-k"], missing="no host key at {path}")
+        except (ConfigError, MoshpitError) as exc:
+            print(f"mps: {exc}", file=sys.stderr)
+            return 1
+        print(check_config(config, host_key))
+        return 0
     try:
         config = load("moshpits", os.path.expanduser(args["-c"]) if args["-c"] else None, cli=cli,
                       required=bool(args["-c"]))
