@@ -94,7 +94,7 @@ def _serve_link(link_sock, shell: ShellSession, host: _LinkHost) -> None:
                       ended=shell.exit_status is not None)
         elif message["op"] == link.STOP:
             break
-    shell.stop(CloseCode.SERVER_SHUTDOWN, "server shutting down")
+    shell.stop(CloseCode.SERVER_SHUTDOWN, "server shutting down", linger=1.0)
 
 
 # --- in the listening process --------------------------------------------------------

@@ -164,11 +164,17 @@ class ShellSession:
             self.channel.close(CloseCode.DISPLACED, "resumed elsewhere", now=time.monotonic())
             self.service()
 
-    def stop(self, code: CloseCode, reason: str) -> None:
-        """End the session, telling the attached client why."""
-        if self.channel is not None and not self.channel.closed and not self.closed:
-            self.channel.close(code, reason, now=time.monotonic())
+    def stop(self, code: CloseCode, reason: str, linger: float = 0.0) -> None:
+        """End the session, telling the attached client why. ``linger``: wait up to that
+        long (from a greenlet) for the client to answer the close before the socket goes,
+        so a close held back (the window, or a budget) or lost is still sent again."""
+        channel = self.channel
+        if channel is not None and not channel.closed and not self.closed:
+            channel.close(code, reason, now=time.monotonic())
             self.service()
+            deadline = time.monotonic() + linger
+            while not channel.closed and not self.closed and time.monotonic() < deadline:
+                gevent.sleep(0.02)
         self.shutdown()
 
     def attach(self, channel: Channel, params, resumed: bool = False) -> None:
