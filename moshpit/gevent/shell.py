@@ -43,7 +43,6 @@ log = logging.getLogger("moshpit.server")
 PTY_BATCH = 256 * 1024     # PTY output taken in one go before the protocol is serviced
 SHARED_PTY_BATCH = 32 * 1024   # ...when the session shares its hub with others (in-process): a
                                # step of one session's output is then 1-2 ms, not 10-40
-SHARED_FEED_BUDGET = 5_000     # screen-model work per step when the hub is shared (~2-5 ms)
 PTY_HIGH_WATER = 1 << 20   # reliable output queued for a listening client: stop reading the PTY
 MAX_FD = 1 << 20           # closed in a shell's child above stdio (close_range makes it cheap)
 
@@ -104,7 +103,9 @@ class ShellSession:
 
     def __init__(self, host, sock, pid: int, fd: int, cols: int, rows: int, shared_hub: bool = False):
         """``shared_hub``: other sessions run in this hub (in-process mode), so each step
-        of this one's output is kept short for their sake (SHARED_PTY_BATCH, SHARED_FEED_BUDGET)."""
+        of this one's output is kept short for their sake (SHARED_PTY_BATCH). The model's
+        budget stays FEED_BUDGET: a tenth of it made a costly flood at 1000x500 take
+        longer than 20 s to yield to its own Ctrl-C (each step snapshots the screen)."""
         self.host = host
         self.sock = sock
         self.udp_port = sock.getsockname()[1]
@@ -113,8 +114,6 @@ class ShellSession:
         # Anonymous memory: pages are only made as output fills them (a bytearray would
         # zero, so own, all 256 kB at once, in every session process).
         self._pty_buffer = memoryview(mmap.mmap(-1, self.pty_batch))
-        if shared_hub:
-            self.session.feed_budget = SHARED_FEED_BUDGET
         self.channels: dict[int, Channel] = {}
         self.channel: Channel | None = None
         self._timer = None
