@@ -59,7 +59,6 @@ class ServerSession:
         self._input_times: deque[tuple[int, float]] = deque()   # (input_received, when)
         self._echo_acked = 0
         self._flags_sent: int | None = None
-        self.feed_budget = FEED_BUDGET        # smaller where sessions share a loop
 
     def attach(self, channel: Channel, resumed: bool = False) -> None:
         """A (new or resumed) connection takes over; it starts from a full repaint.
@@ -138,7 +137,7 @@ class ServerSession:
         """Feed gathered output to the screen model (in one piece: the fast path likes
         that), up to FEED_BUDGET of work unless ``complete``; the timer takes the rest."""
         if self._pending or self.model.backlog:
-            self.model.feed(bytes(self._pending), budget=None if complete else self.feed_budget)
+            self.model.feed(bytes(self._pending), budget=None if complete else FEED_BUDGET)
             self._pending.clear()
             self.pty_input += self.model.take_replies()
         self._pending_since = None

@@ -248,9 +248,8 @@ def test_idle_connections_from_many_sources_do_not_lock_out_logins(home):
         srv.stop()
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to switch users")
-def test_run_as_root_the_shell_runs_as_the_target_user(tmp_path):
-    import pwd
+def nobodys_key(tmp_path):
+    """A key nobody's authorized_keys (owned by nobody) lists: (nobody, key, the template)."""
     from moshpit.keys import format_public_key
     nobody = pwd.getpwnam("nobody")
     key = nacl.signing.SigningKey.generate()
@@ -260,8 +259,13 @@ def test_run_as_root_the_shell_runs_as_the_target_user(tmp_path):
     (keys_dir / "authorized_keys").chmod(0o600)
     for path in (keys_dir, keys_dir / "authorized_keys"):
         os.chown(path, nobody.pw_uid, nobody.pw_gid)
-    home = (tmp_path, key)
-    srv = make_server(home, authorized_keys=str(tmp_path / "keys" / "%u" / "authorized_keys"))
+    return nobody, key, str(tmp_path / "keys" / "%u" / "authorized_keys")
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to switch users")
+def test_run_as_root_the_shell_runs_as_the_target_user(tmp_path):
+    nobody, key, template = nobodys_key(tmp_path)
+    srv = make_server((tmp_path, key), authorized_keys=template)
     client = ShellClient(srv.address, key, "nobody")
     try:
         assert client.params is not None

@@ -9,7 +9,7 @@ import gevent
 import pytest
 
 from moshpit.protocol.events import ConnectionClosed
-from test_gevent_server import ShellClient, make_server
+from test_gevent_server import ShellClient, make_server, nobodys_key
 
 
 def _pid(client, tag=b"pid"):
@@ -61,19 +61,8 @@ def _socket_inodes(pid: int) -> set[str]:
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to switch users")
 def test_as_root_a_session_process_runs_as_its_user_and_the_listener_stays_root(tmp_path):
-    import pwd
-    import nacl.signing
-    from moshpit.keys import format_public_key
-    nobody = pwd.getpwnam("nobody")
-    key = nacl.signing.SigningKey.generate()
-    keys_dir = tmp_path / "keys" / "nobody"
-    keys_dir.mkdir(parents=True, mode=0o700)
-    (keys_dir / "authorized_keys").write_text(format_public_key(bytes(key.verify_key)) + "\n")
-    (keys_dir / "authorized_keys").chmod(0o600)
-    for path in (keys_dir, keys_dir / "authorized_keys"):
-        os.chown(path, nobody.pw_uid, nobody.pw_gid)
-    srv = make_server((tmp_path, key), authorized_keys=str(tmp_path / "keys" / "%u" / "authorized_keys"),
-                      processes=True)
+    nobody, key, template = nobodys_key(tmp_path)
+    srv = make_server((tmp_path, key), authorized_keys=template, processes=True)
     client = ShellClient(srv.address, key, "nobody")
     try:
         client.type(b"echo \"[$(id -u):$(id -g):$(stat -c %u $(tty))]\"\r")

@@ -331,8 +331,6 @@ class Server:
             cols, rows = clamp_window(request.cols, request.rows)
             pid, fd = spawn_shell(argv, env, user, cols, rows)
             local = _InProcessHost(self, record, user.pw_name, host)
-            # shared_hub=True (32 kB a turn) made a costly flood at 1000x500 yield to its
-            # own Ctrl-C too slowly (test_a_session_printing_costly_escapes_...): not yet
             shell = ShellSession(local, sock, pid, fd, cols, rows)
         except BaseException:
             sock.close()

@@ -41,8 +41,6 @@ log = logging.getLogger("moshpit.server")
 
 
 PTY_BATCH = 256 * 1024     # PTY output taken in one go before the protocol is serviced
-SHARED_PTY_BATCH = 32 * 1024   # ...when the session shares its hub with others (in-process): a
-                               # step of one session's output is then 1-2 ms, not 10-40
 PTY_HIGH_WATER = 1 << 20   # reliable output queued for a listening client: stop reading the PTY
 MAX_FD = 1 << 20           # closed in a shell's child above stdio (close_range makes it cheap)
 
@@ -101,16 +99,12 @@ def spawn_shell(argv: list[str], env: dict, user: pwd.struct_passwd, cols: int, 
 class ShellSession:
     """One shell on a PTY, its screen, its UDP socket and whichever channel is attached."""
 
-    def __init__(self, host, sock, pid: int, fd: int, cols: int, rows: int, shared_hub: bool = False):
-        """``shared_hub``: other sessions run in this hub (in-process mode), so each step
-        of this one's output is kept short for their sake (SHARED_PTY_BATCH). The model's
-        budget stays FEED_BUDGET: a tenth of it made a costly flood at 1000x500 take
-        longer than 20 s to yield to its own Ctrl-C (each step snapshots the screen)."""
+    def __init__(self, host, sock, pid: int, fd: int, cols: int, rows: int):
         self.host = host
         self.sock = sock
         self.udp_port = sock.getsockname()[1]
         self.session = ServerSession(cols, rows)
-        self.pty_batch = SHARED_PTY_BATCH if shared_hub else PTY_BATCH
+        self.pty_batch = PTY_BATCH
         # Anonymous memory: pages are only made as output fills them (a bytearray would
         # zero, so own, all 256 kB at once, in every session process).
         self._pty_buffer = memoryview(mmap.mmap(-1, self.pty_batch))
