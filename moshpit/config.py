@@ -92,6 +92,7 @@ class ServerConfig:
     deny_users: tuple = ()
     permit_root: bool = True
     session_processes: bool = True  # each session in a process of its own, as its user
+    control_socket: str = ""        # mps sessions asks here; empty: /run/moshpit/mps.ctl as root
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -106,6 +107,8 @@ class ClientConfig:
     max_reconnect_backoff_secs: int = field(default=3600, metadata=_check(_between(2, 86400)))
     term: str = "xterm-256color"
     clipboard_max_bytes: int = field(default=0, metadata=_check(_between(0, 1 << 20)))   # 0: no OSC 52
+    ssh_command: str = "ssh"        # mp --ssh: how to run ssh (split as a shell would)
+    ssh_server: str = "mps"         # mp --ssh: the server command on the remote PATH
     log: LogConfig = field(default_factory=LogConfig)
 
 

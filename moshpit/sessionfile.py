@@ -2,7 +2,10 @@
 
 ``~/.mp/sessions/<terminal>`` (0600, directory 0700) remembers the server, the
 user and the current resume token. The token alone is useless to anyone else:
-it only resumes a session for the identity key that opened it.
+it only resumes a session for the identity key that opened it. For a session
+``mp --ssh`` started, that key is a throwaway one kept here beside the token (and
+the session's name on the server): whoever can read this file could resume the
+session, as whoever can read ~/.mp/id_ed25519 could open one.
 """
 
 from __future__ import annotations
@@ -38,14 +41,34 @@ class SessionFile:
         return None
 
     def save(self, host: str, port: int, user: str, token: bytes) -> None:
+        self._write({"host": host, "port": port, "user": user, "token": token.hex()})
+
+    def _write(self, data: dict) -> None:
         if self.path is None:
             return
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".new")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            json.dump({"host": host, "port": port, "user": user, "token": token.hex()}, handle)
+            json.dump(data, handle)
         os.replace(tmp, self.path)
+
+    def load_ssh(self, destination: str) -> dict | None:
+        """What ``mp --ssh`` keeps for resuming: the session's name on the server, the
+        throwaway identity key that opened it and the resume token (hex), or None."""
+        if self.path is None:
+            return None
+        try:
+            data = json.loads(self.path.read_text())
+            if data["ssh"] == destination and all(isinstance(data[k], str) for k in ("name", "key", "token")):
+                bytes.fromhex(data["key"]), bytes.fromhex(data["token"])
+                return data
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return None
+
+    def save_ssh(self, destination: str, name: str, key: bytes, token: bytes) -> None:
+        self._write({"ssh": destination, "name": name, "key": key.hex(), "token": token.hex()})
 
     def remove(self) -> None:
         if self.path is not None:

@@ -67,6 +67,11 @@ def _check_options(argv: list[str], known: dict[str, bool], hints: dict[str, str
     return positional
 
 
+def positional_arguments(doc: str, argv: list[str]) -> list[str]:
+    """The words of ``argv`` that are neither options nor their values."""
+    return _check_options(argv, _known_options(doc), {})
+
+
 def parse_args(doc: str, argv: list[str] | None, *, prog: str, version: str,
                hints: dict[str, str] | None = None, max_positional: int | None = None,
                extra_hint: str = "") -> dict:

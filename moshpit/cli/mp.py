@@ -2,6 +2,7 @@
 
 Usage:
   mp [-v... | -q...] [-c PATH] [-t PATH] [-l USER] [-p PORT] [-i KEY] [-k PUB] [--diff-mode MODE] [--predict MODE] [--host-key-check POLICY] [--] DEST
+  mp [-v... | -q...] [-c PATH] [-t PATH] [-l USER] [--diff-mode MODE] [--predict MODE] --ssh=COMMAND [--server=COMMAND] [--udp-ports LOW-HIGH] [--] DEST [COMMAND...]
   mp [-v... | -q...] [-c PATH] [-t PATH] [--diff-mode MODE] [--predict MODE] --local
   mp (-h | --help)
   mp (-V | --version)
@@ -19,6 +20,13 @@ Options:
   --predict MODE           Keystroke prediction: adaptive (on slow links), always or never.
   --host-key-check POLICY  ask, accept-new or strict (default: ask): what to do about a
                            server whose host key is not in ~/.mp/known_hosts yet.
+  --ssh=COMMAND            Start the session through ssh, as mosh does: no mps needs to be
+                           running and ssh's keys, agent, ~/.ssh/config and jump hosts do
+                           the logging in. COMMAND is how to run ssh (e.g. "ssh -p 2222");
+                           Given as plain --ssh: ssh. A remote COMMAND may follow DEST.
+  --server=COMMAND         With --ssh: the moshpit server command on the remote host
+                           (default: mps, found on the remote PATH).
+  --udp-ports LOW-HIGH     With --ssh: the UDP ports the server may use (default: its own).
   --local                  Start a private server on loopback with throwaway keys and connect
                            to it: the quickest way to try moshpit. Leaves nothing behind.
   -c PATH                  Configuration file (default: ~/.config/moshpit/moshpit.toml).
@@ -35,7 +43,8 @@ environment, and the environment over the file.
 
 Keys while connected: Ctrl-^ .  end the session;  Ctrl-^ Ctrl-Z  suspend mp;
 Ctrl-^ ^  a literal Ctrl-^. If the network goes away, mp reconnects by itself;
-run mp again on the same terminal to resume a session it left.
+run mp again on the same terminal to resume a session it left (with --ssh, the
+same DEST: the resume is logged in by ssh again).
 
 Exit status: the remote shell's, as ssh; 0 after Ctrl-^ .; 1 when mp cannot
 connect or the server ends the session; 2 for a usage mistake; 128+N after
@@ -49,7 +58,7 @@ import os
 import sys
 
 from moshpit import __version__
-from moshpit.cli.common import load_signing_key, parse_args, run_main, setup_logging
+from moshpit.cli.common import load_signing_key, parse_args, positional_arguments, run_main, setup_logging
 from moshpit.config import ConfigError, load
 from moshpit.errors import MoshpitError
 from moshpit.keys import HostKeyPolicy, KnownHosts
@@ -63,7 +72,8 @@ SSH_HABITS = {
     "or MOSHPIT_* variables (see mp --help)", "-s": ": the server port is -p PORT",
     "-N": ": mp always opens a shell",
 }
-REMOTE_COMMAND_HINT = ": mp opens a login shell on the server and runs no remote command"
+REMOTE_COMMAND_HINT = (": mp opens a login shell on the server; a remote command needs --ssh "
+                       "(mp --ssh HOST -- COMMAND)")
 
 
 def parse_destination(dest: str) -> tuple[str | None, str]:
@@ -106,8 +116,17 @@ def _quiet_interrupts() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    end = argv.index("--") if "--" in argv else len(argv)
+    via_ssh = any(arg == "--ssh" or arg.startswith("--ssh=") for arg in argv[:end])
+    # "--ssh" alone means "with the configured ssh": docopt wants a value, so it gets ""
+    argv = ["--ssh=" if arg == "--ssh" else arg for arg in argv[:end]] + argv[end:]
+    remote_command: list[str] = []
+    if via_ssh and end < len(argv) and positional_arguments(__doc__, argv[:end]):
+        argv, remote_command = argv[:end], argv[end + 1:]  # DEST -- COMMAND: keep docopt off its options
     args = parse_args(__doc__, argv, prog="mp", version=f"mp {__version__}", hints=SSH_HABITS,
-                      max_positional=1, extra_hint=REMOTE_COMMAND_HINT)
+                      max_positional=None if via_ssh else 1, extra_hint=REMOTE_COMMAND_HINT)
+    args["COMMAND"] = (args["COMMAND"] or []) + remote_command
     cli = {"server_port": args["--port"], "diff_mode": args["--diff-mode"], "predict": args["--predict"],
            "host_key_check": args["--host-key-check"], "identity": args["-i"]}
     try:
@@ -118,10 +137,51 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_interrupts()
         if args["--local"]:
             return _run_local(config)
+        if via_ssh:
+            return _run_ssh(config, args)
         return _run_remote(config, args)
     except (ConfigError, MoshpitError) as exc:
         print(f"mp: {exc}", file=sys.stderr)
         return 1
+
+
+def _run_ssh(config, args) -> int:
+    """A session started through ssh (routes.SshRoute). This terminal's session file
+    keeps its name, its throwaway key and its token, so running it again resumes."""
+    import secrets
+    import nacl.signing
+    from moshpit.gevent.client import Client
+    from moshpit.gevent.routes import SshRoute
+    from moshpit.keys import VouchedBySsh
+    from moshpit.protocol.handshake import DiffMode
+    user, host = parse_destination(args["DEST"])
+    destination = args["DEST"] if args["-l"] is None else f"{args['-l']}@{host}"
+    sessions = SessionFile(os.path.expanduser("~"), terminal_name(0))
+    kept = sessions.load_ssh(destination)
+    name = kept["name"] if kept else secrets.token_hex(8)
+    identity = nacl.signing.SigningKey(bytes.fromhex(kept["key"])) if kept else nacl.signing.SigningKey.generate()
+    route = SshRoute(args["--ssh"] or config.ssh_command, destination, host,
+                     server=args["--server"] or config.ssh_server, name=name, command=args["COMMAND"],
+                     udp_ports=args["--udp-ports"])
+
+    def remember(params) -> None:
+        sessions.save_ssh(destination, name, bytes(identity), params.resume_token)
+
+    client = Client(host, 0, identity=identity, user=args["-l"] or user or getpass.getuser(),
+                    known_hosts=VouchedBySsh(), policy=HostKeyPolicy.STRICT, route=route,
+                    diff_mode=DiffMode(config.diff_mode), predict=config.predict,
+                    term=os.environ.get("TERM", config.term),
+                    env={k: v for k, v in os.environ.items() if k in ("LANG", "TZ") or k.startswith("LC_")},
+                    resume_token=bytes.fromhex(kept["token"]) if kept else None,
+                    max_reconnect_backoff=config.max_reconnect_backoff_secs,
+                    clipboard_max_bytes=config.clipboard_max_bytes, on_resumed=remember)
+    client.connect()
+    remember(client.params)
+    code = client.run()
+    if client.session_over:
+        sessions.remove()
+    _say_goodbye(client)
+    return code
 
 
 def _run_remote(config, args) -> int:

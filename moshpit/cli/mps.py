@@ -3,6 +3,8 @@
 Usage:
   mps [-v... | -q...] [-e] [-c PATH] [-t PATH] [-p KEY] [-k PUB] [--bind ADDR] [--port N] [--udp-ports LOW-HIGH]
   mps --check-config [-e] [-c PATH] [-p KEY] [-k PUB] [--bind ADDR] [--port N] [--udp-ports LOW-HIGH]
+  mps sessions [-c PATH]
+  mps --ssh-session NAME [-v... | -q...] [-c PATH] [-t PATH] [--udp-ports LOW-HIGH] [--detached-timeout SECS] [--] [COMMAND...]
   mps (-h | --help)
   mps (-V | --version)
 
@@ -20,6 +22,11 @@ Options:
   --bind ADDR           Address to listen on for the key exchange (default: ::).
   --port N              TCP port for the key exchange (default: 40404).
   --udp-ports LOW-HIGH  UDP ports for sessions (default: 50000-59999).
+  --detached-timeout SECS  End a session whose client has been gone this long
+                        (default: a week; 0: never).
+  --ssh-session NAME    What mp --ssh runs through ssh: start (or find) the one-session
+                        server NAME for this user and relay its key exchange over
+                        stdin/stdout. Not for typing by hand.
   -h --help             Show this help.
   -V --version          Show the version.
 
@@ -28,6 +35,9 @@ Who may log in: a client whose key is in the target user's authorized_keys
 %u the user name). The file and its directory must be owned by that user and
 writable by nobody else. A refused client hears only "not authorised": the
 reason is in the log file (-t), or on stderr with -e.
+
+mps sessions lists the sessions you have (root: everyone's) on this server and
+those mp --ssh started, with their age, state and the client's last address.
 
 Run as root, mps serves every user, each session as its user; otherwise only
 the user running it. Expired accounts, /etc/nologin and the allow_users,
@@ -54,8 +64,39 @@ from moshpit.cli.common import load_signing_key, parse_args, run_main, setup_log
 from moshpit.config import ConfigError, load
 from moshpit.errors import MoshpitError
 from moshpit.keys import fingerprint
+from moshpit.rundir import runtime_dir
 
 DEFAULT_LOG = "~/.config/moshpits/logs/moshpits.log"
+SYSTEM_CONTROL = "/run/moshpit/mps.ctl"
+
+
+def control_path(config) -> str:
+    """Where this server answers ``mps sessions``: root's in /run, anyone else's in their
+    runtime directory (with the sessions mp --ssh started)."""
+    if config.control_socket:
+        return os.path.expanduser(config.control_socket)
+    if os.getuid() == 0:
+        return SYSTEM_CONTROL
+    return os.fspath(runtime_dir() / "mps.ctl")
+
+
+def list_sessions(config) -> int:
+    from moshpit import rundir, sessionlist
+    own = control_path(config)
+    paths = list(dict.fromkeys([own, *rundir.control_sockets()]))
+    sessions, silent = sessionlist.gather(paths)
+    for path in silent:                  # a server that is gone left its sockets behind
+        if os.path.dirname(path) == os.fspath(rundir.runtime_dir()):
+            for stale in (path, os.path.splitext(path)[0] + ".sock"):
+                try:
+                    os.unlink(stale)
+                except OSError:
+                    pass
+    if not sessions:
+        print("no sessions")
+        return 0
+    print(sessionlist.format_table(sessions))
+    return 0
 
 
 def check_config(config, host_key) -> str:
@@ -70,7 +111,21 @@ def check_config(config, host_key) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv, prog="mps", version=f"mps {__version__}")
-    cli = {"port": args["--port"], "bind": args["--bind"], "udp_ports": args["--udp-ports"], "host_key": args["-p"]}
+    cli = {"port": args["--port"], "bind": args["--bind"], "udp_ports": args["--udp-ports"], "host_key": args["-p"],
+           "detached_timeout_secs": args["--detached-timeout"]}
+    if args["sessions"] or args["--ssh-session"]:
+        try:
+            config = load("moshpits", os.path.expanduser(args["-c"]) if args["-c"] else None, cli=cli,
+                          required=bool(args["-c"]))
+            if args["sessions"]:
+                return list_sessions(config)
+            from moshpit.cli import ssh_session
+            setup_logging(False, args["-t"] or config.log.file or DEFAULT_LOG, args["-v"] - args["-q"],
+                          config.log.level)
+            return ssh_session.run(args["--ssh-session"], config, args["COMMAND"], control_path(config))
+        except (ConfigError, MoshpitError) as exc:
+            print(f"mps: {exc}", file=sys.stderr)
+            return 1
     if args["--check-config"]:
         try:
             config = load("moshpits", os.path.expanduser(args["-c"]) if args["-c"] else None, cli=cli,
@@ -96,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                         detached_timeout=config.detached_timeout_secs, login_policy=policy,
                         max_sessions_per_user=config.max_sessions_per_user,
                         max_sessions_per_key=config.max_sessions_per_key,
-                        processes=config.session_processes)
+                        processes=config.session_processes, control=control_path(config),
+                        control_mode=0o666 if os.getuid() == 0 else 0o600)
         server.start()
     except (ConfigError, MoshpitError) as exc:
         print(f"mps: {exc}", file=sys.stderr)

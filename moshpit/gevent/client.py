@@ -9,7 +9,6 @@ clear sentence.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import signal
@@ -20,7 +19,7 @@ import gevent.event
 import gevent.os
 import gevent.socket as gsocket
 
-from moshpit.errors import MoshpitError, RemoteProtocolError
+from moshpit.errors import RemoteProtocolError
 from moshpit.keys import HostKeyPolicy, KnownHosts
 from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import (ConnectionClosed, HandshakeRefused, HostKeyReceived,
@@ -28,13 +27,13 @@ from moshpit.protocol.events import (ConnectionClosed, HandshakeRefused, HostKey
 from moshpit.protocol.backoff import Backoff
 from moshpit.protocol.handshake import ClientHandshake, DiffMode, RefuseCode, ServerBusy
 from moshpit.gevent import udp as udpio
+from moshpit.gevent.routes import ClientError, TcpRoute
 from moshpit.session import ClientSession
 from moshpit.terminal.predict import Policy
 from moshpit.terminal.render import render_full
 from moshpit.terminal.tty import ERASE_STATUS_BAR, SANE_MODES, RawMode, status_bar, window_size
 
 ESCAPE = 0x1E                 # Ctrl-^
-CONNECT_TIMEOUT = 10.0
 BUSY_PATIENCE = 30.0          # how long a first connection waits for a server that says it is busy
 TYPED_KEPT = 1 << 20          # keystroke bytes kept for resending after a reconnect
 NOT_AUTHORISED_HINT = (". The server tells a client no more; its log says why (mps names its "
@@ -44,29 +43,16 @@ NOT_AUTHORISED_HINT = (". The server tells a client no more; its log says why (m
 log = logging.getLogger("moshpit.client")
 
 
-class ClientError(MoshpitError):
-    """Why we could not connect, in one sentence for the user.
-
-    ``permanent``: trying again cannot help (refused, host key changed);
-    ``refusal``: the server's RefuseCode when it turned us away;
-    ``retry_after``: the server was busy and said to try again in that many seconds."""
-
-    def __init__(self, message: str, *, permanent: bool = False, refusal: int | None = None,
-                 retry_after: int | None = None):
-        super().__init__(message)
-        self.permanent = permanent
-        self.refusal = refusal
-        self.retry_after = retry_after
-
-
 class Client:
     def __init__(self, host: str, port: int, *, identity, user: str, known_hosts: KnownHosts,
                  policy: HostKeyPolicy, diff_mode: DiffMode = DiffMode.RELIABLE,
                  term: str = "xterm-256color", env: dict | None = None, ask=None,
                  stdin_fd: int = 0, stdout_fd: int = 1, resume_token: bytes | None = None,
                  max_reconnect_backoff: float = 3600, on_resumed=None, clipboard_max_bytes: int = 0,
-                 predict: str = "never"):
+                 predict: str = "never", route=None):
+        """``route``: how to reach the key exchange (routes.py); TCP to ``host:port`` by default."""
         self.host, self.port = host, port
+        self.route = route or TcpRoute(host, port)
         self.identity, self.user = identity, user
         self.known_hosts, self.policy, self.ask = known_hosts, policy, ask
         self.diff_mode = DiffMode(diff_mode)
@@ -124,59 +110,41 @@ class Client:
         self.session.connected(params.input_received)
 
     def _key_exchange(self, cols: int, rows: int, token: bytes | None, *, resume_only: bool):
-        """One TCP key exchange; returns the session parameters and the server's address."""
-        try:
-            infos = gsocket.getaddrinfo(self.host, self.port, 0, gsocket.SOCK_STREAM)
-        except gsocket.gaierror as exc:
-            raise ClientError(f"cannot resolve {self.host}: {exc.strerror}") from None
-        tcp, family, address = self._connect_tcp(infos)
+        """One key exchange over the route; returns the session parameters and the address
+        to send UDP to. A reconnect (``resume_only``) asks the user nothing."""
+        stream, address = self.route.open(interactive=not resume_only)
         hs = ClientHandshake(self.identity, self.user, now=time.monotonic(), diff_mode=self.diff_mode,
                              cols=cols, rows=rows, env=self.env, resume_token=token,
                              resume_only=resume_only)
         try:
-            tcp.sendall(hs.data_to_send())
+            stream.sendall(hs.data_to_send())
             while hs.params is None:
-                data = tcp.recv(4096)
+                data = stream.recv(4096)
+                if not data:
+                    raise ConnectionResetError("closed by the server")
                 hs.receive_data(data, time.monotonic())
                 while (event := hs.next_event()) is not None:
                     if isinstance(event, HostKeyReceived):
-                        self._check_host_key(hs, tcp, event.host_key)
+                        self._check_host_key(hs, stream, event.host_key)
                     elif isinstance(event, HandshakeRefused):
                         hint = NOT_AUTHORISED_HINT if event.code == RefuseCode.NOT_AUTHORISED else ""
                         raise ClientError(f"{self.host} refused: {event.reason}{hint}", refusal=event.code,
                                           permanent=event.code != RefuseCode.SERVER_BUSY)
-                tcp.sendall(hs.data_to_send())
+                stream.sendall(hs.data_to_send())
         except ServerBusy as exc:
             raise ClientError(f"{self.host} is busy (too many key exchanges); it said to try again "
                               f"in {exc.retry_after} s", retry_after=exc.retry_after) from None
         except RemoteProtocolError as exc:
             raise ClientError(f"key exchange with {self.host} failed: {exc}") from None
         except gsocket.timeout:
-            raise ClientError(f"{self.host} port {self.port} did not answer the key exchange within "
-                              f"{CONNECT_TIMEOUT:.0f} s (is mps listening there?)") from None
+            raise ClientError(self.route.no_answer) from None
         except OSError as exc:
             raise ClientError(f"connection to {self.host} lost during the key exchange: {exc}") from None
         finally:
-            tcp.close()
-        return hs.params, (family, address[0])
+            stream.close()
+        return hs.params, address
 
-    def _connect_tcp(self, infos: list):
-        """The first of the server's addresses that takes a TCP connection, in the
-        resolver's order: a client whose IPv4 is gone goes on over IPv6 (or back)."""
-        timeout = max(2.0, CONNECT_TIMEOUT / len(infos))
-        problem = "no address"
-        for family, _, _, _, address in infos:
-            try:
-                return gsocket.create_connection(address[:2], timeout=timeout), family, address
-            except gsocket.timeout:
-                problem = "timed out"
-            except OSError as exc:
-                problem = exc.strerror or str(exc)
-        if problem == "timed out":
-            raise ClientError(f"connection to {self.host} port {self.port} timed out")
-        raise ClientError(f"cannot connect to {self.host} port {self.port}: {problem}")
-
-    def _check_host_key(self, hs: ClientHandshake, tcp, host_key: bytes) -> None:
+    def _check_host_key(self, hs: ClientHandshake, stream, host_key: bytes) -> None:
         if self.params is not None:                  # reconnecting: it must be the same server
             refusal = None if host_key == self.params.host_key else \
                 "the server's host key changed while reconnecting"
@@ -188,7 +156,7 @@ class Client:
             refusal = None if verdict.accepted else verdict.message
         if refusal is not None:
             hs.reject_host_key()
-            tcp.sendall(hs.data_to_send())
+            stream.sendall(hs.data_to_send())
             raise ClientError(refusal, permanent=True)
         hs.accept_host_key()
 

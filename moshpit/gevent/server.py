@@ -23,6 +23,7 @@ import gevent.event
 import gevent.socket as gsocket
 from gevent.server import StreamServer
 
+from moshpit import sessionlist
 from moshpit.accounts import LoginPolicy, valid_user_name
 from moshpit.errors import RemoteProtocolError, printable
 from moshpit.keys import check_authorized
@@ -32,6 +33,7 @@ from moshpit.protocol.handshake import HandshakeError, RefuseCode, ServerHandsha
 from moshpit.protocol.ratelimit import HandshakeLimiter, retry_after
 from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionGone, SessionRegistry, TooManySessions
 from moshpit.gevent import udp
+from moshpit.gevent.control import ControlSocket
 from moshpit.gevent.forkserver import ForkServer, describe_status
 from moshpit.gevent.logins import LoginRecords, pty_line
 from moshpit.gevent.session_process import SessionProcess
@@ -64,13 +66,27 @@ class Server:
                  limiter: HandshakeLimiter | None = None, authorize=None,
                  login_policy: LoginPolicy | None = None, max_sessions_per_user: int = 32,
                  max_sessions_per_key: int = 16, login_records: LoginRecords | None = None,
-                 processes: bool = False):
+                 processes: bool = False, listener=None, single_session: bool = False,
+                 control: str | None = None, control_mode: int = 0o600, unix_peer: str = "local",
+                 via: str = "mps", name: str = "", notice: str = ""):
         """``authorize(client_key, user) -> Authorization`` replaces the authorized_keys
         check (an embedder's own key store; ``mp --local``'s one key in memory).
         ``processes``: run each session in a process of its own, as its user (see
-        docs/security.md); otherwise as greenlets in this process's hub."""
+        docs/security.md); otherwise as greenlets in this process's hub.
+
+        ``listener``: a listening socket to take key exchanges on instead of ``bind``; a
+        Unix one takes only connections from our own uid, whose peer is ``unix_peer``.
+        ``single_session``: serve one session of our own user, then stop (what ``mp
+        --ssh`` starts: ssh has checked who it is). ``control``: a Unix socket path
+        answering ``mps sessions`` (``via`` and ``name`` label our sessions there).
+        ``notice``: told to each new session first, besides its user's detached sessions here."""
         self.host_key = host_key
         self.bind = bind
+        self.listener = listener
+        self.single_session = single_session
+        self.control_path, self.control_mode = control, control_mode
+        self._control = None
+        self.unix_peer, self.via, self.name, self.notice = unix_peer, via, name, notice
         self.udp_host = udp_host if udp_host is not None else bind[0]
         self.authorized_keys = authorized_keys
         self.authorize = authorize or self._authorized_keys_check
@@ -83,7 +99,8 @@ class Server:
         self.detached_timeout = detached_timeout
         self.limiter = limiter or HandshakeLimiter()
         self.registry = SessionRegistry(PortPool(range(udp_ports[0], udp_ports[1] + 1)),
-                                        max_per_user=max_sessions_per_user, max_per_key=max_sessions_per_key)
+                                        max_per_user=1 if single_session else max_sessions_per_user,
+                                        max_per_key=max_sessions_per_key)
         self.sessions: dict[bytes, ShellSession | SessionProcess] = {}
         self.processes = processes
         self._forkserver: ForkServer | None = None
@@ -99,13 +116,22 @@ class Server:
     def start(self) -> None:
         if self.processes and self._forkserver is None:
             self._forkserver = ForkServer(on_exit=self._session_process_exited)
-        elif not self.processes and os.getuid() == 0:
+        elif not self.processes and os.getuid() == 0 and not self.single_session:
             log.warning("serving as root with sessions in-process: every user's network data is "
                         "parsed as root (processes=True runs each session as its user)")
-        self._tcp = StreamServer(self.bind, self._handle)
+        listener = self.bind
+        if self.listener is not None:
+            listener = gsocket.socket(self.listener.family, self.listener.type, fileno=self.listener.detach())
+        self._tcp = StreamServer(listener, self._handle)
         self._tcp.start()
         self._stopped.clear()
         log.info("listening on %s", self._tcp.address)
+        if self.control_path and self._control is None:
+            try:
+                self._control = ControlSocket(self.control_path, self.session_list, self.control_mode)
+            except OSError as exc:
+                log.warning("no status socket at %s (mps sessions will not list this server): %s",
+                            self.control_path, exc.strerror or exc)
 
     def serve_forever(self) -> None:
         if self._tcp is None:
@@ -121,6 +147,9 @@ class Server:
         if self._forkserver is not None:
             self._forkserver.close()                 # session processes told to stop end on their own
             self._forkserver = None
+        if self._control is not None:
+            self._control.close()
+            self._control = None
         self._stopped.set()
 
     def __enter__(self):
@@ -142,6 +171,26 @@ class Server:
             self.registry.close(shell.record.session_id)
         if isinstance(shell, SessionProcess) and shell.tty is not None and self.login_records is not None:
             self.login_records.logout(shell.shell_pid, shell.tty)
+        if self.single_session and not self.sessions:
+            gevent.spawn(self.stop)                  # its one session is over: so is it
+
+    # --- listings ---------------------------------------------------------------------------
+    def session_list(self, uid: int | None, user: str | None = None) -> list[dict]:
+        """The sessions ``uid`` may see (root: all), or ``user``'s, as sessionlist.py has them."""
+        shells = [shell for shell in list(self.sessions.values())
+                  if (_owner(shell) == user if user is not None else sessionlist.visible_to(uid, _owner(shell)))]
+        asked = [gevent.spawn(shell.query_status) for shell in shells if isinstance(shell, SessionProcess)]
+        gevent.joinall(asked, timeout=1.0)
+        return [self._describe(shell) for shell in shells]
+
+    def _describe(self, shell) -> dict:
+        if isinstance(shell, SessionProcess):
+            entry = {"pid": shell.shell_pid, "tty": shell.tty, "started": shell.started_at, **shell.status}
+        else:
+            entry = {"pid": shell.pid, "tty": shell.host.tty, "started": shell.host.started_at,
+                     **shell.status()}
+        entry.update(user=_owner(shell), udp_port=shell.record.udp_port, via=self.via, name=self.name)
+        return {key: value for key, value in entry.items() if value is not None}
 
     # --- session processes ----------------------------------------------------------------
     def _session_started(self, handle: SessionProcess) -> None:
@@ -168,6 +217,13 @@ class Server:
     def _handle(self, sock, address) -> None:
         """One TCP connection: wait (briefly, cheaply) for the client's first bytes, and only
         then take a handshake slot and do cryptography; no room is said, not a reset."""
+        if sock.family == gsocket.AF_UNIX:
+            uid = sessionlist.peer_uid(sock)
+            if uid != os.getuid():
+                log.warning("refused a key exchange on %s from uid %s", self.address, uid)
+                sock.close()
+                return
+            address = (self.unix_peer, 0)
         host = address[0]
         try:
             wait = self.limiter.connect(host, time.monotonic())
@@ -190,6 +246,8 @@ class Server:
                 self.limiter.disconnect(host)
         finally:
             sock.close()
+            if self.single_session and not self.sessions:
+                self.stop()                          # the one key exchange made no session
 
     def _first_bytes(self, sock) -> bytes:
         """The client's hello, or b"" if it stays silent past HELLO_TIMEOUT (a real client
@@ -236,6 +294,8 @@ class Server:
 
     def target_user(self, name: str) -> pwd.struct_passwd | None:
         """Whom a login as ``name`` runs as: anyone when we are root, else only ourselves."""
+        if self.single_session:
+            return self.user                         # ssh logged them in as us, whatever they say
         if os.getuid() != 0:
             return self.user if name == self.user.pw_name else None
         try:
@@ -258,7 +318,7 @@ class Server:
                         "no such user" if os.getuid() == 0 else f"this server serves only {self.user.pw_name}")
             hs.refuse()
             return
-        closed = self.login_policy.refusal(user, now=time.time())
+        closed = None if self.single_session else self.login_policy.refusal(user, now=time.time())
         verdict = self.authorize(request.client_key, user) if closed is None else None
         if verdict is None or not verdict.allowed:
             log.warning("refused %s (%s) from %s: %s", request.user, request.fingerprint, address,
@@ -266,7 +326,7 @@ class Server:
             hs.refuse()
             return
         try:
-            admission = self.registry.admit(request.user, request.client_key, request.resume_token,
+            admission = self.registry.admit(user.pw_name, request.client_key, request.resume_token,
                                             resume_only=request.resume_only)
         except PortsExhausted:
             hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
@@ -324,10 +384,11 @@ class Server:
                "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         env.update(self.accepted_env(request.env))
         argv = self.command or [user.pw_shell or "/bin/sh", "-l"]
+        notice = self.notice + sessionlist.detached_notice(self.session_list(None, user=user.pw_name))
         sock = self._bind_udp(record)
         try:
             if self._forkserver is not None:
-                return self._start_process(record, user, host, sock, argv, env, request)
+                return self._start_process(record, user, host, sock, argv, env, request, notice)
             cols, rows = clamp_window(request.cols, request.rows)
             pid, fd = spawn_shell(argv, env, user, cols, rows)
             local = _InProcessHost(self, record, user.pw_name, host)
@@ -337,9 +398,10 @@ class Server:
             raise
         shell.record = record
         local.started(shell)
+        shell.announce(notice)
         return shell
 
-    def _start_process(self, record, user, host: str, sock, argv, env, request) -> SessionProcess:
+    def _start_process(self, record, user, host: str, sock, argv, env, request, notice: str) -> SessionProcess:
         import socket
         if not self._forkserver.alive:                # it died (it should not): start another
             log.error("the fork server has ended; starting a new one")
@@ -347,7 +409,7 @@ class Server:
             self._forkserver = ForkServer(on_exit=self._session_process_exited)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         spec = {"user": user.pw_name, "argv": argv, "env": env, "cols": request.cols, "rows": request.rows,
-                "detached_timeout": self.detached_timeout}
+                "detached_timeout": self.detached_timeout, "notice": notice}
         try:
             pid = self._forkserver.spawn(spec, [sock.fileno(), theirs.fileno()])
         except BaseException:
@@ -375,6 +437,10 @@ class Server:
         raise PortsExhausted("no UDP port could be bound")
 
 
+def _owner(shell) -> str:
+    return shell.user if isinstance(shell, SessionProcess) else shell.host.user
+
+
 class _InProcessHost:
     """What an in-process ShellSession asks of the server: its registry entry, its login."""
 
@@ -382,6 +448,7 @@ class _InProcessHost:
         self.server, self.record, self.user, self.peer = server, record, user, peer
         self.shell: ShellSession | None = None
         self.tty: str | None = None
+        self.started_at = time.time()
 
     @property
     def detached_timeout(self) -> float:

@@ -70,6 +70,7 @@ def run(spec: dict, udp_fd: int, link_fd: int) -> int:
     if os.getuid() == 0 and user.pw_uid != 0:
         drop_privileges(user)                     # before a single datagram is read
     shell = ShellSession(host, sock, pid, fd, cols, rows)
+    shell.announce(spec.get("notice", ""))
     reader = gevent.spawn(_serve_link, link_sock, shell, host)
     host.done.wait()
     reader.kill()
@@ -92,6 +93,8 @@ def _serve_link(link_sock, shell: ShellSession, host: _LinkHost) -> None:
             shell.displace()
             host.send(link.READY, input_received=shell.session.input_received,
                       ended=shell.exit_status is not None)
+        elif message["op"] == link.QUERY:
+            host.send(link.STATUS, **shell.status())
         elif message["op"] == link.STOP:
             break
     shell.stop(CloseCode.SERVER_SHUTDOWN, "server shutting down", linger=1.0)
@@ -109,10 +112,11 @@ class SessionProcess:
         self.shell_pid: int | None = None
         self.tty: str | None = None
         self.started_at = time.time()
-        self.attached = True
+        self.status = {"attached": True, "peer": peer}    # as last reported (QUERY)
         self.exit_status: int | None = None       # set once the process is known to have ended
         self.closed = False
         self._ready: gevent.event.AsyncResult | None = None
+        self._status: gevent.event.AsyncResult | None = None
         self._reader = gevent.spawn(self._read)
 
     def _send(self, op: str, **fields) -> bool:
@@ -135,6 +139,17 @@ class SessionProcess:
             return self._ready.get(timeout=PREPARE_TIMEOUT)
         except gevent.Timeout:
             return None
+
+    def query_status(self, timeout: float = 0.5) -> dict:
+        """The session's own account of its client (the last known one if it is slow)."""
+        if self._status is None or self._status.ready():
+            self._status = gevent.event.AsyncResult()
+            if not self._send(link.QUERY):
+                return self.status
+        try:
+            return self._status.get(timeout=timeout)
+        except gevent.Timeout:
+            return self.status
 
     def stop(self, code=CloseCode.SERVER_SHUTDOWN, reason: str = "") -> None:
         """Tell the session the server is stopping (it tells its client, then ends)."""
@@ -172,7 +187,10 @@ class SessionProcess:
             if self._ready is not None:
                 self._ready.set(None if message["ended"] else message["input_received"])
         elif op == link.STATUS:
-            self.attached, self.peer = message["attached"], message["peer"] or self.peer
+            self.status = {key: message[key] for key in ("attached", "peer", "idle")
+                           if message[key] is not None}
+            if self._status is not None:
+                self._status.set(self.status)
 
     def _ended(self) -> None:
         if self.closed:

@@ -96,6 +96,11 @@ def spawn_shell(argv: list[str], env: dict, user: pwd.struct_passwd, cols: int, 
     return pid, fd
 
 
+def _address(addr) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class ShellSession:
     """One shell on a PTY, its screen, its UDP socket and whichever channel is attached."""
 
@@ -179,6 +184,22 @@ class ShellSession:
             self.session.on_event(Resized(params.cols, params.rows), time.monotonic())
         self.session.attach(channel, resumed)
         self.service()
+
+    def status(self) -> dict:
+        """For listings: is a client there now, how long since it was heard, from where."""
+        channel, now = self.channel, time.monotonic()
+        if channel is None:
+            return {"attached": False, "peer": ""}
+        idle = now - channel.last_heard
+        peer = channel.peer_addr
+        return {"attached": not channel.closed and idle < channel.config.silence_threshold,
+                "idle": round(idle, 1), "peer": _address(peer) if peer else ""}
+
+    def announce(self, text: str) -> None:
+        """A line for the user ahead of the shell's first output (a server notice)."""
+        if text:
+            self.session.pty_output(text.encode(), time.monotonic())
+            self.service()
 
     # --- I/O greenlets ----------------------------------------------------------------
     def _read_pty(self) -> None:

@@ -22,12 +22,13 @@ MAX_MESSAGE = 65536
 ATTACH = "attach"              # a new connection: params (keys, window), resumed
 PREPARE_RESUME = "prepare"     # a resume is authenticated: drop the old connection, say input_received
 STOP = "stop"                  # the server is stopping: tell the client, then end
+QUERY = "query"                # say STATUS now (for a listing)
 
 # session process -> listener
 STARTED = "started"            # shell_pid, tty (sent once, before the process drops privileges)
 HEARD = "heard"                # the newest connection has been heard from (its old token is spent)
 READY = "ready"                # input_received and whether the shell has ended: PREPARE_RESUME's answer
-STATUS = "status"              # attached, peer (the client's last address), for listings
+STATUS = "status"              # attached, idle, peer (the client's last address): QUERY's answer
 
 
 def encode(message: dict) -> bytes:
@@ -78,7 +79,10 @@ def decode_from_session(data: bytes) -> dict:
         peer = message.get("peer")
         if peer is not None and not (isinstance(peer, str) and len(peer) <= 64 and peer.isprintable()):
             raise RemoteProtocolError("link message 'status': bad peer")
-        return {"op": op, "attached": message.get("attached") is True, "peer": peer}
+        idle = message.get("idle")
+        if idle is not None and not (type(idle) in (int, float) and 0 <= idle < 1e10):
+            raise RemoteProtocolError("link message 'status': bad idle")
+        return {"op": op, "attached": message.get("attached") is True, "peer": peer, "idle": idle}
     raise RemoteProtocolError("unknown link message")
 
 

@@ -1,0 +1,163 @@
+"""``mps --ssh-session NAME``: the server end of ``mp --ssh``, run by sshd as the user.
+
+Its stdin and stdout are the ssh channel, already authenticated by SSH. It finds
+the session NAME (a Unix socket in the user's runtime directory, rundir.py) or
+starts it: a one-session server, detached from ssh (its own session, stdio on
+/dev/null), holding the PTY and a UDP port. Then it says where the client should
+send UDP (one line, ``MOSHPIT-SSH 1 <address>``) and relays the ordinary moshpit
+key exchange between the channel and that socket, byte for byte, until the server
+closes it. The client goes on over UDP; ssh ends.
+
+A resume is the same command with the same NAME: the key exchange then resumes
+the session by its token, and the server checks that the client holds the key
+that opened it. See docs/security.md, "Sessions started over SSH".
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+
+from moshpit import rundir, sessionlist
+from moshpit.errors import MoshpitError
+
+log = logging.getLogger("moshpit.server")
+
+PREAMBLE = b"MOSHPIT-SSH 1 "
+NOTICE_TIMEOUT = 0.5        # per other server asked about detached sessions at login
+
+
+def ssh_connection() -> tuple[str, str]:
+    """(the ssh client's address, the address it reached us at), from sshd's SSH_CONNECTION."""
+    parts = os.environ.get("SSH_CONNECTION", "").split()
+    return (parts[0], parts[2]) if len(parts) == 4 else ("", "")
+
+
+def run(name: str, config, command: list[str], control: str) -> int:
+    path = rundir.session_socket(name, create=True)
+    conn = _connect(path)
+    if conn is None:
+        try:
+            listener = rundir.bind_unix(path)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise MoshpitError(f"cannot listen on {path}: {exc.strerror}") from None
+            conn = _connect(path)                 # another start of the same name won
+        else:
+            _detach_server(listener, path, name, config, command, _notice(control))
+            listener.close()
+            conn = _connect(path)
+    if conn is None:
+        raise MoshpitError(f"the session server for {name} did not start (see the log)")
+    _, reached_at = ssh_connection()
+    out = sys.stdout.buffer
+    out.write(PREAMBLE + (reached_at or "-").encode() + b"\n")
+    out.flush()
+    _relay(conn, sys.stdin.fileno(), out.fileno())
+    return 0
+
+
+def _connect(path) -> socket.socket | None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(os.fspath(path))
+        return sock
+    except OSError:
+        sock.close()
+        return None
+
+
+def _notice(control: str) -> str:
+    """"You have N detached sessions", counting the user's other ssh sessions and mps's."""
+    sessions = []
+    for path in [*rundir.control_sockets(), *([control] if control else [])]:
+        sessions += sessionlist.query(path, timeout=NOTICE_TIMEOUT) or []
+    mine = os.environ.get("USER") or ""
+    return sessionlist.detached_notice([s for s in sessions if not mine or s.get("user") == mine])
+
+
+def _relay(conn: socket.socket, in_fd: int, out_fd: int) -> None:
+    """The channel's bytes to the server and back, until the server is done."""
+    poller = select.poll()
+    poller.register(conn, select.POLLIN)
+    poller.register(in_fd, select.POLLIN)
+    while True:
+        for fd, _ in poller.poll():
+            if fd == in_fd:
+                data = os.read(in_fd, 65536)
+                if data:
+                    conn.sendall(data)
+                else:                                # ssh went away: let the server see it
+                    poller.unregister(in_fd)
+                    conn.shutdown(socket.SHUT_WR)
+            else:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(out_fd, view):]
+
+
+def _udp_host() -> str:
+    """Every address, both families when the kernel has IPv6."""
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close()
+        return "::"
+    except OSError:
+        return "0.0.0.0"
+
+
+def _detach_server(listener, path, name: str, config, command: list[str], notice: str) -> None:
+    """The session's server in a process of its own that outlives ssh (double fork)."""
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        _serve(listener, path, name, config, command, notice)
+    except BaseException:
+        log.exception("the session server for %s failed", name)
+    finally:
+        os._exit(0)
+
+
+def _serve(listener, path, name: str, config, command: list[str], notice: str) -> None:
+    import gevent
+    import nacl.signing
+    from moshpit.gevent.server import Server
+    from moshpit.keys import Authorization
+
+    def logged_in_by_ssh(client_key: bytes, user) -> Authorization:
+        return Authorization(True, "logged in by ssh; the resume token binds the key")
+
+    client_at, _ = ssh_connection()
+    server = Server(nacl.signing.SigningKey.generate(), listener=listener, udp_host=_udp_host(),
+                    udp_ports=config.udp_ports, authorize=logged_in_by_ssh, single_session=True,
+                    command=command or None, accept_env=config.accept_env,
+                    detached_timeout=config.detached_timeout_secs,
+                    control=os.fspath(path.with_suffix(".ctl")), unix_peer=client_at or "ssh",
+                    via="ssh", name=name, notice=notice)
+    gevent.signal_handler(signal.SIGTERM, server.stop)
+    gevent.signal_handler(signal.SIGHUP, lambda: None)
+    server.start()
+    log.info("session %s started over ssh from %s", name, client_at or "?")
+    try:
+        server.serve_forever()
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        log.info("session %s over", name)

@@ -1,0 +1,272 @@
+"""How a client reaches a server's key exchange: straight over TCP, or through ssh.
+
+A route's ``open(interactive=...)`` gives a byte stream (``sendall``, ``recv``,
+``close``) carrying the ordinary moshpit key exchange, and the address to send
+UDP to. ``TcpRoute`` connects to mps. ``SshRoute`` runs ``ssh HOST mps
+--ssh-session NAME`` (cli/ssh_session.py), which finds or starts the session's
+one-session server and relays the exchange over the ssh channel: SSH has
+authenticated the user, the exchange still derives the session's keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+
+import gevent
+import gevent.os
+import gevent.socket as gsocket
+import gevent.subprocess
+
+from moshpit.errors import MoshpitError
+
+log = logging.getLogger("moshpit.client")
+
+CONNECT_TIMEOUT = 10.0
+PREAMBLE = b"MOSHPIT-SSH 1 "      # cli/ssh_session.py's first line on the channel
+MAX_CHATTER = 65536               # what a noisy login script may print before it
+BATCH_TIMEOUT = 30.0              # a reconnect through ssh that takes longer has failed
+
+
+class ClientError(MoshpitError):
+    """Why we could not connect, in one sentence for the user.
+
+    ``permanent``: trying again cannot help (refused, host key changed);
+    ``refusal``: the server's RefuseCode when it turned us away;
+    ``retry_after``: the server was busy and said to try again in that many seconds."""
+
+    def __init__(self, message: str, *, permanent: bool = False, refusal: int | None = None,
+                 retry_after: int | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.refusal = refusal
+        self.retry_after = retry_after
+
+
+class TcpRoute:
+    """mps's key-exchange port."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.no_answer = (f"{host} port {port} did not answer the key exchange within "
+                          f"{CONNECT_TIMEOUT:.0f} s (is mps listening there?)")
+
+    def open(self, *, interactive: bool = True):
+        """(stream, (family, UDP host)): the first of the server's addresses that takes a
+        TCP connection, in the resolver's order (a client whose IPv4 is gone goes on over
+        IPv6, or back)."""
+        try:
+            infos = gsocket.getaddrinfo(self.host, self.port, 0, gsocket.SOCK_STREAM)
+        except gsocket.gaierror as exc:
+            raise ClientError(f"cannot resolve {self.host}: {exc.strerror}") from None
+        timeout = max(2.0, CONNECT_TIMEOUT / len(infos))
+        problem = "no address"
+        for family, _, _, _, address in infos:
+            try:
+                return gsocket.create_connection(address[:2], timeout=timeout), (family, address[0])
+            except gsocket.timeout:
+                problem = "timed out"
+            except OSError as exc:
+                problem = exc.strerror or str(exc)
+        if problem == "timed out":
+            raise ClientError(f"connection to {self.host} port {self.port} timed out")
+        raise ClientError(f"cannot connect to {self.host} port {self.port}: {problem}")
+
+
+class SshRoute:
+    """``ssh [OPTIONS] DESTINATION SERVER --ssh-session NAME [-- COMMAND]``.
+
+    ``ssh`` and ``server`` are command lines as the user typed them (split as a shell
+    would); ``name`` picks the session on the server (the same name resumes it)."""
+
+    def __init__(self, ssh: str, destination: str, host: str, *, server: str = "mps", name: str,
+                 command: list[str] = (), udp_ports: str | None = None):
+        self.ssh = shlex.split(ssh) or ["ssh"]
+        self.server = shlex.split(server) or ["mps"]
+        self.destination, self.host, self.name = destination, host, name
+        self.command = list(command)
+        self.udp_ports = udp_ports
+        self.no_answer = (f"the session server on {host} did not answer the key exchange within "
+                          f"{CONNECT_TIMEOUT:.0f} s")
+        self._hostname: str | None = None
+
+    def remote_command(self) -> str:
+        """One string, as ssh hands it to the remote user's shell."""
+        words = [*self.server, "--ssh-session", self.name]
+        if self.udp_ports:
+            words += ["--udp-ports", self.udp_ports]
+        if self.command:
+            words += ["--", *self.command]
+        return shlex.join(words)
+
+    def argv(self, *, interactive: bool) -> list[str]:
+        # No terminal on the channel: it carries bytes. A reconnect in the background
+        # asks nothing (no password prompt across the user's screen).
+        batch = [] if interactive else ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT:.0f}"]
+        return [*self.ssh, *batch, "-T", "--", self.destination, self.remote_command()]
+
+    def open(self, *, interactive: bool = True):
+        """Start ssh and wait for the session server's first line (however long ssh takes
+        to ask for a password, when ``interactive``)."""
+        argv = self.argv(interactive=interactive)
+        log.info("running %s", shlex.join(argv))
+        try:
+            proc = gevent.subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           stderr=None if interactive else subprocess.PIPE)
+        except OSError as exc:
+            raise ClientError(f"cannot run {self.ssh[0]}: {exc.strerror}", permanent=True) from None
+        stream = PipeStream(proc)
+        try:
+            with gevent.Timeout(None if interactive else BATCH_TIMEOUT, ClientError("ssh took too long")):
+                reached_at = self._read_preamble(stream)
+                return stream, self.udp_address(reached_at)
+        except BaseException:
+            stream.close()
+            raise
+
+    def _read_preamble(self, stream: PipeStream) -> str:
+        """The session server's line; whatever a login script printed first is skipped."""
+        seen = bytearray()
+        while True:
+            start = seen.find(PREAMBLE)
+            if start >= 0 and b"\n" in seen[start:]:
+                line = bytes(seen[start + len(PREAMBLE):seen.index(b"\n", start)])
+                stream.unread(bytes(seen[seen.index(b"\n", start) + 1:]))
+                if start:
+                    log.info("%s printed before the session server: %r", self.host, bytes(seen[:start]))
+                return "" if line == b"-" else line.decode("ascii", "replace").strip()
+            if len(seen) > MAX_CHATTER:
+                raise ClientError(f"{self.host} printed {len(seen)} bytes but never started the session "
+                                  f"server", permanent=True)
+            chunk = stream.read_some()
+            if not chunk:
+                raise self._failure(stream, bytes(seen))
+            seen += chunk
+
+    def _failure(self, stream: PipeStream, output: bytes) -> ClientError:
+        status = stream.wait(5.0)
+        said = (output.decode("utf-8", "replace").strip().splitlines() or [""])[-1][:200]
+        if stream.stderr:
+            log.info("ssh said: %s", stream.stderr.decode("utf-8", "replace").strip())
+        if status == 255:
+            return ClientError(f"ssh to {self.destination} failed" +
+                               (f": {stream.stderr_line()}" if stream.stderr_line() else
+                                " (it says why above)"))
+        if status == 127:
+            return ClientError(f"{self.server[0]} was not found on {self.host} (install moshpit there, or "
+                               f"name it with --server=PATH)", permanent=True)
+        return ClientError(f"{self.server[0]} on {self.host} did not start a session (status {status})"
+                           + (f": {said}" if said else ""), permanent=True)
+
+    def udp_address(self, reached_at: str) -> tuple[int, str]:
+        """Where to send UDP: the address ssh's host name has here, preferring the one the
+        server says ssh reached it at (round-robin DNS: the same machine); that address
+        itself if the name does not resolve here (a name only a jump host knows)."""
+        name = self._ssh_hostname()
+        try:
+            infos = gsocket.getaddrinfo(name, None, 0, gsocket.SOCK_DGRAM)
+        except gsocket.gaierror:
+            infos = []
+        found = [(family, address[0]) for family, _, _, _, address in infos]
+        wanted = reached_at.removeprefix("::ffff:")
+        for family, address in found:
+            if address.removeprefix("::ffff:") == wanted:
+                return family, address
+        if found:
+            return found[0]
+        if reached_at:
+            return (gsocket.AF_INET6 if ":" in wanted else gsocket.AF_INET), wanted
+        raise ClientError(f"cannot tell which address {self.host} has (it does not resolve here and "
+                          f"the server did not say)", permanent=True)
+
+    def _ssh_hostname(self) -> str:
+        """The host name ssh connects to for our destination (``ssh -G``: aliases and
+        HostName lines of ~/.ssh/config applied), or the host as typed."""
+        if self._hostname is None:
+            self._hostname = self.host
+            try:
+                out = gevent.subprocess.run([*self.ssh, "-G", "--", self.destination], capture_output=True,
+                                            timeout=CONNECT_TIMEOUT, stdin=subprocess.DEVNULL).stdout
+                for line in out.decode("utf-8", "replace").splitlines():
+                    key, _, value = line.partition(" ")
+                    if key.lower() == "hostname" and value.strip():
+                        self._hostname = value.strip()
+                        break
+            except (OSError, subprocess.SubprocessError) as exc:
+                log.info("ssh -G failed (%s); using %s as typed", exc, self.host)
+        return self._hostname
+
+
+class PipeStream:
+    """ssh's stdin and stdout as the key exchange's byte stream (socket-like)."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self._in, self._out = proc.stdin.fileno(), proc.stdout.fileno()
+        for fd in (self._in, self._out):
+            os.set_blocking(fd, False)
+        self._pending = b""
+        self.timeout: float | None = CONNECT_TIMEOUT
+        self.stderr = b""
+
+    def unread(self, data: bytes) -> None:
+        self._pending = data + self._pending
+
+    def read_some(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        try:
+            return gevent.os.nb_read(self._out, 65536)
+        except OSError:
+            return b""
+
+    def recv(self, size: int) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending[:size], self._pending[size:]
+            return data
+        try:
+            with gevent.Timeout(self.timeout, gsocket.timeout("timed out")):
+                return gevent.os.nb_read(self._out, size)
+        except gsocket.timeout:
+            raise
+        except OSError:
+            return b""
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[gevent.os.nb_write(self._in, view):]
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            status = self.proc.wait(timeout=timeout)
+        except gevent.subprocess.TimeoutExpired:
+            return None
+        if self.proc.stderr is not None:
+            try:
+                self.stderr = self.proc.stderr.read() or b""
+            except OSError:
+                pass
+        return status
+
+    def stderr_line(self) -> str:
+        lines = self.stderr.decode("utf-8", "replace").strip().splitlines()
+        return lines[-1] if lines else ""
+
+    def close(self) -> None:
+        """ssh ends once the server is done; if it does not, it is stopped."""
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        if self.wait(2.0) is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.stderr:
+            log.info("ssh said: %s", self.stderr.decode("utf-8", "replace").strip())
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()

@@ -1,0 +1,99 @@
+"""A user's runtime directory: where sessions started over SSH keep their sockets.
+
+``$TMPDIR/moshpit-<uid>/`` (``/tmp`` by default), as tmux keeps ``tmux-<uid>``:
+mode 0700, owned by the user, never followed through a symlink. Not
+``$XDG_RUNTIME_DIR``: logind removes that when the user's last login ends, which
+is exactly when a detached session must stay reachable.
+
+In it, per session started by ``mp --ssh``: ``NAME.sock`` (the key exchange, for
+the first connection and every resume) and ``NAME.ctl`` (status, for
+``mps sessions``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import socket
+import stat
+import tempfile
+from pathlib import Path
+
+from moshpit.errors import MoshpitError
+
+SESSION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def base_dir() -> Path:
+    return Path(tempfile.gettempdir())
+
+
+def runtime_dir(uid: int | None = None, *, create: bool = False) -> Path:
+    """The user's directory, checked (and made, with ``create``); MoshpitError if it is
+    not safe to use: someone else's, open to others, or not a plain directory."""
+    uid = os.getuid() if uid is None else uid
+    path = base_dir() / f"moshpit-{uid}"
+    if create:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise MoshpitError(f"cannot make {path}: {exc.strerror}") from None
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    if not stat.S_ISDIR(info.st_mode):
+        raise MoshpitError(f"{path} is not a directory")
+    if info.st_uid != uid:
+        raise MoshpitError(f"{path} belongs to uid {info.st_uid}, not {uid}")
+    if info.st_mode & 0o077:
+        raise MoshpitError(f"{path} is open to others (mode {info.st_mode & 0o777:o}); it must be 0700")
+    return path
+
+
+def session_socket(name: str, *, create: bool = False) -> Path:
+    if not SESSION_NAME.fullmatch(name):
+        raise MoshpitError(f"bad session name {name!r}")
+    return runtime_dir(create=create) / f"{name}.sock"
+
+
+def control_sockets(uid: int | None = None) -> list[Path]:
+    """The status sockets of the user's sessions started over SSH (empty if none)."""
+    try:
+        path = runtime_dir(uid)
+        return sorted(path.glob("*.ctl"))
+    except (MoshpitError, OSError):
+        return []
+
+
+def bind_unix(path: str | os.PathLike, mode: int = 0o600) -> socket.socket:
+    """A listening Unix stream socket at ``path``. One left by a server that is gone
+    (nobody answers) is replaced; one that answers is not: OSError EADDRINUSE."""
+    path = os.fspath(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or _answers(path):
+                raise
+            os.unlink(path)
+            sock.bind(path)
+        os.chmod(path, mode)
+        sock.listen(16)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+            return True
+        except OSError:
+            return False
