@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import nacl.signing
 import pytest
@@ -18,7 +19,8 @@ from test_gevent_server import ShellClient
 def start_mps(home, *args):
     # The server reads authorized_keys from the user's passwd home by default; point it here.
     env = dict(os.environ, HOME=str(home),
-               MOSHPITS_AUTHORIZED_KEYS_FILE=str(home / ".mp" / "authorized_keys"))
+               MOSHPITS_AUTHORIZED_KEYS_FILE=str(home / ".mp" / "authorized_keys"),
+               MOSHPITS_CONTROL_SOCKET=str(home / "mps.ctl"))
     return subprocess.Popen([sys.executable, "-m", "moshpit.cli.mps", "-e", *args], cwd=home, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -110,7 +112,8 @@ def test_under_the_journal_log_lines_carry_no_timestamp_of_their_own(home):
     read_end, write_end = os.pipe()
     stat = os.fstat(write_end)
     env = dict(os.environ, HOME=str(path), JOURNAL_STREAM=f"{stat.st_dev}:{stat.st_ino}",
-               MOSHPITS_AUTHORIZED_KEYS_FILE=str(path / ".mp" / "authorized_keys"))
+               MOSHPITS_AUTHORIZED_KEYS_FILE=str(path / ".mp" / "authorized_keys"),
+               MOSHPITS_CONTROL_SOCKET=str(path / "mps.ctl"))
     proc = subprocess.Popen([sys.executable, "-m", "moshpit.cli.mps", "-e", "--bind", "127.0.0.1", "--port", "0",
                              "--udp-ports", "53100-53199"], cwd=path, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=write_end)
@@ -126,3 +129,54 @@ def test_under_the_journal_log_lines_carry_no_timestamp_of_their_own(home):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+def mps_sessions(home) -> str:
+    result = subprocess.run([sys.executable, "-m", "moshpit.cli.mps", "sessions"], capture_output=True, text=True,
+                            env=dict(os.environ, MOSHPITS_CONTROL_SOCKET=str(home / "mps.ctl")), timeout=20)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("processes", ["true", "false"])
+def test_mps_sessions_lists_sessions_and_a_new_login_hears_of_a_detached_one(home, processes):
+    """Each session: user, shell, age, attached or detached, the client's last address. A
+    session in a process of its own is asked over its link; one in-process directly."""
+    import pwd
+    import gevent
+    path, key = home
+    os.environ["MOSHPITS_SESSION_PROCESSES"] = processes
+    try:
+        proc = start_mps(path, "--bind", "127.0.0.1", "--port", "0", "--udp-ports", "53100-53199")
+    finally:
+        del os.environ["MOSHPITS_SESSION_PROCESSES"]
+    try:
+        line = ""
+        while "mps: listening" not in line:
+            line = proc.stderr.readline()
+            assert line, "mps exited before listening"
+        port = int(re.search(r"port (\d+)", line).group(1))
+        user = pwd.getpwuid(os.getuid()).pw_name
+        assert mps_sessions(path).strip() == "no sessions"
+        first = ShellClient(("127.0.0.1", port), key, user)
+        first.type(b"echo shell=$$.\r")
+        assert first.wait_for(lambda: re.search(rb"shell=\d+\.", first.received))
+        shell_pid = re.search(rb"shell=(\d+)\.", first.received).group(1).decode()
+        rows = mps_sessions(path).splitlines()
+        assert rows[0].split() == ["USER", "SHELL", "TTY", "AGE", "STATE", "LAST", "ADDRESS", "VIA"]
+        row = rows[1].split()
+        assert row[0] == user and row[1] == shell_pid and row[2].startswith("pts/")
+        assert row[4] == "attached" and row[5].startswith("127.0.0.1:") and row[6] == "mps"
+        first.close()                                  # the client goes away without a word
+        deadline = time.monotonic() + 20
+        while "detached" not in mps_sessions(path):
+            assert time.monotonic() < deadline
+            gevent.sleep(0.5)
+        second = ShellClient(("127.0.0.1", port), key, user)
+        assert second.wait_for(lambda: b"you have a detached session on this server" in second.received)
+        assert len(mps_sessions(path).splitlines()) == 3
+        second.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    assert not (path / "mps.ctl").exists()

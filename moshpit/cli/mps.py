@@ -77,7 +77,7 @@ def control_path(config) -> str:
         return os.path.expanduser(config.control_socket)
     if os.getuid() == 0:
         return SYSTEM_CONTROL
-    return os.fspath(runtime_dir() / "mps.ctl")
+    return os.fspath(runtime_dir(create=True) / "mps.ctl")
 
 
 def list_sessions(config) -> int:

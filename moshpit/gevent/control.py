@@ -28,6 +28,7 @@ class ControlSocket:
     def __init__(self, path: str | os.PathLike, list_sessions, mode: int = 0o600):
         self.path = os.fspath(path)
         self.list_sessions = list_sessions
+        os.makedirs(os.path.dirname(self.path) or ".", mode=0o755, exist_ok=True)   # /run/moshpit
         plain = rundir.bind_unix(self.path, mode)
         listener = gsocket.socket(plain.family, plain.type, fileno=plain.detach())
         self._server = StreamServer(listener, self._handle, spawn=gevent.pool.Pool(8))

@@ -398,7 +398,7 @@ class Server:
             raise
         shell.record = record
         local.started(shell)
-        shell.announce(notice)
+        shell.notice = notice
         return shell
 
     def _start_process(self, record, user, host: str, sock, argv, env, request, notice: str) -> SessionProcess:

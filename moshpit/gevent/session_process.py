@@ -70,7 +70,7 @@ def run(spec: dict, udp_fd: int, link_fd: int) -> int:
     if os.getuid() == 0 and user.pw_uid != 0:
         drop_privileges(user)                     # before a single datagram is read
     shell = ShellSession(host, sock, pid, fd, cols, rows)
-    shell.announce(spec.get("notice", ""))
+    shell.notice = spec.get("notice", "")
     reader = gevent.spawn(_serve_link, link_sock, shell, host)
     host.done.wait()
     reader.kill()

@@ -97,7 +97,7 @@ def spawn_shell(argv: list[str], env: dict, user: pwd.struct_passwd, cols: int, 
 
 
 def _address(addr) -> str:
-    host, port = addr[0], addr[1]
+    host, port = addr[0].removeprefix("::ffff:"), addr[1]      # an IPv4 client of a dual-stack socket
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -120,6 +120,7 @@ class ShellSession:
         self.exit_status: int | None = None
         self._heard_on_channel = False                   # the attached connection spoke yet?
         self.closed = False
+        self.notice = ""                                 # for the first client (announce)
         self._to_pty = bytearray()                       # keystrokes not yet taken by the PTY
         self._to_pty_ready = gevent.event.Event()
         self._drained = gevent.event.Event()             # the client has caught up with output
@@ -154,6 +155,9 @@ class ShellSession:
         channel = Channel.from_params(Role.SERVER, params, now=time.monotonic(),
                                       screen_source=self.session.screen_source)
         self.attach(channel, params, resumed)
+        if self.notice:                                  # after the attach: before it, output
+            self.announce(self.notice)                   # reaches the model, not the stream
+            self.notice = ""
         return channel
 
     def displace(self) -> None:

@@ -1,0 +1,134 @@
+"""The status sockets (mps sessions) and the runtime directory their sockets live in."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import socket
+import threading
+
+import pytest
+
+from moshpit import rundir, sessionlist
+from moshpit.errors import MoshpitError
+
+
+def test_the_table_has_one_line_a_session_oldest_first():
+    now = 1_000_000.0
+    table = sessionlist.format_table([
+        {"user": "bob", "pid": 42, "tty": "pts/7", "started": now - 3 * 86400 - 4 * 3600, "attached": False,
+         "idle": 125, "peer": "[2001:db8::1]:4000", "via": "ssh", "name": "ab12"},
+        {"user": "alice", "pid": 7, "started": now - 61, "attached": True, "idle": 0.5,
+         "peer": "192.0.2.1:5000", "via": "mps"},
+    ], now=now).splitlines()
+    assert table[0].split() == ["USER", "SHELL", "TTY", "AGE", "STATE", "LAST", "ADDRESS", "VIA"]
+    assert table[1].split() == ["bob", "42", "pts/7", "3d04h", "detached", "2m05s", "[2001:db8::1]:4000",
+                                "ssh", "ab12"]
+    assert table[2].split() == ["alice", "7", "-", "1m01s", "attached", "192.0.2.1:5000", "mps"]
+
+
+def test_the_notice_counts_only_detached_sessions():
+    assert sessionlist.detached_notice([{"attached": True}]) == ""
+    assert "you have a detached session" in sessionlist.detached_notice([{"attached": False}, {"attached": True}])
+    assert "you have 2 detached sessions" in sessionlist.detached_notice([{"attached": False}] * 2)
+
+
+def test_root_sees_everyone_and_others_only_themselves():
+    nobody = pwd.getpwnam("nobody")
+    assert sessionlist.visible_to(0, "nobody")
+    assert sessionlist.visible_to(nobody.pw_uid, "nobody")
+    assert not sessionlist.visible_to(nobody.pw_uid, "root")
+    assert not sessionlist.visible_to(None, "nobody")             # the kernel would not say who
+    assert not sessionlist.visible_to(nobody.pw_uid, "no-such-user-here")
+
+
+def serve_once(path, answer: bytes) -> threading.Thread:
+    listener = rundir.bind_unix(path)
+
+    def run():
+        conn, _ = listener.accept()
+        conn.recv(64)
+        try:
+            conn.sendall(answer)
+        except BrokenPipeError:                      # the client stopped reading: too long
+            pass
+        conn.close()
+        listener.close()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("answer, expected", [
+    (b'{"sessions": [{"user": "bob", "pid": "7", "attached": 1, "idle": true, "x": 1, "peer": "a:1"}]}\n',
+     [{"user": "bob", "peer": "a:1"}]),                           # wrong types are dropped, not trusted
+    (b"not json\n", None),
+    (b'{"sessions": 5}\n', None),
+    (b'[1, 2]\n', None),
+    (b'{"sessions": [' + b'{"user": "x"},' * 200000 + b'{}]}', None),   # past the size limit
+])
+def test_a_status_answer_is_checked(tmp_path, answer, expected):
+    thread = serve_once(tmp_path / "s.ctl", answer)
+    assert sessionlist.query(tmp_path / "s.ctl") == expected
+    thread.join(5)
+
+
+def test_nobody_listening_is_none(tmp_path):
+    assert sessionlist.query(tmp_path / "nothing.ctl") is None
+
+
+def test_a_socket_left_behind_is_replaced_but_a_live_one_is_not(tmp_path):
+    path = tmp_path / "s.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()                                    # the file stays, nobody listens
+    live = rundir.bind_unix(path)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    with pytest.raises(OSError) as caught:
+        rundir.bind_unix(path)
+    assert caught.value.errno == errno.EADDRINUSE
+    live.close()
+
+
+@pytest.fixture
+def tmpdir_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    return tmp_path
+
+
+def test_the_runtime_directory_is_made_private(tmpdir_env):
+    path = rundir.runtime_dir(create=True)
+    assert path == tmpdir_env / f"moshpit-{os.getuid()}"
+    assert os.stat(path).st_mode & 0o777 == 0o700
+    assert rundir.session_socket("abc123").parent == path
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("open", "is open to others"),
+    ("symlink", "is not a directory"),
+    ("other owner", "belongs to uid"),
+])
+def test_an_unsafe_runtime_directory_is_refused(tmpdir_env, problem, message):
+    path = tmpdir_env / f"moshpit-{os.getuid()}"
+    if problem == "symlink":
+        (tmpdir_env / "elsewhere").mkdir(mode=0o700)
+        path.symlink_to(tmpdir_env / "elsewhere")
+    else:
+        path.mkdir(mode=0o700)
+        if problem == "open":
+            path.chmod(0o777)
+        elif os.getuid() == 0:
+            os.chown(path, pwd.getpwnam("nobody").pw_uid, -1)
+        else:
+            pytest.skip("needs root to give a directory away")
+    with pytest.raises(MoshpitError, match=message):
+        rundir.runtime_dir(create=True)
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "", "x" * 65, "a b"])
+def test_session_names_are_plain(tmpdir_env, name):
+    with pytest.raises(MoshpitError, match="bad session name"):
+        rundir.session_socket(name)

@@ -1,0 +1,210 @@
+"""mp --ssh against a real sshd on loopback, typed into a job-control shell on a PTY.
+
+Nothing of moshpit runs on the "server" beforehand: ssh starts ``mps --ssh-session``,
+which starts the session's own server (detached, as the logged-in user, with no TCP
+port) and relays the key exchange; the client then goes on over UDP.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import sshd
+from test_mp import MP, Shell, plain
+
+pytestmark = pytest.mark.skipif(not sshd.available(), reason="needs root, sshd and ssh")
+
+MPS = f"{sys.executable} -m moshpit.cli.mps"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    daemon = sshd.Sshd(tmp_path_factory.mktemp("sshd"))
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def shell(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    terminal = Shell(tmp_path, TMPDIR=str(tmp_path / "tmp"))
+    yield terminal
+    terminal.kill()
+
+
+def mp_ssh(server, tmp_path, *extra: str, server_args: str = "", dest: str = "root@127.0.0.1") -> str:
+    """The command line a person types (one line, for the shell)."""
+    remote = f"{MPS} -t {tmp_path}/server.log {server_args}".strip()
+    words = [MP, f"--ssh='{server.ssh_command()}'", f"--server='{remote}'", dest, *extra]
+    return " ".join(words) + "\r"
+
+
+def session_servers() -> dict[str, int]:
+    """name -> pid of every one-session server running (``mps --ssh-session NAME``)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"--ssh-session" in argv:
+                found[argv[argv.index(b"--ssh-session") + 1].decode()] = int(entry)
+    return found
+
+
+def parent_of(pid: int) -> int:
+    return int(open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()[1])
+
+
+def listening_tcp_inodes() -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":                       # LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+def socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def mps_sessions() -> str:
+    env = {k: v for k, v in os.environ.items() if k != "TMPDIR"}     # as ssh's sessions see /tmp
+    result = subprocess.run([sys.executable, "-m", "moshpit.cli.mps", "sessions"], capture_output=True,
+                            text=True, env=env, timeout=20)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def wait_for(condition, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_mp_ssh_logs_in_with_nothing_running_and_ends_with_the_shell(server, shell, tmp_path):
+    before = session_servers()
+    shell.type(mp_ssh(server, tmp_path))
+    shell.type("echo hi-$((40+2)) user=$(id -un)\r")
+    assert shell.expect(b"hi-42 user=root", timeout=30)
+    started = {name: pid for name, pid in session_servers().items() if name not in before}
+    assert len(started) == 1                             # ssh started exactly one server
+    (name, pid), = started.items()
+    assert parent_of(pid) == 1 or parent_of(pid) != shell.pid     # detached from ssh
+    assert not socket_inodes(pid) & listening_tcp_inodes()        # it listens on no TCP port
+    assert os.stat(f"/tmp/moshpit-0/{name}.sock").st_mode & 0o077 == 0
+    shell.type("exit 3\r")
+    assert shell.expect(b"mp: shell exited with status 3")
+    assert shell.last_status() == 3
+    assert wait_for(lambda: name not in session_servers())        # the server went with its shell
+    assert not os.path.exists(f"/tmp/moshpit-0/{name}.sock")
+    assert not os.path.exists(f"/tmp/moshpit-0/{name}.ctl")
+    assert shell.sane()
+
+
+def test_kill_9_then_mp_ssh_again_resumes_the_same_shell_and_mps_sessions_shows_it(server, shell, tmp_path):
+    command = mp_ssh(server, tmp_path)
+    shell.type(command)
+    shell.type("echo shell=$$.\r")
+    shell_pid = shell.expect_re(rb"shell=(\d+)\.", timeout=30).group(1)
+    listing = mps_sessions()
+    row = next(line for line in listing.splitlines() if f" {shell_pid.decode()} " in line)
+    assert "attached" in row and "127.0.0.1:" in row and row.startswith("root ") and " ssh " in row
+    client_pid = subprocess.run(["pgrep", "-P", str(shell.pid)], capture_output=True,
+                                text=True).stdout.split()[0]
+    os.kill(int(client_pid), signal.SIGKILL)             # the client dies without a word
+    assert wait_for(lambda: "detached" in next(line for line in mps_sessions().splitlines()
+                                                if f" {shell_pid.decode()} " in line), timeout=20)
+    shell.read(0.5)
+    shell.output.clear()
+    shell.type("stty sane\r" + command)                  # same terminal, same command
+    assert shell.expect(b"shell=" + shell_pid + b".", timeout=30)    # its screen is repainted
+    shell.type("echo again=$$.\r")
+    assert shell.expect(b"again=" + shell_pid + b".")
+    shell.type("exit\r")
+    assert shell.expect(b"shell exited with status 0")
+    assert wait_for(lambda: f" {shell_pid.decode()} " not in mps_sessions())
+
+
+def test_a_remote_command_after_double_dash(server, shell, tmp_path):
+    shell.type(mp_ssh(server, tmp_path, "--", "sh", "-c", "'echo remote-$((6*7)); sleep 0.3; exit 4'"))
+    assert shell.expect(b"remote-42", timeout=30)
+    assert shell.expect(b"mp: shell exited with status 4")
+    assert shell.last_status() == 4
+
+
+def test_a_server_whose_client_never_comes_back_gives_up(server, shell, tmp_path):
+    before = session_servers()
+    shell.type(mp_ssh(server, tmp_path, server_args="--detached-timeout 2"))
+    shell.type("echo up-$((1+1))\r")
+    assert shell.expect(b"up-2", timeout=30)
+    (name, pid), = ((n, p) for n, p in session_servers().items() if n not in before)
+    client_pid = subprocess.run(["pgrep", "-P", str(shell.pid)], capture_output=True,
+                                text=True).stdout.split()[0]
+    os.kill(int(client_pid), signal.SIGKILL)
+    assert wait_for(lambda: name not in session_servers(), timeout=15)
+    assert "client was gone for 2 s" in (tmp_path / "server.log").read_text()
+
+
+def test_a_new_session_is_told_of_the_detached_one(server, shell, tmp_path):
+    shell.type(mp_ssh(server, tmp_path))
+    shell.type("echo first-$((2*2))\r")
+    assert shell.expect(b"first-4", timeout=30)
+    client_pid = subprocess.run(["pgrep", "-P", str(shell.pid)], capture_output=True,
+                                text=True).stdout.split()[0]
+    os.kill(int(client_pid), signal.SIGKILL)             # left detached
+    shell.read(0.5)
+    second = Shell(tmp_path, TMPDIR=str(tmp_path / "tmp"))   # another terminal: a new session
+    try:
+        assert wait_for(lambda: "detached" in mps_sessions(), timeout=20)
+        second.type(mp_ssh(server, tmp_path))
+        assert second.expect(b"detached session", timeout=30)
+        assert re.search(rb"you have (a|\d+) detached sessions? on this server", plain(second.output))
+        second.type("exit\r")
+        assert second.expect(b"shell exited")
+    finally:
+        second.kill()
+    shell.output.clear()
+    shell.type("stty sane\r" + mp_ssh(server, tmp_path))   # back to the first, to end it
+    assert shell.expect(b"first-4", timeout=30)
+    shell.type("exit\r")
+    assert shell.expect(b"shell exited")
+
+
+@pytest.mark.parametrize("server_command, message", [
+    ("no-such-mps", b"no-such-mps was not found on 127.0.0.1"),
+    ("sh -c 'echo nope; exit 5' --", b"did not start a session (status 5): nope"),
+])
+def test_a_server_that_cannot_start_is_one_clear_line(server, shell, tmp_path, server_command, message):
+    shell.type(f"{MP} --ssh='{server.ssh_command()}' --server=\"{server_command}\" root@127.0.0.1\r")
+    assert shell.expect(message, timeout=30)
+    assert b"Traceback" not in shell.output
+    assert shell.last_status() == 1
+
+
+def test_ssh_failing_says_so(server, shell, tmp_path):
+    shell.type(f"{MP} --ssh='ssh -F none -p 1 -o ConnectTimeout=5' root@127.0.0.1\r")
+    assert shell.expect(b"mp: ssh to root@127.0.0.1 failed", timeout=30)
+    assert b"Traceback" not in shell.output
+    assert shell.last_status() == 1
