@@ -622,6 +622,61 @@ def memory_table(tools: list[Tool], sessions: int) -> None:
         print(f"| {tool.name} | {pss / 1024:.2f} MB | {dirty / 1024:.2f} MB |", flush=True)
 
 
+def connect_table(tools: list[Tool], rounds: int) -> None:
+    """From the command to a shell that has run a command: ``mp --ssh``, ``mosh`` and
+    ``ssh`` against the same sshd (nothing of moshpit or mosh running beforehand), and
+    ``mp`` to a running mps for reference. The command line is typed ahead."""
+    ssh = next((tool for tool in tools if isinstance(tool, Ssh)), None)
+    if ssh is None:
+        print("\nconnect table: needs ssh (--tools ...,ssh)")
+        return
+    ssh.start_server()
+    user = os.environ.get("USER", "root")
+    ssh_cmd = (f"ssh -i {ssh.work / 'ssh' / 'id'} -p {ssh.port} -o StrictHostKeyChecking=no "
+               f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
+    starts = {"ssh": lambda: ssh.connect(),
+              "mp --ssh": lambda: Terminal([str(BIN / "mp"), f"--ssh={ssh_cmd}", f"--server={BIN / 'mps'} -q",
+                                            f"{user}@127.0.0.1"], ssh.env)}
+    if shutil.which("mosh"):
+        starts["mosh"] = lambda: Terminal(["mosh", f"--ssh={ssh_cmd}", f"{user}@127.0.0.1"],
+                                          dict(ssh.env, MOSH_PREDICTION_DISPLAY="never"))
+    mps = next((tool for tool in tools if isinstance(tool, Moshpit)), None)
+    if mps is not None:
+        mps.start_server()
+        starts["mp (mps already running)"] = mps.connect
+    print(f"\nConnect: from the command to the first command's output ({rounds} rounds, median; "
+          f"the same sshd for ssh, mp --ssh and mosh)\n")
+    print("| tool | median | min | max |")
+    print("|---|---|---|---|")
+    try:
+        for name, start in starts.items():
+            times = []
+            for _ in range(rounds):
+                began = time.monotonic()
+                term = start()
+                term.write(b"echo READY-$((40+2))\r")
+                ok = term.expect(b"READY-42", timeout=60)
+                times.append(time.monotonic() - began)
+                term.drain(0.1)
+                if name.startswith("mp"):
+                    Moshpit.quit(None, term)
+                else:
+                    Ssh.quit(None, term)
+                if not ok:
+                    times = []
+                    break
+            if times:
+                times.sort()
+                print(f"| {name} | {statistics.median(times) * 1000:.0f} ms | {times[0] * 1000:.0f} ms "
+                      f"| {times[-1] * 1000:.0f} ms |", flush=True)
+            else:
+                print(f"| {name} | failed | | |", flush=True)
+    finally:
+        ssh.stop_server()
+        if mps is not None:
+            mps.stop_server()
+
+
 def size(count: float) -> str:
     return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.0f} kB"
 
@@ -633,12 +688,13 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=200)
     parser.add_argument("--file-mb", type=float, default=72.0)
     parser.add_argument("--idle", type=float, default=20.0)
-    parser.add_argument("--tables", default="main,fairness,memory,roaming",
+    parser.add_argument("--tables", default="main,fairness,memory,roaming,connect",
                         help="which tables to print (comma-separated)")
     parser.add_argument("--memory-sessions", type=int, default=20)
     parser.add_argument("--fair-keys", type=int, default=80)
     parser.add_argument("--fair-mb", type=float, default=65.0)
     parser.add_argument("--roams", type=int, default=5)
+    parser.add_argument("--connect-rounds", type=int, default=5)
     args = parser.parse_args()
     if args.quick:
         args.tools, args.keys, args.file_mb, args.idle, args.roams = "mp", 20, 2.0, 2.0, 2
@@ -677,6 +733,8 @@ def main() -> None:
             memory_table(servers, args.memory_sessions)
         if "roaming" in tables:
             roaming(tools, args.roams)
+        if "connect" in tables:
+            connect_table(servers, args.connect_rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -45,6 +45,7 @@ log = logging.getLogger("moshpit.server")
 
 DEFAULT_DETACHED_TIMEOUT = 7 * 86400   # a session whose client is gone this long is ended
 HELLO_TIMEOUT = 3.0        # a connection that has not spoken by then is closed
+NOTICE_PATIENCE = 0.2      # a login waits this long at most to count its detached sessions
 
 
 ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
@@ -175,12 +176,13 @@ class Server:
             gevent.spawn(self.stop)                  # its one session is over: so is it
 
     # --- listings ---------------------------------------------------------------------------
-    def session_list(self, uid: int | None, user: str | None = None) -> list[dict]:
-        """The sessions ``uid`` may see (root: all), or ``user``'s, as sessionlist.py has them."""
+    def session_list(self, uid: int | None, user: str | None = None, patience: float = 1.0) -> list[dict]:
+        """The sessions ``uid`` may see (root: all), or ``user``'s, as sessionlist.py has them.
+        A session process that does not answer within ``patience`` is listed as last known."""
         shells = [shell for shell in list(self.sessions.values())
                   if (_owner(shell) == user if user is not None else sessionlist.visible_to(uid, _owner(shell)))]
         asked = [gevent.spawn(shell.query_status) for shell in shells if isinstance(shell, SessionProcess)]
-        gevent.joinall(asked, timeout=1.0)
+        gevent.joinall(asked, timeout=patience)
         return [self._describe(shell) for shell in shells]
 
     def _describe(self, shell) -> dict:
@@ -384,7 +386,8 @@ class Server:
                "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         env.update(self.accepted_env(request.env))
         argv = self.command or [user.pw_shell or "/bin/sh", "-l"]
-        notice = self.notice + sessionlist.detached_notice(self.session_list(None, user=user.pw_name))
+        others = self.session_list(None, user=user.pw_name, patience=NOTICE_PATIENCE)
+        notice = self.notice + sessionlist.detached_notice(others)
         sock = self._bind_udp(record)
         try:
             if self._forkserver is not None:

@@ -142,6 +142,8 @@ class SessionProcess:
 
     def query_status(self, timeout: float = 0.5) -> dict:
         """The session's own account of its client (the last known one if it is slow)."""
+        if self.closed:
+            return self.status
         if self._status is None or self._status.ready():
             self._status = gevent.event.AsyncResult()
             if not self._send(link.QUERY):
@@ -196,6 +198,9 @@ class SessionProcess:
         if self.closed:
             return
         self.closed = True
+        self.status = dict(self.status, attached=False)
+        if self._status is not None and not self._status.ready():
+            self._status.set(self.status)            # whoever asked need not wait for the timeout
         if self.exit_status is None:
             self.exit_status = -1
         try:
