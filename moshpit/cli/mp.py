@@ -63,6 +63,7 @@ from moshpit.config import ConfigError, load
 from moshpit.errors import MoshpitError
 from moshpit.keys import HostKeyPolicy, KnownHosts
 from moshpit.sessionfile import SessionFile, terminal_name
+from moshpit.terminal.tty import window_size
 
 # Options an ssh user reaches for, and what to do instead.
 SSH_HABITS = {
@@ -134,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
                       required=bool(args["-c"]))
         setup_logging(False, args["-t"] or config.log.file or "~/.config/moshpit/logs/moshpit.log",
                       args["-v"] - args["-q"], config.log.level)
+        if via_ssh:
+            return _run_ssh(config, args)
         _quiet_interrupts()
         if args["--local"]:
             return _run_local(config)
-        if via_ssh:
-            return _run_ssh(config, args)
         return _run_remote(config, args)
     except (ConfigError, MoshpitError) as exc:
         print(f"mp: {exc}", file=sys.stderr)
@@ -149,20 +150,28 @@ def _run_ssh(config, args) -> int:
     """A session started through ssh (routes.SshRoute). This terminal's session file
     keeps its name, its throwaway key and its token, so running it again resumes."""
     import secrets
-    import nacl.signing
-    from moshpit.gevent.client import Client
-    from moshpit.gevent.routes import SshRoute
-    from moshpit.keys import VouchedBySsh
-    from moshpit.protocol.handshake import DiffMode
+    from moshpit.sshcommand import SshCommand
     user, host = parse_destination(args["DEST"])
     destination = args["DEST"] if args["-l"] is None else f"{args['-l']}@{host}"
     sessions = SessionFile(os.path.expanduser("~"), terminal_name(0))
     kept = sessions.load_ssh(destination)
     name = kept["name"] if kept else secrets.token_hex(8)
+    env = _forwarded_env(config)
+    command = SshCommand(args["--ssh"] or config.ssh_command, destination, host,
+                         server=args["--server"] or config.ssh_server, name=name, command=args["COMMAND"],
+                         udp_ports=args["--udp-ports"], window=window_size(1), env=env)
+    try:
+        first = command.start(interactive=True)        # ssh connects while we load the rest
+    except OSError as exc:
+        raise MoshpitError(f"cannot run {command.ssh[0]}: {exc.strerror}") from None
+    import nacl.signing
+    from moshpit.gevent.client import Client
+    from moshpit.gevent.routes import SshRoute
+    from moshpit.keys import VouchedBySsh
+    from moshpit.protocol.handshake import DiffMode
+    _quiet_interrupts()
     identity = nacl.signing.SigningKey(bytes.fromhex(kept["key"])) if kept else nacl.signing.SigningKey.generate()
-    route = SshRoute(args["--ssh"] or config.ssh_command, destination, host,
-                     server=args["--server"] or config.ssh_server, name=name, command=args["COMMAND"],
-                     udp_ports=args["--udp-ports"])
+    route = SshRoute(command, first=first)
 
     def remember(params) -> None:
         sessions.save_ssh(destination, name, bytes(identity), params.resume_token)
@@ -170,8 +179,7 @@ def _run_ssh(config, args) -> int:
     client = Client(host, 0, identity=identity, user=args["-l"] or user or getpass.getuser(),
                     known_hosts=VouchedBySsh(), policy=HostKeyPolicy.STRICT, route=route,
                     diff_mode=DiffMode(config.diff_mode), predict=config.predict,
-                    term=os.environ.get("TERM", config.term),
-                    env={k: v for k, v in os.environ.items() if k in ("LANG", "TZ") or k.startswith("LC_")},
+                    term=env["TERM"], env={k: v for k, v in env.items() if k != "TERM"},
                     resume_token=bytes.fromhex(kept["token"]) if kept else None,
                     max_reconnect_backoff=config.max_reconnect_backoff_secs,
                     clipboard_max_bytes=config.clipboard_max_bytes, on_resumed=remember)
@@ -182,6 +190,12 @@ def _run_ssh(config, args) -> int:
         sessions.remove()
     _say_goodbye(client)
     return code
+
+
+def _forwarded_env(config) -> dict:
+    """What the server is told of our environment: TERM, the locale and the time zone."""
+    env = {k: v for k, v in os.environ.items() if k in ("LANG", "TZ") or k.startswith("LC_")}
+    return {"TERM": os.environ.get("TERM", config.term), **env}
 
 
 def _run_remote(config, args) -> int:

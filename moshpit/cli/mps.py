@@ -4,7 +4,7 @@ Usage:
   mps [-v... | -q...] [-e] [-c PATH] [-t PATH] [-p KEY] [-k PUB] [--bind ADDR] [--port N] [--udp-ports LOW-HIGH]
   mps --check-config [-e] [-c PATH] [-p KEY] [-k PUB] [--bind ADDR] [--port N] [--udp-ports LOW-HIGH]
   mps sessions [-c PATH]
-  mps --ssh-session NAME [-v... | -q...] [-c PATH] [-t PATH] [--udp-ports LOW-HIGH] [--detached-timeout SECS] [--] [COMMAND...]
+  mps --ssh-session NAME [-v... | -q...] [-c PATH] [-t PATH] [--udp-ports LOW-HIGH] [--detached-timeout SECS] [--window COLSxROWS] [--env NAME=VALUE]... [--] [COMMAND...]
   mps (-h | --help)
   mps (-V | --version)
 
@@ -27,6 +27,9 @@ Options:
   --ssh-session NAME    What mp --ssh runs through ssh: start (or find) the one-session
                         server NAME for this user and relay its key exchange over
                         stdin/stdout. Not for typing by hand.
+  --window COLSxROWS    With --ssh-session: the client's window, and with --env its TERM
+                        and locale, to start a new session's shell before the key exchange.
+  --env NAME=VALUE      (Repeatable.)
   -h --help             Show this help.
   -V --version          Show the version.
 
@@ -109,6 +112,15 @@ def check_config(config, host_key) -> str:
             f"host key {fingerprint(bytes(host_key.verify_key))}")
 
 
+def _terminal(window: str | None, env: list[str]) -> dict | None:
+    """--window and --env as start_shell_early takes them, or None if not given or unusable."""
+    cols, _, rows = (window or "").partition("x")
+    if not (cols.isdigit() and rows.isdigit()):
+        return None
+    pairs = dict(item.split("=", 1) for item in env if "=" in item)
+    return {"cols": int(cols), "rows": int(rows), "env": pairs}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv, prog="mps", version=f"mps {__version__}")
     cli = {"port": args["--port"], "bind": args["--bind"], "udp_ports": args["--udp-ports"], "host_key": args["-p"],
@@ -122,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             from moshpit.cli import ssh_session
             setup_logging(False, args["-t"] or config.log.file or DEFAULT_LOG, args["-v"] - args["-q"],
                           config.log.level)
-            return ssh_session.run(args["--ssh-session"], config, args["COMMAND"], control_path(config))
+            return ssh_session.run(args["--ssh-session"], config, args["COMMAND"], control_path(config),
+                                   _terminal(args["--window"], args["--env"]))
         except (ConfigError, MoshpitError) as exc:
             print(f"mps: {exc}", file=sys.stderr)
             return 1

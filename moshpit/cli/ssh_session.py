@@ -38,7 +38,9 @@ def ssh_connection() -> tuple[str, str]:
     return (parts[0], parts[2]) if len(parts) == 4 else ("", "")
 
 
-def run(name: str, config, command: list[str], control: str) -> int:
+def run(name: str, config, command: list[str], control: str, terminal: dict | None = None) -> int:
+    """``terminal``: the client's TERM, locale and window (``env``, ``cols``, ``rows``), to
+    start a new session's shell before the key exchange; the exchange still decides."""
     path = rundir.session_socket(name, create=True)
     conn = _connect(path)
     if conn is None:
@@ -49,7 +51,7 @@ def run(name: str, config, command: list[str], control: str) -> int:
                 raise MoshpitError(f"cannot listen on {path}: {exc.strerror}") from None
             conn = _connect(path)                 # another start of the same name won
         else:
-            _detach_server(listener, path, name, config, command, _notice(control))
+            _detach_server(listener, path, name, config, command, _notice(control), terminal)
             listener.close()
             conn = _connect(path)
     if conn is None:
@@ -113,7 +115,8 @@ def _udp_host() -> str:
         return "0.0.0.0"
 
 
-def _detach_server(listener, path, name: str, config, command: list[str], notice: str) -> None:
+def _detach_server(listener, path, name: str, config, command: list[str], notice: str,
+                   terminal: dict | None) -> None:
     """The session's server in a process of its own that outlives ssh (double fork)."""
     pid = os.fork()
     if pid:
@@ -126,14 +129,21 @@ def _detach_server(listener, path, name: str, config, command: list[str], notice
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        _serve(listener, path, name, config, command, notice)
+        _serve(listener, path, name, config, command, notice, terminal)
     except BaseException:
         log.exception("the session server for %s failed", name)
     finally:
         os._exit(0)
 
 
-def _serve(listener, path, name: str, config, command: list[str], notice: str) -> None:
+def _serve(listener, path, name: str, config, command: list[str], notice: str, terminal: dict | None) -> None:
+    import pwd
+    from moshpit.gevent.spawn import login_argv, shell_environment, spawn_shell
+    early = None
+    if terminal is not None:                      # the shell first: its start-up overlaps ours
+        user = pwd.getpwuid(os.getuid())
+        early = spawn_shell(command or login_argv(user), shell_environment(user, terminal["env"], config.accept_env),
+                            user, max(1, min(terminal["cols"], 4096)), max(1, min(terminal["rows"], 4096)))
     import gevent
     import nacl.signing
     from moshpit.gevent.server import Server
@@ -149,6 +159,8 @@ def _serve(listener, path, name: str, config, command: list[str], notice: str) -
                     detached_timeout=config.detached_timeout_secs,
                     control=os.fspath(path.with_suffix(".ctl")), unix_peer=client_at or "ssh",
                     via="ssh", name=name, notice=notice)
+    if early is not None:
+        server.adopt_early_shell(early)
     gevent.signal_handler(signal.SIGTERM, server.stop)
     gevent.signal_handler(signal.SIGHUP, lambda: None)
     server.start()

@@ -129,7 +129,8 @@ def warm_up_runtime() -> None:
     import gevent
     from moshpit import crypto
     from moshpit.gevent import udp
-    from moshpit.gevent.shell import ShellSession, spawn_shell
+    from moshpit.gevent.shell import ShellSession
+    from moshpit.gevent.spawn import spawn_shell
     from moshpit.protocol.channel import Channel, CloseCode, Role
     from moshpit.protocol.handshake import DiffMode, SessionParams
     hub = gevent.get_hub()

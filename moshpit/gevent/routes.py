@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import subprocess
+import time
 
 import gevent
 import gevent.os
@@ -21,6 +21,7 @@ import gevent.socket as gsocket
 import gevent.subprocess
 
 from moshpit.errors import MoshpitError
+from moshpit.sshcommand import SshCommand
 
 log = logging.getLogger("moshpit.client")
 
@@ -76,47 +77,27 @@ class TcpRoute:
 
 
 class SshRoute:
-    """``ssh [OPTIONS] DESTINATION SERVER --ssh-session NAME [-- COMMAND]``.
+    """A route through ssh (sshcommand.py builds the command line). ``first``: an ssh
+    already started for the first key exchange (mp starts it before importing the rest
+    of itself, so ssh's connection overlaps our start-up)."""
 
-    ``ssh`` and ``server`` are command lines as the user typed them (split as a shell
-    would); ``name`` picks the session on the server (the same name resumes it)."""
-
-    def __init__(self, ssh: str, destination: str, host: str, *, server: str = "mps", name: str,
-                 command: list[str] = (), udp_ports: str | None = None):
-        self.ssh = shlex.split(ssh) or ["ssh"]
-        self.server = shlex.split(server) or ["mps"]
-        self.destination, self.host, self.name = destination, host, name
-        self.command = list(command)
-        self.udp_ports = udp_ports
-        self.no_answer = (f"the session server on {host} did not answer the key exchange within "
+    def __init__(self, command: SshCommand, *, first=None):
+        self.command = command
+        self.host, self.destination, self.server = command.host, command.destination, command.server
+        self.no_answer = (f"the session server on {self.host} did not answer the key exchange within "
                           f"{CONNECT_TIMEOUT:.0f} s")
+        self._first = first
         self._hostname: str | None = None
-
-    def remote_command(self) -> str:
-        """One string, as ssh hands it to the remote user's shell."""
-        words = [*self.server, "--ssh-session", self.name]
-        if self.udp_ports:
-            words += ["--udp-ports", self.udp_ports]
-        if self.command:
-            words += ["--", *self.command]
-        return shlex.join(words)
-
-    def argv(self, *, interactive: bool) -> list[str]:
-        # No terminal on the channel: it carries bytes. A reconnect in the background
-        # asks nothing (no password prompt across the user's screen).
-        batch = [] if interactive else ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT:.0f}"]
-        return [*self.ssh, *batch, "-T", "--", self.destination, self.remote_command()]
 
     def open(self, *, interactive: bool = True):
         """Start ssh and wait for the session server's first line (however long ssh takes
         to ask for a password, when ``interactive``)."""
-        argv = self.argv(interactive=interactive)
-        log.info("running %s", shlex.join(argv))
-        try:
-            proc = gevent.subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                           stderr=None if interactive else subprocess.PIPE)
-        except OSError as exc:
-            raise ClientError(f"cannot run {self.ssh[0]}: {exc.strerror}", permanent=True) from None
+        proc, self._first = self._first, None
+        if proc is None:
+            try:
+                proc = self.command.start(interactive=interactive)
+            except OSError as exc:
+                raise ClientError(f"cannot run {self.command.ssh[0]}: {exc.strerror}", permanent=True) from None
         stream = PipeStream(proc)
         try:
             with gevent.Timeout(None if interactive else BATCH_TIMEOUT, ClientError("ssh took too long")):
@@ -187,7 +168,7 @@ class SshRoute:
         if self._hostname is None:
             self._hostname = self.host
             try:
-                out = gevent.subprocess.run([*self.ssh, "-G", "--", self.destination], capture_output=True,
+                out = gevent.subprocess.run([*self.command.ssh, "-G", "--", self.destination], capture_output=True,
                                             timeout=CONNECT_TIMEOUT, stdin=subprocess.DEVNULL).stdout
                 for line in out.decode("utf-8", "replace").splitlines():
                     key, _, value = line.partition(" ")
@@ -241,10 +222,13 @@ class PipeStream:
             view = view[gevent.os.nb_write(self._in, view):]
 
     def wait(self, timeout: float) -> int | None:
-        try:
-            status = self.proc.wait(timeout=timeout)
-        except gevent.subprocess.TimeoutExpired:
-            return None
+        """ssh's exit status, or None if it is still running after ``timeout`` (polled:
+        the process may be a plain ``subprocess.Popen``, whose wait would block the loop)."""
+        deadline = time.monotonic() + timeout
+        while (status := self.proc.poll()) is None:
+            if time.monotonic() >= deadline:
+                return None
+            gevent.sleep(0.02)
         if self.proc.stderr is not None:
             try:
                 self.stderr = self.proc.stderr.read() or b""
@@ -265,7 +249,7 @@ class PipeStream:
                 pass
         if self.wait(2.0) is None:
             self.proc.kill()
-            self.proc.wait()
+            self.wait(5.0)
         if self.stderr:
             log.info("ssh said: %s", self.stderr.decode("utf-8", "replace").strip())
         if self.proc.stderr is not None:

@@ -10,11 +10,9 @@ as its user (``processes=True``, mps's default: session_process.py, forkserver.p
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import pwd
-import re
 import signal
 import time
 
@@ -37,7 +35,8 @@ from moshpit.gevent.control import ControlSocket
 from moshpit.gevent.forkserver import ForkServer, describe_status
 from moshpit.gevent.logins import LoginRecords, pty_line
 from moshpit.gevent.session_process import SessionProcess
-from moshpit.gevent.shell import ShellSession, spawn_shell
+from moshpit.gevent.shell import ShellSession
+from moshpit.gevent.spawn import accepted_env, login_argv, shell_environment, spawn_shell
 from moshpit.session import clamp_window
 
 log = logging.getLogger("moshpit.server")
@@ -46,15 +45,6 @@ log = logging.getLogger("moshpit.server")
 DEFAULT_DETACHED_TIMEOUT = 7 * 86400   # a session whose client is gone this long is ended
 HELLO_TIMEOUT = 3.0        # a connection that has not spoken by then is closed
 NOTICE_PATIENCE = 0.2      # a login waits this long at most to count its detached sessions
-
-
-ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
-TERM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
-
-
-def _sane_value(value: str) -> bool:
-    """No control characters (a value is pasted into a shell's world, not a terminal's)."""
-    return value.isprintable() and len(value) <= 1024
 
 
 class Server:
@@ -87,6 +77,7 @@ class Server:
         self.single_session = single_session
         self.control_path, self.control_mode = control, control_mode
         self._control = None
+        self._early_shell: tuple[int, int] | None = None     # (pid, PTY fd): start_shell_early
         self.unix_peer, self.via, self.name, self.notice = unix_peer, via, name, notice
         self.udp_host = udp_host if udp_host is not None else bind[0]
         self.authorized_keys = authorized_keys
@@ -151,6 +142,14 @@ class Server:
         if self._control is not None:
             self._control.close()
             self._control = None
+        if self._early_shell is not None:              # started for a client that never came
+            pid, fd = self._early_shell
+            self._early_shell = None
+            os.close(fd)
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
         self._stopped.set()
 
     def __enter__(self):
@@ -161,11 +160,7 @@ class Server:
         self.stop()
 
     def accepted_env(self, env: dict) -> dict:
-        """The client's variables this server lets through: ``accept_env`` patterns, names of
-        capitals, digits and ``_`` only (no ``LC_ALL\nLD_PRELOAD``), printable values."""
-        return {key: value for key, value in env.items()
-                if key != "TERM" and ENV_NAME.fullmatch(key) and _sane_value(value)
-                and any(fnmatch.fnmatchcase(key, pattern) for pattern in self.accept_env)}
+        return accepted_env(env, self.accept_env)
 
     def _forget(self, shell) -> None:
         if self.sessions.pop(shell.record.session_id, None) is not None:
@@ -378,14 +373,22 @@ class Server:
         log.info("%s session for %s (%s) on UDP %d", "resumed" if admission.resumed else "new",
                  request.user, request.fingerprint, record.udp_port)
 
+    def shell_env(self, user, client_env: dict) -> dict:
+        return shell_environment(user, client_env, self.accept_env)
+
+    def shell_argv(self, user) -> list[str]:
+        return self.command or login_argv(user)
+
+    def adopt_early_shell(self, shell: tuple[int, int]) -> None:
+        """single_session: a shell (pid, PTY fd) started before the client's key exchange,
+        so a login shell's start-up overlaps ours (see cli/ssh_session.py). The session
+        the exchange makes takes it; if none does, it is hung up on at stop()."""
+        self._early_shell = shell
+
     def _start_shell(self, record, request: AuthRequested, user, host: str):
         """A UDP socket and a shell for a new session, or nothing at all (no port kept)."""
-        term = request.env.get("TERM", "")
-        env = {"TERM": term if TERM_NAME.fullmatch(term) else "xterm-256color", "HOME": user.pw_dir,
-               "USER": user.pw_name, "LOGNAME": user.pw_name, "SHELL": user.pw_shell,
-               "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        env.update(self.accepted_env(request.env))
-        argv = self.command or [user.pw_shell or "/bin/sh", "-l"]
+        env = self.shell_env(user, request.env)
+        argv = self.shell_argv(user)
         others = self.session_list(None, user=user.pw_name, patience=NOTICE_PATIENCE)
         notice = self.notice + sessionlist.detached_notice(others)
         sock = self._bind_udp(record)
@@ -393,7 +396,8 @@ class Server:
             if self._forkserver is not None:
                 return self._start_process(record, user, host, sock, argv, env, request, notice)
             cols, rows = clamp_window(request.cols, request.rows)
-            pid, fd = spawn_shell(argv, env, user, cols, rows)
+            early, self._early_shell = self._early_shell, None
+            pid, fd = early or spawn_shell(argv, env, user, cols, rows)
             local = _InProcessHost(self, record, user.pw_name, host)
             shell = ShellSession(local, sock, pid, fd, cols, rows)
         except BaseException:

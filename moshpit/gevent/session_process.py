@@ -26,7 +26,8 @@ from moshpit.errors import RemoteProtocolError
 from moshpit.protocol import link
 from moshpit.protocol.channel import CloseCode
 from moshpit.gevent.logins import pty_line
-from moshpit.gevent.shell import ShellSession, drop_privileges, spawn_shell
+from moshpit.gevent.shell import ShellSession
+from moshpit.gevent.spawn import drop_privileges, spawn_shell
 from moshpit.session import clamp_window
 
 log = logging.getLogger("moshpit.server")

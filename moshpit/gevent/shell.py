@@ -1,7 +1,6 @@
 """One shell on a PTY driven over UDP: the per-session runtime, in whichever process runs it.
 
-``spawn_shell`` starts the user's shell on a new PTY (dropping to the user in the
-shell's child when we are root). ``ShellSession`` then drives a ``ServerSession``
+``spawn.py`` starts the user's shell on a new PTY; ``ShellSession`` then drives a ``ServerSession``
 and its channels from three greenlets (PTY reader, PTY writer, UDP reader) and one
 re-armed hub timer. What the session needs of whoever runs it (the listening
 server in-process, or the link to the listener in a session process) is a
@@ -12,14 +11,9 @@ server in-process, or the link to the listener in a session process) is a
 from __future__ import annotations
 
 import errno
-import fcntl
-import grp
 import logging
 import mmap
 import os
-import pwd
-import signal
-import struct
 import termios
 import time
 
@@ -34,6 +28,7 @@ from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import ConnectionClosed, Resized
 from moshpit.protocol.handshake import DiffMode
 from moshpit.gevent import udp
+from moshpit.gevent.spawn import set_window_size
 from moshpit.session import ServerSession
 from moshpit.terminal.predict import ECHO, ICANON
 
@@ -42,58 +37,6 @@ log = logging.getLogger("moshpit.server")
 
 PTY_BATCH = 256 * 1024     # PTY output taken in one go before the protocol is serviced
 PTY_HIGH_WATER = 1 << 20   # reliable output queued for a listening client: stop reading the PTY
-MAX_FD = 1 << 20           # closed in a shell's child above stdio (close_range makes it cheap)
-
-
-def _reset_signals() -> None:
-    """In the shell's child: Python ignores SIGPIPE and SIGXFSZ and gevent may block some
-    signals; exec keeps both, so without this `yes | head -1` complains of a broken pipe."""
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-
-def set_window_size(fd: int, cols: int, rows: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
-def drop_privileges(user: pwd.struct_passwd) -> None:
-    """As root: become ``user`` for good (groups first, then gid, then uid), checked."""
-    os.initgroups(user.pw_name, user.pw_gid)
-    os.setgid(user.pw_gid)
-    os.setuid(user.pw_uid)
-    if os.getuid() != user.pw_uid or os.geteuid() != user.pw_uid:
-        raise OSError("could not drop privileges")
-
-
-def _become(user: pwd.struct_passwd) -> None:
-    """In the shell's child, as root: give the terminal to ``user`` and drop to them."""
-    try:
-        tty_group = grp.getgrnam("tty").gr_gid
-    except KeyError:
-        tty_group = user.pw_gid
-    os.fchown(0, user.pw_uid, tty_group)        # as sshd does, so mesg, tmux and sudo work
-    os.fchmod(0, 0o620)
-    drop_privileges(user)
-
-
-def spawn_shell(argv: list[str], env: dict, user: pwd.struct_passwd, cols: int, rows: int):
-    """``argv`` on a new PTY as ``user``: (pid, master fd), the fd non-blocking and not inherited."""
-    pid, fd = gevent.os.forkpty_and_watch()
-    if pid == 0:                                   # the child: become the shell
-        try:
-            os.closerange(3, MAX_FD)               # no other session's PTY, no server socket
-            _reset_signals()
-            if os.getuid() == 0 and user.pw_uid != 0:
-                _become(user)
-            os.chdir(user.pw_dir if os.path.isdir(user.pw_dir) else "/")
-            os.execvpe(argv[0], argv, env)
-        finally:
-            os._exit(127)
-    os.set_inheritable(fd, False)                  # later shells must not get this PTY
-    os.set_blocking(fd, False)
-    set_window_size(fd, cols, rows)
-    return pid, fd
 
 
 def _address(addr) -> str:

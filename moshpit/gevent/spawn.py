@@ -1,0 +1,101 @@
+"""Starting a shell on a new PTY, as its user: light to import on purpose.
+
+The one-session server that ``mp --ssh`` starts imports this first and starts the
+shell, and only then the rest of moshpit, so a login shell's start-up overlaps ours.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import fnmatch
+import grp
+import os
+import pwd
+import re
+import signal
+import struct
+import termios
+
+import gevent.os
+
+MAX_FD = 1 << 20           # closed in a shell's child above stdio (close_range makes it cheap)
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+TERM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+
+
+def _sane_value(value: str) -> bool:
+    """No control characters (a value is pasted into a shell's world, not a terminal's)."""
+    return value.isprintable() and len(value) <= 1024
+
+
+def accepted_env(env: dict, patterns) -> dict:
+    """The client's variables a server lets through: ``patterns`` (accept_env), names of
+    capitals, digits and ``_`` only (no ``LC_ALL\nLD_PRELOAD``), printable values."""
+    return {key: value for key, value in env.items()
+            if key != "TERM" and ENV_NAME.fullmatch(key) and _sane_value(value)
+            and any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)}
+
+
+def shell_environment(user: pwd.struct_passwd, client_env: dict, patterns) -> dict:
+    """The shell's environment: the account's, the client's TERM, what ``patterns`` let in."""
+    term = client_env.get("TERM", "")
+    env = {"TERM": term if TERM_NAME.fullmatch(term) else "xterm-256color", "HOME": user.pw_dir,
+           "USER": user.pw_name, "LOGNAME": user.pw_name, "SHELL": user.pw_shell,
+           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    env.update(accepted_env(client_env, patterns))
+    return env
+
+
+def login_argv(user: pwd.struct_passwd) -> list[str]:
+    return [user.pw_shell or "/bin/sh", "-l"]
+
+
+def _reset_signals() -> None:
+    """In the shell's child: Python ignores SIGPIPE and SIGXFSZ and gevent may block some
+    signals; exec keeps both, so without this `yes | head -1` complains of a broken pipe."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def set_window_size(fd: int, cols: int, rows: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def drop_privileges(user: pwd.struct_passwd) -> None:
+    """As root: become ``user`` for good (groups first, then gid, then uid), checked."""
+    os.initgroups(user.pw_name, user.pw_gid)
+    os.setgid(user.pw_gid)
+    os.setuid(user.pw_uid)
+    if os.getuid() != user.pw_uid or os.geteuid() != user.pw_uid:
+        raise OSError("could not drop privileges")
+
+
+def _become(user: pwd.struct_passwd) -> None:
+    """In the shell's child, as root: give the terminal to ``user`` and drop to them."""
+    try:
+        tty_group = grp.getgrnam("tty").gr_gid
+    except KeyError:
+        tty_group = user.pw_gid
+    os.fchown(0, user.pw_uid, tty_group)        # as sshd does, so mesg, tmux and sudo work
+    os.fchmod(0, 0o620)
+    drop_privileges(user)
+
+
+def spawn_shell(argv: list[str], env: dict, user: pwd.struct_passwd, cols: int, rows: int):
+    """``argv`` on a new PTY as ``user``: (pid, master fd), the fd non-blocking and not inherited."""
+    pid, fd = gevent.os.forkpty_and_watch()
+    if pid == 0:                                   # the child: become the shell
+        try:
+            os.closerange(3, MAX_FD)               # no other session's PTY, no server socket
+            _reset_signals()
+            if os.getuid() == 0 and user.pw_uid != 0:
+                _become(user)
+            os.chdir(user.pw_dir if os.path.isdir(user.pw_dir) else "/")
+            os.execvpe(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    os.set_inheritable(fd, False)                  # later shells must not get this PTY
+    os.set_blocking(fd, False)
+    set_window_size(fd, cols, rows)
+    return pid, fd

@@ -1,0 +1,59 @@
+"""The ssh command line ``mp --ssh`` runs (no gevent here: mp starts ssh first thing).
+
+``ssh [OPTIONS] -T -- DESTINATION 'SERVER --ssh-session NAME [-- COMMAND]'``: the
+user's ssh command and server command are split as a shell would, so aliases,
+agents, ``-p``, ``-i`` and ProxyJump work as they do for ssh itself; the remote
+words are quoted for the remote user's shell.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+
+log = logging.getLogger("moshpit.client")
+
+CONNECT_TIMEOUT = 10
+
+
+class SshCommand:
+    def __init__(self, ssh: str, destination: str, host: str, *, server: str = "mps", name: str,
+                 command: list[str] = (), udp_ports: str | None = None, window: tuple[int, int] | None = None,
+                 env: dict | None = None):
+        """``name`` picks the session on the server (the same name resumes it); ``window``
+        and ``env`` (TERM, the locale) let a new session's shell start before the key
+        exchange, as mosh passes them on its command line."""
+        self.ssh = shlex.split(ssh) or ["ssh"]
+        self.server = shlex.split(server) or ["mps"]
+        self.destination, self.host, self.name = destination, host, name
+        self.command = list(command)
+        self.udp_ports = udp_ports
+        self.window, self.env = window, dict(env or {})
+
+    def remote_command(self) -> str:
+        """One string, as ssh hands it to the remote user's shell."""
+        words = [*self.server, "--ssh-session", self.name]
+        if self.udp_ports:
+            words += ["--udp-ports", self.udp_ports]
+        if self.window:
+            words += ["--window", f"{self.window[0]}x{self.window[1]}"]
+            for key, value in self.env.items():
+                words += ["--env", f"{key}={value}"]
+        if self.command:
+            words += ["--", *self.command]
+        return shlex.join(words)
+
+    def argv(self, *, interactive: bool) -> list[str]:
+        # No terminal on the channel: it carries bytes. A reconnect in the background
+        # asks nothing (no password prompt across the user's screen).
+        batch = [] if interactive else ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
+        return [*self.ssh, *batch, "-T", "--", self.destination, self.remote_command()]
+
+    def start(self, *, interactive: bool) -> subprocess.Popen:
+        """ssh, running: its stdin and stdout are the channel; its stderr is the user's
+        terminal when ``interactive`` (prompts, its own errors), else kept for the log."""
+        argv = self.argv(interactive=interactive)
+        log.info("running %s", shlex.join(argv))
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=None if interactive else subprocess.PIPE)
