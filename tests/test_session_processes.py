@@ -200,3 +200,22 @@ def test_a_finished_shell_is_not_resumed_and_a_dead_fork_server_is_replaced(home
         again.close()
     finally:
         srv.stop()
+
+
+def test_keystrokes_sent_before_the_session_process_has_the_keys_are_not_lost(home):
+    """The client types the moment the key exchange ends; its first datagrams can reach
+    the session process before the listener's word with the connection's keys. They are
+    kept and read once the keys come, not dropped (and resent a timeout later)."""
+    _, key = home
+    srv = make_server(home, processes=True)
+    try:
+        for _ in range(3):
+            client = ShellClient(srv.address, key, srv.user.pw_name)
+            client.type(b"echo first=$((20+1)).\r")            # at once, before any reply
+            assert client.wait_for(lambda: b"first=21." in client.received)
+            assert client.channel.stats["retransmitted"] == 0
+            client.type(b"exit\r")
+            assert client.wait_for(lambda: any(isinstance(e, ConnectionClosed) for e in client.events))
+            client.close()
+    finally:
+        srv.stop()

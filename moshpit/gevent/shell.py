@@ -37,6 +37,7 @@ log = logging.getLogger("moshpit.server")
 
 PTY_BATCH = 256 * 1024     # PTY output taken in one go before the protocol is serviced
 PTY_HIGH_WATER = 1 << 20   # reliable output queued for a listening client: stop reading the PTY
+EARLY_KEPT = 16            # datagrams kept for a connection whose keys have not arrived yet
 
 
 def _address(addr) -> str:
@@ -64,6 +65,8 @@ class ShellSession:
         self._heard_on_channel = False                   # the attached connection spoke yet?
         self.closed = False
         self.notice = ""                                 # for the first client (announce)
+        self._early: list[tuple[bytes, tuple]] = []      # datagrams of a connection not yet attached
+        self._retired: set[int] = set()                  # conn_ids of connections displaced
         self._to_pty = bytearray()                       # keystrokes not yet taken by the PTY
         self._to_pty_ready = gevent.event.Event()
         self._drained = gevent.event.Event()             # the client has caught up with output
@@ -98,6 +101,12 @@ class ShellSession:
         channel = Channel.from_params(Role.SERVER, params, now=time.monotonic(),
                                       screen_source=self.session.screen_source)
         self.attach(channel, params, resumed)
+        early, self._early = self._early, []
+        now = time.monotonic()
+        for data, addr in early:                         # what the client sent before we knew
+            channel.receive_datagram(data, addr, now)    # (any other: counted and dropped)
+        if early:
+            self.service()
         if self.notice:                                  # after the attach: before it, output
             self.announce(self.notice)                   # reaches the model, not the stream
             self.notice = ""
@@ -227,8 +236,14 @@ class ShellSession:
                     _, conn_id, _ = codec.decode_header(data)
                 except DecodeError:
                     continue
-                channel = self.channels.get(conn_id) or self.channel
-                if channel is not None:
+                channel = self.channels.get(conn_id)
+                if channel is None and conn_id not in self._retired:
+                    self._early.append((data, addr))     # a connection we are not told of yet:
+                    if len(self._early) <= EARLY_KEPT:   # its keys come over the link shortly
+                        continue
+                    data, addr = self._early.pop(0)
+                channel = channel or self.channel
+                if channel is not None:                  # (one not its own is counted, dropped)
                     channel.receive_datagram(data, addr, now)
             if not self._heard_on_channel and self.channel is not None \
                     and self.channel.stats["datagrams_received"]:
@@ -302,6 +317,7 @@ class ShellSession:
             self._take_events(channel)               # sending can time a close out
             if channel.closed and channel is not self.channel:
                 self.channels.pop(channel.conn_id, None)
+                self._retired.add(channel.conn_id)
         if not self.session.backlogged and (self.channel is None
                                             or self.channel.pending_output < PTY_HIGH_WATER):
             self._drained.set()
