@@ -41,6 +41,10 @@ def ssh_connection() -> tuple[str, str]:
 def run(name: str, config, command: list[str], control: str, terminal: dict | None = None) -> int:
     """``terminal``: the client's TERM, locale and window (``env``, ``cols``, ``rows``), to
     start a new session's shell before the key exchange; the exchange still decides."""
+    _, reached_at = ssh_connection()
+    out = sys.stdout.buffer                       # first: the client works out where to send
+    out.write(PREAMBLE + (reached_at or "-").encode() + b"\n")   # UDP while we start up
+    out.flush()
     path = rundir.session_socket(name, create=True)
     conn = _connect(path)
     if conn is None:
@@ -56,10 +60,6 @@ def run(name: str, config, command: list[str], control: str, terminal: dict | No
             conn = _connect(path)
     if conn is None:
         raise MoshpitError(f"the session server for {name} did not start (see the log)")
-    _, reached_at = ssh_connection()
-    out = sys.stdout.buffer
-    out.write(PREAMBLE + (reached_at or "-").encode() + b"\n")
-    out.flush()
     _relay(conn, sys.stdin.fileno(), out.fileno())
     return 0
 

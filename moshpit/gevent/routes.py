@@ -88,6 +88,7 @@ class SshRoute:
                           f"{CONNECT_TIMEOUT:.0f} s")
         self._first = first
         self._hostname: str | None = None
+        self._lookup = gevent.spawn(self._ssh_hostname)   # while ssh connects
 
     def open(self, *, interactive: bool = True):
         """Start ssh and wait for the session server's first line (however long ssh takes
@@ -145,6 +146,7 @@ class SshRoute:
         """Where to send UDP: the address ssh's host name has here, preferring the one the
         server says ssh reached it at (round-robin DNS: the same machine); that address
         itself if the name does not resolve here (a name only a jump host knows)."""
+        self._lookup.join()
         name = self._ssh_hostname()
         try:
             infos = gsocket.getaddrinfo(name, None, 0, gsocket.SOCK_DGRAM)
