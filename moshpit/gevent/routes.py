@@ -18,7 +18,6 @@ import time
 import gevent
 import gevent.os
 import gevent.socket as gsocket
-import gevent.subprocess
 
 from moshpit.errors import MoshpitError
 from moshpit.sshcommand import SshCommand
@@ -170,8 +169,11 @@ class SshRoute:
         if self._hostname is None:
             self._hostname = self.host
             try:
-                out = gevent.subprocess.run([*self.command.ssh, "-G", "--", self.destination], capture_output=True,
-                                            timeout=CONNECT_TIMEOUT, stdin=subprocess.DEVNULL).stdout
+                # In a thread, with the standard library: gevent.subprocess would reap every
+                # child of ours, ssh too, and its exit status would be lost to PipeStream.
+                out = gevent.get_hub().threadpool.apply(subprocess.run, (
+                    [*self.command.ssh, "-G", "--", self.destination],),
+                    dict(capture_output=True, timeout=CONNECT_TIMEOUT, stdin=subprocess.DEVNULL)).stdout
                 for line in out.decode("utf-8", "replace").splitlines():
                     key, _, value = line.partition(" ")
                     if key.lower() == "hostname" and value.strip():
@@ -183,7 +185,8 @@ class SshRoute:
 
 
 class PipeStream:
-    """ssh's stdin and stdout as the key exchange's byte stream (socket-like)."""
+    """ssh's stdin and stdout as the key exchange's byte stream (socket-like). ssh is a
+    plain ``subprocess.Popen`` (mp starts it before gevent is loaded): it is polled."""
 
     def __init__(self, proc):
         self.proc = proc
