@@ -7,10 +7,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 echo "== python: $(python3 --version) on $(uname -m)"
 
 # tmux is the independent oracle of the terminal tests; iproute2 makes the network
-# namespaces of the roaming tests (they run as root, and are skipped otherwise).
+# namespaces of the roaming tests; a real sshd and ssh carry the mp --ssh tests (they
+# run as root, and are skipped otherwise).
 missing=""
 command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+[ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
+command -v ssh >/dev/null 2>&1 || missing="$missing openssh-client"
 if [ -n "$missing" ]; then
     echo "== installing$missing"
     if [ "$(id -u)" = 0 ]; then
@@ -29,7 +32,10 @@ fi
 echo "== README test command: $test_cmd"
 eval "$test_cmd"
 
-echo "== wheel check"
+echo "== wheels (manylinux, sdist, cibuildwheel settings)"
+bash ci/wheels.sh
+
+echo "== wheel check (the manylinux wheel, no compiler)"
 bash ci/wheel_check.sh
 
 echo "== benchmark smoke runs"
