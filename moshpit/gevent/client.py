@@ -120,8 +120,6 @@ class Client:
             stream.sendall(hs.data_to_send())
             while hs.params is None:
                 data = stream.recv(4096)
-                if not data:
-                    raise ConnectionResetError("closed by the server")
                 hs.receive_data(data, time.monotonic())
                 while (event := hs.next_event()) is not None:
                     if isinstance(event, HostKeyReceived):

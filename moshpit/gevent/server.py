@@ -244,7 +244,7 @@ class Server:
         finally:
             sock.close()
             if self.single_session and not self.sessions:
-                self.stop()                          # the one key exchange made no session
+                gevent.spawn(self.stop)              # the one key exchange made no session
 
     def _first_bytes(self, sock) -> bytes:
         """The client's hello, or b"" if it stays silent past HELLO_TIMEOUT (a real client
