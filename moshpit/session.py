@@ -279,6 +279,12 @@ class ClientSession:
             channel.request_repaint()
 
     def _apply(self, event: ScreenUpdate, channel: Channel, now: float = 0.0) -> None:
+        reliable = channel.diff_mode is DiffMode.RELIABLE
+        if not reliable and self._model is not None and event.state <= self._model_state:
+            # An older screen completing after a newer one (a message in two chunks, the
+            # next in one): applied, it would turn the screen back while the server,
+            # told of the newer one, has nothing more to send.
+            return
         if event.base == 0:
             model = TerminalModel(self.cols, self.rows)
         elif event.base == self._model_state and self._model is not None:
@@ -290,7 +296,6 @@ class ClientSession:
                 return
             model = TerminalModel(base.cols, base.rows)
             model.feed(render_full(base).encode())
-        reliable = channel.diff_mode is DiffMode.RELIABLE
         if reliable:
             self._lift_predictions()
             self._unfed.clear()                           # the repaint supersedes it

@@ -226,3 +226,33 @@ def test_the_first_screen_clears_what_the_terminal_showed_before(mode):
     pair.pty(b"$ ")
     pair.run(0.5)
     assert pair.settled()
+
+
+@pytest.mark.parametrize("mode", [DiffMode.STATESYNC, DiffMode.DATAGRAM])
+def test_an_older_screen_completing_after_a_newer_one_does_not_turn_the_screen_back(mode):
+    """Two messages sent back to back: the first in two chunks, the second in one, so
+    the second completes first. The first, applied then, would show an older screen
+    while the server, told the newer one arrived, sends nothing more."""
+    from moshpit.protocol.events import ScreenUpdate
+    from moshpit.terminal.render import render_full
+
+    class Channel:
+        diff_mode = mode
+
+        def __init__(self):
+            self.applied = []
+
+        def screen_applied(self, state):
+            self.applied.append(state)
+
+        def request_repaint(self):
+            raise AssertionError("nothing was missing")
+
+    older, newer = TerminalModel(80, 24), TerminalModel(80, 24)
+    older.feed(b"$ echo hi\r\n")
+    newer.feed(b"$ echo hi\r\nhi\r\n$ ")
+    client, channel = ClientSession(80, 24), Channel()
+    client.on_event(ScreenUpdate(0, 13, render_full(newer.state).encode()), channel)
+    client.on_event(ScreenUpdate(0, 12, render_full(older.state).encode()), channel)
+    assert client.truth.text() == newer.state.text()
+    assert channel.applied == [13]

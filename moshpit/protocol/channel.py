@@ -82,9 +82,8 @@ class ChannelConfig:
     silence_threshold: float = 6.5      # report the peer silent after this long
     silence_report_interval: float = 1.0
     frame_interval: float = 0.050       # at most one screen message per 50 ms...
-    frame_burst: int = 1                # ...after this many at once following a quiet spell (2 let a
-                                        # command's output follow its echo at once, but made a
-                                        # password-prompt test with prediction at 250 ms RTT flaky)
+    frame_burst: int = 2                # ...after this many at once following a quiet spell (a
+                                        # command's output follows its echo without the wait)
     ack_delay: float = 0.020
     ack_every: int = 16                 # ...or at once after this many eliciting datagrams
     initial_window: int = 64            # datagrams in flight (congestion window)

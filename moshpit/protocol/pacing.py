@@ -4,8 +4,8 @@ A token bucket: ``burst`` messages may go at once after a quiet spell, then one
 per ``interval``. Under continuous output that is the card's screen-diff tick
 (20 frames a second at 50 ms). With a burst of 2, an echo and the output that
 follows it (a command's first lines, its prompt) would each go as soon as they
-are rendered instead of waiting out the interval the first one started; the
-channel uses 1 for now (ChannelConfig.frame_burst says why).
+are rendered instead of waiting out the interval the first one started (the
+channel's default, ChannelConfig.frame_burst).
 """
 
 from __future__ import annotations
