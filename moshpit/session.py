@@ -329,8 +329,7 @@ class ClientSession:
             return
         self.engine.set_srtt(srtt)
         if channel.diff_mode is DiffMode.RELIABLE and not self._in_step:
-            self.engine.keys(data, self.truth, now)       # counted, not drawn: no model yet
-            self.engine.reset()
+            self.engine.typed_blind(data)                 # counted, not drawn: no model yet
             self._want_model(channel)
             return
         if self._unfed:

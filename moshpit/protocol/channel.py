@@ -866,9 +866,23 @@ class Channel:
             self._ordered_out.popleft()
         return taken
 
+    def _anything_due(self, now: float) -> bool:
+        """Whether a datagram could be worth sending now (never False when one is):
+        the send loop always asks once more than it sends, and that last question
+        is on every keystroke's path, so it is answered without building anything."""
+        return bool(self._force_send or self._naks_out or self._gone_out or self._state_ack_pending
+                    or self._unordered_out or self._elicit_next
+                    or (self._pad_next and self.role is Role.CLIENT)
+                    or (self._ack_due is not None and now >= self._ack_due)
+                    or (self.send_reliable and self._ordered_out
+                        and self.state is not ChannelState.CLOSED
+                        and self.in_flight < min(int(self._cwnd), self.config.retransmit_capacity - 1)))
+
     def _build_datagram(self, now: float, resend: bytes | None = None) -> bytes | None:
         """One datagram of whatever is due, or None. With ``resend``, that stored bundle
         goes out again under a fresh packet number with fresh PING and ACK frames."""
+        if resend is None and not self._anything_due(now):
+            return None
         budget = self.config.max_datagram_size - codec.OVERHEAD
         if not self.addr_validated:
             allowance = (self.config.amplification_factor * self._bytes_from_addr

@@ -156,6 +156,13 @@ class PredictionEngine:
                     i = j
             i += 1
 
+    def typed_blind(self, data: bytes) -> None:
+        """The user typed ``data`` with no screen to guess on (``reliable`` before a
+        repaint): only counted, so later echo acknowledgements line up. Nothing else
+        is done for it: a keystroke's path is the latency the user feels."""
+        self._sent += len(data)
+        self.reset()
+
     def truth(self, truth: ScreenState, echo_ack: int, flags: int, now: float) -> None:
         """A new server state, which accounts for ``echo_ack`` keystroke bytes."""
         self._echo_ack = max(self._echo_ack, echo_ack)
