@@ -7,7 +7,7 @@ that Cython finds each module's .pxd and cross-module cimports resolve.
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["codec", "replay", "seqtrack", "retransmit", "vtscan"]
+KERNELS = ["codec", "replay", "seqtrack", "retransmit", "protect", "vtscan"]
 
 extensions = [
     Extension(f"moshpit.{name}", [f"_ext/moshpit/{name}.pyx"]) for name in KERNELS

@@ -4,8 +4,10 @@
 
 Prints operations per second for each kernel (Cython, and the reference model
 from tests/models.py for comparison), then the full seal+open path for
-1200-byte payloads against the cost of the cryptographic primitives alone on
-the same sizes, and the ratio between the two (target: at most 1.30).
+1200-byte payloads, a datagram a call and a run of 16 a call (as the channel
+seals a send turn and opens a read), against the cost of the cryptographic
+primitives alone on the same sizes (the same HMAC object as ours), and the
+ratio between the two (target: at most 1.15).
 
 ``--baseline DIR`` also runs the replay, retransmit and seqtrack kernels of
 another build (a checkout where ``setup.py build_ext --inplace`` was run: its
@@ -15,7 +17,6 @@ another build (a checkout where ``setup.py build_ext --inplace`` was run: its
 from __future__ import annotations
 
 import argparse
-import hmac
 import os
 import platform
 import sys
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 
 import moshpit
 from moshpit import codec
-from moshpit.crypto import DirectionKeys, PacketOpener, PacketSealer
+from moshpit.crypto import DirectionKeys, PacketOpener, PacketSealer, keyed_hmac_sha512
 from moshpit.replay import ReplayWindow
 from moshpit.retransmit import RetransmitBuffer
 from moshpit.seqtrack import SeqTracker
@@ -160,10 +161,26 @@ def seal_open(n):
     return make
 
 
+def seal_open_runs(n, run=16):
+    """The same, a run per call, as a send turn and a receive turn make them."""
+    keys = DirectionKeys(os.urandom(32), os.urandom(64))
+    payloads = [os.urandom(PAYLOAD_SIZE)] * run
+
+    def make():
+        sealer = PacketSealer(keys, conn_id=7, direction=1)
+        opener = PacketOpener(keys, conn_id=7, direction=1)
+
+        def run_():
+            for _ in range(n // run):
+                opener.open_many(sealer.seal_many(payloads))
+        return run_
+    return make
+
+
 def primitives(n, what):
     """The same cryptographic work as seal+open, with none of our code around it."""
     aead = AESGCMSIV(os.urandom(32))
-    mac = hmac.new(os.urandom(64), digestmod="sha512")
+    mac = keyed_hmac_sha512(os.urandom(64))   # the fastest HMAC object Python offers, as ours
     payload = os.urandom(PAYLOAD_SIZE)
     header = os.urandom(codec.HEADER_SIZE)
     nonce = header[1:]
@@ -239,6 +256,7 @@ def main(argv=None):
 
     print()
     full = best_rate(seal_open(n_crypto), n_crypto, repeats)
+    runs = best_rate(seal_open_runs(n_crypto), n_crypto // 16 * 16, repeats)
     prim = {k: best_rate(lambda k=k: primitives(n_crypto, k), n_crypto, repeats)
             for k in ("seal", "open", "mac", "all")}
     us = lambda rate: 1e6 / rate  # noqa: E731
@@ -248,10 +266,12 @@ def main(argv=None):
     print(f"{'  HMAC-SHA-512 over header+ciphertext':<44}{us(prim['mac']):>14.2f}")
     print(f"{'  primitives alone: seal+2 MAC+open':<44}{us(prim['all']):>14.2f}")
     print(f"{'  moshpit seal+open (full path)':<44}{us(full):>14.2f}")
-    ratio = us(full) / us(prim["all"])
+    print(f"{'  moshpit seal+open, runs of 16 a call':<44}{us(runs):>14.2f}")
     print()
-    print(f"full path / primitives = {ratio:.3f}  (target <= 1.30: "
-          f"{'met' if ratio <= 1.30 else 'NOT met'}); {full:,.0f} datagrams/s sealed and opened")
+    for name, rate in (("full path", full), ("runs of 16", runs)):
+        ratio = us(rate) / us(prim["all"])
+        print(f"{name} / primitives = {ratio:.3f}  (target <= 1.15: "
+              f"{'met' if ratio <= 1.15 else 'NOT met'}); {rate:,.0f} datagrams/s sealed and opened")
 
 
 if __name__ == "__main__":

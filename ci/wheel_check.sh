@@ -18,7 +18,7 @@ import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 compiled = [n for n in names if n.endswith((".so", ".pyd"))]
 sources = [n for n in names if n.endswith((".c", ".pyx", ".pxd"))]
-expected = {"codec", "replay", "seqtrack", "retransmit", "vtscan"}
+expected = {"codec", "replay", "seqtrack", "retransmit", "protect", "vtscan"}
 found = {n.split("/")[-1].split(".")[0] for n in compiled}
 assert expected <= found, f"missing compiled kernels: {expected - found}"
 assert not sources, f"wheel carries sources: {sources}"
@@ -32,7 +32,7 @@ CC=/nonexistent-cc "$work/venv/bin/pip" install -q --only-binary=:all: "$wheel[t
 cd "$work"
 "$work/venv/bin/mp" --version
 "$work/venv/bin/python" -c "
-import moshpit, moshpit.codec, moshpit.replay, moshpit.seqtrack, moshpit.retransmit, moshpit.vtscan, moshpit.crypto, moshpit.terminal.model
+import moshpit, moshpit.codec, moshpit.replay, moshpit.seqtrack, moshpit.retransmit, moshpit.protect, moshpit.vtscan, moshpit.crypto, moshpit.terminal.model
 assert '$root' not in moshpit.__file__, moshpit.__file__
 print('imports from', moshpit.__file__)"
 "$work/venv/bin/pytest" -q --rootdir="$root" -c "$root/pyproject.toml" "$root/tests" "$root/_ext" -p no:cacheprovider

@@ -44,7 +44,7 @@ PY
 python3 -m venv "$work/from-sdist"
 "$work/from-sdist/bin/pip" install -q "$sdist" 2>&1 | grep -v "^WARNING: Location" || true
 (cd "$work" && "$work/from-sdist/bin/mp" --version && "$work/from-sdist/bin/python" -c "
-import moshpit, moshpit.codec, moshpit.replay, moshpit.seqtrack, moshpit.retransmit, moshpit.vtscan
+import moshpit, moshpit.codec, moshpit.replay, moshpit.seqtrack, moshpit.retransmit, moshpit.protect, moshpit.vtscan
 assert '$root' not in moshpit.__file__
 print('   installed from the sdist alone; kernels compiled:', moshpit.codec.__file__.rsplit('/', 1)[-1])")
 

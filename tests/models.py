@@ -189,3 +189,42 @@ class SeqTrackModel:
         gone = [tuple(r) for r in self.abandoned]
         self.abandoned = []
         return gone
+
+
+class OpenerModel:
+    """Opening a datagram, step by step as docs/protocol.md orders the checks, with the
+    standard library's HMAC and the replay model: the judge of ``protect.open_run``.
+    Returns ``(seq, payload)`` or the name of the reason it is refused."""
+
+    def __init__(self, aead_key: bytes, mac_key: bytes, conn_id: int, direction: int):
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+        self.aead = AESGCMSIV(aead_key)
+        self.mac_key = mac_key
+        self.conn_id = conn_id
+        self.direction = direction
+        self.replay = ReplayModel()
+
+    def open(self, datagram: bytes):
+        import hmac
+        from cryptography.exceptions import InvalidTag
+        if not 61 <= len(datagram) <= 1280:
+            return "malformed"
+        first, conn_id, seq = datagram[0], int.from_bytes(datagram[1:5], "big"), int.from_bytes(datagram[5:13], "big")
+        if first >> 4 != 1 or first & 0x0E or seq >> 63:
+            return "malformed"
+        if first & 1 != self.direction:
+            return "reflected"
+        if conn_id != self.conn_id:
+            return "wrong-connection"
+        verdict = self.replay.check(seq)
+        if verdict:
+            return {1: "duplicate", 2: "too-old", 3: "too-far-ahead"}[verdict]
+        expected = hmac.new(self.mac_key, datagram[:-32], "sha512").digest()[:32]
+        if not hmac.compare_digest(expected, datagram[-32:]):
+            return "auth-failed"
+        try:
+            payload = self.aead.decrypt(datagram[1:13], datagram[13:-32], datagram[:13])
+        except InvalidTag:
+            return "auth-failed"
+        self.replay.commit(seq)
+        return seq, payload

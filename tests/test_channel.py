@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from moshpit import codec
 from moshpit.errors import DropReason, LocalProtocolError
 from moshpit.protocol.channel import Channel, ChannelConfig, ChannelState, CloseCode, Role
-from moshpit.protocol.events import (AddressChanged, AddressValidated, ConnectionClosed,
+from moshpit.protocol.events import (AddressChanged, AddressValidated, ConnectionClosed, DataReceived,
                                      PeerReachable, PeerSilent, Resized, ScreenUpdate, StreamGap)
 from moshpit.protocol.handshake import DiffMode
 from simnet import CLIENT_ADDR, SERVER_ADDR, Link, SimNet, handshake, random_bytes
@@ -407,3 +407,25 @@ def test_a_screen_acknowledgement_goes_out_at_once_whenever_it_is_made():
         server.receive_datagram(data, CLIENT_ADDR, 0.1)
     assert server.screen_acked == 1
     assert client.get_timer() > 0.1                     # and then it sleeps again
+
+
+def test_a_run_of_datagrams_is_taken_whole_but_a_forgery_in_it_is_dropped_alone():
+    """One read's datagrams go in together (opened in one call); a forged one among them
+    is counted and dropped, and the genuine ones around it are delivered in order."""
+    client_params, server_params, _ = handshake()
+    client = Channel.from_params(Role.CLIENT, client_params, now=0.0, peer_addr=SERVER_ADDR)
+    server = Channel.from_params(Role.SERVER, server_params, now=0.0, screen_source=lambda b, s: b"")
+    sent = []
+    for i, keys in enumerate((b"one ", b"two ", b"three")):
+        client.send_data(keys)
+        sent += [d for d, _ in client.datagrams_to_send(0.001 * (i + 1))]
+    assert len(sent) == 3
+    forged = bytearray(sent[1])
+    forged[20] ^= 0x40
+    server.receive_datagrams([sent[0], bytes(forged), sent[2]], CLIENT_ADDR, 0.01)
+    got = b"".join(e.data for e in iter(server.next_event, None) if isinstance(e, DataReceived))
+    assert got == b"one " and server.drops[DropReason.AUTH_FAILED] == 1
+    server.receive_datagrams([sent[1]], CLIENT_ADDR, 0.02)
+    got = b"".join(e.data for e in iter(server.next_event, None) if isinstance(e, DataReceived))
+    assert got == b"two three"
+    assert server.stats["datagrams_received"] == 3

@@ -169,3 +169,106 @@ def test_payload_size_counts_bytes_not_items():
 def test_keys_never_appear_in_repr():
     k = keys()
     assert k.aead_key.hex() not in repr(k) and "redacted" in repr(k)
+
+
+# --- a run per call -----------------------------------------------------------
+
+@given(st.lists(st.binary(max_size=codec.MAX_PAYLOAD_SIZE), max_size=12), st.integers(0, 1000))
+def test_a_sealed_run_is_the_same_as_one_at_a_time(payloads, first):
+    k = keys()
+    one = PacketSealer(k, conn_id=CONN, direction=S2C, first_seq=first)
+    run = PacketSealer(k, conn_id=CONN, direction=S2C, first_seq=first)
+    singly = [one.seal(p)[1] for p in payloads]
+    assert run.seal_many(payloads) == singly      # GCM-SIV is deterministic: the same bytes
+    assert run.next_seq == one.next_seq == first + len(payloads)
+    opener = PacketOpener(k, conn_id=CONN, direction=S2C)
+    assert opener.open_many(singly) == [(first + i, p) for i, p in enumerate(payloads)]
+
+
+def test_a_bad_datagram_in_a_run_is_refused_alone(link):
+    client_seal, server_open, server_seal, _ = link
+    good = client_seal.seal_many([b"one", b"two", b"three"])
+    forged = bytearray(good[1])
+    forged[-1] ^= 1
+    reflected = server_seal.seal(b"from the server")[1]
+    results = server_open.open_many([good[0], bytes(forged), b"\x00" * 3, reflected, good[2], good[0]])
+    assert results[0] == (0, b"one") and results[4] == (2, b"three")
+    assert [r.reason for r in results if isinstance(r, DatagramDropped)] == [
+        DropReason.AUTH_FAILED, DropReason.MALFORMED, DropReason.REFLECTED, DropReason.DUPLICATE]
+    assert server_open.open(good[1]) == (1, b"two")   # the forgery did not spend its number
+
+
+def test_a_run_that_would_pass_the_last_sequence_number_is_refused_whole():
+    sealer = PacketSealer(keys(), conn_id=CONN, direction=C2S, first_seq=codec.MAX_SEQ - 1)
+    with pytest.raises(LocalProtocolError):
+        sealer.seal_many([b"a", b"b", b"c"])
+    assert sealer.next_seq == codec.MAX_SEQ - 1
+    assert len(sealer.seal_many([b"a", b"b"])) == 2
+
+
+def test_the_keyed_mac_is_hmac_sha512():
+    import hmac
+    from moshpit.crypto import keyed_hmac_sha512
+    key, message = os.urandom(64), os.urandom(300)
+    mac = keyed_hmac_sha512(key).copy()
+    mac.update(message)
+    assert mac.digest() == hmac.new(key, message, "sha512").digest()
+
+
+# --- the compiled open loop against the model -----------------------------------
+
+_damage = st.one_of(
+    st.just(("as sent", None)),
+    st.tuples(st.just("flip"), st.tuples(st.integers(0, 1300), st.integers(0, 7))),   # a bit anywhere
+    st.tuples(st.just("header bit"), st.integers(0, 13 * 8 - 1)),
+    st.tuples(st.just("sealed as"), st.sampled_from(["other direction", "other connection"])),
+    st.tuples(st.just("cut"), st.integers(0, 200)),            # truncated
+    st.tuples(st.just("grow"), st.integers(1, 1300)),          # padded, maybe past the maximum
+    st.tuples(st.just("again"), st.integers(0, 30)),           # an earlier datagram replayed
+    st.tuples(st.just("garbage"), st.binary(max_size=100)),
+)
+
+
+@given(st.lists(st.tuples(st.binary(max_size=300), st.integers(0, 3000), _damage), max_size=30),
+       st.integers(1, 8))
+def test_the_compiled_open_loop_agrees_with_the_model(steps, run):
+    """Sealed, skipped ahead, damaged and replayed datagrams, opened in runs: every answer
+    (payload or reason) and the replay window afterwards are the model's."""
+    from models import OpenerModel
+    aead_key, mac_key = os.urandom(32), os.urandom(64)
+    k = DirectionKeys(aead_key, mac_key)
+    opener = PacketOpener(k, conn_id=CONN, direction=S2C)
+    model = OpenerModel(aead_key, mac_key, CONN, S2C)
+    sealed, wire, seq = [], [], 0
+    for payload, skip, (how, arg) in steps:
+        if skip > 2990:
+            seq += 1 << 21                                     # now and then too far ahead
+        elif skip > 2900:
+            seq += skip                                        # or a gap the window holds
+        datagram = PacketSealer(k, conn_id=CONN, direction=S2C, first_seq=min(seq, codec.MAX_SEQ)).seal(payload)[1]
+        seq += 1
+        sealed.append(datagram)
+        if how in ("flip", "header bit"):
+            at, bit = arg if how == "flip" else divmod(arg, 8)
+            damaged = bytearray(datagram)
+            damaged[at % len(damaged)] ^= 1 << bit
+            datagram = bytes(damaged)
+        elif how == "sealed as":
+            other = dict(conn_id=CONN ^ 1, direction=S2C) if arg == "other connection" \
+                else dict(conn_id=CONN, direction=C2S)
+            datagram = PacketSealer(k, first_seq=min(seq, codec.MAX_SEQ), **other).seal(payload)[1]
+        elif how == "cut":
+            datagram = datagram[:arg]
+        elif how == "grow":
+            datagram = datagram + bytes(arg)
+        elif how == "again":
+            datagram = sealed[-1 - arg % len(sealed)]
+        elif how == "garbage":
+            datagram = arg
+        wire.append(datagram)
+    got = []
+    for i in range(0, len(wire), run):
+        got += opener.open_many(wire[i:i + run])
+    expected = [model.open(d) for d in wire]
+    assert [r if isinstance(r, tuple) else r.reason.value for r in got] == expected
+    assert opener.replay.highest == (max((r[0] for r in got if isinstance(r, tuple)), default=None))

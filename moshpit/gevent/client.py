@@ -269,8 +269,7 @@ class Client:
 
     def _on_datagrams(self, batch: list[bytes]) -> None:
         now = time.monotonic()
-        for data in batch:
-            self.channel.receive_datagram(data, self.channel.peer_addr, now)
+        self.channel.receive_datagrams(batch, self.channel.peer_addr, now)
         if self._backoff.attempts and self.channel.stats["datagrams_received"]:
             self._backoff.reset()            # this connection works: start afresh next time
         self.service()

@@ -231,6 +231,8 @@ class ShellSession:
             except OSError:
                 return
             now = time.monotonic()
+            run: list[bytes] = []                        # consecutive ones for one channel and
+            run_to = None                                # address are opened in one call
             for data, addr in batch:
                 try:
                     _, conn_id, _ = codec.decode_header(data)
@@ -243,8 +245,15 @@ class ShellSession:
                         continue
                     data, addr = self._early.pop(0)
                 channel = channel or self.channel
-                if channel is not None:                  # (one not its own is counted, dropped)
-                    channel.receive_datagram(data, addr, now)
+                if channel is None:
+                    continue
+                if run and run_to != (channel, addr):    # (one not its own is counted, dropped)
+                    run_to[0].receive_datagrams(run, run_to[1], now)
+                    run = []
+                run_to = (channel, addr)
+                run.append(data)
+            if run:
+                run_to[0].receive_datagrams(run, run_to[1], now)
             if not self._heard_on_channel and self.channel is not None \
                     and self.channel.stats["datagrams_received"]:
                 self._heard_on_channel = True            # the client has its new token: the

@@ -1,7 +1,8 @@
 """The UDP channel of one connection, both roles, as a sans-IO state machine.
 
 Model: aioquic's ``QuicConnection``. The caller feeds ``receive_datagram(data,
-addr, now)``, sends what ``datagrams_to_send(now)`` returns, arms one timer at
+addr, now)`` (or a read's run of them to ``receive_datagrams``, opened in one
+call), sends what ``datagrams_to_send(now)`` returns (sealed in one call), arms one timer at
 ``get_timer()`` and calls ``handle_timer(now)`` when it fires, and reads
 ``next_event()`` until it returns None. Nothing here reads a clock or touches a
 socket.
@@ -366,11 +367,18 @@ class Channel:
     # --------------------------------------------------------------- receive
     def receive_datagram(self, data: bytes, addr, now: float) -> None:
         """Take one datagram from ``addr``. Anything bad is counted in ``drops`` and ignored."""
-        try:
-            seq, payload = self._opener.open(data)
-        except DatagramDropped as exc:
-            self.drops[exc.reason] += 1
-            return
+        self.receive_datagrams((data,), addr, now)
+
+    def receive_datagrams(self, datagrams, addr, now: float) -> None:
+        """Take a run of datagrams from ``addr`` (one read's), opened in one call."""
+        datagrams = list(datagrams)
+        for data, opened in zip(datagrams, self._opener.open_many(datagrams)):
+            if isinstance(opened, DatagramDropped):
+                self.drops[opened.reason] += 1
+            else:
+                self._take_opened(data, *opened, addr, now)
+
+    def _take_opened(self, data: bytes, seq: int, payload: bytes, addr, now: float) -> None:
         try:
             immediate, osn, ordered = self._parse(payload)
         except DecodeError:
@@ -807,7 +815,7 @@ class Channel:
         self._prepare_screen(now)
         if not self.addr_validated:
             self._elicit_next = True     # one "answer me" per batch, never a burst of them
-        out: list[tuple[bytes, object]] = []
+        payloads: list[bytes] = []
         pending, self._resend = sorted(self._resend), set()
         for i, osn in enumerate(pending):
             bundle = self._ring.lookup(osn)
@@ -818,21 +826,22 @@ class Channel:
             # loss rarely exhausts the receiver's retries.
             copies = 2 if self._nak_counts.get(osn, 0) >= 2 else 1
             for _ in range(copies):
-                datagram = self._build_datagram(now, resend=bundle)
-                if datagram is None:
+                payload = self._build_payload(now, resend=bundle)
+                if payload is None:
                     break
-                out.append((datagram, self.peer_addr))
+                payloads.append(payload)
                 self.stats["retransmitted"] += 1
             else:
                 continue
             self._resend.update(pending[i:])   # over the amplification budget: later
             break
         while True:
-            datagram = self._build_datagram(now)
-            if datagram is None:
+            payload = self._build_payload(now)
+            if payload is None:
                 break
-            out.append((datagram, self.peer_addr))
-        return out
+            payloads.append(payload)
+        peer = self.peer_addr
+        return [(datagram, peer) for datagram in self._sealer.seal_many(payloads)]   # one call a turn
 
     def _count_sent(self, size: int, now: float) -> None:
         self._last_send = now
@@ -878,9 +887,10 @@ class Channel:
                         and self.state is not ChannelState.CLOSED
                         and self.in_flight < min(int(self._cwnd), self.config.retransmit_capacity - 1)))
 
-    def _build_datagram(self, now: float, resend: bytes | None = None) -> bytes | None:
-        """One datagram of whatever is due, or None. With ``resend``, that stored bundle
-        goes out again under a fresh packet number with fresh PING and ACK frames."""
+    def _build_payload(self, now: float, resend: bytes | None = None) -> bytes | None:
+        """The frames of one datagram of whatever is due (sealed by the caller, with the
+        rest of its turn), or None. With ``resend``, that stored bundle goes out again
+        under a fresh packet number with fresh PING and ACK frames."""
         if resend is None and not self._anything_due(now):
             return None
         budget = self.config.max_datagram_size - codec.OVERHEAD
@@ -962,7 +972,7 @@ class Channel:
             self._sent_at.pop(ts, None)   # nothing sent: give the timestamp back
             self._last_ts -= 1
             return None
-        _, datagram = self._sealer.seal(codec.encode_frames(parts) + bundle)
+        payload = codec.encode_frames(parts) + bundle
         if self._challenge_ts is None and not self.addr_validated:
             self._challenge_ts = ts
         if ack_sent:
@@ -971,7 +981,7 @@ class Channel:
         self._force_send = False
         self._pad_next = False
         self._elicit_next = False
-        self._count_sent(len(datagram), now)
+        self._count_sent(len(payload) + codec.OVERHEAD, now)
         if eliciting and self.path is not None:
             self.path.on_sent(now)             # an answer is due: silence from here counts
-        return datagram
+        return payload
