@@ -7,7 +7,10 @@ from tests/models.py for comparison), then the full seal+open path for
 1200-byte payloads, a datagram a call and a run of 16 a call (as the channel
 seals a send turn and opens a read), against the cost of the cryptographic
 primitives alone on the same sizes (the same HMAC object as ours), and the
-ratio between the two (target: at most 1.15).
+ratio between the two (target: at most 1.15). Last, a keystroke's seal+open
+the first time after 50 ms asleep, beside the same at once: a process woken
+by a keystroke finds its caches cold, and that, not the work, is most of what
+an echo costs in a Python process (see docs/performance.md).
 
 ``--baseline DIR`` also runs the replay, retransmit and seqtrack kernels of
 another build (a checkout where ``setup.py build_ext --inplace`` was run: its
@@ -177,6 +180,26 @@ def seal_open_runs(n, run=16):
     return make
 
 
+def after_sleep(rounds=40, asleep=0.05):
+    """Median microseconds of one seal and one open, each the first since sleeping
+    ``asleep`` seconds, and again at once (warm): what a keystroke finds."""
+    keys = DirectionKeys(os.urandom(32), os.urandom(64))
+    sealer = PacketSealer(keys, conn_id=7, direction=1)
+    opener = PacketOpener(keys, conn_id=7, direction=1)
+    payload = os.urandom(40)
+    cold, warm = [], []
+    for _ in range(rounds):
+        time.sleep(asleep)
+        t0 = time.perf_counter()
+        opener.open(sealer.seal(payload)[1])
+        t1 = time.perf_counter()
+        opener.open(sealer.seal(payload)[1])
+        t2 = time.perf_counter()
+        cold.append(t1 - t0)
+        warm.append(t2 - t1)
+    return sorted(cold)[rounds // 2] * 1e6, sorted(warm)[rounds // 2] * 1e6
+
+
 def primitives(n, what):
     """The same cryptographic work as seal+open, with none of our code around it."""
     aead = AESGCMSIV(os.urandom(32))
@@ -267,6 +290,9 @@ def main(argv=None):
     print(f"{'  primitives alone: seal+2 MAC+open':<44}{us(prim['all']):>14.2f}")
     print(f"{'  moshpit seal+open (full path)':<44}{us(full):>14.2f}")
     print(f"{'  moshpit seal+open, runs of 16 a call':<44}{us(runs):>14.2f}")
+    cold, warm = after_sleep(10 if args.quick else 40)
+    print(f"{'  seal+open of a keystroke, after 50 ms asleep':<44}{cold:>14.2f}")
+    print(f"{'  the same again at once (warm)':<44}{warm:>14.2f}")
     print()
     for name, rate in (("full path", full), ("runs of 16", runs)):
         ratio = us(rate) / us(prim["all"])
