@@ -34,7 +34,8 @@ Each tool runs a login shell for a client on a real PTY, driven like a person:
   connection stays bound to the address that went.
 
 mosh runs with ``MOSH_PREDICTION_DISPLAY=never`` (prediction off, as the
-anchors were measured); moshpit has no prediction yet. ``pty`` is the floor: a
+anchors were measured); moshpit with its default (adaptive: predictions shown
+only on a slow link, so never on loopback). ``pty`` is the floor: a
 shell on a local PTY. Tools that are not installed are skipped. ``--quick``
 is the CI smoke run (moshpit only, small figures).
 """
