@@ -272,3 +272,13 @@ def test_the_compiled_open_loop_agrees_with_the_model(steps, run):
     expected = [model.open(d) for d in wire]
     assert [r if isinstance(r, tuple) else r.reason.value for r in got] == expected
     assert opener.replay.highest == (max((r[0] for r in got if isinstance(r, tuple)), default=None))
+
+
+def test_what_is_not_a_datagram_at_all_is_refused_as_malformed(link):
+    import array
+    client_seal, server_open, _, _ = link
+    good = client_seal.seal(b"fine")[1]
+    strided = memoryview(bytes(200))[::2]                   # a buffer, but not one run of bytes
+    results = server_open.open_many([None, "text", 17, strided, array.array("I", [1] * 40), good])
+    assert [r.reason for r in results[:5]] == [DropReason.MALFORMED] * 5
+    assert results[5] == (0, b"fine")

@@ -96,7 +96,7 @@ cdef object _malformed(datagram):
         decode_header(datagram)
     except DecodeError as exc:
         return DatagramDropped(DropReason.MALFORMED, str(exc))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, BufferError) as exc:
         return DatagramDropped(DropReason.MALFORMED, str(exc))
     return DatagramDropped(DropReason.MALFORMED)
 
@@ -114,7 +114,7 @@ def open_run(decrypt, keyed_mac, ReplayWindow replay, int direction, uint32_t co
     for datagram in datagrams:
         try:
             PyObject_GetBuffer(datagram, &buf, PyBUF_SIMPLE)
-        except TypeError:
+        except (TypeError, ValueError, BufferError):       # not one contiguous run of bytes
             results.append(_malformed(datagram))
             continue
         try:
