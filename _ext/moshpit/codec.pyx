@@ -34,16 +34,16 @@ SERVER_TO_CLIENT = 1
 HEADER_SIZE = C_HEADER_SIZE
 """version/direction (1) + connection id (4) + sequence number (8)."""
 
-AEAD_TAG_SIZE = 16
+AEAD_TAG_SIZE = C_TAG_SIZE
 """AES-256-GCM-SIV tag, appended to the ciphertext."""
 
-MAC_SIZE = 32
+MAC_SIZE = C_MAC_SIZE
 """HMAC-SHA-512 truncated to 256 bits (as HMAC-SHA-512/256 in RFC 4868)."""
 
-OVERHEAD = C_HEADER_SIZE + 16 + 32
+OVERHEAD = C_MIN_DATAGRAM
 """Bytes a datagram carries beyond its plaintext payload: 61."""
 
-MAX_DATAGRAM_SIZE = 1280
+MAX_DATAGRAM_SIZE = C_MAX_DATAGRAM
 """Largest datagram accepted or produced; anything bigger is dropped unread."""
 
 MAX_PAYLOAD_SIZE = MAX_DATAGRAM_SIZE - OVERHEAD
@@ -59,10 +59,7 @@ MAX_SEQ = 2**63 - 1
 FRAME_HEADER_SIZE = C_FRAME_HEADER_SIZE
 """type (1) + body length (2, big-endian)."""
 
-cdef int _VERSION = 1
-cdef Py_ssize_t _MAX_DATAGRAM = 1280
-cdef Py_ssize_t _MIN_DATAGRAM = C_HEADER_SIZE + 16 + 32
-cdef Py_ssize_t _MAX_PAYLOAD = 1280 - (C_HEADER_SIZE + 16 + 32)
+cdef Py_ssize_t _MAX_PAYLOAD = C_MAX_DATAGRAM - C_MIN_DATAGRAM
 cdef uint64_t _MAX_SEQ = (<uint64_t>1 << 63) - 1
 
 # --- frame registry --------------------------------------------------------
@@ -159,10 +156,7 @@ cpdef Py_ssize_t encode_header(unsigned char[::1] out, int direction,
         raise LocalProtocolError("output buffer missing or smaller than a header")
     if seq > _MAX_SEQ:
         raise LocalProtocolError(f"sequence number {seq} above MAX_SEQ")
-    cdef unsigned char *p = &out[0]
-    p[0] = <unsigned char>((_VERSION << 4) | direction)
-    store_u32(p + 1, conn_id)
-    store_u64(p + 5, seq)
+    store_header(&out[0], direction, conn_id, seq)
     return C_HEADER_SIZE
 
 
@@ -173,9 +167,7 @@ cpdef bytes header(int direction, uint32_t conn_id, uint64_t seq):
     if seq > _MAX_SEQ:
         raise LocalProtocolError(f"sequence number {seq} above MAX_SEQ")
     cdef unsigned char buf[C_HEADER_SIZE]
-    buf[0] = <unsigned char>((_VERSION << 4) | direction)
-    store_u32(buf + 1, conn_id)
-    store_u64(buf + 5, seq)
+    store_header(buf, direction, conn_id, seq)
     return (<char *>buf)[:C_HEADER_SIZE]
 
 
@@ -196,19 +188,20 @@ cpdef tuple decode_header(const unsigned char[::1] datagram):
     if datagram is None:
         raise TypeError("datagram must be a bytes-like object, not None")
     cdef Py_ssize_t n = datagram.shape[0]
-    if n < _MIN_DATAGRAM:
-        raise DecodeError(f"datagram of {n} bytes is shorter than the minimum {_MIN_DATAGRAM}")
-    if n > _MAX_DATAGRAM:
-        raise DecodeError(f"datagram of {n} bytes exceeds the maximum {_MAX_DATAGRAM}")
-    cdef const unsigned char *p = &datagram[0]
-    cdef int first = p[0]
-    if (first >> 4) != _VERSION:
-        raise DecodeError(f"unsupported protocol version {first >> 4}")
-    if first & 0x0E:
+    cdef const unsigned char *p = &datagram[0] if n else NULL
+    cdef int problem = header_problem(p, n)
+    if problem == TOO_SHORT:
+        raise DecodeError(f"datagram of {n} bytes is shorter than the minimum {C_MIN_DATAGRAM}")
+    if problem == TOO_LONG:
+        raise DecodeError(f"datagram of {n} bytes exceeds the maximum {C_MAX_DATAGRAM}")
+    if problem == BAD_VERSION:
+        raise DecodeError(f"unsupported protocol version {p[0] >> 4}")
+    if problem == RESERVED_BITS:
         raise DecodeError("reserved header bits set")
-    cdef uint64_t seq = load_u64(p + 5)
-    if seq > _MAX_SEQ:
+    if problem == SEQ_TOP_BIT:
         raise DecodeError("sequence number has its top bit set")
+    cdef int first = p[0]
+    cdef uint64_t seq = load_u64(p + 5)
     return (first & 1, load_u32(p + 1), seq)
 
 

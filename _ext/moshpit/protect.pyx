@@ -18,7 +18,7 @@ from cpython.memoryview cimport PyMemoryView_FromMemory
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from moshpit.codec cimport C_HEADER_SIZE, load_u32, load_u64, store_u32, store_u64
+from moshpit.codec cimport C_HEADER_SIZE, C_MAC_SIZE, HEADER_OK, header_problem, load_u32, load_u64, store_header
 from moshpit.replay cimport ReplayWindow
 
 from cryptography.exceptions import InvalidTag
@@ -27,13 +27,7 @@ from moshpit.codec import decode_header
 from moshpit.errors import DatagramDropped, DecodeError, DropReason
 
 cdef enum:
-    _VERSION = 1
-    _MAC_SIZE = 32
-    _MIN_DATAGRAM = C_HEADER_SIZE + 16 + _MAC_SIZE
-    _MAX_DATAGRAM = 1280
     _PyBUF_READ = 0x100
-
-cdef uint64_t _TOP_BIT = (<uint64_t>1) << 63
 
 _VERDICT_REASON = {
     1: DropReason.DUPLICATE,
@@ -67,10 +61,8 @@ def seal_run(encrypt, keyed_mac, int direction, uint32_t conn_id, uint64_t first
     cdef bytes header, body, tag, datagram
     cdef Py_ssize_t body_size
     cdef char *out
-    head[0] = <unsigned char>((_VERSION << 4) | (direction & 1))
-    store_u32(head + 1, conn_id)
     for payload in payloads:
-        store_u64(head + 5, seq)
+        store_header(head, direction, conn_id, seq)
         header = PyBytes_FromStringAndSize(<char *>head, C_HEADER_SIZE)
         body = encrypt(header[1:], payload, header)
         mac = keyed_mac.copy()
@@ -78,13 +70,13 @@ def seal_run(encrypt, keyed_mac, int direction, uint32_t conn_id, uint64_t first
         mac.update(body)
         tag = mac.digest()
         body_size = len(body)
-        if len(tag) < _MAC_SIZE:
+        if len(tag) < C_MAC_SIZE:
             raise ValueError("the MAC is shorter than the wire's")
-        datagram = PyBytes_FromStringAndSize(NULL, C_HEADER_SIZE + body_size + _MAC_SIZE)
+        datagram = PyBytes_FromStringAndSize(NULL, C_HEADER_SIZE + body_size + C_MAC_SIZE)
         out = PyBytes_AS_STRING(datagram)
         memcpy(out, head, C_HEADER_SIZE)
         memcpy(out + C_HEADER_SIZE, PyBytes_AS_STRING(body), body_size)
-        memcpy(out + C_HEADER_SIZE + body_size, PyBytes_AS_STRING(tag), _MAC_SIZE)
+        memcpy(out + C_HEADER_SIZE + body_size, PyBytes_AS_STRING(tag), C_MAC_SIZE)
         sealed.append(datagram)
         seq += 1
     return sealed
@@ -109,7 +101,7 @@ def open_run(decrypt, keyed_mac, ReplayWindow replay, int direction, uint32_t co
     cdef const unsigned char *p
     cdef Py_ssize_t n, mac_at
     cdef uint64_t seq
-    cdef int first, verdict
+    cdef int verdict
     cdef bytes tag
     for datagram in datagrams:
         try:
@@ -120,15 +112,11 @@ def open_run(decrypt, keyed_mac, ReplayWindow replay, int direction, uint32_t co
         try:
             p = <const unsigned char *>buf.buf
             n = buf.len
-            if n < _MIN_DATAGRAM or n > _MAX_DATAGRAM:
-                results.append(_malformed(datagram))
+            if header_problem(p, n) != HEADER_OK:
+                results.append(_malformed(datagram))     # the codec says exactly what
                 continue
-            first = p[0]
             seq = load_u64(p + 5)
-            if (first >> 4) != _VERSION or first & 0x0E or seq & _TOP_BIT:
-                results.append(_malformed(datagram))
-                continue
-            if (first & 1) != direction:
+            if (p[0] & 1) != direction:
                 results.append(DatagramDropped(DropReason.REFLECTED))
                 continue
             if load_u32(p + 1) != conn_id:
@@ -139,12 +127,12 @@ def open_run(decrypt, keyed_mac, ReplayWindow replay, int direction, uint32_t co
             if verdict:
                 results.append(DatagramDropped(_VERDICT_REASON[verdict], f"sequence {seq}"))
                 continue
-            mac_at = n - _MAC_SIZE
+            mac_at = n - C_MAC_SIZE
             mac = keyed_mac.copy()
             mac.update(_view(p, mac_at))
             tag = mac.digest()
-            if len(tag) < _MAC_SIZE or not _same(<const unsigned char *>PyBytes_AS_STRING(tag),
-                                                 p + mac_at, _MAC_SIZE):
+            if len(tag) < C_MAC_SIZE or not _same(<const unsigned char *>PyBytes_AS_STRING(tag),
+                                                 p + mac_at, C_MAC_SIZE):
                 results.append(DatagramDropped(DropReason.AUTH_FAILED, f"bad MAC on sequence {seq}"))
                 continue
             try:

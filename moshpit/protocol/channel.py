@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from moshpit import codec
@@ -369,9 +370,8 @@ class Channel:
         """Take one datagram from ``addr``. Anything bad is counted in ``drops`` and ignored."""
         self.receive_datagrams((data,), addr, now)
 
-    def receive_datagrams(self, datagrams, addr, now: float) -> None:
+    def receive_datagrams(self, datagrams: Sequence[bytes], addr, now: float) -> None:
         """Take a run of datagrams from ``addr`` (one read's), opened in one call."""
-        datagrams = list(datagrams)
         for data, opened in zip(datagrams, self._opener.open_many(datagrams)):
             if isinstance(opened, DatagramDropped):
                 self.drops[opened.reason] += 1
@@ -883,9 +883,13 @@ class Channel:
                     or self._unordered_out or self._elicit_next
                     or (self._pad_next and self.role is Role.CLIENT)
                     or (self._ack_due is not None and now >= self._ack_due)
-                    or (self.send_reliable and self._ordered_out
-                        and self.state is not ChannelState.CLOSED
-                        and self.in_flight < min(int(self._cwnd), self.config.retransmit_capacity - 1)))
+                    or self._ordered_may_go())
+
+    def _ordered_may_go(self) -> bool:
+        """New ordered frames wait, and may go only while the window allows and the
+        ring can keep every unacknowledged bundle (so nothing NAKable is ever evicted)."""
+        return bool(self.send_reliable and self._ordered_out and self.state is not ChannelState.CLOSED
+                    and self.in_flight < min(int(self._cwnd), self.config.retransmit_capacity - 1))
 
     def _build_payload(self, now: float, resend: bytes | None = None) -> bytes | None:
         """The frames of one datagram of whatever is due (sealed by the caller, with the
@@ -942,10 +946,7 @@ class Channel:
             while self._unordered_out and add(*self._unordered_out[0]):
                 self._unordered_out.popleft()
                 worth_sending = True
-            # New ordered frames: only while the window allows and the ring can keep
-            # every unacknowledged bundle (so nothing NAKable is ever evicted).
-            if (self.send_reliable and self.state is not ChannelState.CLOSED and self._ordered_out
-                    and self.in_flight < min(int(self._cwnd), self.config.retransmit_capacity - 1)):
+            if self._ordered_may_go():
                 room = min(budget - used, self.config.max_datagram_size - codec.OVERHEAD
                            - _PING_SIZE - _ACK_SIZE) - _OSN_SIZE
                 ordered = self._take_ordered(room)
