@@ -47,3 +47,13 @@ def server(home):
     yield srv
     srv.stop()
 
+
+
+@pytest.fixture
+def system_utmp():
+    """/var/run/utmp, there for the test (see tests/utmp.py); root only."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to make the system's utmp")
+    import utmp
+    with utmp.system_utmp() as path:
+        yield path

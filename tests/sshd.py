@@ -24,7 +24,12 @@ def free_port() -> int:
 
 
 class Sshd:
-    def __init__(self, directory: Path):
+    """``listen``: the addresses to listen on (loopback unless given); ``wrap``: an argv
+    prefix to run it under (``ip netns exec NS``, a host of the test's own), where it
+    takes port 22."""
+
+    def __init__(self, directory: Path, *, listen: tuple[str, ...] = ("127.0.0.1",),
+                 wrap: list[str] | None = None):
         self.dir = directory
         directory.mkdir(parents=True, exist_ok=True)
         for name in ("host_key", "client_key"):
@@ -32,9 +37,10 @@ class Sshd:
                            check=True)
         (directory / "authorized_keys").write_text((directory / "client_key.pub").read_text())
         (directory / "authorized_keys").chmod(0o600)
-        self.port = free_port()
+        self.port = 22 if wrap else free_port()
+        addresses = "\n".join(f"ListenAddress {f'[{a}]' if ':' in a else a}:{self.port}" for a in listen)
         config = directory / "sshd_config"
-        config.write_text(f"""ListenAddress 127.0.0.1:{self.port}
+        config.write_text(f"""{addresses}
 HostKey {directory / 'host_key'}
 AuthorizedKeysFile {directory / 'authorized_keys'}
 PermitRootLogin prohibit-password
@@ -45,23 +51,26 @@ StrictModes no
 PidFile none
 """)
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)     # privilege separation
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
+        self.log = directory / "sshd.log"                       # a file: sshd never waits on us
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen([*(wrap or []), SSHD, "-D", "-e", "-f", str(config)], stderr=log)
+        waiting = set(listen)                     # "Server listening on ADDRESS port N."
         deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                assert self.proc.poll() is None, self.proc.stderr.read().decode()
-                assert time.monotonic() < deadline, "sshd did not start"
-                time.sleep(0.05)
+        while waiting:
+            said = self.log.read_text(errors="replace")
+            assert self.proc.poll() is None, said
+            assert time.monotonic() < deadline, f"sshd did not start: {said}"
+            waiting = {a for a in waiting if f"listening on {a} port" not in said}
+            time.sleep(0.05)
 
-    def ssh_command(self) -> str:
-        """What ``mp --ssh=...`` is given: our key, our port, this sshd's host key trusted."""
-        (self.dir / "known_hosts").write_text(
-            f"[127.0.0.1]:{self.port} " + (self.dir / "host_key.pub").read_text())
+    def ssh_command(self, host: str = "127.0.0.1") -> str:
+        """What ``mp --ssh=...`` is given: our key, our port, this sshd's host key trusted
+        under the name ``host`` (whatever address it has)."""
+        name = host if self.port == 22 else f"[{host}]:{self.port}"
+        (self.dir / "known_hosts").write_text(f"{name} " + (self.dir / "host_key.pub").read_text())
         return (f"ssh -F none -p {self.port} -i {self.dir / 'client_key'} -o IdentitiesOnly=yes "
-                f"-o UserKnownHostsFile={self.dir / 'known_hosts'} -o StrictHostKeyChecking=yes")
+                f"-o UserKnownHostsFile={self.dir / 'known_hosts'} -o StrictHostKeyChecking=yes "
+                f"-o CheckHostIP=no")
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -15,11 +15,13 @@ import nacl.signing
 import pytest
 
 import netns
+import sshd
 from moshpit.keyfiles import write_key_pair
 from moshpit.keys import format_public_key
 from moshpit.protocol.handshake import DiffMode
 from moshpit.terminal.model import TerminalModel
 from pty_driver import PtyProgram
+from test_ssh_bootstrap import session_servers
 
 if not netns.available():
     pytest.skip("needs root and iproute2 for network namespaces", allow_module_level=True)
@@ -132,3 +134,53 @@ def test_a_client_that_loses_its_address_family_goes_on_over_the_other(hosts, se
     finally:
         mp.write(b"\x1e.")
         mp.expect(b"", timeout=2)
+
+
+@pytest.fixture
+def sshd_in_server(hosts, tmp_path):
+    """A real sshd in the server host, on both families (port 22 there), and nothing of
+    moshpit running: mp --ssh starts the session's server through it."""
+    if not sshd.available():
+        pytest.skip("needs sshd and ssh")
+    daemon = sshd.Sshd(tmp_path / "sshd", listen=(hosts.SERVER4, hosts.SERVER6), wrap=hosts.in_server([]))
+    before = set(session_servers())
+    yield daemon
+    for name, pid in session_servers().items():     # one still running failed its test: stop it
+        if name not in before:
+            os.kill(pid, 9)
+    daemon.stop()
+
+
+@pytest.mark.parametrize("first", ["IPv4", "IPv6"])
+def test_mp_ssh_that_loses_its_address_family_logs_in_again_through_ssh(hosts, sshd_in_server, tmp_path,
+                                                                         first):
+    """mp --ssh, the client's first family gone: it resumes by itself through ssh in batch
+    mode (asking nothing), over the other family, to the same shell, and what was typed
+    arrives once."""
+    if first == "IPv4":
+        hosts.prefer_ipv4()
+    remote = f"{sys.executable} -m moshpit.cli.mps -t {tmp_path}/server.log"
+    env = dict(os.environ, HOME=str(tmp_path), TERM="xterm-256color")
+    mp = PtyProgram(hosts.in_client([sys.executable, "-m", "moshpit.cli.mp",
+                                     f"--ssh={sshd_in_server.ssh_command('mpserver')}",
+                                     f"--server={remote}", "mpserver"]), env=env, cwd=str(tmp_path))
+    try:
+        mp.write(b"kept=$((6*7)); echo set-$kept-\r")
+        assert wait_shown(mp, "set-42-", 30), mp.output[-600:]
+        client = hosts.CLIENT4 if first == "IPv4" else hosts.CLIENT6
+        server_log = tmp_path / "server.log"
+        assert f"started over ssh from {client}\n" in server_log.read_text()   # the first family
+        hosts.remove(hosts.CLIENT4 if first == "IPv4" else hosts.CLIENT6)
+        elapsed = typed_and_shown(mp, 2, timeout=30, typed=b"echo mark-2-$kept\r")
+        assert elapsed < 5.0, f"{elapsed:.2f} s after {first} went"
+        assert rows_with(mp, "mark-2-42") == 1              # the same shell, the line once
+        log = (tmp_path / ".config" / "moshpit" / "logs" / "moshpit.log").read_text()
+        assert "no route to the server" in log and "resumed the session" in log
+        ssh_runs = [line for line in log.splitlines() if "running ssh " in line]
+        assert len(ssh_runs) == 2 and "BatchMode=yes" in ssh_runs[1]   # it asked nothing
+        assert "resumed session for root" in server_log.read_text()
+        mp.write(b"exit\r")                                  # the session ends with its shell
+        assert mp.wait(15) == 0
+    finally:
+        if not mp.exited():
+            mp.kill()

@@ -147,6 +147,22 @@ def test_kill_9_then_mp_ssh_again_resumes_the_same_shell_and_mps_sessions_shows_
     assert wait_for(lambda: f" {shell_pid.decode()} " not in mps_sessions())
 
 
+def test_an_mp_ssh_session_is_in_who_while_it_lasts(server, shell, tmp_path, system_utmp):
+    """As mosh: the session server runs as the user, so libutempter's helper writes the
+    record (``who`` shows the client's address, ``via mp``); it is gone at the end."""
+    from moshpit.gevent.logins import UtempterRecords
+    if UtempterRecords.load() is None:
+        pytest.skip("libutempter is not installed")
+    shell.type(mp_ssh(server, tmp_path))
+    shell.type("echo tty=$(tty).\r")
+    line = shell.expect_re(rb"tty=/dev/(pts/\d+)\.", timeout=30).group(1).decode()
+    assert wait_for(lambda: re.search(rf"^root +{line} .*\(127\.0\.0\.1 via mp \[\d+\]\)$",
+                                      subprocess.run(["who"], capture_output=True, text=True).stdout, re.M))
+    shell.type("exit\r")
+    assert shell.expect(b"shell exited with status 0")
+    assert wait_for(lambda: f" {line} " not in subprocess.run(["who"], capture_output=True, text=True).stdout)
+
+
 def test_a_remote_command_after_double_dash(server, shell, tmp_path):
     shell.type(mp_ssh(server, tmp_path, "--", "sh", "-c", "'echo remote-$((6*7)); sleep 0.3; exit 4'"))
     assert shell.expect(b"remote-42", timeout=30)

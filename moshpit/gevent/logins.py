@@ -1,9 +1,15 @@
-"""Login records, as sshd writes them: utmp (who is on now) and wtmp (last).
+"""Login records, as sshd and mosh-server write them: utmp (who is on now) and wtmp (last).
 
-A session's shell is a login: when mps runs as root, ``who`` should list it and
-``last`` should remember it. glibc's ``pututxline`` and ``updwtmpx`` do the
-writing; this module only fills in ``struct utmpx`` (Linux layout). Where the
-platform has no such C library, or the files are absent, nothing is written:
+A session's shell is a login: ``who`` should list it and ``last`` should remember
+it. Two writers, one interface (``login``, ``logout``):
+
+- ``LoginRecords``, for mps running as root: glibc's ``pututxline`` and
+  ``updwtmpx`` do the writing, this module fills in ``struct utmpx`` (Linux layout);
+- ``UtempterRecords``, for a server running as its user (``mp --ssh``'s, or mps
+  unprivileged), who may not write those files: libutempter's setgid helper
+  writes them for the PTY we hand it, as mosh-server does.
+
+Where the platform has neither, or the files are absent, nothing is written:
 records are a courtesy to administrators, never a reason to refuse a login.
 """
 
@@ -91,10 +97,10 @@ class LoginRecords:
     def __init__(self, utmp: str = UTMP, wtmp: str = WTMP):
         self.utmp, self.wtmp = utmp, wtmp
 
-    def login(self, pid: int, line: str, user: str, host: str) -> None:
+    def login(self, pid: int, line: str, user: str, host: str, *, master_fd: int | None = None) -> None:
         self._write(_record(USER_PROCESS, pid, line, user, host))
 
-    def logout(self, pid: int, line: str) -> None:
+    def logout(self, pid: int, line: str, *, master_fd: int | None = None) -> None:
         self._write(_record(DEAD_PROCESS, pid, line, "", ""))
 
     def _write(self, entry: Utmpx) -> None:
@@ -107,3 +113,48 @@ class LoginRecords:
         _LIBC.endutxent()
         if os.path.exists(self.wtmp):
             _LIBC.updwtmpx(self.wtmp.encode(), ctypes.byref(entry))
+
+
+class UtempterRecords:
+    """Records through libutempter (``utempter_add_record(master_fd, host)``): its helper
+    is setgid utmp, checks that the PTY is the caller's, and writes utmp and wtmp for
+    it. It needs the PTY's master, so a shell whose master we do not hold (a session
+    process's, from mps's listener) is not recorded this way."""
+
+    def __init__(self, library):
+        self._lib = library
+
+    @classmethod
+    def load(cls) -> UtempterRecords | None:
+        """None when libutempter is not installed (the helper missing shows later, as
+        records not written)."""
+        name = ctypes.util.find_library("utempter") or "libutempter.so.0"
+        try:
+            library = ctypes.CDLL(name)
+            add, remove = library.utempter_add_record, library.utempter_remove_record
+        except (OSError, AttributeError):
+            return None
+        add.argtypes, add.restype = [ctypes.c_int, ctypes.c_char_p], ctypes.c_int
+        remove.argtypes, remove.restype = [ctypes.c_int], ctypes.c_int
+        return cls(library)
+
+    def login(self, pid: int, line: str, user: str, host: str, *, master_fd: int | None = None) -> None:
+        if master_fd is not None:          # the helper's pid in brackets, as mosh: whose session
+            if not self._lib.utempter_add_record(master_fd, f"{host} via mp [{os.getpid()}]".encode()[:255]):
+                log.debug("utmp not written for %s (libutempter refused)", line)
+
+    def logout(self, pid: int, line: str, *, master_fd: int | None = None) -> None:
+        if master_fd is not None:
+            self._lib.utempter_remove_record(master_fd)
+
+
+def login_records_for(*, single_session: bool):
+    """The writer a server of ours should use: root's own records for mps as root (wtmp
+    beside utmp, the client's address in ``ut_addr``, as sshd); libutempter's helper for
+    a one-session server (mosh-server's way) and for mps run by a user; else none."""
+    if os.getuid() == 0 and not single_session:
+        return LoginRecords()
+    helper = UtempterRecords.load()
+    if helper is not None:
+        return helper
+    return LoginRecords() if os.getuid() == 0 else None

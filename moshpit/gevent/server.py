@@ -33,7 +33,7 @@ from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionGone, Ses
 from moshpit.gevent import udp
 from moshpit.gevent.control import ControlSocket
 from moshpit.gevent.forkserver import ForkServer, describe_status
-from moshpit.gevent.logins import LoginRecords, pty_line
+from moshpit.gevent.logins import LoginRecords, login_records_for, pty_line
 from moshpit.gevent.session_process import SessionProcess
 from moshpit.gevent.shell import ShellSession
 from moshpit.gevent.spawn import accepted_env, login_argv, shell_environment, spawn_shell
@@ -83,8 +83,8 @@ class Server:
         self.authorized_keys = authorized_keys
         self.authorize = authorize or self._authorized_keys_check
         self.login_policy = login_policy or LoginPolicy()
-        # utmp/wtmp, as sshd: only root may write them
-        self.login_records = login_records or (LoginRecords() if os.getuid() == 0 else None)
+        # utmp/wtmp: as sshd when root, as mosh-server (libutempter's helper) otherwise
+        self.login_records = login_records or login_records_for(single_session=single_session)
         self.command = command
         self.handshake_timeout = handshake_timeout
         self.accept_env = tuple(accept_env)
@@ -466,13 +466,13 @@ class _InProcessHost:
         if self.server.login_records is not None:
             self.tty = pty_line(shell.fd)
             if self.tty is not None:
-                self.server.login_records.login(shell.pid, self.tty, self.user, self.peer)
+                self.server.login_records.login(shell.pid, self.tty, self.user, self.peer, master_fd=shell.fd)
 
     def heard(self) -> None:
         self.server.registry.confirm(self.record.session_id)
 
     def ended(self) -> None:
         if self.tty is not None:
-            self.server.login_records.logout(self.shell.pid, self.tty)
+            self.server.login_records.logout(self.shell.pid, self.tty, master_fd=self.shell.fd)
             self.tty = None
         self.server._forget(self.shell)

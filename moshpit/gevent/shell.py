@@ -389,9 +389,9 @@ class ShellSession:
             except ProcessLookupError:
                 pass
         self._pty_readable.close()
+        self.host.ended()                # while the PTY is open: a logout record may need it
         for closer in (self.sock.close, lambda: os.close(self.fd)):
             try:
                 closer()
             except OSError:
                 pass
-        self.host.ended()
