@@ -24,7 +24,8 @@ def free_port() -> int:
 
 
 class Sshd:
-    """``listen``: the addresses to listen on (loopback unless given); ``wrap``: an argv
+    """Its logins get ``MPTEST_FROM_SSHD=hello`` (as PAM or ``SetEnv`` would give a
+    variable). ``listen``: the addresses to listen on (loopback unless given); ``wrap``: an argv
     prefix to run it under (``ip netns exec NS``, a host of the test's own), where it
     takes port 22."""
 
@@ -49,6 +50,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 PidFile none
+SetEnv MPTEST_FROM_SSHD=hello
 """)
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)     # privilege separation
         self.log = directory / "sshd.log"                       # a file: sshd never waits on us

@@ -163,6 +163,24 @@ def test_an_mp_ssh_session_is_in_who_while_it_lasts(server, shell, tmp_path, sys
     assert wait_for(lambda: f" {line} " not in subprocess.run(["who"], capture_output=True, text=True).stdout)
 
 
+def test_the_shell_has_the_ssh_logins_environment_less_the_channels(server, shell, tmp_path):
+    """As under ssh or mosh-server: what sshd gave the login (a SetEnv here, the
+    SSH_CONNECTION it came by) reaches the shell; a forwarded agent's socket, which
+    closes with the ssh channel, and the bootstrap command's own SHLVL do not."""
+    ssh = server.ssh_command() + " -o ForwardAgent=yes"
+    remote = f"{MPS} -t {tmp_path}/server.log"
+    shell.type("eval $(ssh-agent -s) >/dev/null; echo agent=$SSH_AGENT_PID.\r")   # a real agent to forward
+    agent = int(shell.expect_re(rb"agent=(\d+)\.").group(1))
+    try:
+        shell.type(f"{MP} --ssh='{ssh}' --server='{remote}' root@127.0.0.1\r")
+        shell.type("echo env=$MPTEST_FROM_SSHD,${SSH_CONNECTION%% *},${SSH_AUTH_SOCK-none},$SHLVL.\r")
+        assert shell.expect(b"env=hello,127.0.0.1,none,1.", timeout=30), bytes(shell.output)[-400:]
+        shell.type("exit\r")
+        assert shell.expect(b"shell exited with status 0")
+    finally:
+        os.kill(agent, signal.SIGTERM)
+
+
 def test_a_remote_command_after_double_dash(server, shell, tmp_path):
     shell.type(mp_ssh(server, tmp_path, "--", "sh", "-c", "'echo remote-$((6*7)); sleep 0.3; exit 4'"))
     assert shell.expect(b"remote-42", timeout=30)

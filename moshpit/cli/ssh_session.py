@@ -142,7 +142,8 @@ def _serve(listener, path, name: str, config, command: list[str], notice: str, t
     early = None
     if terminal is not None:                      # the shell first: its start-up overlaps ours
         user = pwd.getpwuid(os.getuid())
-        early = spawn_shell(command or login_argv(user), shell_environment(user, terminal["env"], config.accept_env),
+        early = spawn_shell(command or login_argv(user),
+                            shell_environment(user, terminal["env"], config.accept_env, dict(os.environ)),
                             user, max(1, min(terminal["cols"], 4096)), max(1, min(terminal["rows"], 4096)))
     import gevent
     import nacl.signing
@@ -158,7 +159,7 @@ def _serve(listener, path, name: str, config, command: list[str], notice: str, t
                     command=command or None, accept_env=config.accept_env,
                     detached_timeout=config.detached_timeout_secs,
                     control=os.fspath(path.with_suffix(".ctl")), unix_peer=client_at or "ssh",
-                    via="ssh", name=name, notice=notice)
+                    via="ssh", name=name, notice=notice, base_env=dict(os.environ))
     if early is not None:
         server.adopt_early_shell(early)
     gevent.signal_handler(signal.SIGTERM, server.stop)

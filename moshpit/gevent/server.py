@@ -59,7 +59,7 @@ class Server:
                  max_sessions_per_key: int = 16, login_records: LoginRecords | None = None,
                  processes: bool = False, listener=None, single_session: bool = False,
                  control: str | None = None, control_mode: int = 0o600, unix_peer: str = "local",
-                 via: str = "mps", name: str = "", notice: str = ""):
+                 via: str = "mps", name: str = "", notice: str = "", base_env: dict | None = None):
         """``authorize(client_key, user) -> Authorization`` replaces the authorized_keys
         check (an embedder's own key store; ``mp --local``'s one key in memory).
         ``processes``: run each session in a process of its own, as its user (see
@@ -70,7 +70,8 @@ class Server:
         ``single_session``: serve one session of our own user, then stop (what ``mp
         --ssh`` starts: ssh has checked who it is). ``control``: a Unix socket path
         answering ``mps sessions`` (``via`` and ``name`` label our sessions there).
-        ``notice``: told to each new session first, besides its user's detached sessions here."""
+        ``notice``: told to each new session first, besides its user's detached sessions here.
+        ``base_env``: the environment a shell starts from (``mp --ssh``: the ssh login's)."""
         self.host_key = host_key
         self.bind = bind
         self.listener = listener
@@ -88,6 +89,7 @@ class Server:
         self.command = command
         self.handshake_timeout = handshake_timeout
         self.accept_env = tuple(accept_env)
+        self.base_env = base_env
         self.detached_timeout = detached_timeout
         self.limiter = limiter or HandshakeLimiter()
         self.registry = SessionRegistry(PortPool(range(udp_ports[0], udp_ports[1] + 1)),
@@ -374,7 +376,7 @@ class Server:
                  request.user, request.fingerprint, record.udp_port)
 
     def shell_env(self, user, client_env: dict) -> dict:
-        return shell_environment(user, client_env, self.accept_env)
+        return shell_environment(user, client_env, self.accept_env, self.base_env)
 
     def shell_argv(self, user) -> list[str]:
         return self.command or login_argv(user)

@@ -36,12 +36,22 @@ def accepted_env(env: dict, patterns) -> dict:
             and any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)}
 
 
-def shell_environment(user: pwd.struct_passwd, client_env: dict, patterns) -> dict:
-    """The shell's environment: the account's, the client's TERM, what ``patterns`` let in."""
+# What only the ssh channel that started a session had (gone once it closes), or the
+# command it ran (its depth, directory and name), not the login.
+BOOTSTRAP_ONLY = frozenset({"SSH_TTY", "SSH_AUTH_SOCK", "SSH_ORIGINAL_COMMAND", "SHLVL", "_", "PWD", "OLDPWD"})
+
+
+def shell_environment(user: pwd.struct_passwd, client_env: dict, patterns, base: dict | None = None) -> dict:
+    """The shell's environment: the account's, the client's TERM, what ``patterns`` let in.
+
+    ``base``, for a session started over ssh: the login's own environment to start from
+    (what sshd, PAM and ``~/.ssh/environment`` gave it, ``SSH_CONNECTION`` included), as
+    a shell under ssh or mosh-server has it, less what died with the ssh channel."""
+    env = {key: value for key, value in (base or {}).items() if key not in BOOTSTRAP_ONLY}
     term = client_env.get("TERM", "")
-    env = {"TERM": term if TERM_NAME.fullmatch(term) else "xterm-256color", "HOME": user.pw_dir,
-           "USER": user.pw_name, "LOGNAME": user.pw_name, "SHELL": user.pw_shell,
-           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    env.update({"TERM": term if TERM_NAME.fullmatch(term) else "xterm-256color", "HOME": user.pw_dir,
+                "USER": user.pw_name, "LOGNAME": user.pw_name, "SHELL": user.pw_shell,
+                "PATH": env.get("PATH") or os.environ.get("PATH", "/usr/bin:/bin")})
     env.update(accepted_env(client_env, patterns))
     return env
 
