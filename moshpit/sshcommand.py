@@ -3,7 +3,8 @@
 ``ssh [OPTIONS] -T -- DESTINATION 'SERVER --ssh-session NAME [-- COMMAND]'``: the
 user's ssh command and server command are split as a shell would, so aliases,
 agents, ``-p``, ``-i`` and ProxyJump work as they do for ssh itself; the remote
-words are quoted for the remote user's shell.
+words are quoted for the remote user's shell. The default server, ``mps``, is
+also looked for in ``~/.local/bin`` (pip's ``--user`` and pipx's place).
 """
 
 from __future__ import annotations
@@ -15,24 +16,29 @@ import subprocess
 log = logging.getLogger("moshpit.client")
 
 CONNECT_TIMEOUT = 10
+DEFAULT_SERVER = "mps"
+# The default server is looked for on the remote PATH, then where ``pip install --user``
+# and pipx put it, which a non-interactive ssh command's PATH rarely has.
+FIND_DEFAULT = 'command -v "$0" >/dev/null 2>&1 || PATH="$PATH:$HOME/.local/bin"; exec "$0" "$@"'
 
 
 class SshCommand:
-    def __init__(self, ssh: str, destination: str, host: str, *, server: str = "mps", name: str,
+    def __init__(self, ssh: str, destination: str, host: str, *, server: str = DEFAULT_SERVER, name: str,
                  command: list[str] = (), udp_ports: str | None = None, window: tuple[int, int] | None = None,
                  env: dict | None = None):
         """``name`` picks the session on the server (the same name resumes it); ``window``
         and ``env`` (TERM, the locale) let a new session's shell start before the key
         exchange, as mosh passes them on its command line."""
         self.ssh = shlex.split(ssh) or ["ssh"]
-        self.server = shlex.split(server) or ["mps"]
+        self.server = shlex.split(server) or [DEFAULT_SERVER]
         self.destination, self.host, self.name = destination, host, name
         self.command = list(command)
         self.udp_ports = udp_ports
         self.window, self.env = window, dict(env or {})
 
     def remote_command(self) -> str:
-        """One string, as ssh hands it to the remote user's shell."""
+        """One string, as ssh hands it to the remote user's shell (whichever: the
+        default server's search runs in ``sh``; the rest is words, quoted)."""
         words = [*self.server, "--ssh-session", self.name]
         if self.udp_ports:
             words += ["--udp-ports", self.udp_ports]
@@ -42,6 +48,8 @@ class SshCommand:
                 words += ["--env", f"{key}={value}"]
         if self.command:
             words += ["--", *self.command]
+        if self.server == [DEFAULT_SERVER]:
+            words = ["sh", "-c", FIND_DEFAULT, *words]
         return shlex.join(words)
 
     def argv(self, *, interactive: bool) -> list[str]:

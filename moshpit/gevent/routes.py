@@ -20,7 +20,7 @@ import gevent.os
 import gevent.socket as gsocket
 
 from moshpit.errors import MoshpitError
-from moshpit.sshcommand import SshCommand
+from moshpit.sshcommand import DEFAULT_SERVER, SshCommand
 
 log = logging.getLogger("moshpit.client")
 
@@ -136,8 +136,9 @@ class SshRoute:
                                (f": {stream.stderr_line()}" if stream.stderr_line() else
                                 " (it says why above)"))
         if status == 127:
-            return ClientError(f"{self.server[0]} was not found on {self.host} (install moshpit there, or "
-                               f"name it with --server=PATH)", permanent=True)
+            searched = " (PATH, ~/.local/bin)" if self.server == [DEFAULT_SERVER] else ""
+            return ClientError(f"{self.server[0]} was not found on {self.host}{searched}: install moshpit "
+                               f"there, or name it with --server=PATH", permanent=True)
         return ClientError(f"{self.server[0]} on {self.host} did not start a session (status {status})"
                            + (f": {said}" if said else ""), permanent=True)
 
