@@ -105,16 +105,30 @@ def format_table(sessions: list[dict], now: float | None = None) -> str:
                      for row in rows)
 
 
-def gather(control_paths: list[Path]) -> tuple[list[dict], list[Path]]:
-    """Every answer from these sockets, and the sockets nobody answered on."""
-    sessions, silent = [], []
+def nobody_listens(path: str | os.PathLike) -> bool:
+    """The socket file is there but refuses connections: its server is gone. (One that is
+    slow to answer, or answers oddly, is alive: its sockets are still its way back in.)"""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
+            sock.connect(os.fspath(path))
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        pass
+    return False
+
+
+def gather(control_paths: list[Path], timeout: float = 2.0) -> tuple[list[dict], list[Path]]:
+    """Every answer from these sockets, and the sockets whose server is gone."""
+    sessions, gone = [], []
     for path in control_paths:
-        found = query(path)
-        if found is None:
-            silent.append(path)
-        else:
+        found = query(path, timeout)
+        if found is not None:
             sessions += found
-    return sessions, silent
+        elif nobody_listens(path):
+            gone.append(path)
+    return sessions, gone
 
 
 def detached_notice(sessions: list[dict]) -> str:

@@ -132,8 +132,12 @@ def test_under_the_journal_log_lines_carry_no_timestamp_of_their_own(home):
 
 
 def mps_sessions(home) -> str:
+    """Our mps's listing, and only its: the sessions mp --ssh started on this machine
+    (another test's, a person's) are looked for under another TMPDIR."""
+    (home / "tmp").mkdir(exist_ok=True)
     result = subprocess.run([sys.executable, "-m", "moshpit.cli.mps", "sessions"], capture_output=True, text=True,
-                            env=dict(os.environ, MOSHPITS_CONTROL_SOCKET=str(home / "mps.ctl")), timeout=20)
+                            env=dict(os.environ, MOSHPITS_CONTROL_SOCKET=str(home / "mps.ctl"),
+                                     TMPDIR=str(home / "tmp")), timeout=20)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     return result.stdout
 

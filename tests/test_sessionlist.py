@@ -78,6 +78,24 @@ def test_nobody_listening_is_none(tmp_path):
     assert sessionlist.query(tmp_path / "nothing.ctl") is None
 
 
+def test_only_a_server_that_is_gone_is_reported_gone(tmp_path):
+    """mps sessions removes the sockets of a server that is gone; one that is only slow to
+    answer (busy, or stopped by ^Z) keeps them: they are how its client gets back in."""
+    answering = serve_once(tmp_path / "a.ctl", b'{"sessions": [{"user": "bob"}]}\n')
+    slow = rundir.bind_unix(tmp_path / "slow.ctl")             # listens, never answers
+    gone = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    gone.bind(str(tmp_path / "gone.ctl"))
+    gone.close()                                             # the file stays, nobody listens
+    paths = [tmp_path / name for name in ("a.ctl", "slow.ctl", "gone.ctl", "never.ctl")]
+    try:
+        sessions, gone_paths = sessionlist.gather(paths, timeout=0.3)
+    finally:
+        slow.close()
+    answering.join(5)
+    assert sessions == [{"user": "bob"}]
+    assert gone_paths == [tmp_path / "gone.ctl"]
+
+
 def test_a_socket_left_behind_is_replaced_but_a_live_one_is_not(tmp_path):
     path = tmp_path / "s.sock"
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

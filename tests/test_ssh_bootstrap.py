@@ -31,6 +31,20 @@ def server(tmp_path_factory):
     daemon.stop()
 
 
+@pytest.fixture(autouse=True)
+def no_session_left_behind():
+    """A test that fails half-way leaves its session server detached (a week, by default),
+    where every later listing of this machine's sessions would find it: it is stopped."""
+    before = set(session_servers())
+    yield
+    for name, pid in session_servers().items():
+        if name not in before:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 @pytest.fixture
 def shell(tmp_path):
     (tmp_path / "tmp").mkdir()

@@ -87,8 +87,8 @@ def list_sessions(config) -> int:
     from moshpit import rundir, sessionlist
     own = control_path(config)
     paths = list(dict.fromkeys([own, *rundir.control_sockets()]))
-    sessions, silent = sessionlist.gather(paths)
-    for path in silent:                  # a server that is gone left its sockets behind
+    sessions, gone = sessionlist.gather(paths)
+    for path in gone:                    # a server that is gone left its sockets behind
         if os.path.dirname(path) == os.fspath(rundir.runtime_dir()):
             for stale in (path, os.path.splitext(path)[0] + ".sock"):
                 try:
