@@ -7,17 +7,20 @@ is exactly when a detached session must stay reachable.
 
 In it, per session started by ``mp --ssh``: ``NAME.sock`` (the key exchange, for
 the first connection and every resume) and ``NAME.ctl`` (status, for
-``mps sessions``).
+``mps sessions``); and ``start.lock``, held while a session's socket is found or
+bound.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import socket
 import stat
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from moshpit.errors import MoshpitError
@@ -97,3 +100,25 @@ def _answers(path: str) -> bool:
             return True
         except OSError:
             return False
+
+
+@contextmanager
+def start_lock():
+    """The user's lock for finding or binding a session socket (held for microseconds).
+    A POSIX record lock: a server forked while it is held does not inherit it."""
+    fd = os.open(runtime_dir(create=True) / "start.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def unlink_if_same(path: str | os.PathLike, inode: int) -> None:
+    """Remove our socket, unless another server has bound one at the same path since."""
+    try:
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
+    except OSError:
+        pass

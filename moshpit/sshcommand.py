@@ -10,8 +10,10 @@ also looked for in ``~/.local/bin`` (pip's ``--user`` and pipx's place).
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import subprocess
+import tempfile
 
 log = logging.getLogger("moshpit.client")
 
@@ -30,38 +32,55 @@ class SshCommand:
         and ``env`` (TERM, the locale) let a new session's shell start before the key
         exchange, as mosh passes them on its command line."""
         self.ssh = shlex.split(ssh) or ["ssh"]
-        self.server = shlex.split(server) or [DEFAULT_SERVER]
+        self.server = shlex.split(server) or [DEFAULT_SERVER]       # its words, for messages
+        self.server_text = server.strip() or DEFAULT_SERVER         # as given: a remote shell's
         self.destination, self.host, self.name = destination, host, name
         self.command = list(command)
         self.udp_ports = udp_ports
         self.window, self.env = window, dict(env or {})
 
-    def remote_command(self) -> str:
-        """One string, as ssh hands it to the remote user's shell (whichever: the
-        default server's search runs in ``sh``; the rest is words, quoted)."""
-        words = [*self.server, "--ssh-session", self.name]
+    def remote_command(self, *, resume_only: bool = False) -> str:
+        """One string, as ssh hands it to the remote user's shell. The server command is
+        passed as given (``--server='~/venv/bin/mps'`` expands there, as with mosh); our
+        words after it are quoted. The default server's search runs in ``sh``."""
+        words = ["--ssh-session", self.name]
         if self.udp_ports:
             words += ["--udp-ports", self.udp_ports]
+        if resume_only:
+            words += ["--resume-only"]
         if self.window:
             words += ["--window", f"{self.window[0]}x{self.window[1]}"]
             for key, value in self.env.items():
                 words += ["--env", f"{key}={value}"]
         if self.command:
             words += ["--", *self.command]
-        if self.server == [DEFAULT_SERVER]:
-            words = ["sh", "-c", FIND_DEFAULT, *words]
-        return shlex.join(words)
+        if self.server_text == DEFAULT_SERVER:
+            return shlex.join(["sh", "-c", FIND_DEFAULT, DEFAULT_SERVER, *words])
+        return f"{self.server_text} {shlex.join(words)}"
 
     def argv(self, *, interactive: bool) -> list[str]:
         # No terminal on the channel: it carries bytes. A reconnect in the background
         # asks nothing (no password prompt across the user's screen).
         batch = [] if interactive else ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
-        return [*self.ssh, *batch, "-T", "--", self.destination, self.remote_command()]
+        return [*self.ssh, *batch, "-T", "--", self.destination, self.remote_command(resume_only=not interactive)]
 
     def start(self, *, interactive: bool) -> subprocess.Popen:
-        """ssh, running: its stdin and stdout are the channel; its stderr is the user's
-        terminal when ``interactive`` (prompts, its own errors), else kept for the log."""
+        """ssh, running: its stdin and stdout are the channel. Interactive, its stderr is
+        the user's terminal (prompts, its own errors). In the background it has no
+        terminal at all (its own session: no ssh it runs, a ProxyJump's included, can
+        prompt across the user's screen, which mp holds in raw mode), and its stderr goes
+        to a file (``errors``), read for the log once it is done: however much ``-vvv``
+        says, ssh never waits on us."""
         argv = self.argv(interactive=interactive)
         log.info("running %s", shlex.join(argv))
-        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=None if interactive else subprocess.PIPE)
+        if interactive:
+            return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        errors = tempfile.TemporaryFile()
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+                                    start_new_session=True, env=dict(os.environ, SSH_ASKPASS_REQUIRE="never"))
+        except BaseException:
+            errors.close()
+            raise
+        proc.errors = errors
+        return proc

@@ -21,11 +21,11 @@ from moshpit.keys import Authorization
 from moshpit.protocol.handshake import ClientHandshake
 
 
-def one_session_server(path) -> Server:
+def one_session_server(path, **options) -> Server:
     listener = rundir.bind_unix(path, 0o666)
     server = Server(nacl.signing.SigningKey.generate(), listener=listener, udp_host="127.0.0.1",
                     udp_ports=(53500, 53599), authorize=lambda key, user: Authorization(True, "test"),
-                    single_session=True, command=["/bin/sh"])
+                    single_session=True, command=["/bin/sh"], **options)
     server.start()
     return server
 
@@ -82,3 +82,49 @@ def test_a_key_exchange_that_makes_no_session_ends_the_server(tmp_path):
         pass
     assert server._stopped.wait(10)                   # nothing left to serve
     assert not server.sessions
+
+
+def test_a_probe_that_says_nothing_does_not_end_a_fresh_server(tmp_path):
+    """Another start of the same session checks whether the socket answers (connect, then
+    close): that is not a failed key exchange, and the client that follows is served."""
+    server = one_session_server(tmp_path / "s.sock")
+    try:
+        probe = gevent.socket.socket(gevent.socket.AF_UNIX)
+        probe.connect(str(tmp_path / "s.sock"))
+        probe.close()
+        gevent.sleep(0.3)
+        assert not server._stopped.is_set()
+        hello = ClientHandshake(nacl.signing.SigningKey.generate(), "me", now=0.0).data_to_send()
+        sock = gevent.socket.socket(gevent.socket.AF_UNIX)
+        sock.connect(str(tmp_path / "s.sock"))
+        sock.sendall(hello)
+        sock.settimeout(10)
+        assert sock.recv(4096)                          # the exchange goes on
+        sock.close()
+    finally:
+        server.stop()
+
+
+def test_a_server_no_client_reaches_ends_with_its_early_shell(tmp_path):
+    """The ssh that started it died before the key exchange: nothing is left running."""
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv("/bin/sleep", ["sleep", "60"])
+    server = one_session_server(tmp_path / "s.sock", first_contact_timeout=0.5)
+    server.adopt_early_shell((pid, fd))
+    assert server._stopped.wait(timeout=10)
+    assert gevent.os.waitpid(pid, 0)[0] == pid        # the early shell was told to go
+
+
+def test_a_resume_only_run_for_a_session_no_server_holds_starts_nothing(tmp_path):
+    """mp's background reconnect, when the session's server is gone (a reboot, a crash, its
+    timeout): one line says so, and no new server (nor shell) is started for nothing."""
+    import subprocess
+    import sys
+    env = dict(os.environ, TMPDIR=str(tmp_path), HOME=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "moshpit.cli.mps", "--ssh-session", "gone1", "--resume-only",
+                             "--window", "80x24", "--env", "TERM=xterm"], env=env, capture_output=True,
+                            stdin=subprocess.DEVNULL, timeout=30)
+    assert (result.returncode, result.stdout) == (0, b"MOSHPIT-SSH-GONE 1\n"), result.stderr
+    assert not list((tmp_path / f"moshpit-{os.getuid()}").glob("gone1.*"))

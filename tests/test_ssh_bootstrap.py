@@ -195,6 +195,23 @@ def test_the_shell_has_the_ssh_logins_environment_less_the_channels(server, shel
         os.kill(agent, signal.SIGTERM)
 
 
+def test_a_reconnect_to_a_server_that_is_gone_says_so_and_starts_nothing(server, shell, tmp_path):
+    """The server dies (a reboot, an OOM kill) while the client waits: its reconnect over
+    ssh finds no session, starts no new server (which would show a new host key and a
+    false alarm), and mp ends saying the session no longer exists."""
+    before = session_servers()
+    shell.type(mp_ssh(server, tmp_path))
+    shell.type("echo up-$((2+3))\r")
+    assert shell.expect(b"up-5", timeout=30)
+    (name, pid), = ((n, p) for n, p in session_servers().items() if n not in before)
+    os.kill(pid, signal.SIGKILL)
+    assert shell.expect(b"the session on 127.0.0.1 no longer exists", timeout=40), bytes(shell.output)[-300:]
+    assert b"host key changed" not in bytes(shell.output)
+    assert shell.last_status() == 1
+    assert not {n for n in session_servers() if n not in before}        # nothing new was started
+    assert "--resume-only" in (tmp_path / ".config" / "moshpit" / "logs" / "moshpit.log").read_text()
+
+
 def test_a_remote_command_after_double_dash(server, shell, tmp_path):
     shell.type(mp_ssh(server, tmp_path, "--", "sh", "-c", "'echo remote-$((6*7)); sleep 0.3; exit 4'"))
     assert shell.expect(b"remote-42", timeout=30)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import select
 import shlex
 import shutil
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -45,9 +49,18 @@ def test_the_default_server_is_found_where_pip_user_and_pipx_put_it(tmp_path, re
         assert (result.returncode, result.stdout) == (0, f"{where[installed].name}:--ssh-session n1 -- echo a b\n")
 
 
-def test_a_server_named_by_the_user_is_run_as_named():
+def test_a_server_named_by_the_user_is_run_as_named_by_the_remote_shell(tmp_path):
+    """As mosh's --server: a shell fragment, so ~ and $HOME expand over there."""
     command = SshCommand("ssh", "h", "h", server="/opt/mp/bin/mps -v", name="n1")
     assert shlex.split(command.remote_command()) == ["/opt/mp/bin/mps", "-v", "--ssh-session", "n1"]
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / "mps").write_text('#!/bin/sh\necho "venv:$*"\n')
+    (tmp_path / "venv" / "mps").chmod(0o755)
+    for given in ("~/venv/mps", "$HOME/venv/mps"):
+        command = SshCommand("ssh", "h", "h", server=given, name="n1", command=["echo", "$x"])
+        result = subprocess.run(["sh", "-c", command.remote_command()], env={"HOME": str(tmp_path)},
+                                capture_output=True, text=True)
+        assert result.stdout == "venv:--ssh-session n1 -- echo $x\n"     # ours stay quoted
 
 
 def test_the_users_ssh_options_come_first_and_a_reconnect_asks_nothing():
@@ -59,7 +72,76 @@ def test_the_users_ssh_options_come_first_and_a_reconnect_asks_nothing():
     assert "BatchMode=yes" not in first
     again = command.argv(interactive=False)
     assert "BatchMode=yes" in again and any(word.startswith("ConnectTimeout=") for word in again)
-    assert again[-3:] == first[-3:]
+    assert again[-3:-1] == first[-3:-1]
+    assert shlex.split(again[-1])[-4:] == ["mps", "--ssh-session", "n1", "--resume-only"]   # starts nothing
+
+
+FAKE_SSH = """
+echo "sid=$(ps -o sid= -p $$ | tr -d ' ') pid=$$ askpass=$SSH_ASKPASS_REQUIRE"
+head -c 300000 /dev/zero | tr '\\0' x >&2; echo >&2  # ssh -vvv: more than a pipe holds
+echo "the last line of stderr" >&2
+echo done
+"""
+
+
+def read_to_end(pipe, timeout: float) -> bytes:
+    deadline, data = time.monotonic() + timeout, b""
+    while select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        chunk = os.read(pipe.fileno(), 65536)
+        if not chunk:
+            return data
+        data += chunk
+    raise AssertionError(f"no end of output within {timeout} s: {data[-200:]!r}")
+
+
+def test_a_background_ssh_has_no_terminal_to_prompt_on_and_never_waits_on_its_stderr():
+    """A reconnect's ssh (and any ssh it runs for a ProxyJump) can neither open the
+    user's terminal, which mp holds in raw mode, nor ask through an askpass program;
+    however much it writes to stderr, it is not held up, and the log gets the tail."""
+    command = SshCommand(shlex.join(["sh", "-c", FAKE_SSH, "fake-ssh"]), "h", "h", name="n1")
+    proc = command.start(interactive=False)
+    try:
+        out = read_to_end(proc.stdout, timeout=20).decode()     # (a held-up ssh never ends)
+        assert proc.wait(timeout=10) == 0
+        ids = dict(word.split("=") for word in out.splitlines()[0].split())
+        assert ids["sid"] == ids["pid"]                  # a session of its own: no terminal
+        assert ids["askpass"] == "never"
+        assert out.splitlines()[-1] == "done"
+        from moshpit.gevent.routes import PipeStream
+        stream = PipeStream(proc)
+        assert stream.wait(1.0) == 0
+        assert stream.stderr_line() == "the last line of stderr"
+        stream.close()
+    finally:
+        proc.kill()
+
+
+def fake_ssh_recording(path) -> str:
+    return shlex.join(["sh", "-c", f'printf "%s\\n" "$@" >> {path}; echo nope >&2; exit 255', "fake-ssh"])
+
+
+@pytest.mark.parametrize("dest, expected", [("[::1]", "::1"), ("bob@[::1]", "bob@::1"), ("bob@h", "bob@h")])
+def test_ssh_is_given_the_destination_it_can_use(tmp_path, dest, expected):
+    """ssh takes an IPv6 address bare: brackets, which mp's help allows, are taken off."""
+    record = tmp_path / "argv"
+    result = subprocess.run([sys.executable, "-m", "moshpit.cli.mp", f"--ssh={fake_ssh_recording(record)}", dest],
+                            capture_output=True, text=True, env=dict(os.environ, HOME=str(tmp_path)),
+                            stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    words = record.read_text().splitlines()
+    assert expected in words and not any("[" in word for word in words if word.endswith("]"))
+
+
+def test_mosh_s_spaced_ssh_option_is_one_clear_line(tmp_path):
+    """``mosh --ssh "ssh -p 2222" host`` works in mosh; here --ssh's value follows '='."""
+    record = tmp_path / "argv"
+    result = subprocess.run([sys.executable, "-m", "moshpit.cli.mp", "--ssh", "ssh -p 2222", "host"],
+                            capture_output=True, text=True, env=dict(os.environ, HOME=str(tmp_path)),
+                            stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "mp: 'ssh -p 2222' is not a host; an ssh command goes after '=': mp --ssh='ssh -p 2222' HOST"]
+    assert not record.exists()
 
 
 @pytest.mark.skipif(shutil.which("ssh") is None, reason="needs ssh (for ssh -G)")

@@ -152,7 +152,11 @@ def _run_ssh(config, args) -> int:
     import secrets
     from moshpit.sshcommand import SshCommand
     user, host = parse_destination(args["DEST"])
-    destination = args["DEST"] if args["-l"] is None else f"{args['-l']}@{host}"
+    if any(c.isspace() for c in args["DEST"]):        # `--ssh "ssh -p 2222" host`: mosh's habit
+        raise MoshpitError(f"{args['DEST']!r} is not a host; an ssh command goes after '=': "
+                           f"mp --ssh='{args['DEST']}' HOST")
+    login = args["-l"] or user                     # ssh takes an IPv6 address bare, not in brackets
+    destination = f"{login}@{host}" if login else host
     sessions = SessionFile(os.path.expanduser("~"), terminal_name(0))
     kept = sessions.load_ssh(destination)
     name = kept["name"] if kept else secrets.token_hex(8)

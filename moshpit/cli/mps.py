@@ -4,7 +4,7 @@ Usage:
   mps [-v... | -q...] [-e] [-c PATH] [-t PATH] [-p KEY] [-k PUB] [--bind ADDR] [--port N] [--udp-ports LOW-HIGH]
   mps --check-config [-e] [-c PATH] [-p KEY] [-k PUB] [--bind ADDR] [--port N] [--udp-ports LOW-HIGH]
   mps sessions [-c PATH]
-  mps --ssh-session NAME [-v... | -q...] [-c PATH] [-t PATH] [--udp-ports LOW-HIGH] [--detached-timeout SECS] [--window COLSxROWS] [--env NAME=VALUE]... [--] [COMMAND...]
+  mps --ssh-session NAME [-v... | -q...] [-c PATH] [-t PATH] [--udp-ports LOW-HIGH] [--detached-timeout SECS] [--resume-only] [--window COLSxROWS] [--env NAME=VALUE]... [--] [COMMAND...]
   mps (-h | --help)
   mps (-V | --version)
 
@@ -27,6 +27,8 @@ Options:
   --ssh-session NAME    What mp --ssh runs through ssh: start (or find) the one-session
                         server NAME for this user and relay its key exchange over
                         stdin/stdout. Not for typing by hand.
+  --resume-only         With --ssh-session: never start a server; say so if NAME's is gone
+                        (mp's reconnects in the background).
   --window COLSxROWS    With --ssh-session: the client's window, and with --env its TERM
                         and locale, to start a new session's shell before the key exchange.
   --env NAME=VALUE      (Repeatable.)
@@ -83,11 +85,18 @@ def control_path(config) -> str:
     return os.fspath(runtime_dir(create=True) / "mps.ctl")
 
 
+def servers_to_ask(config) -> list[str]:
+    """Every status socket that may list the user's sessions: this configuration's mps,
+    the system's (root's mps answers each user about their own), each mp --ssh session's."""
+    from moshpit import rundir
+    paths = [control_path(config), *([SYSTEM_CONTROL] if os.path.exists(SYSTEM_CONTROL) else []),
+             *map(os.fspath, rundir.control_sockets())]
+    return list(dict.fromkeys(paths))
+
+
 def list_sessions(config) -> int:
     from moshpit import rundir, sessionlist
-    own = control_path(config)
-    paths = list(dict.fromkeys([own, *rundir.control_sockets()]))
-    sessions, gone = sessionlist.gather(paths)
+    sessions, gone = sessionlist.gather(servers_to_ask(config))
     for path in gone:                    # a server that is gone left its sockets behind
         if os.path.dirname(path) == os.fspath(rundir.runtime_dir()):
             for stale in (path, os.path.splitext(path)[0] + ".sock"):
@@ -134,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             from moshpit.cli import ssh_session
             setup_logging(False, args["-t"] or config.log.file or DEFAULT_LOG, args["-v"] - args["-q"],
                           config.log.level)
-            return ssh_session.run(args["--ssh-session"], config, args["COMMAND"], control_path(config),
-                                   _terminal(args["--window"], args["--env"]))
+            return ssh_session.run(args["--ssh-session"], config, args["COMMAND"], servers_to_ask(config),
+                                   _terminal(args["--window"], args["--env"]),
+                                   resume_only=args["--resume-only"])
         except (ConfigError, MoshpitError) as exc:
             print(f"mps: {exc}", file=sys.stderr)
             return 1

@@ -15,7 +15,6 @@ that opened it. See docs/security.md, "Sessions started over SSH".
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import select
@@ -29,6 +28,7 @@ from moshpit.errors import MoshpitError
 log = logging.getLogger("moshpit.server")
 
 PREAMBLE = b"MOSHPIT-SSH 1 "
+GONE = b"MOSHPIT-SSH-GONE 1"  # instead, to a resume-only run: no server holds that session
 NOTICE_TIMEOUT = 0.5        # per other server asked about detached sessions at login
 
 
@@ -38,30 +38,56 @@ def ssh_connection() -> tuple[str, str]:
     return (parts[0], parts[2]) if len(parts) == 4 else ("", "")
 
 
-def run(name: str, config, command: list[str], control: str, terminal: dict | None = None) -> int:
+def run(name: str, config, command: list[str], servers: list[str], terminal: dict | None = None, *,
+        resume_only: bool = False) -> int:
     """``terminal``: the client's TERM, locale and window (``env``, ``cols``, ``rows``), to
-    start a new session's shell before the key exchange; the exchange still decides."""
+    start a new session's shell before the key exchange; the exchange still decides.
+    ``resume_only`` (mp's reconnect in the background): never start a server; if the
+    session's is gone, say so (``GONE``) instead of starting a new one."""
     _, reached_at = ssh_connection()
-    out = sys.stdout.buffer                       # first: the client works out where to send
-    out.write(PREAMBLE + (reached_at or "-").encode() + b"\n")   # UDP while we start up
-    out.flush()
+    out = sys.stdout.buffer
     path = rundir.session_socket(name, create=True)
-    conn = _connect(path)
-    if conn is None:
+    if resume_only:
+        conn = _connect(path)
+        if conn is None:
+            out.write(GONE + b"\n")
+            out.flush()
+            return 0
+    out.write(PREAMBLE + (reached_at or "-").encode() + b"\n")   # first thing: the client
+    out.flush()                                   # works out where to send UDP while we start
+    if not resume_only:
+        conn = _find_or_start(path, name, config, command, servers, terminal)
+    try:
+        _relay(conn, sys.stdin.fileno(), out.fileno())
+    except OSError as exc:                        # the server went away mid-exchange
+        raise MoshpitError(f"the session server for {name} closed the key exchange "
+                           f"({exc.strerror or exc}); see its log") from None
+    return 0
+
+
+def _find_or_start(path, name: str, config, command: list[str], servers: list[str],
+                   terminal: dict | None) -> socket.socket:
+    """The session's socket, its server started first if nobody answers there. Finding
+    or binding is done under the user's start lock, so two starts of one name at once
+    make one server; once bound, the socket queues connections until the server runs."""
+    with rundir.start_lock():
+        conn = _connect(path)
+        if conn is not None:
+            return conn
         try:
             listener = rundir.bind_unix(path)
         except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise MoshpitError(f"cannot listen on {path}: {exc.strerror}") from None
-            conn = _connect(path)                 # another start of the same name won
-        else:
-            _detach_server(listener, path, name, config, command, _notice(control), terminal)
-            listener.close()
-            conn = _connect(path)
+            raise MoshpitError(f"cannot listen on {path}: {exc.strerror or exc}") from None
+    try:
+        _detach_server(listener, path, name, config, command, _notice(servers, path), terminal)
+    except OSError as exc:
+        raise MoshpitError(f"cannot start the session server for {name}: {exc.strerror or exc}") from None
+    finally:
+        listener.close()
+    conn = _connect(path)
     if conn is None:
         raise MoshpitError(f"the session server for {name} did not start (see the log)")
-    _relay(conn, sys.stdin.fileno(), out.fileno())
-    return 0
+    return conn
 
 
 def _connect(path) -> socket.socket | None:
@@ -74,11 +100,14 @@ def _connect(path) -> socket.socket | None:
         return None
 
 
-def _notice(control: str) -> str:
-    """"You have N detached sessions", counting the user's other ssh sessions and mps's."""
+def _notice(servers: list[str], ours) -> str:
+    """"You have N detached sessions", counting the user's sessions on every server
+    that may hold one (each asked once; not the one being started)."""
     sessions = []
-    for path in [*rundir.control_sockets(), *([control] if control else [])]:
-        sessions += sessionlist.query(path, timeout=NOTICE_TIMEOUT) or []
+    skip = os.fspath(os.path.splitext(ours)[0] + ".ctl")
+    for path in dict.fromkeys(servers):
+        if path != skip:
+            sessions += sessionlist.query(path, timeout=NOTICE_TIMEOUT) or []
     mine = os.environ.get("USER") or ""
     return sessionlist.detached_notice([s for s in sessions if not mine or s.get("user") == mine])
 
@@ -164,13 +193,11 @@ def _serve(listener, path, name: str, config, command: list[str], notice: str, t
         server.adopt_early_shell(early)
     gevent.signal_handler(signal.SIGTERM, server.stop)
     gevent.signal_handler(signal.SIGHUP, lambda: None)
+    ours = os.stat(path).st_ino                   # bound for us before the fork
     server.start()
     log.info("session %s started over ssh from %s", name, client_at or "?")
     try:
         server.serve_forever()
     finally:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        rundir.unlink_if_same(path, ours)         # not a successor's, bound since
         log.info("session %s over", name)

@@ -30,16 +30,14 @@ class ControlSocket:
         self.list_sessions = list_sessions
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o755, exist_ok=True)   # /run/moshpit
         plain = rundir.bind_unix(self.path, mode)
+        self._inode = os.stat(self.path).st_ino
         listener = gsocket.socket(plain.family, plain.type, fileno=plain.detach())
         self._server = StreamServer(listener, self._handle, spawn=gevent.pool.Pool(8))
         self._server.start()
 
     def close(self) -> None:
         self._server.stop(timeout=0)
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
+        rundir.unlink_if_same(self.path, self._inode)     # not a successor's
 
     def _handle(self, sock, _address) -> None:
         uid = sessionlist.peer_uid(sock)

@@ -20,6 +20,7 @@ import gevent.os
 import gevent.socket as gsocket
 
 from moshpit.errors import MoshpitError
+from moshpit.protocol.handshake import RefuseCode
 from moshpit.sshcommand import DEFAULT_SERVER, SshCommand
 
 log = logging.getLogger("moshpit.client")
@@ -28,6 +29,8 @@ CONNECT_TIMEOUT = 10.0
 PREAMBLE = b"MOSHPIT-SSH 1 "      # cli/ssh_session.py's first line on the channel
 MAX_CHATTER = 65536               # what a noisy login script may print before it
 BATCH_TIMEOUT = 30.0              # a reconnect through ssh that takes longer has failed
+GONE = b"MOSHPIT-SSH-GONE 1"      # a resume-only run's line instead: no server holds the session
+STDERR_KEPT = 4096                # of a background ssh's stderr, the tail goes to the log
 
 
 class ClientError(MoshpitError):
@@ -111,6 +114,9 @@ class SshRoute:
         """The session server's line; whatever a login script printed first is skipped."""
         seen = bytearray()
         while True:
+            if GONE + b"\n" in seen:
+                raise ClientError(f"the session on {self.host} no longer exists (its server is gone)",
+                                  permanent=True, refusal=RefuseCode.NO_SESSION)
             start = seen.find(PREAMBLE)
             if start >= 0 and b"\n" in seen[start:]:
                 line = bytes(seen[start + len(PREAMBLE):seen.index(b"\n", start)])
@@ -136,7 +142,7 @@ class SshRoute:
                                (f": {stream.stderr_line()}" if stream.stderr_line() else
                                 " (it says why above)"))
         if status == 127:
-            searched = " (PATH, ~/.local/bin)" if self.server == [DEFAULT_SERVER] else ""
+            searched = " (PATH, ~/.local/bin)" if self.command.server_text == DEFAULT_SERVER else ""
             return ClientError(f"{self.server[0]} was not found on {self.host}{searched}: install moshpit "
                                f"there, or name it with --server=PATH", permanent=True)
         return ClientError(f"{self.server[0]} on {self.host} did not start a session (status {status})"
@@ -229,15 +235,19 @@ class PipeStream:
 
     def wait(self, timeout: float) -> int | None:
         """ssh's exit status, or None if it is still running after ``timeout`` (polled:
-        the process may be a plain ``subprocess.Popen``, whose wait would block the loop)."""
+        the process may be a plain ``subprocess.Popen``, whose wait would block the loop).
+        A background ssh's stderr (a file) is read then: its last lines, for the log."""
         deadline = time.monotonic() + timeout
         while (status := self.proc.poll()) is None:
             if time.monotonic() >= deadline:
                 return None
             gevent.sleep(0.02)
-        if self.proc.stderr is not None:
+        errors = getattr(self.proc, "errors", None)
+        if errors is not None and not errors.closed:
             try:
-                self.stderr = self.proc.stderr.read() or b""
+                size = errors.seek(0, os.SEEK_END)
+                errors.seek(max(0, size - STDERR_KEPT))
+                self.stderr = errors.read()
             except OSError:
                 pass
         return status
@@ -258,5 +268,6 @@ class PipeStream:
             self.wait(5.0)
         if self.stderr:
             log.info("ssh said: %s", self.stderr.decode("utf-8", "replace").strip())
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        errors = getattr(self.proc, "errors", None)
+        if errors is not None:
+            errors.close()

@@ -45,6 +45,7 @@ log = logging.getLogger("moshpit.server")
 DEFAULT_DETACHED_TIMEOUT = 7 * 86400   # a session whose client is gone this long is ended
 HELLO_TIMEOUT = 3.0        # a connection that has not spoken by then is closed
 NOTICE_PATIENCE = 0.2      # a login waits this long at most to count its detached sessions
+FIRST_CONTACT_TIMEOUT = 60.0   # single_session: a server no client reached by then ends
 
 
 class Server:
@@ -59,7 +60,8 @@ class Server:
                  max_sessions_per_key: int = 16, login_records: LoginRecords | None = None,
                  processes: bool = False, listener=None, single_session: bool = False,
                  control: str | None = None, control_mode: int = 0o600, unix_peer: str = "local",
-                 via: str = "mps", name: str = "", notice: str = "", base_env: dict | None = None):
+                 via: str = "mps", name: str = "", notice: str = "", base_env: dict | None = None,
+                 first_contact_timeout: float = FIRST_CONTACT_TIMEOUT):
         """``authorize(client_key, user) -> Authorization`` replaces the authorized_keys
         check (an embedder's own key store; ``mp --local``'s one key in memory).
         ``processes``: run each session in a process of its own, as its user (see
@@ -68,7 +70,8 @@ class Server:
         ``listener``: a listening socket to take key exchanges on instead of ``bind``; a
         Unix one takes only connections from our own uid, whose peer is ``unix_peer``.
         ``single_session``: serve one session of our own user, then stop (what ``mp
-        --ssh`` starts: ssh has checked who it is). ``control``: a Unix socket path
+        --ssh`` starts: ssh has checked who it is), or stop after ``first_contact_timeout``
+        if no key exchange made it one. ``control``: a Unix socket path
         answering ``mps sessions`` (``via`` and ``name`` label our sessions there).
         ``notice``: told to each new session first, besides its user's detached sessions here.
         ``base_env``: the environment a shell starts from (``mp --ssh``: the ssh login's)."""
@@ -90,6 +93,7 @@ class Server:
         self.handshake_timeout = handshake_timeout
         self.accept_env = tuple(accept_env)
         self.base_env = base_env
+        self.first_contact_timeout = first_contact_timeout
         self.detached_timeout = detached_timeout
         self.limiter = limiter or HandshakeLimiter()
         self.registry = SessionRegistry(PortPool(range(udp_ports[0], udp_ports[1] + 1)),
@@ -120,12 +124,21 @@ class Server:
         self._tcp.start()
         self._stopped.clear()
         log.info("listening on %s", self._tcp.address)
+        if self.single_session:
+            gevent.spawn_later(self.first_contact_timeout, self._end_if_never_used)
         if self.control_path and self._control is None:
             try:
                 self._control = ControlSocket(self.control_path, self.session_list, self.control_mode)
             except OSError as exc:
                 log.warning("no status socket at %s (mps sessions will not list this server): %s",
                             self.control_path, exc.strerror or exc)
+
+    def _end_if_never_used(self) -> None:
+        """mp --ssh's server, started for a client that never came (its ssh died between
+        the start and the key exchange): nothing is left running, its shell least of all."""
+        if not self.sessions and not self._stopped.is_set():
+            log.info("no client came within %.0f s; stopping", self.first_contact_timeout)
+            self.stop()
 
     def serve_forever(self) -> None:
         if self._tcp is None:
@@ -224,6 +237,7 @@ class Server:
                 return
             address = (self.unix_peer, 0)
         host = address[0]
+        first = b""
         try:
             wait = self.limiter.connect(host, time.monotonic())
             if wait is not None:
@@ -232,7 +246,7 @@ class Server:
             try:
                 first = self._first_bytes(sock)
                 if not first:
-                    return
+                    return                   # not a key exchange: a probe, or nothing said
                 wait = self.limiter.admit(host, time.monotonic())
                 if wait is not None:
                     self._say_busy(sock, host, wait)
@@ -245,7 +259,7 @@ class Server:
                 self.limiter.disconnect(host)
         finally:
             sock.close()
-            if self.single_session and not self.sessions:
+            if self.single_session and first and not self.sessions:
                 gevent.spawn(self.stop)              # the one key exchange made no session
 
     def _first_bytes(self, sock) -> bytes:

@@ -36,9 +36,11 @@ def accepted_env(env: dict, patterns) -> dict:
             and any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)}
 
 
-# What only the ssh channel that started a session had (gone once it closes), or the
-# command it ran (its depth, directory and name), not the login.
-BOOTSTRAP_ONLY = frozenset({"SSH_TTY", "SSH_AUTH_SOCK", "SSH_ORIGINAL_COMMAND", "SHLVL", "_", "PWD", "OLDPWD"})
+# What only the ssh channel that started a session had (its tty, a forwarded agent's
+# socket, a forwarded X display: gone once it closes), or the command it ran (its
+# depth, directory and name), not the login.
+BOOTSTRAP_ONLY = frozenset({"SSH_TTY", "SSH_AUTH_SOCK", "DISPLAY", "SSH_ORIGINAL_COMMAND", "SHLVL", "_",
+                            "PWD", "OLDPWD"})
 
 
 def shell_environment(user: pwd.struct_passwd, client_env: dict, patterns, base: dict | None = None) -> dict:
