@@ -124,8 +124,12 @@ def setup_logging(to_stderr: bool, path: str, verbosity: int, base: str = "info"
             fmt = "%(name)s %(levelname)s %(message)s"      # the journal stamps each line itself
     else:
         log_path = Path(os.path.expanduser(path))
-        log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_path)
+        try:
+            log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            handler = logging.FileHandler(log_path)
+        except OSError as exc:                   # a read-only home, a full disk, a typo
+            raise MoshpitError(f"cannot write the log file {log_path}: {exc.strerror or exc} "
+                               f"(-t PATH names another)") from None
     handler.setFormatter(logging.Formatter(fmt))
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
