@@ -125,7 +125,7 @@ def test_a_resume_only_run_for_a_session_no_server_holds_starts_nothing(tmp_path
     env = dict(os.environ, TMPDIR=str(tmp_path), HOME=str(tmp_path))
     result = subprocess.run([sys.executable, "-m", "moshpit.cli.mps", "--ssh-session", "gone1", "--resume-only",
                              "--window", "80x24", "--env", "TERM=xterm"], env=env, capture_output=True,
-                            stdin=subprocess.DEVNULL, timeout=30)
+                            stdin=subprocess.DEVNULL, timeout=30, cwd=tmp_path)   # not the source tree
     assert (result.returncode, result.stdout) == (0, b"MOSHPIT-SSH-GONE 1\n"), result.stderr
     assert not list((tmp_path / f"moshpit-{os.getuid()}").glob("gone1.*"))
 
@@ -136,7 +136,7 @@ def test_a_log_file_that_cannot_be_written_is_one_line(tmp_path):
     env = dict(os.environ, TMPDIR=str(tmp_path), HOME=str(tmp_path))
     result = subprocess.run([sys.executable, "-m", "moshpit.cli.mps", "--ssh-session", "n1", "--resume-only",
                              "-t", "/proc/self/no/log"], env=env, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL, timeout=30)
+                            stdin=subprocess.DEVNULL, timeout=30, cwd=tmp_path)   # not the source tree
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.splitlines() == [
         "mps: cannot write the log file /proc/self/no/log: No such file or directory (-t PATH names another)"]

@@ -126,7 +126,7 @@ def test_ssh_is_given_the_destination_it_can_use(tmp_path, dest, expected):
     record = tmp_path / "argv"
     result = subprocess.run([sys.executable, "-m", "moshpit.cli.mp", f"--ssh={fake_ssh_recording(record)}", dest],
                             capture_output=True, text=True, env=dict(os.environ, HOME=str(tmp_path)),
-                            stdin=subprocess.DEVNULL, timeout=60)
+                            stdin=subprocess.DEVNULL, timeout=60, cwd=tmp_path)   # not the source tree
     assert result.returncode == 1 and "Traceback" not in result.stderr
     words = record.read_text().splitlines()
     assert expected in words and not any("[" in word for word in words if word.endswith("]"))
@@ -137,7 +137,7 @@ def test_mosh_s_spaced_ssh_option_is_one_clear_line(tmp_path):
     record = tmp_path / "argv"
     result = subprocess.run([sys.executable, "-m", "moshpit.cli.mp", "--ssh", "ssh -p 2222", "host"],
                             capture_output=True, text=True, env=dict(os.environ, HOME=str(tmp_path)),
-                            stdin=subprocess.DEVNULL, timeout=60)
+                            stdin=subprocess.DEVNULL, timeout=60, cwd=tmp_path)   # not the source tree
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "mp: 'ssh -p 2222' is not a host; an ssh command goes after '=': mp --ssh='ssh -p 2222' HOST"]
