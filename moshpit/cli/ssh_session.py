@@ -24,11 +24,10 @@ import sys
 
 from moshpit import rundir, sessionlist
 from moshpit.errors import MoshpitError
+from moshpit.protocol.bootstrap import GONE, PREAMBLE
 
 log = logging.getLogger("moshpit.server")
 
-PREAMBLE = b"MOSHPIT-SSH 1 "
-GONE = b"MOSHPIT-SSH-GONE 1"  # instead, to a resume-only run: no server holds that session
 NOTICE_TIMEOUT = 0.5        # per other server asked about detached sessions at login
 
 

@@ -20,16 +20,15 @@ import gevent.os
 import gevent.socket as gsocket
 
 from moshpit.errors import MoshpitError
+from moshpit.protocol.bootstrap import GONE, PREAMBLE
 from moshpit.protocol.handshake import RefuseCode
 from moshpit.sshcommand import DEFAULT_SERVER, SshCommand
 
 log = logging.getLogger("moshpit.client")
 
 CONNECT_TIMEOUT = 10.0
-PREAMBLE = b"MOSHPIT-SSH 1 "      # cli/ssh_session.py's first line on the channel
 MAX_CHATTER = 65536               # what a noisy login script may print before it
 BATCH_TIMEOUT = 30.0              # a reconnect through ssh that takes longer has failed
-GONE = b"MOSHPIT-SSH-GONE 1"      # a resume-only run's line instead: no server holds the session
 STDERR_KEPT = 4096                # of a background ssh's stderr, the tail goes to the log
 
 
