@@ -12,7 +12,6 @@ from pathlib import Path
 from docopt import DocoptExit, docopt
 
 from moshpit.errors import MoshpitError
-from moshpit.keyfiles import PassphraseRequired, read_private_key, read_public_key
 
 LEVELS = [logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG]
 
@@ -137,6 +136,7 @@ def setup_logging(to_stderr: bool, path: str, verbosity: int, base: str = "info"
 def load_signing_key(private: str, public: str | None, *, missing: str):
     """The private key at ``private`` (asking for its passphrase on a terminal), checked
     against ``public`` (default: beside it, ``.pub``). ``missing`` says what to do if absent."""
+    from moshpit.keyfiles import PassphraseRequired, read_private_key, read_public_key   # nacl: not at start
     path = Path(os.path.expanduser(private))
     if not path.exists():
         raise MoshpitError(missing.format(path=path))

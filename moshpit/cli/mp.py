@@ -61,7 +61,6 @@ from moshpit import __version__
 from moshpit.cli.common import load_signing_key, parse_args, positional_arguments, run_main, setup_logging
 from moshpit.config import ConfigError, load
 from moshpit.errors import MoshpitError
-from moshpit.keys import HostKeyPolicy, KnownHosts
 from moshpit.sessionfile import SessionFile, terminal_name
 from moshpit.terminal.tty import window_size
 
@@ -171,7 +170,7 @@ def _run_ssh(config, args) -> int:
     import nacl.signing
     from moshpit.gevent.client import Client
     from moshpit.gevent.routes import SshRoute
-    from moshpit.keys import VouchedBySsh
+    from moshpit.keys import HostKeyPolicy, VouchedBySsh
     from moshpit.protocol.handshake import DiffMode
     _quiet_interrupts()
     identity = nacl.signing.SigningKey(bytes.fromhex(kept["key"])) if kept else nacl.signing.SigningKey.generate()
@@ -204,6 +203,7 @@ def _forwarded_env(config) -> dict:
 
 def _run_remote(config, args) -> int:
     from moshpit.gevent.client import Client     # gevent only once the arguments are good
+    from moshpit.keys import HostKeyPolicy, KnownHosts
     from moshpit.protocol.handshake import DiffMode
     user, host = parse_destination(args["DEST"])
     user = args["-l"] or user or getpass.getuser()
@@ -235,7 +235,7 @@ def _run_local(config) -> int:
     import nacl.signing
     from moshpit.gevent.client import Client
     from moshpit.gevent.server import Server
-    from moshpit.keys import Authorization, PinnedHostKey
+    from moshpit.keys import Authorization, HostKeyPolicy, PinnedHostKey
     from moshpit.protocol.handshake import DiffMode
     client_key, host_key = nacl.signing.SigningKey.generate(), nacl.signing.SigningKey.generate()
     client_public = bytes(client_key.verify_key)

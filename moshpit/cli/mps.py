@@ -64,11 +64,9 @@ import signal
 import sys
 
 from moshpit import __version__
-from moshpit.accounts import LoginPolicy
 from moshpit.cli.common import load_signing_key, parse_args, run_main, setup_logging
 from moshpit.config import ConfigError, load
 from moshpit.errors import MoshpitError
-from moshpit.keys import fingerprint
 from moshpit.rundir import runtime_dir
 
 DEFAULT_LOG = "~/.config/moshpits/logs/moshpits.log"
@@ -113,6 +111,7 @@ def list_sessions(config) -> int:
 
 def check_config(config, host_key) -> str:
     """What a server with this configuration would do, in one line."""
+    from moshpit.keys import fingerprint
     low, high = config.udp_ports
     who = "every user" if os.getuid() == 0 else f"only {os.environ.get('USER') or os.getuid()}"
     return (f"mps: configuration good: key exchange on {config.bind} port {config.port}, "
@@ -166,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(args["-e"], log_file, args["-v"] - args["-q"], config.log.level)
         host_key = load_signing_key(config.host_key, args["-k"], missing=(
             "no host key at {path}; create one with: mp-keygen generate --host --no-passphrase -f {path}"))
+        from moshpit.accounts import LoginPolicy
         from moshpit.gevent.server import Server       # gevent only once the arguments are good
         policy = LoginPolicy(allow_users=config.allow_users, deny_users=config.deny_users,
                              permit_root=config.permit_root)
