@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import gevent
@@ -114,7 +115,19 @@ def test_a_server_no_client_reaches_ends_with_its_early_shell(tmp_path):
     server = one_session_server(tmp_path / "s.sock", first_contact_timeout=0.5)
     server.adopt_early_shell((pid, fd))
     assert server._stopped.wait(timeout=10)
-    assert gevent.os.waitpid(pid, 0)[0] == pid        # the early shell was told to go
+    deadline = time.monotonic() + 10                  # the early shell was told to go (well
+    while not _ended(pid):                            # before its own 60 s are up)
+        assert time.monotonic() < deadline, "the early shell is still running"
+        gevent.sleep(0.05)
+
+
+def _ended(pid: int) -> bool:
+    """Exited: reaped (by us or gevent's SIGCHLD handler) or a zombie waiting to be."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def test_a_resume_only_run_for_a_session_no_server_holds_starts_nothing(tmp_path):

@@ -46,15 +46,14 @@ def run(name: str, config, command: list[str], servers: list[str], terminal: dic
     _, reached_at = ssh_connection()
     out = sys.stdout.buffer
     path = rundir.session_socket(name, create=True)
-    if resume_only:
-        conn = _connect(path)
-        if conn is None:
-            out.write(GONE + b"\n")
-            out.flush()
-            return 0
+    conn = _connect(path) if resume_only else None
+    if resume_only and conn is None:
+        out.write(GONE + b"\n")
+        out.flush()
+        return 0
     out.write(PREAMBLE + (reached_at or "-").encode() + b"\n")   # first thing: the client
     out.flush()                                   # works out where to send UDP while we start
-    if not resume_only:
+    if conn is None:
         conn = _find_or_start(path, name, config, command, servers, terminal)
     try:
         _relay(conn, sys.stdin.fileno(), out.fileno())
@@ -103,7 +102,7 @@ def _notice(servers: list[str], ours) -> str:
     """"You have N detached sessions", counting the user's sessions on every server
     that may hold one (each asked once; not the one being started)."""
     sessions = []
-    skip = os.fspath(os.path.splitext(ours)[0] + ".ctl")
+    skip = os.fspath(ours.with_suffix(".ctl"))    # its status socket, as _serve names it
     for path in dict.fromkeys(servers):
         if path != skip:
             sessions += sessionlist.query(path, timeout=NOTICE_TIMEOUT) or []

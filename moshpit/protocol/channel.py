@@ -840,6 +840,8 @@ class Channel:
             if payload is None:
                 break
             payloads.append(payload)
+        if not payloads:                     # the common answer on a quiet channel: no call
+            return []
         peer = self.peer_addr
         return [(datagram, peer) for datagram in self._sealer.seal_many(payloads)]   # one call a turn
 
