@@ -1,8 +1,9 @@
 """Server and client sessions: the screen model joined to the channel, loop-agnostic.
 
 The server session takes PTY output and hands the channel what its diff mode
-needs: the raw bytes in ``reliable`` mode, numbered screen states always (for
-``statesync``/``datagram`` diffs and for repaints). The client session turns
+needs: the raw bytes in ``reliable`` mode (through an ``OutputLog``, as the path has
+room: see ``pump``), numbered screen states always (for ``statesync``/``datagram``
+diffs and for repaints). The client session turns
 channel events into the bytes to write to the user's terminal. Neither does
 I/O or reads a clock: the runtime passes ``now`` and arms their timers.
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 from collections import deque
 
+from moshpit.outputlog import OutputLog
 from moshpit.protocol.channel import Channel
-from moshpit.protocol.events import DataReceived, EchoAcknowledged, Resized, ScreenUpdate
+from moshpit.protocol.events import (DataReceived, EchoAcknowledged, OutputSkipped, Resized,
+                                     ScreenUpdate)
 from moshpit.protocol.handshake import DiffMode
 from moshpit.terminal.model import MAX_COLUMNS, MAX_ROWS, ScreenState, TerminalModel
 from moshpit.terminal.predict import ECHO, ICANON, Policy, PredictionEngine
@@ -27,7 +30,10 @@ KEPT_STATES = 64               # screen states kept as possible diff bases...
 KEPT_CELLS = 1_000_000         # ...and their cells in all: two 1000x500 screens, 500 of 80x24
 RESIZE_INTERVAL = 0.1          # a window size is applied at most this often (a RESIZE re-lays
                                # the whole screen; a flood of them must not cost more)
-MAX_BACKLOG = 4 << 20          # reliable output waiting to be sent; beyond it, a repaint instead
+HISTORY_BYTES = 1 << 20        # reliable: output kept for an absent client, at most this...
+HISTORY_LINES = 10_000         # ...and this many lines (trimmed a PTY read at a time)
+RESUME_SLACK = 64 << 10        # output kept after the client acknowledged it: a client killed
+                               # mid-write may have shown a little less than it acknowledged
 UNFED_LIMIT = 256 * 1024       # reliable, predicting: raw output modelled at the latest after this
 ECHO_WAIT = 0.050              # keystrokes count as echoed this long after the shell got them (Mosh)
 FEED_BUDGET = 50_000           # screen-model work per step (the model's cost units, ~20-50 ms):
@@ -42,9 +48,12 @@ def clamp_window(cols: int, rows: int) -> tuple[int, int]:
 class ServerSession:
     """One shell's screen, shared by whichever connection is attached."""
 
-    def __init__(self, cols: int = 80, rows: int = 24):
+    def __init__(self, cols: int = 80, rows: int = 24, *, history_bytes: int = HISTORY_BYTES,
+                 history_lines: int = HISTORY_LINES):
         self.model = TerminalModel(*clamp_window(cols, rows))
         self.channel: Channel | None = None
+        self.log = OutputLog(history_bytes, history_lines)   # reliable: the stream, numbered
+        self._sent = self._sent_lines = 0     # the attached channel has the stream up to here
         self._states: dict[int, ScreenState] = {self.model.number: self.model.state}
         self._kept_cells = self.model.state.cols * self.model.state.rows
         self._window_wanted: tuple[int, int] | None = None   # a RESIZE not applied yet
@@ -60,16 +69,74 @@ class ServerSession:
         self._echo_acked = 0
         self._flags_sent: int | None = None
 
-    def attach(self, channel: Channel, resumed: bool = False) -> None:
-        """A (new or resumed) connection takes over; it starts from a full repaint.
+    def attach(self, channel: Channel, resumed: bool = False,
+               shown: tuple[int, int] | None = None) -> None:
+        """A (new or resumed) connection takes over. ``shown``: (bytes, lines) of the
+        stream the client's terminal already has, if it knows. In ``reliable`` the stream
+        goes on from there when the log still holds it (every line once, no repaint);
+        else the client is told what it missed and repainted. A first connection gets
+        the stream from the start (a shell's first prompt may precede it).
 
         Build the channel with ``screen_source=session.screen_source``."""
         self.channel = channel
         self._flags_sent = None               # the new connection learns the terminal's flags
         self.flush()
         channel.screen_changed(self.model.number)
-        if resumed:
-            channel.repaint()                 # reliable mode: the stream alone would not show it
+        if not channel.send_reliable:
+            self.log = OutputLog(self.log.max_bytes, self.log.max_lines)   # not needed: free it
+            if resumed:
+                channel.repaint()
+            return
+        log = self.log
+        if not resumed:
+            shown = (0, 0)
+        if shown is not None and log.start <= shown[0] <= log.end and shown[1] <= shown[0]:
+            self._sent, self._sent_lines = shown
+        else:
+            self._skip(channel)
+        self.pump()
+
+    def _skip(self, channel: Channel) -> None:
+        """Go on from the newest output, repainted: the client lacks what lies between
+        (or cannot say what it has). The skip tells the client the stream's position, so
+        a client that knew its own can count the lines it missed; the repaint shows the
+        screen as it is now."""
+        self.flush(complete=True)
+        log = self.log
+        channel.send_skip(log.end, log.end_lines)
+        self._sent, self._sent_lines = log.end, log.end_lines
+        channel.repaint()
+
+    def pump(self) -> None:
+        """reliable: hand the channel what output it has room for. The rest waits here,
+        and the PTY is read no further while it does (``holding_output``); so what is
+        queued before a Ctrl-C is about what the path carries in a moment, not megabytes."""
+        channel = self.channel
+        if channel is None or not channel.accepts_data:
+            return
+        log = self.log
+        if self._sent < log.start and not channel.pending_output:
+            self._skip(channel)               # the client was away longer than the log reaches
+        room = channel.output_room            # (decided once what was queued has gone: once)
+        if room and log.start <= self._sent < log.end:
+            data = log.read(self._sent, room)
+            channel.send_data(data)
+            self._sent += len(data)
+            self._sent_lines += data.count(b"\n")
+        # What the client surely has, less a margin, need not be kept for a resume.
+        unacked = channel.pending_output + channel.in_flight * channel.config.max_datagram_size
+        log.release(self._sent - unacked - RESUME_SLACK)
+
+    @property
+    def holding_output(self) -> bool:
+        """reliable: output waits for the path. Read no more from the PTY (the program
+        waits, as for a slow terminal) unless the client is away (the log takes it)."""
+        return self._sent < self.log.end and self.channel is not None and self.channel.accepts_data
+
+    @property
+    def streaming(self) -> bool:
+        """PTY output goes into the log: reliable, or no connection yet to say otherwise."""
+        return self.channel is None or self.channel.send_reliable
 
     # --- PTY side ---------------------------------------------------------------
     def pty_output(self, data: bytes, now: float) -> None:
@@ -77,24 +144,16 @@ class ServerSession:
             return
         if self.tty_flags != self._flags_sent:   # a password prompt turning echo off, say
             self._acknowledge_echo(now)
-        channel = self.channel
-        overflow = False
-        if channel is not None and channel.accepts_data:
-            if channel.pending_output + len(data) <= MAX_BACKLOG:
-                channel.send_data(data)       # the raw stream goes out at once (echo latency)
-            else:
-                overflow = True
+        if self.streaming:
+            self.log.append(data)
+            self.pump()                       # the raw stream goes out at once (echo latency)
         self._pending += data
         if self._pending_since is None:
             self._pending_since = now
             quiet = now - self._last_output_at >= QUIET_AFTER
             self._gather = QUIET_DELAY if quiet else BATCH_DELAY
         self._last_output_at = now
-        if overflow:                          # the client is away: bound what we hold
-            self.flush()                      # (the model now has this output too)
-            channel.discard_unsent_output()
-            channel.repaint()
-        elif len(self._pending) >= BATCH_LIMIT:
+        if len(self._pending) >= BATCH_LIMIT:
             self.flush()
 
     @property
@@ -198,6 +257,14 @@ class ServerSession:
         return data
 
 
+def missed_lines_marker(count: int, rows: int) -> str:
+    """Scroll what the terminal shows into its scrollback, then one line saying how many
+    lines are missing there (full-screen margins, so the scrolled rows are kept)."""
+    bottom = f"\x1b[{rows};1H"
+    return (f"\x1b[r\x1b[?6l\x1b[0m{bottom}" + "\n" * rows
+            + f"\x1b[H\x1b[2K[moshpit: {count} lines not shown]{bottom}\n")
+
+
 class ClientSession:
     """What the user's terminal shows, and the bytes that keep it so.
 
@@ -208,8 +275,11 @@ class ClientSession:
     brought in step by a repaint when they start to be."""
 
     def __init__(self, cols: int = 80, rows: int = 24, clipboard_max_bytes: int = 0,
-                 predict: Policy = Policy.NEVER):
+                 predict: Policy = Policy.NEVER, shown: tuple[int, int] | None = (0, 0)):
+        """``shown``: (bytes, lines) of the server's output stream this terminal already
+        has (a resumed session's, from an earlier client), or None if not known."""
         self.cols, self.rows = clamp_window(cols, rows)
+        self.shown = shown            # reliable: the stream's position, as written here
         self.queries = QueryFilter(clipboard_max_bytes)   # reliable mode: nothing may ask the terminal
         self.displayed = ScreenState.blank(cols, rows)     # what the real terminal shows
         self.truth = self.displayed                       # the server's screen, as far as we know
@@ -229,7 +299,11 @@ class ClientSession:
     # --- events from the channel -------------------------------------------------------
     def on_event(self, event, channel: Channel, now: float = 0.0) -> None:
         if isinstance(event, DataReceived):
+            if self.shown is not None:
+                self.shown = (self.shown[0] + len(event.data), self.shown[1] + event.data.count(b"\n"))
             self._raw(event.data, channel, now)
+        elif isinstance(event, OutputSkipped):
+            self._skipped(event)
         elif isinstance(event, ScreenUpdate):
             self._apply(event, channel, now)
         elif isinstance(event, EchoAcknowledged):
@@ -263,6 +337,15 @@ class ClientSession:
         # cost 0.5 s of CPU per MB.
         if self.engine.visible or len(self._unfed) >= UNFED_LIMIT:
             self._catch_up(now)
+
+    def _skipped(self, event: OutputSkipped) -> None:
+        """reliable: the stream jumps ahead (a repaint follows). Lines we never had are
+        marked with one line in the scrollback, after the screen we showed, never a
+        silent gap; the position is the server's from here on."""
+        self._lift_predictions()
+        if self.shown is not None and event.lines > self.shown[1]:
+            self.output += missed_lines_marker(event.lines - self.shown[1], self.rows).encode()
+        self.shown = (event.offset, event.lines)
 
     def _catch_up(self, now: float) -> None:
         """reliable: feed the model what the terminal has had, then judge and show."""
@@ -357,7 +440,8 @@ class ClientSession:
         return None if self.engine is None else self.engine.get_timer()
 
     def connected(self, input_received: int) -> None:
-        """A new or resumed connection, whose server has had this many keystroke bytes."""
+        """A new or resumed connection, whose server has had this many keystroke bytes
+        (and, in ``reliable``, goes on with the output from ``shown``, or says SKIP)."""
         if self.engine is not None:
             self.engine.rebase(input_received)
         self._acks.clear()

@@ -6,6 +6,11 @@ it only resumes a session for the identity key that opened it. For a session
 ``mp --ssh`` started, that key is a throwaway one kept here beside the token (and
 the session's name on the server): whoever can read this file could resume the
 session, as whoever can read ~/.mp/id_ed25519 could open one.
+
+Beside it, ``<terminal>.shown`` holds how much of the session's output the terminal
+has (bytes and lines of the stream, 16 bytes), rewritten in place after every write
+to the terminal: a client killed outright leaves it true, and the next one on the
+same terminal asks the server to go on from there, each line once.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 from pathlib import Path
 
 
@@ -72,7 +78,46 @@ class SessionFile:
 
     def remove(self) -> None:
         if self.path is not None:
+            for path in (self.path, self._shown_path):
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+
+    _SHOWN = struct.Struct("!QQ")
+
+    @property
+    def _shown_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".shown")
+
+    def load_shown(self) -> tuple[int, int] | None:
+        """(bytes, lines) of output the terminal had when its last client stopped, if known."""
+        if self.path is None:
+            return None
+        try:
+            data = self._shown_path.read_bytes()
+        except OSError:
+            return None
+        if len(data) != self._SHOWN.size:
+            return None
+        shown_bytes, lines = self._SHOWN.unpack(data)
+        return (shown_bytes, lines) if lines <= shown_bytes < 1 << 63 else None
+
+    def shown_writer(self):
+        """A function ``(bytes, lines)`` that keeps the file true: one pwrite a call, no fsync
+        (a killed process's writes stay in the page cache), never raising."""
+        if self.path is None:
+            return None
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self._shown_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None
+        pack = self._SHOWN.pack
+
+        def write(shown_bytes: int, lines: int) -> None:
             try:
-                self.path.unlink()
-            except FileNotFoundError:
+                os.pwrite(fd, pack(shown_bytes, lines), 0)
+            except OSError:
                 pass
+        return write

@@ -7,7 +7,8 @@ from moshpit import codec
 from moshpit.errors import DecodeError, LocalProtocolError
 
 FIXED = {codec.FRAME_ACK: 8, codec.FRAME_PING: 10, codec.FRAME_RESIZE: 4,
-         codec.FRAME_STATE_ACK: 8, codec.FRAME_REPAINT: 8, codec.FRAME_OSN: 8, codec.FRAME_ECHO_ACK: 17}
+         codec.FRAME_STATE_ACK: 8, codec.FRAME_REPAINT: 8, codec.FRAME_OSN: 8, codec.FRAME_ECHO_ACK: 17,
+         codec.FRAME_SKIP: 16}
 
 
 def body_for(frame_type):

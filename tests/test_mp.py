@@ -18,6 +18,7 @@ from moshpit.keys import KnownHosts, fingerprint, format_public_key
 from moshpit.terminal.model import TerminalModel
 from pty_driver import PtyProgram
 from test_mps import start_mps
+from transcript import judge_numbers, transcript_lines
 
 MP = f"{sys.executable} -m moshpit.cli.mp"
 ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[78=>]")
@@ -322,21 +323,28 @@ def test_ssh_style_user_and_port(tmp_path, mps):
 
 
 def test_kill_9_and_run_again_on_the_same_terminal_resumes_the_same_shell(shell, mps):
+    # ...and the output goes on where the killed client's terminal stopped: every line
+    # once, in order, in the scrollback, with nothing repainted over it.
     port, _, _ = mps
     mp = f"{MP} -p {port} --host-key-check accept-new 127.0.0.1\r"
     shell.type(mp)
     assert shell.expect(b"known hosts")
     shell.type("echo shell=$$.\r")
     shell_pid = shell.expect_re(rb"shell=(\d+)\.").group(1)
+    shell.type("i=1; while [ $i -le 800 ]; do echo $i; i=$((i+1)); sleep 0.005; done; echo end-$((2+2))\r")
+    assert shell.expect(b"\r\n150\r\n")
     client_pid = subprocess.run(["pgrep", "-P", str(shell.pid)], capture_output=True,
                                 text=True).stdout.split()[0]
-    os.kill(int(client_pid), signal.SIGKILL)    # the client dies without a word
+    os.kill(int(client_pid), signal.SIGKILL)    # the client dies without a word, mid-output
     shell.read(0.5)
-    shell.output.clear()
     shell.type("stty sane\r" + mp)              # same terminal, same command
-    assert shell.expect(b"shell=" + shell_pid + b".")   # its screen is repainted
+    assert shell.expect(b"end-4", timeout=60)
     shell.type("echo again=$$.\r")
     assert shell.expect(b"again=" + shell_pid + b".")
+    verdict = judge_numbers(transcript_lines(bytes(shell.output)), 1, 800)
+    assert verdict.once == 800 and not verdict.repeated and not verdict.out_of_order, verdict
+    assert not verdict.markers
+    assert bytes(shell.output).count(b"shell=" + shell_pid + b".") == 1   # not repainted again
     shell.type("exit\r")
     assert shell.expect(b"shell exited with status 0")
 

@@ -24,12 +24,22 @@ class Pair:
                           up=Link(loss=loss, duplicate=0.05, reorder=0.1))
         self.server.attach(self.net.server.channel)
 
+        self.written: bytearray | None = None
+
     def _event(self, endpoint, event):
         if endpoint is self.net.server:
             self.server.on_event(event, self.net.now)
         else:
             self.client.on_event(event, endpoint.channel)
-            self.terminal.feed(self.client.take_output())
+            out = self.client.take_output()
+            if self.written is not None:
+                self.written += out
+            self.terminal.feed(out)
+
+    def record(self) -> bytearray:
+        """Keep every byte written to the user's terminal from now on."""
+        self.written = bytearray()
+        return self.written
 
     def pty(self, data: bytes):
         self.server.pty_output(data, self.net.now)
@@ -40,6 +50,7 @@ class Pair:
             timer = self.server.get_timer()
             self.net.step(min(deadline, timer) if timer is not None else deadline)
             self.server.handle_timer(self.net.now)
+            self.server.pump()                          # as the runtime does each turn
 
     def settled(self):
         return self.terminal.state == self.server.model.state
@@ -81,23 +92,47 @@ def test_resize_reaches_the_screen_model():
     assert (pair.server.model.state.cols, pair.server.model.state.rows) == (100, 30)
 
 
-def test_output_for_an_absent_client_is_bounded_and_replaced_by_a_repaint():
-    from moshpit.session import MAX_BACKLOG
+def test_output_for_an_absent_client_is_bounded_then_marked_and_repainted():
+    from moshpit.protocol.channel import UNSENT_CEILING
+    from moshpit.session import HISTORY_BYTES
     pair = Pair(DiffMode.RELIABLE)
+    seen = pair.record()
     pair.pty(b"hello\r\n")
     pair.run(1.0)
     assert pair.settled()
     pair.net.links["down"].up = pair.net.links["up"].up = False   # the client is gone (lid closed)
     line = b"".join(b"%07d a line of output from a busy program\r\n" % i for i in range(20000))
-    for _ in range(12):                               # about 12 MB while nobody listens
+    for _ in range(12):                               # about 12 MB, 240,000 lines, while nobody listens
         pair.pty(line)
         pair.run(0.05)
     channel = pair.net.server.channel
-    assert channel.pending_output <= MAX_BACKLOG
-    assert channel.stats["output_discarded"] > MAX_BACKLOG       # most of it was never kept
-    pair.net.links["down"].up = pair.net.links["up"].up = True    # back: a repaint shows the screen
+    assert channel.pending_output <= UNSENT_CEILING
+    assert len(pair.server.log) <= HISTORY_BYTES
+    pair.net.links["down"].up = pair.net.links["up"].up = True    # back: marked, then repainted
     pair.run(15.0)
     assert pair.settled()
+    assert seen.count(b"[moshpit: ") == 1
+    kept = seen[:seen.index(b"\x1b[r\x1b[?6l")]      # the stream as it was, up to the marker
+    assert kept.startswith(b"hello\r\n0000000 a line")
+    missed = pair.server.log.end_lines - kept.count(b"\n")
+    assert b"[moshpit: %d lines not shown]" % missed in seen
+    assert pair.client.shown == (pair.server.log.end, pair.server.log.end_lines)
+
+
+@pytest.mark.parametrize("loss", [0.0, 0.3])
+def test_output_during_an_outage_reaches_the_client_whole_afterwards(loss):
+    pair = Pair(DiffMode.RELIABLE, loss=loss, seed=5)
+    seen = pair.record()
+    for i in range(1, 1501):
+        if i == 300:
+            pair.net.links["down"].up = pair.net.links["up"].up = False
+        if i == 1100:
+            pair.net.links["down"].up = pair.net.links["up"].up = True
+        pair.pty(b"%d\r\n" % i)
+        pair.run(0.01)
+    pair.run(30.0)
+    assert pair.settled()
+    assert seen == b"".join(b"%d\r\n" % i for i in range(1, 1501))   # each line once, nothing else
 
 
 @pytest.mark.parametrize("mode", [DiffMode.STATESYNC, DiffMode.DATAGRAM])

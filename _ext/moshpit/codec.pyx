@@ -77,16 +77,17 @@ FRAME_GONE = 0x0A         # n x (u64 first, u16 count): cannot be resent, skip t
 FRAME_PADDING = 0x0B      # ignored; lets a client earn a bigger anti-amplification budget
 FRAME_OSN = 0x0C          # u64: ordered sequence number of the ordered frames that follow
 FRAME_ECHO_ACK = 0x0D     # u64 screen state, u64 keystroke bytes it accounts for, u8 tty flags
+FRAME_SKIP = 0x0E         # u64 stream offset, u64 lines: output from here on; the lines before it are not sent
 
 FRAME_NAMES = {
     FRAME_DATA: "DATA", FRAME_ACK: "ACK", FRAME_NAK: "NAK", FRAME_PING: "PING",
     FRAME_RESIZE: "RESIZE", FRAME_SCREEN: "SCREEN", FRAME_STATE_ACK: "STATE_ACK",
     FRAME_REPAINT: "REPAINT", FRAME_CLOSE: "CLOSE", FRAME_GONE: "GONE",
-    FRAME_PADDING: "PADDING", FRAME_OSN: "OSN", FRAME_ECHO_ACK: "ECHO_ACK",
+    FRAME_PADDING: "PADDING", FRAME_OSN: "OSN", FRAME_ECHO_ACK: "ECHO_ACK", FRAME_SKIP: "SKIP",
 }
 
 cdef enum:
-    _MAX_TYPE = 0x0D
+    _MAX_TYPE = 0x0E
     _ANY = 1216  # the largest body that fits a payload: 1280 - 61 - 3
 
 # Body length rules per frame type: minimum, maximum, and the step the length
@@ -116,6 +117,7 @@ _rule(FRAME_GONE, 10, _ANY, 10)
 _rule(FRAME_PADDING, 0, _ANY, 1)
 _rule(FRAME_OSN, 8, 8, 1)
 _rule(FRAME_ECHO_ACK, 17, 17, 1)
+_rule(FRAME_SKIP, 16, 16, 1)
 
 
 cdef inline bint _body_length_ok(int frame_type, Py_ssize_t n) noexcept:

@@ -185,7 +185,8 @@ def _run_ssh(config, args) -> int:
                     term=env["TERM"], env={k: v for k, v in env.items() if k != "TERM"},
                     resume_token=bytes.fromhex(kept["token"]) if kept else None,
                     max_reconnect_backoff=config.max_reconnect_backoff_secs,
-                    clipboard_max_bytes=config.clipboard_max_bytes, on_resumed=remember)
+                    clipboard_max_bytes=config.clipboard_max_bytes, on_resumed=remember,
+                    shown=sessions.load_shown(), on_output=sessions.shown_writer())
     client.connect()
     remember(client.params)
     code = client.run()
@@ -219,7 +220,8 @@ def _run_remote(config, args) -> int:
                     max_reconnect_backoff=config.max_reconnect_backoff_secs,
                     clipboard_max_bytes=config.clipboard_max_bytes,
                     on_resumed=lambda params: sessions.save(host, config.server_port, user,
-                                                            params.resume_token))
+                                                            params.resume_token),
+                    shown=sessions.load_shown(), on_output=sessions.shown_writer())
     client.connect()
     sessions.save(host, config.server_port, user, client.params.resume_token)
     code = client.run()

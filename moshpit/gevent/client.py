@@ -31,7 +31,7 @@ from moshpit.gevent.routes import ClientError, TcpRoute
 from moshpit.session import ClientSession
 from moshpit.terminal.predict import Policy
 from moshpit.terminal.render import render_full
-from moshpit.terminal.tty import ERASE_STATUS_BAR, SANE_MODES, RawMode, status_bar, window_size
+from moshpit.terminal.tty import REMOVE_STATUS_BAR, SANE_MODES, RawMode, status_bar, window_size
 
 ESCAPE = 0x1E                 # Ctrl-^
 BUSY_PATIENCE = 30.0          # how long a first connection waits for a server that says it is busy
@@ -49,8 +49,12 @@ class Client:
                  term: str = "xterm-256color", env: dict | None = None, ask=None,
                  stdin_fd: int = 0, stdout_fd: int = 1, resume_token: bytes | None = None,
                  max_reconnect_backoff: float = 3600, on_resumed=None, clipboard_max_bytes: int = 0,
-                 predict: str = "never", route=None):
-        """``route``: how to reach the key exchange (routes.py); TCP to ``host:port`` by default."""
+                 predict: str = "never", route=None, shown: tuple[int, int] | None = None,
+                 on_output=None):
+        """``route``: how to reach the key exchange (routes.py); TCP to ``host:port`` by default.
+        ``shown``: with ``resume_token``, how much of the session's output this terminal
+        has (bytes, lines), as an earlier client left it; ``on_output(bytes, lines)`` is
+        told the same after each write, to keep it so (the session file)."""
         self.host, self.port = host, port
         self.route = route or TcpRoute(host, port)
         self.identity, self.user = identity, user
@@ -60,6 +64,8 @@ class Client:
         self.env = dict(env or {}, TERM=term)
         self.stdin_fd, self.stdout_fd = stdin_fd, stdout_fd
         self.resume_token = resume_token
+        self.shown = shown if resume_token is not None else None
+        self.on_output = on_output
         self.params = None
         self.channel: Channel | None = None
         self.session: ClientSession | None = None
@@ -92,7 +98,8 @@ class Client:
         patience = time.monotonic() + BUSY_PATIENCE
         while True:
             try:
-                params, address = self._key_exchange(cols, rows, self.resume_token, resume_only=False)
+                params, address = self._key_exchange(cols, rows, self.resume_token, resume_only=False,
+                                                     shown=self.shown)
                 break
             except ClientError as exc:
                 if exc.retry_after is not None and time.monotonic() + exc.retry_after <= patience:
@@ -106,16 +113,19 @@ class Client:
                 self._trusted_just_now = False
                 log.info("key exchange after the host-key question failed (%s); trying again", exc)
         self._open_channel(params, address)
-        self.session = ClientSession(cols, rows, self.clipboard_max_bytes, predict=self.predict)
+        self.session = ClientSession(cols, rows, self.clipboard_max_bytes, predict=self.predict,
+                                     shown=self.shown if params.resumed else (0, 0))
         self.session.connected(params.input_received)
 
-    def _key_exchange(self, cols: int, rows: int, token: bytes | None, *, resume_only: bool):
+    def _key_exchange(self, cols: int, rows: int, token: bytes | None, *, resume_only: bool,
+                      shown: tuple[int, int] | None):
         """One key exchange over the route; returns the session parameters and the address
         to send UDP to. A reconnect (``resume_only``) asks the user nothing."""
         stream, address = self.route.open(interactive=not resume_only)
         hs = ClientHandshake(self.identity, self.user, now=time.monotonic(), diff_mode=self.diff_mode,
                              cols=cols, rows=rows, env=self.env, resume_token=token,
-                             resume_only=resume_only)
+                             resume_only=resume_only,
+                             shown=shown if self.diff_mode is DiffMode.RELIABLE else None)
         try:
             stream.sendall(hs.data_to_send())
             while hs.params is None:
@@ -184,7 +194,8 @@ class Client:
                     return                           # the old path came back by itself
                 try:
                     params, address = self._key_exchange(self.session.cols, self.session.rows,
-                                                         self.params.resume_token, resume_only=True)
+                                                         self.params.resume_token, resume_only=True,
+                                                         shown=self.session.shown)
                 except ClientError as exc:
                     self.reconnect_failures += 1
                     log.info("reconnect attempt %d failed: %s", backoff.attempts, exc)
@@ -215,8 +226,6 @@ class Client:
         if undelivered:
             self._send_keys(undelivered)
         self._silent = self._path_dead = False
-        if self._status_shown and self.diff_mode is DiffMode.RELIABLE:
-            self._status_shown = False               # the resume's repaint covers the bar
         self._status(None)
         if self.on_resumed is not None:
             self.on_resumed(params)
@@ -366,7 +375,7 @@ class Client:
             return
         out = ""
         if self._status_shown:
-            out += ERASE_STATUS_BAR if self.diff_mode is DiffMode.RELIABLE else \
+            out += REMOVE_STATUS_BAR if self.diff_mode is DiffMode.RELIABLE else \
                 render_full(self.session.displayed)
             self._status_shown = False
         out += SANE_MODES
@@ -464,18 +473,25 @@ class Client:
 
     def _status(self, text: str | None) -> None:
         """The top-row notice while the server is silent, as Mosh shows it."""
+        reliable = self.diff_mode is DiffMode.RELIABLE
         if text is not None:
+            bar = status_bar(text, insert=reliable and not self._status_shown)
             self._status_shown = True
-            gevent.os.nb_write(self.stdout_fd, status_bar(text).encode())
+            gevent.os.nb_write(self.stdout_fd, bar.encode())
         elif self._status_shown:
             self._status_shown = False                   # bring back the row under the notice
-            if self.diff_mode is DiffMode.RELIABLE:
+            if reliable:                                 # (and the bottom row, pushed off by it)
+                gevent.os.nb_write(self.stdout_fd, REMOVE_STATUS_BAR.encode())
                 self.channel.request_repaint()
             else:
                 gevent.os.nb_write(self.stdout_fd, render_full(self.session.displayed).encode())
 
     def _flush_output(self) -> None:
         data = memoryview(self.session.take_output())    # partial writes: no copy of the rest
+        if not data:
+            return
         while data:
             written = gevent.os.nb_write(self.stdout_fd, data)
             data = data[written:]
+        if self.on_output is not None and self.session.shown is not None:
+            self.on_output(*self.session.shown)         # written: a crash from here loses nothing

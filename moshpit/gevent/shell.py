@@ -36,7 +36,7 @@ log = logging.getLogger("moshpit.server")
 
 
 PTY_BATCH = 256 * 1024     # PTY output taken in one go before the protocol is serviced
-PTY_HIGH_WATER = 1 << 20   # reliable output queued for a listening client: stop reading the PTY
+PTY_MIN_READ = 4096        # reliable, path full: read at least this much once there is room
 EARLY_KEPT = 16            # datagrams kept for a connection whose keys have not arrived yet
 
 
@@ -69,7 +69,7 @@ class ShellSession:
         self._retired: set[int] = set()                  # conn_ids of connections displaced
         self._to_pty = bytearray()                       # keystrokes not yet taken by the PTY
         self._to_pty_ready = gevent.event.Event()
-        self._drained = gevent.event.Event()             # the client has caught up with output
+        self._drained = gevent.event.Event()             # the path has room for more output
         self.pid, self.fd = pid, fd
         self._pty_readable = udp.Readable(self.fd)
         self._pty_window = self.session.window           # the size the shell's terminal has
@@ -138,7 +138,7 @@ class ShellSession:
         self._heard_on_channel = False
         if resumed:                                      # the window may have changed meanwhile
             self.session.on_event(Resized(params.cols, params.rows), time.monotonic())
-        self.session.attach(channel, resumed)
+        self.session.attach(channel, resumed, params.shown)
         self.service()
 
     def status(self) -> dict:
@@ -160,9 +160,9 @@ class ShellSession:
     # --- I/O greenlets ----------------------------------------------------------------
     def _read_pty(self) -> None:
         while True:
-            self._wait_for_room()
+            limit = self._wait_for_room()
             try:
-                data = self._read_pty_batch()
+                data = self._read_pty_batch(limit)
             except OSError as exc:
                 if exc.errno != errno.EIO:
                     log.warning("pty read failed: %s", exc)
@@ -182,30 +182,34 @@ class ShellSession:
             return self.session.tty_flags
         return (ECHO if lflag & termios.ECHO else 0) | (ICANON if lflag & termios.ICANON else 0)
 
-    def _wait_for_room(self) -> None:
-        """Flow control in ``reliable`` mode: while a client that is listening has more
-        than PTY_HIGH_WATER of output still to receive, leave the rest in the PTY (the
-        program waits, as it would for a slow terminal). A client that has gone silent
-        does not hold the shell up: the session keeps a bounded backlog, then repaints.
-        In every mode, output the screen model has not taken yet (costly escape
-        sequences are modelled a budget at a time, on the timer) also waits."""
-        while self.session.backlogged or self._client_behind():
+    def _wait_for_room(self) -> int:
+        """Flow control in ``reliable`` mode: while the output already read waits for the
+        path (see ``ServerSession.pump``), leave the rest in the PTY: the program waits,
+        as it would for a slow terminal, and a Ctrl-C's flush finds it there. Then read
+        about what the path has room for. A client that has gone silent does not hold
+        the shell up: the session's log takes the output meanwhile (bounded). In every
+        mode, output the screen model has not taken yet (costly escape sequences are
+        modelled a budget at a time, on the timer) also waits. Returns the read size."""
+        while self.session.backlogged or self._client_listening() and self.session.holding_output:
             self._drained.clear()
             self._drained.wait(timeout=1.0)
+        if not self._client_listening():
+            return self.pty_batch
+        return min(self.pty_batch, max(PTY_MIN_READ, self.channel.output_room))
 
-    def _client_behind(self) -> bool:
+    def _client_listening(self) -> bool:
+        """A reliable client that is there: its path paces the shell's output."""
         channel = self.channel
         return not (channel is None or channel.closed or channel.diff_mode is not DiffMode.RELIABLE
-                    or channel.pending_output < PTY_HIGH_WATER
                     or time.monotonic() - channel.last_heard > channel.config.silence_threshold)
 
-    def _read_pty_batch(self) -> bytes:
-        """Wait for output, then take what else is already there (up to ``pty_batch``).
+    def _read_pty_batch(self, limit: int) -> bytes:
+        """Wait for output, then take what else is already there (up to ``limit``).
 
         Always through the loop first, even when output is surely waiting (a program
         printing without end): each batch is then one turn of the loop, and every other
         session's datagrams and timers get theirs between two of ours."""
-        buffer = self._pty_buffer
+        buffer = self._pty_buffer[:limit]
         while True:
             self._pty_readable.wait()
             try:
@@ -213,9 +217,9 @@ class ShellSession:
                 break
             except BlockingIOError:
                 pass
-        while size and size < self.pty_batch:         # a PTY hands over about 4 kB a read:
+        while size and size < limit:                  # a PTY hands over about 4 kB a read:
             try:                                       # read them into one buffer, not 64 kB
-                got = os.readv(self.fd, [buffer[size:self.pty_batch]])   # objects each
+                got = os.readv(self.fd, [buffer[size:]])   # objects each
             except OSError:
                 break                                    # nothing more now (or EIO: next read says)
             if not got:
@@ -304,6 +308,7 @@ class ShellSession:
         now = time.monotonic()
         for channel in list(self.channels.values()):
             self._take_events(channel)
+        self.session.pump()                              # acknowledgements made room for output
         pending = self.session.take_pty_input()
         if pending and self.exit_status is None:
             self._to_pty += pending
@@ -327,8 +332,7 @@ class ShellSession:
             if channel.closed and channel is not self.channel:
                 self.channels.pop(channel.conn_id, None)
                 self._retired.add(channel.conn_id)
-        if not self.session.backlogged and (self.channel is None
-                                            or self.channel.pending_output < PTY_HIGH_WATER):
+        if not (self.session.backlogged or self.session.holding_output):
             self._drained.set()
         self._arm(now)
 

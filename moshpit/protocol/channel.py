@@ -19,8 +19,9 @@ ACKs, NAKs) never open gaps of their own.
 Flows. Client to server is always reliable: keystrokes are never skipped (the
 server NAKs a gap for as long as it takes, and closes rather than deliver past
 a hole). Server to client is reliable in ``reliable`` mode (a gap still missing
-after ten NAKs is given up and repainted over) and unreliable in ``datagram``
-and ``statesync``, where the newest screen state supersedes whatever was lost.
+after ten NAKs is given up and repainted over; NAKs pause while the server is
+not heard, so an outage uses none of them up) and unreliable in ``datagram`` and ``statesync``, where the newest screen
+state supersedes whatever was lost.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from moshpit.errors import DatagramDropped, DecodeError, DropReason, LocalProtoc
 from moshpit.protocol import frames
 from moshpit.protocol.events import (AddressChanged, AddressValidated, ConnectionClosed,
                                      DataReceived, EchoAcknowledged, Event, MoveRequested,
-                                     PeerReachable,
+                                     OutputSkipped, PeerReachable,
                                      PeerSilent, Resized, ScreenUpdate, StreamGap)
 from moshpit.protocol.handshake import DiffMode, SessionParams
 from moshpit.protocol.pacing import FramePacer
@@ -48,13 +49,17 @@ from moshpit.seqtrack import SeqTracker
 
 F = codec  # frame type constants live in the codec
 _ORDERED = frozenset({F.FRAME_DATA, F.FRAME_RESIZE, F.FRAME_SCREEN, F.FRAME_CLOSE, F.FRAME_REPAINT,
-                      F.FRAME_ECHO_ACK})
+                      F.FRAME_ECHO_ACK, F.FRAME_SKIP})
 ECHO_ACK_REPEAT = 1.0       # screen modes: an echo ack rides on every datagram this long
 _OSN_SIZE = codec.FRAME_HEADER_SIZE + 8
 _FRAME_OVERHEAD = codec.FRAME_HEADER_SIZE
 _PING_SIZE = _FRAME_OVERHEAD + 10
 _ACK_SIZE = _FRAME_OVERHEAD + 8
 _RANGE_SIZE = 10
+NAK_PAUSE = 0.5             # no NAKs once the peer has been silent this long (or 2 RTO): an outage
+UNSENT_TIME = 0.05          # reliable output waiting to be sent: what the window sends in this long,
+UNSENT_FLOOR = 16 << 10     # ...but at least this much (a slow path still moves)...
+UNSENT_CEILING = 1 << 20    # ...and at most this (a LAN or loopback: the window is not the limit)
 
 
 class Role(enum.Enum):
@@ -257,6 +262,23 @@ class Channel:
         """Bytes of the ordered stream not yet handed to a datagram."""
         return self._pending_bytes
 
+    @property
+    def output_room(self) -> int:
+        """Bytes ``send_data`` should take now. Unsent output is held to about what the
+        window sends in UNSENT_TIME (TCP_NOTSENT_LOWAT's idea): whatever waits here must
+        cross before anything typed after a Ctrl-C is answered, so the rest waits in the
+        PTY, where the tty discards it on an interrupt. Floor and ceiling: a slow path
+        still moves, and a fast one is never starved between two PTY reads."""
+        if not self.accepts_data:
+            return 0
+        srtt = self.rtt.srtt
+        if srtt is None:
+            limit = UNSENT_FLOOR
+        else:
+            per_rtt = int(self._cwnd) * (self.config.max_datagram_size - codec.OVERHEAD)
+            limit = min(UNSENT_CEILING, max(UNSENT_FLOOR, int(per_rtt * UNSENT_TIME / max(srtt, 1e-4))))
+        return max(0, limit - self._pending_bytes)
+
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
@@ -275,18 +297,14 @@ class Channel:
             self._ordered_out.append((F.FRAME_DATA, bytearray(data)))
         self._pending_bytes += len(data)
 
-    def discard_unsent_output(self) -> int:
-        """Server: drop the output (and any queued repaint) not yet put in a datagram, for a
-        fresh ``repaint()`` to replace. For a client that cannot keep up, or is away, and
-        would otherwise make the server hold all the output meanwhile."""
+    def send_skip(self, offset: int, lines: int) -> None:
+        """Server, reliable: the stream goes on from ``offset`` (``lines`` newlines before
+        it); what lay between was not kept for this client. A ``repaint()`` should follow."""
         if self.role is not Role.SERVER:
-            raise LocalProtocolError("only the server discards output")
-        dropped = self._pending_bytes
-        self._ordered_out = deque(item for item in self._ordered_out
-                                  if item[0] not in (F.FRAME_DATA, F.FRAME_SCREEN))
-        self._pending_bytes = 0
-        self.stats["output_discarded"] += dropped
-        return dropped
+            raise LocalProtocolError("only the server skips output")
+        if self.accepts_data:
+            self._ordered_out = deque(item for item in self._ordered_out if item[0] != F.FRAME_SCREEN)
+            self._ordered_out.append((F.FRAME_SKIP, frames.pack_skip(offset, lines)))
 
     def send_resize(self, cols: int, rows: int) -> None:
         if self.role is not Role.CLIENT:
@@ -448,9 +466,11 @@ class Channel:
                 value = frames.unpack_close(body)
             elif frame_type == F.FRAME_ECHO_ACK:
                 value = frames.unpack_echo_ack(body)
+            elif frame_type == F.FRAME_SKIP:
+                value = frames.unpack_skip(body)
             else:
                 value = body
-            if self.role is Role.SERVER and frame_type in (F.FRAME_SCREEN, F.FRAME_ECHO_ACK) \
+            if self.role is Role.SERVER and frame_type in (F.FRAME_SCREEN, F.FRAME_ECHO_ACK, F.FRAME_SKIP) \
                     or self.role is Role.CLIENT \
                     and frame_type in (F.FRAME_RESIZE, F.FRAME_REPAINT, F.FRAME_STATE_ACK):
                 raise DecodeError(f"frame type {frame_type} is not sent in this direction")
@@ -561,6 +581,9 @@ class Channel:
                 self._events.append(EchoAcknowledged(value.state, value.keystrokes, value.flags))
         elif frame_type == F.FRAME_CLOSE:
             self._on_close(*value)
+        elif frame_type == F.FRAME_SKIP:
+            if self.state is not ChannelState.CLOSED:
+                self._events.append(OutputSkipped(value.offset, value.lines))
 
     def _on_ack(self, acked_below: int, now: float) -> None:
         acked_below = min(acked_below, self._next_osn)   # a peer cannot ack what we never sent
@@ -672,7 +695,7 @@ class Channel:
             return None
         deadlines = [self._next_silence_report]
         if self._tracker is not None:
-            nak = self._tracker.next_deadline()
+            nak = self._nak_deadline()
             if nak is not None:
                 deadlines.append(nak)
         if self._close_deadline is not None and self.state is ChannelState.CLOSING:
@@ -723,11 +746,22 @@ class Channel:
         allowance = self.config.amplification_factor * self._bytes_from_addr - self._bytes_to_addr
         return allowance >= codec.OVERHEAD + _PING_SIZE + _ACK_SIZE
 
+    def _nak_deadline(self) -> float | None:
+        """When the next NAK is due, unless the peer fell silent before then: NAKs into an
+        outage are lost, and each would use up one of a gap's retries. Hearing the peer
+        again moves ``last_heard`` on, and the NAKs resume where they were."""
+        due = self._tracker.next_deadline()
+        if due is None or due > self.last_heard + max(NAK_PAUSE, 2 * self.rtt.rto):
+            return None
+        return due
+
     def handle_timer(self, now: float) -> None:
         if self._tracker is not None:
-            self._tracker.rto = self.rtt.rto
-            self._naks_out.extend(self._tracker.due_naks(now))
-            self._take_abandoned()
+            nak = self._nak_deadline()
+            if nak is not None and now >= nak:
+                self._tracker.rto = self.rtt.rto
+                self._naks_out.extend(self._tracker.due_naks(now))
+                self._take_abandoned()
         if now >= self._next_silence_report and self.state is not ChannelState.CLOSED:
             self._silent_reported = True
             self._events.append(PeerSilent(now - self.last_heard))

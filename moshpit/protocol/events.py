@@ -20,6 +20,14 @@ class DataReceived(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class OutputSkipped(Event):
+    """The server's output goes on from ``offset`` (``lines`` newlines before it): what
+    came between was more than it keeps for an absent client. A repaint follows."""
+    offset: int
+    lines: int
+
+
+@dataclass(frozen=True, slots=True)
 class Resized(Event):
     """The client's window changed size."""
     cols: int
@@ -119,6 +127,7 @@ class AuthRequested(Event):
     rows: int
     env: dict
     resume_only: bool = False     # reconnecting by itself: refuse rather than open a new session
+    shown: tuple[int, int] | None = None   # (bytes, lines) of output its terminal has, if known
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,3 +148,23 @@ def unpack_echo_ack(body: bytes) -> EchoAck:
     if flags > 3:
         raise DecodeError("unknown echo-ack flags")
     return EchoAck(state, keystrokes, flags)
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    offset: int               # the stream offset the output continues from
+    lines: int                # newlines in the stream before it (so the receiver can count what it missed)
+
+
+_SKIP = struct.Struct("!QQ")
+
+
+def pack_skip(offset: int, lines: int) -> bytes:
+    return _SKIP.pack(offset, lines)
+
+
+def unpack_skip(body: bytes) -> Skip:
+    offset, lines = _SKIP.unpack(body)
+    if lines > offset:
+        raise DecodeError("more lines than bytes before a skip")
+    return Skip(offset, lines)

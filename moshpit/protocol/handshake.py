@@ -41,8 +41,9 @@ from moshpit.keys import fingerprint
 from moshpit.protocol.events import (AuthRequested, Event, HandshakeComplete,
                                      HandshakeRefused, HostKeyReceived)
 
-VERSION = 4             # 2: resume-only requests, input count in SERVER_ACCEPT; 3: exit status in CLOSE;
-                        # 4: ECHO_ACK frames (keystroke prediction)
+VERSION = 5             # 2: resume-only requests, input count in SERVER_ACCEPT; 3: exit status in CLOSE;
+                        # 4: ECHO_ACK frames (keystroke prediction); 5: output shown in CLIENT_AUTH, SKIP
+_UNKNOWN = 0xFFFFFFFFFFFFFFFF   # "shown" not known: a fresh client with nothing to go on
 MAX_MESSAGE_BODY = 4096
 DEFAULT_TIMEOUT = 10.0
 TOKEN_SIZE = 32
@@ -190,6 +191,7 @@ class SessionParams:
     rows: int
     env: dict
     input_received: int = 0    # keystroke bytes the session's shell got before this connection
+    shown: tuple[int, int] | None = None   # (bytes, lines) of output the client's terminal has
 
 
 class _Reader:
@@ -402,8 +404,14 @@ class ClientHandshake(_Handshake):
     def __init__(self, identity: nacl.signing.SigningKey, user: str, *, now: float,
                  diff_mode: DiffMode = DiffMode.RELIABLE, cols: int = 80, rows: int = 24,
                  env: dict | None = None, resume_token: bytes | None = None,
-                 resume_only: bool = False, timeout: float = DEFAULT_TIMEOUT, rng=os.urandom):
+                 resume_only: bool = False, shown: tuple[int, int] | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, rng=os.urandom):
+        """``shown``: (bytes, lines) of the session's output this terminal already has,
+        when resuming and known: the server goes on from there rather than repaint."""
         super().__init__(now, timeout, rng)
+        if shown is not None and not 0 <= shown[1] <= shown[0] < _UNKNOWN:
+            raise LocalProtocolError("shown output out of range")
+        self._shown = shown
         if resume_token is not None and len(resume_token) != TOKEN_SIZE:
             raise LocalProtocolError("resume token must be 32 bytes")
         if resume_only and resume_token is None:
@@ -457,7 +465,8 @@ class ClientHandshake(_Handshake):
             bytes([len(user)]), user, bytes(self._identity.verify_key),
             bytes([len(token)]), token,
             bytes([_MODE_CODES[self._mode] | (_RESUME_ONLY if self._resume_only else 0)]),
-            struct.pack("!HH", self._cols, self._rows), bytes([len(env)]),
+            struct.pack("!HHQQ", self._cols, self._rows, *(self._shown or (_UNKNOWN, _UNKNOWN))),
+            bytes([len(env)]),
             *(bytes([len(k)]) + k + struct.pack("!H", len(v)) + v for k, v in env),
         ])
         signed = _CLIENT_SIG_CONTEXT + hashlib.sha512(b"".join(self._transcript) + fields).digest()
@@ -552,6 +561,13 @@ class ServerHandshake(_Handshake):
         cols, rows = reader.u16(), reader.u16()
         if not (cols and rows):
             raise HandshakeError(Failure.MALFORMED, "window size of zero")
+        shown_bytes, shown_lines = struct.unpack("!QQ", reader.take(16))
+        if (shown_bytes, shown_lines) == (_UNKNOWN, _UNKNOWN):
+            shown = None
+        elif shown_lines <= shown_bytes < _UNKNOWN:
+            shown = (shown_bytes, shown_lines)
+        else:
+            raise HandshakeError(Failure.MALFORMED, "more lines shown than bytes")
         env = {}
         for _ in range(reader.u8()):
             key = reader.text(1)
@@ -564,7 +580,7 @@ class ServerHandshake(_Handshake):
         self._transcript.append(plaintext)
         self._keys = crypto.traffic_keys(self._prk, self._th())
         self._request = AuthRequested(user, client_key, fingerprint(client_key), token,
-                                      mode.value, cols, rows, env, bool(mode_byte & _RESUME_ONLY))
+                                      mode.value, cols, rows, env, bool(mode_byte & _RESUME_ONLY), shown)
         self.state = State.AUTH_DECISION
         self._events.append(self._request)
 
@@ -589,7 +605,7 @@ class ServerHandshake(_Handshake):
             resumed=resumed, diff_mode=DiffMode(request.diff_mode), keys=self._keys,
             client_key=request.client_key, host_key=bytes(self._host_key.verify_key),
             user=request.user, cols=request.cols, rows=request.rows, env=request.env,
-            input_received=input_received)
+            input_received=input_received, shown=request.shown if resumed else None)
         self.state = State.DONE
         self._events.append(HandshakeComplete(self.params))
         return self.params

@@ -98,7 +98,7 @@ def params_to_json(params: SessionParams) -> dict:
             "s2c": [keys.server_to_client.aead_key.hex(), keys.server_to_client.mac_key.hex()],
             "client_key": params.client_key.hex(), "host_key": params.host_key.hex(), "user": params.user,
             "cols": params.cols, "rows": params.rows, "env": params.env,
-            "input_received": params.input_received}
+            "input_received": params.input_received, "shown": params.shown}
 
 
 def params_from_json(data: dict) -> SessionParams:
@@ -109,4 +109,5 @@ def params_from_json(data: dict) -> SessionParams:
                          resumed=data["resumed"], diff_mode=DiffMode(data["diff_mode"]), keys=keys,
                          client_key=bytes.fromhex(data["client_key"]), host_key=bytes.fromhex(data["host_key"]),
                          user=data["user"], cols=data["cols"], rows=data["rows"], env=data["env"],
-                         input_received=data["input_received"])
+                         input_received=data["input_received"],
+                         shown=tuple(data["shown"]) if data.get("shown") is not None else None)

@@ -25,12 +25,16 @@ SANE_MODES = ("\x1b[0m\x1b[?25h\x1b[?1l\x1b>"
               "\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l")
 
 
-def status_bar(text: str) -> str:
-    """``text`` in reverse video on the top row, the cursor left where it was."""
-    return f"\x1b7\x1b[1;1H\x1b[0;7m{text}\x1b[K\x1b[0m\x1b8"
+def status_bar(text: str, insert: bool = False) -> str:
+    """``text`` in reverse video on the top row, the cursor left where it was. ``insert``:
+    on a row of its own, pushed in above the screen, for a client that cannot redraw
+    the row it would cover (reliable mode: that row may yet scroll into the scrollback,
+    and must be there as it was). ``REMOVE_STATUS_BAR`` takes such a row out again."""
+    return f"\x1b7\x1b[1;1H{INSERT_LINE if insert else ''}\x1b[0;7m{text}\x1b[K\x1b[0m\x1b8"
 
 
-ERASE_STATUS_BAR = "\x1b7\x1b[1;1H\x1b[0m\x1b[2K\x1b8"
+INSERT_LINE = "\x1b[L"
+REMOVE_STATUS_BAR = "\x1b7\x1b[1;1H\x1b[M\x1b8"
 
 
 class RawMode:
