@@ -1,8 +1,8 @@
 """moshpit end to end, side by side with mosh and ssh on this machine (loopback, real processes).
 
-    python benchmarks/bench_e2e.py [--quick] [--tools mp,mosh,ssh,pty] [--keys N]
+    python benchmarks/bench_e2e.py [--quick] [--tools mp,mosh,ssh,pty] [--tables T,...] [--keys N]
                                    [--file-mb MB] [--idle SECONDS] [--memory-sessions N]
-                                   [--fair-keys N] [--fair-mb MB]
+                                   [--fair-keys N] [--fair-mb MB] [--rtt MS,...]
 
 Each tool runs a login shell for a client on a real PTY, driven like a person:
 
@@ -32,12 +32,24 @@ Each tool runs a login shell for a client on a real PTY, driven like a person:
   one added, the old one removed) and ``echo`` typed at once: seconds from the
   change to the echo shown, median of ``--roams`` moves. ssh is left out: a TCP
   connection stays bound to the address that went.
+- interrupt and scrollback, through a slow path (``--rtt``, 250 ms by default; a
+  relay process from tests/relay.py: mps behind its Gateway, mosh-client through
+  a Relay, ssh through a delaying TCP relay holding at most 1 MB each way):
+  ``cat`` of a large file, Ctrl-C after 2 s of output and a command typed at
+  once: seconds until its output shows and what the terminal received after
+  the Ctrl-C; and ``seq 1 20000``, then 1500 lines 10 ms apart across an 8 s
+  outage, judged by what an 80x24 xterm's scrollback would hold
+  (tests/transcript.py): lines once, missing, repeated, gap markers. mps's
+  key exchange (TCP) is not delayed, only its UDP. mosh-client draws on the
+  alternate screen, which keeps no scrollback, so the scrollback table adds mosh
+  with ``MOSH_NO_TERM_INIT=1`` (the main screen) to show what its frames carry.
 
 mosh runs with ``MOSH_PREDICTION_DISPLAY=never`` (prediction off, as the
 anchors were measured); moshpit with its default (adaptive: predictions shown
 only on a slow link, so never on loopback). ``pty`` is the floor: a
 shell on a local PTY. Tools that are not installed are skipped. ``--quick``
-is the CI smoke run (moshpit only, small figures).
+is the CI smoke run (moshpit only, small figures; interrupt and scrollback
+only when named in ``--tables``).
 """
 
 from __future__ import annotations
@@ -65,6 +77,7 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import netns  # noqa: E402  (two network namespaces: tests/netns.py)
+from transcript import NumbersVerdict, judge_numbers, transcript_lines  # noqa: E402
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -80,6 +93,8 @@ class Terminal:
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.total = 0
         self.tail = b""
+        self.record: bytearray | None = None   # everything it wrote, when a table judges it
+        self.watch, self.seen = None, False       # has ``watch`` shown since it was set?
 
     def pump(self, timeout: float) -> bool:
         ready, _, _ = select.select([self.fd], [], [], timeout)
@@ -90,7 +105,11 @@ class Terminal:
         except OSError:
             return False
         self.total += len(data)
+        if self.watch is not None and not self.seen:
+            self.seen = self.watch in self.tail[-len(self.watch):] + data
         self.tail = (self.tail + data)[-4096:]
+        if self.record is not None:
+            self.record += data
         return True
 
     def drain(self, quiet: float = 0.3) -> None:
@@ -242,15 +261,15 @@ class Moshpit(Tool):
         auth.chmod(0o600)
         return keys, auth
 
-    def start_server(self):
+    def start_server(self, udp_ports: int = 64):
         keys, auth = self.make_keys()
         self.port = free_port()
-        udp = free_port(socket.SOCK_DGRAM)
+        self.udp = udp = free_port(socket.SOCK_DGRAM)
         env = dict(self.env, MOSHPITS_AUTHORIZED_KEYS_FILE=str(auth), MOSHPITS_MAX_SESSIONS_PER_KEY="0",
                    MOSHPITS_SESSION_PROCESSES="true" if self.processes else "false")
         self.server = subprocess.Popen(
             [BIN / "mps", "-e", "-q", "-p", keys / "host_key", "--bind", "127.0.0.1", "--port", str(self.port),
-             "--udp-ports", f"{udp}-{udp + 63}"], env=env, stderr=subprocess.PIPE, cwd=self.work)
+             "--udp-ports", f"{udp}-{udp + udp_ports - 1}"], env=env, stderr=subprocess.PIPE, cwd=self.work)
         lines = []
         while not lines or b"listening" not in lines[-1]:
             lines.append(self.server.stderr.readline())
@@ -259,9 +278,9 @@ class Moshpit(Tool):
                 self.server.wait()
                 raise RuntimeError(f"mps did not start: {b''.join(lines)!r}")
 
-    def connect(self):
+    def connect(self, host: str = "127.0.0.1"):
         return Terminal([str(BIN / "mp"), "-i", str(self.work / ".mp" / "id_ed25519"), "-p", str(self.port),
-                         "--host-key-check", "accept-new", "--diff-mode", self.mode, "127.0.0.1"], self.env)
+                         "--host-key-check", "accept-new", "--diff-mode", self.mode, host], self.env)
 
     def server_pids(self):
         """mps, its fork server and its session processes (not the shells)."""
@@ -280,14 +299,23 @@ class Moshpit(Tool):
 class Mosh(Tool):
     name = "mosh"
 
-    def connect(self):
+    def __init__(self, work, alternate_screen=True):
+        super().__init__(work)
+        self.started: set[int] = set()              # our mosh-servers (others may run on this machine)
+        if not alternate_screen:                    # mosh-client draws on the main screen
+            self.env["MOSH_NO_TERM_INIT"] = "1"
+            self.name = "mosh (MOSH_NO_TERM_INIT=1)"
+
+    def connect(self, via=None):
+        """``via(port)``, if given, puts a relay in front of the new server and returns its port."""
         port = free_port(socket.SOCK_DGRAM)
         out = subprocess.run(["mosh-server", "new", "-i", "127.0.0.1", "-p", str(port), "--", "/bin/bash", "-l"],
                              env=self.env, capture_output=True, text=True, cwd=self.work)
         found = re.search(r"MOSH CONNECT (\d+) (\S+)", out.stdout)
         if not found:
             raise RuntimeError(f"mosh-server did not start: {out.stdout} {out.stderr}")
-        term = Terminal(["mosh-client", "127.0.0.1", found[1]],
+        self.started.update(int(pid) for pid in re.findall(r"detached, pid = (\d+)", out.stderr))
+        term = Terminal(["mosh-client", "127.0.0.1", str(via(int(found[1])) if via else found[1])],
                         dict(self.env, MOSH_KEY=found[2], MOSH_PREDICTION_DISPLAY="never"))
         term.mosh_port = found[1]
         return term
@@ -301,8 +329,9 @@ class Mosh(Tool):
         term.close()
 
     def stop_server(self):
-        for pid in pids_of("^mosh-server new"):
+        for pid in pids_of("^mosh-server new") & self.started:
             os.kill(pid, signal.SIGTERM)
+        self.started.clear()
 
 
 class Ssh(Tool):
@@ -331,10 +360,10 @@ class Ssh(Tool):
                 time.sleep(0.1)
         raise RuntimeError("sshd did not start")
 
-    def connect(self):
+    def connect(self, port: int | None = None):
         ssh = self.work / "ssh"
-        return Terminal(["ssh", "-tt", "-i", str(ssh / "id"), "-p", str(self.port), "-o", "StrictHostKeyChecking=no",
-                         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "SendEnv=LANG",
+        return Terminal(["ssh", "-tt", "-i", str(ssh / "id"), "-p", str(port or self.port),
+                         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "SendEnv=LANG",
                          f"{os.environ.get('USER', 'root')}@127.0.0.1"], self.env)
 
     def server_pids(self):
@@ -678,6 +707,198 @@ def connect_table(tools: list[Tool], rounds: int) -> None:
             mps.stop_server()
 
 
+# --- a slow path: Ctrl-C in a flood, and what reaches the scrollback ----------------------
+
+RELAY = Path(__file__).resolve().parents[1] / "tests" / "relay.py"
+# The markers' output is in capitals that no file line (only 'T'), prompt or typed command
+# holds, so a client that paints screen differences cannot skip one of their cells as
+# unchanged: they show in the raw output in one piece, and their typed echo never matches.
+# The leading spaces are for readline: a Ctrl-C that reaches it at the prompt throws
+# away the line being read, which can already hold the first key typed after it.
+MARK_COMMAND, MARK = b"   x=qzxj; echo ${x^^}\r", b"QZXJ"
+ENDED_COMMAND, ENDED = b"; y=catend; echo ${y^^}", b"CATEND"     # only if the cat was not interrupted
+
+
+class SlowPath:
+    """tests/relay.py in a process of its own (this file does not run gevent): ``rtt`` ms
+    round trip; ``block`` drops all UDP both ways, or stalls the TCP relay."""
+
+    def __init__(self, kind: str, *ports: int, rtt: float):
+        self.proc = subprocess.Popen([sys.executable, str(RELAY), kind, *map(str, ports), "--delay",
+                                      str(rtt / 2000)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        words = self.proc.stdout.readline().split()
+        if words[:1] != [b"ready"]:
+            self.close()
+            raise RuntimeError(f"the relay did not start: {words!r}")
+        self.port = int(words[1])
+
+    def block(self, on: bool) -> None:
+        self.proc.stdin.write(b"block\n" if on else b"unblock\n")
+        self.proc.stdin.flush()
+        self.proc.stdout.readline()                  # done: the next packet sees it
+
+    def close(self) -> None:
+        self.proc.stdin.close()                      # end of input ends it
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Slow:
+    """A tool's server reached only through a SlowPath: mps behind its Gateway (127.0.0.2,
+    UDP relayed), mosh-client through a Relay, ssh through the delaying TCP relay."""
+
+    def __init__(self, tool: Tool, rtt: float):
+        self.tool, self.rtt, self.path = tool, rtt, None
+
+    def __enter__(self):
+        if isinstance(self.tool, Moshpit):
+            self.tool.start_server(udp_ports=1)
+            self.path = SlowPath("gateway", self.tool.port, self.tool.udp, rtt=self.rtt)
+        elif isinstance(self.tool, Ssh):
+            self.tool.start_server()
+            self.path = SlowPath("tcp", self.tool.port, rtt=self.rtt)
+        return self
+
+    def connect(self) -> Terminal:
+        if isinstance(self.tool, Moshpit):
+            return self.tool.connect(host="127.0.0.2")
+        if isinstance(self.tool, Ssh):
+            return self.tool.connect(port=self.path.port)
+
+        def via(port):                               # mosh: one server, one relay per connect
+            if self.path:
+                self.path.close()
+            self.path = SlowPath("udp", port, rtt=self.rtt)
+            return self.path.port
+        return self.tool.connect(via=via)
+
+    def block(self, on: bool) -> None:
+        self.path.block(on)
+
+    def __exit__(self, *exc):
+        if self.path:
+            self.path.close()
+        self.tool.stop_server()
+
+
+def pump_for(term: Terminal, seconds: float) -> None:
+    """Read what comes for ``seconds``, as a person's terminal would."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        term.pump(min(left, 0.2))
+
+
+def interrupt(tool: Tool, rtt: float, path: Path, timeout: float) -> tuple[float | None, int, bool]:
+    """``cat`` a large file, Ctrl-C after 2 s of output and a command typed at once: seconds
+    from the Ctrl-C until the command's output shows (None: not within ``timeout``), the
+    bytes the client wrote to its terminal meanwhile, and whether the cat had ended by
+    itself before the Ctrl-C reached it (then the Ctrl-C cut nothing short)."""
+    with Slow(tool, rtt) as slow:
+        term = slow.connect()
+        try:
+            ready(term)
+            term.watch = ENDED
+            term.write(b"cat %s%s\r" % (bytes(path), ENDED_COMMAND))
+            if not term.expect(b"brown fox", timeout=30):
+                raise RuntimeError("the cat did not start")
+            pump_for(term, 2.0)
+            shown, start = term.total, time.perf_counter()
+            term.write(b"\x03")
+            term.write(MARK_COMMAND)
+            found = term.expect(MARK, timeout=timeout)
+            return (time.perf_counter() - start if found else None), term.total - shown, term.seen
+        finally:
+            tool.quit(term)
+
+
+def numbers_run(tool: Tool, rtt: float, command: bytes, last: int, timeout: float,
+                outage: tuple[float, float] | None = None) -> tuple[NumbersVerdict, float]:
+    """Run ``command`` (it prints 1..``last``, one a line), the path cut off both ways for
+    ``outage`` = (after, seconds) if given; judge all the client wrote to its terminal as
+    a person scrolling back through it would see it (tests/transcript.py). Also the
+    seconds from the command to its end shown."""
+    with Slow(tool, rtt) as slow:
+        term = slow.connect()
+        term.record = bytearray()
+        try:
+            ready(term)
+            start = time.perf_counter()
+            term.write(command + b"; " + MARK_COMMAND)
+            if outage:
+                pump_for(term, outage[0])
+                slow.block(True)
+                pump_for(term, outage[1])
+                slow.block(False)
+            if not term.expect(MARK, timeout=timeout):
+                raise RuntimeError(f"the run did not end within {timeout:g} s")
+            elapsed = time.perf_counter() - start
+            term.drain(1.0)
+        finally:
+            tool.quit(term)
+    return judge_numbers(transcript_lines(bytes(term.record), 80, 24), 1, last), elapsed
+
+
+def interrupt_table(tools: list[Tool], args, work: Path, missing: list[str]) -> None:
+    flood = work / "interrupt.txt"
+    make_file(flood, args.interrupt_mb)
+    rtts = [float(r) for r in args.rtt.split(",")]
+    print(f"\nCtrl-C: cat of {flood.stat().st_size / 1e6:.0f} MB through a slow path, Ctrl-C after 2 s of "
+          f"output and a command typed at once; seconds until its output shows, and what the client's "
+          f"terminal received after the Ctrl-C (80x24)\n")
+    print("| tool | " + " | ".join(f"{r:g} ms RTT: Ctrl-C to output | received after" for r in rtts) + " |")
+    print("|---|" + "---|---|" * len(rtts))
+    for tool in tools:
+        cells = []
+        for rtt in rtts:
+            try:
+                seconds, after, ended = interrupt(tool, rtt, flood, args.interrupt_timeout)
+            except Exception as exc:                  # one tool failing must not hide the others
+                cells += [f"failed: {exc}", ""]
+                continue
+            cells += [(f"{seconds:.2f} s" if seconds is not None else f"> {args.interrupt_timeout:g} s")
+                      + (" (cat had ended)" if ended else ""), f"{after / 1e3:.1f} kB" if after < 1e5 else f"{after / 1e6:.2f} MB"]
+        print(f"| {tool.name} | " + " | ".join(cells) + " |", flush=True)
+    for name in missing:
+        print(f"| {name} | skipped: not installed |" + " |" * (2 * len(rtts) - 1), flush=True)
+    flood.unlink()
+
+
+def scrollback_table(tools: list[Tool], args, missing: list[str]) -> None:
+    rtt = float(args.rtt.split(",")[0])
+    burst, trickle, outage = args.burst, args.trickle, args.outage
+    begin = max(0.5, (trickle * 0.011 - outage) / 2)  # about the middle of the trickle
+    print(f"\nScrollback through a slow path ({rtt:g} ms RTT), judged as a person scrolling back in an "
+          f"80x24 xterm would see it: (i) seq 1 {burst}; (ii) 1..{trickle}, one line every 10 ms, "
+          f"the path cut off both ways for {outage:g} s after {begin:g} s. Lines present once "
+          f"/ missing / repeated / '[moshpit: N lines not shown]' markers (lines they hide)\n")
+    print("| tool | burst: once | missing | repeated | markers | burst took "
+          "| outage: once | missing | repeated | markers |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    runs = ((b"seq 1 %d" % burst, burst, None),
+            (b"for i in $(seq 1 %d); do echo $i; sleep 0.01; done" % trickle, trickle, (begin, outage)))
+    if any(isinstance(tool, Mosh) for tool in tools):     # mosh-client's alternate screen keeps no
+        tools = tools + [Mosh(tools[0].work, alternate_screen=False)]   # scrollback; its frames aside
+    for tool in tools:
+        cells = []
+        for command, last, cut in runs:
+            try:
+                verdict, took = numbers_run(tool, rtt, command, last, args.scrollback_timeout, cut)
+            except Exception as exc:
+                cells += [f"failed: {exc}", "", "", ""] + ([""] if cut is None else [])
+                continue
+            order = " (out of order)" if verdict.out_of_order else ""
+            cells += [f"{verdict.once}/{verdict.expected}{order}", str(len(verdict.missing)),
+                      str(verdict.repeated), f"{len(verdict.markers)} ({verdict.hidden})"]
+            if cut is None:
+                cells.append(f"{took:.2f} s")
+        print(f"| {tool.name} | " + " | ".join(cells) + " |", flush=True)
+    for name in missing:
+        print(f"| {name} | skipped: not installed |" + " |" * 8, flush=True)
+
+
 def size(count: float) -> str:
     return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.0f} kB"
 
@@ -689,17 +910,31 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=200)
     parser.add_argument("--file-mb", type=float, default=72.0)
     parser.add_argument("--idle", type=float, default=20.0)
-    parser.add_argument("--tables", default="main,fairness,memory,roaming,connect",
-                        help="which tables to print (comma-separated)")
+    parser.add_argument("--tables", help="which tables to print (comma-separated; default: all, "
+                        "and with --quick all but interrupt and scrollback)")
     parser.add_argument("--memory-sessions", type=int, default=20)
     parser.add_argument("--fair-keys", type=int, default=80)
     parser.add_argument("--fair-mb", type=float, default=65.0)
     parser.add_argument("--roams", type=int, default=5)
     parser.add_argument("--connect-rounds", type=int, default=5)
+    parser.add_argument("--rtt", default="250", help="slow path round trips in ms, comma-separated "
+                        "(interrupt: each; scrollback: the first)")
+    parser.add_argument("--interrupt-mb", type=float, default=65.0)
+    parser.add_argument("--interrupt-timeout", type=float, default=120.0)
+    parser.add_argument("--burst", type=int, default=20000)
+    parser.add_argument("--trickle", type=int, default=1500)
+    parser.add_argument("--outage", type=float, default=8.0)
+    parser.add_argument("--scrollback-timeout", type=float, default=120.0)
     args = parser.parse_args()
+    tables = "main,fairness,memory,roaming,connect"
     if args.quick:
         args.tools, args.keys, args.file_mb, args.idle, args.roams = "mp", 20, 2.0, 2.0, 2
         args.memory_sessions, args.fair_keys, args.fair_mb = 3, 15, 2.0
+        args.interrupt_mb, args.interrupt_timeout, args.burst, args.trickle = 8.0, 30.0, 2000, 300
+        args.outage, args.scrollback_timeout = 1.5, 30.0
+    else:
+        tables += ",interrupt,scrollback"
+    tables = (args.tables or tables).split(",")
     work = Path(tempfile.mkdtemp(prefix="mp-bench-"))
     work.chmod(0o700)
     big = work / "big.txt"
@@ -707,6 +942,7 @@ def main() -> None:
     file_size = big.stat().st_size
     wanted = args.tools.split(",")
     tools: list[Tool] = []
+    missing: list[str] = []
     if "pty" in wanted:
         tools.append(LocalPty(work))
     if "mp" in wanted:
@@ -716,14 +952,15 @@ def main() -> None:
             tools.append(Mosh(work))
         else:
             print("mosh is not installed: skipped (apt-get install mosh)")
+            missing.append("mosh")
     if "ssh" in wanted:
         if shutil.which("ssh") and os.path.exists("/usr/sbin/sshd"):
             tools.append(Ssh(work))
         else:
             print("ssh/sshd is not installed: skipped (apt-get install openssh-server)")
+            missing.append("ssh")
     print(f"{os.cpu_count()} cores; {args.keys} keystrokes; cat of {file_size / 1e6:.1f} MB "
           f"({file_size // 72} lines); idle {args.idle:g} s\n")
-    tables = args.tables.split(",")
     try:
         if "main" in tables:
             main_table(tools, args, big)
@@ -736,6 +973,10 @@ def main() -> None:
             roaming(tools, args.roams)
         if "connect" in tables:
             connect_table(servers, args.connect_rounds)
+        if "interrupt" in tables:
+            interrupt_table(servers, args, work, missing)
+        if "scrollback" in tables:
+            scrollback_table(servers, args, missing)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

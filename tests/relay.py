@@ -10,13 +10,21 @@ sees the client move to a new address mid-session; ``block_up`` and
 ``Gateway`` puts a whole server behind another loopback address (127.0.0.2):
 TCP is forwarded as is, UDP goes through a ``Relay`` on the same port number,
 so an unmodified client reaches the server only through the impairments.
+
+``DelayedTcp`` is the same kind of path for a TCP client (ssh): a delay each
+way and a bounded amount in flight, and ``stalled`` to hold everything (a dead
+path, which TCP only waits out). ``python tests/relay.py`` runs any of the
+three in a process of its own, for programs that do not run gevent.
 """
 
 from __future__ import annotations
 
 import random
+import time
+from collections import deque
 
 import gevent
+import gevent.event
 import gevent.socket as gsocket
 
 
@@ -138,3 +146,137 @@ class Gateway:
     def close(self):
         self._tcp.stop(timeout=1)
         self.relay.close()
+
+
+class DelayedTcp:
+    """TCP to ``server_addr`` with ``delay`` s each way and at most ``buffer`` bytes on the
+    path each way: a link's bandwidth-delay product, so a sender cannot run far ahead of
+    what the reader has seen. The relay's own socket buffers are kept small for that."""
+
+    SOCKET_BUFFER = 64 * 1024
+
+    def __init__(self, server_addr, *, delay: float = 0.0, buffer: int = 1 << 20,
+                 front=("127.0.0.1", 0)):
+        self.server_addr, self.delay, self.buffer = server_addr, delay, buffer
+        self.stalled = False            # nothing moves either way (data already sent waits)
+        self.listener = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_STREAM)
+        self.listener.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_REUSEADDR, 1)
+        self._small(self.listener)      # accepted sockets inherit it (the window is set at SYN)
+        self.listener.bind(front)
+        self.listener.listen(16)
+        self.address = self.listener.getsockname()
+        self._greenlets = [gevent.spawn(self._accept)]
+        self._sockets: list = []
+
+    def _small(self, sock) -> None:
+        sock.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_RCVBUF, self.SOCKET_BUFFER)
+        sock.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_SNDBUF, self.SOCKET_BUFFER)
+
+    def _accept(self):
+        while True:
+            inbound, _ = self.listener.accept()
+            outbound = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_STREAM)
+            self._small(outbound)
+            try:
+                outbound.connect(self.server_addr)
+            except OSError:
+                inbound.close()
+                outbound.close()
+                continue
+            self._sockets += [inbound, outbound]
+            self._greenlets += [gevent.spawn(self._carry, inbound, outbound),
+                                gevent.spawn(self._carry, outbound, inbound)]
+
+    def _carry(self, src, dst):
+        """Read into the delay line while it has room; a second greenlet delivers when due."""
+        line: deque = deque()
+        queued = 0
+        room, waiting = gevent.event.Event(), gevent.event.Event()
+        room.set()
+
+        def deliver():
+            nonlocal queued
+            try:
+                while True:
+                    waiting.wait()
+                    due, data = line[0]
+                    gevent.sleep(max(0.0, due - time.monotonic()))
+                    while self.stalled:
+                        gevent.sleep(0.01)
+                    if not data:
+                        dst.shutdown(gsocket.SHUT_WR)
+                        return
+                    dst.sendall(data)
+                    line.popleft()
+                    queued -= len(data)
+                    if queued < self.buffer:
+                        room.set()
+                    if not line:
+                        waiting.clear()
+            except OSError:
+                src.close()
+        self._greenlets.append(gevent.spawn(deliver))
+        try:
+            while True:
+                room.wait()
+                data = src.recv(65536)
+                line.append((time.monotonic() + self.delay, data))
+                waiting.set()
+                if not data:
+                    return
+                queued += len(data)
+                if queued >= self.buffer:
+                    room.clear()
+        except OSError:
+            line.append((0.0, b""))
+            waiting.set()
+
+    def close(self):
+        for greenlet in self._greenlets:
+            greenlet.kill(block=False)
+        for sock in self._sockets + [self.listener]:
+            sock.close()
+
+
+def main(argv=None) -> None:
+    """A relay in a process of its own. It prints ``ready PORT`` (the port to connect to;
+    a gateway is at 127.0.0.2) and then reads lines: ``block`` cuts the path off both
+    ways (UDP dropped, TCP stalled), ``unblock`` restores it; end of input ends it."""
+    import argparse
+    import gevent.os
+    import sys
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=("udp", "gateway", "tcp"))
+    parser.add_argument("ports", type=int, nargs="+", help="server port (gateway: TCP port, UDP port)")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds each way")
+    parser.add_argument("--buffer", type=int, default=1 << 20, help="tcp: bytes in flight each way")
+    args = parser.parse_args(argv)
+    if args.kind == "udp":
+        relay = Relay(("127.0.0.1", args.ports[0]), delay=args.delay)
+        port = relay.address[1]
+    elif args.kind == "gateway":
+        relay = Gateway(args.ports[0], args.ports[1], delay=args.delay)
+        port = relay.port
+    else:
+        relay = DelayedTcp(("127.0.0.1", args.ports[0]), delay=args.delay, buffer=args.buffer)
+        port = relay.address[1]
+    path = relay.relay if args.kind == "gateway" else relay
+    print(f"ready {port}", flush=True)
+    gevent.os.make_nonblocking(0)
+    pending = b""
+    while chunk := gevent.os.nb_read(0, 1024):
+        pending += chunk
+        while b"\n" in pending:
+            command, pending = pending.split(b"\n", 1)
+            blocked = command.strip() == b"block"
+            if isinstance(path, DelayedTcp):
+                path.stalled = blocked
+            else:
+                path.block_up = path.block_down = blocked
+            sys.stdout.write(f"{command.strip().decode()}ed\n")
+            sys.stdout.flush()
+    relay.close()
+
+
+if __name__ == "__main__":
+    main()
