@@ -21,6 +21,7 @@ from moshpit.terminal.model import MAX_COLUMNS, MAX_ROWS, ScreenState, TerminalM
 from moshpit.terminal.predict import ECHO, ICANON, Policy, PredictionEngine
 from moshpit.terminal.queries import QueryFilter
 from moshpit.terminal.render import render_diff, render_full
+from moshpit.terminal.scrollback import insert_rows, marker_line
 
 BATCH_DELAY = 0.008            # gather PTY output this long before re-reading the screen...
 QUIET_DELAY = 0.002            # ...or only this long when it follows a quiet spell (an echo)
@@ -31,7 +32,10 @@ KEPT_CELLS = 1_000_000         # ...and their cells in all: two 1000x500 screens
 RESIZE_INTERVAL = 0.1          # a window size is applied at most this often (a RESIZE re-lays
                                # the whole screen; a flood of them must not cost more)
 HISTORY_BYTES = 1 << 20        # reliable: output kept for an absent client, at most this...
-HISTORY_LINES = 10_000         # ...and this many lines (trimmed a PTY read at a time)
+HISTORY_LINES = 50_000         # ...and this many lines (trimmed a PTY read at a time)
+LINES_AHEAD = 256 << 10        # screen modes: scrolled-off rows kept and not yet sent, at most;
+                               # past it no more are kept (one marker line stands for them)
+                               # until the client has taken all but a quarter of it
 RESUME_SLACK = 64 << 10        # output kept after the client acknowledged it: a client killed
                                # mid-write may have shown a little less than it acknowledged
 UNFED_LIMIT = 256 * 1024       # reliable, predicting: raw output modelled at the latest after this
@@ -52,7 +56,9 @@ class ServerSession:
                  history_lines: int = HISTORY_LINES):
         self.model = TerminalModel(*clamp_window(cols, rows))
         self.channel: Channel | None = None
-        self.log = OutputLog(history_bytes, history_lines)   # reliable: the stream, numbered
+        self.log = OutputLog(history_bytes, history_lines)   # the stream down, numbered: the
+        self._log_lines = False               # raw output (reliable), or the scrollback's lines
+        self._unkept_from = 0                 # screen modes: rows scrolled off before keeping stopped
         self._sent = self._sent_lines = 0     # the attached channel has the stream up to here
         self._states: dict[int, ScreenState] = {self.model.number: self.model.state}
         self._kept_cells = self.model.state.cols * self.model.state.rows
@@ -82,11 +88,11 @@ class ServerSession:
         self._flags_sent = None               # the new connection learns the terminal's flags
         self.flush()
         channel.screen_changed(self.model.number)
-        if not channel.send_reliable:
-            self.log = OutputLog(self.log.max_bytes, self.log.max_lines)   # not needed: free it
-            if resumed:
-                channel.repaint()
-            return
+        lines = not channel.send_reliable
+        if lines != self._log_lines:          # the stream changes kind: start it afresh
+            self.log = OutputLog(self.log.max_bytes, self.log.max_lines)
+            self._log_lines = lines
+            self.model.keep_scrolled(lines)
         log = self.log
         if not resumed:
             shown = (0, 0)
@@ -94,23 +100,28 @@ class ServerSession:
             self._sent, self._sent_lines = shown
         else:
             self._skip(channel)
+        if resumed and lines:
+            channel.repaint()                 # the screen, from scratch
         self.pump()
 
     def _skip(self, channel: Channel) -> None:
-        """Go on from the newest output, repainted: the client lacks what lies between
-        (or cannot say what it has). The skip tells the client the stream's position, so
-        a client that knew its own can count the lines it missed; the repaint shows the
-        screen as it is now."""
+        """Go on from the newest output: the client lacks what lies between (or cannot
+        say what it has). The skip tells the client the stream's position, so a client
+        that knew its own can count the lines it missed. In ``reliable`` a repaint then
+        shows the screen as it is now (the screen modes send screens anyway)."""
         self.flush(complete=True)
         log = self.log
         channel.send_skip(log.end, log.end_lines)
         self._sent, self._sent_lines = log.end, log.end_lines
-        channel.repaint()
+        if channel.send_reliable:
+            channel.repaint()
 
     def pump(self) -> None:
-        """reliable: hand the channel what output it has room for. The rest waits here,
-        and the PTY is read no further while it does (``holding_output``); so what is
-        queued before a Ctrl-C is about what the path carries in a moment, not megabytes."""
+        """Hand the channel what of the stream it has room for. The rest waits here. In
+        ``reliable`` the PTY is read no further meanwhile (``holding_output``), so what is
+        queued before a Ctrl-C is about what the path carries in a moment, not megabytes;
+        the scrollback's lines (screen modes) never hold the shell up, and are skipped,
+        marked, past what the log keeps."""
         channel = self.channel
         if channel is None or not channel.accepts_data:
             return
@@ -127,16 +138,28 @@ class ServerSession:
         unacked = channel.pending_output + channel.in_flight * channel.config.max_datagram_size
         log.release(self._sent - unacked - RESUME_SLACK)
 
+    def _keep_scrolled_rows(self) -> None:
+        """Screen modes: the rows that scrolled off go into the log (the runtime pumps it).
+        While the client is far behind (a flood), none are kept at all, which also spares
+        the model the work; then one marker line tells how many went unkept."""
+        if rows := self.model.take_scrolled():
+            self.log.append(("\n".join(rows) + "\n").encode())
+        screen = self.model.screen
+        ahead = self.log.end - self._sent + (self.channel.pending_output if self.channel else 0)
+        if screen.scrolled is not None and ahead > LINES_AHEAD:
+            self.model.keep_scrolled(False)
+            self._unkept_from = screen.scrolled_count
+        elif screen.scrolled is None and ahead <= LINES_AHEAD // 4:
+            self.model.keep_scrolled(True)
+            if missed := screen.scrolled_count - self._unkept_from:
+                self.log.append((marker_line(missed) + "\n").encode())
+
     @property
     def holding_output(self) -> bool:
         """reliable: output waits for the path. Read no more from the PTY (the program
         waits, as for a slow terminal) unless the client is away (the log takes it)."""
-        return self._sent < self.log.end and self.channel is not None and self.channel.accepts_data
-
-    @property
-    def streaming(self) -> bool:
-        """PTY output goes into the log: reliable, or no connection yet to say otherwise."""
-        return self.channel is None or self.channel.send_reliable
+        return (self._sent < self.log.end and not self._log_lines and self.channel is not None
+                and self.channel.accepts_data)
 
     # --- PTY side ---------------------------------------------------------------
     def pty_output(self, data: bytes, now: float) -> None:
@@ -144,7 +167,7 @@ class ServerSession:
             return
         if self.tty_flags != self._flags_sent:   # a password prompt turning echo off, say
             self._acknowledge_echo(now)
-        if self.streaming:
+        if not self._log_lines:
             self.log.append(data)
             self.pump()                       # the raw stream goes out at once (echo latency)
         self._pending += data
@@ -199,6 +222,8 @@ class ServerSession:
             self.model.feed(bytes(self._pending), budget=None if complete else FEED_BUDGET)
             self._pending.clear()
             self.pty_input += self.model.take_replies()
+            if self._log_lines:
+                self._keep_scrolled_rows()
         self._pending_since = None
         number = self.model.number
         if number not in self._states:
@@ -262,7 +287,7 @@ def missed_lines_marker(count: int, rows: int) -> str:
     lines are missing there (full-screen margins, so the scrolled rows are kept)."""
     bottom = f"\x1b[{rows};1H"
     return (f"\x1b[r\x1b[?6l\x1b[0m{bottom}" + "\n" * rows
-            + f"\x1b[H\x1b[2K[moshpit: {count} lines not shown]{bottom}\n")
+            + f"\x1b[H\x1b[2K{marker_line(count)}{bottom}\n")
 
 
 class ClientSession:
@@ -294,6 +319,8 @@ class ClientSession:
         self._in_step = False         # reliable: the model has (or _unfed holds) every byte written
         self._unfed = bytearray()
         self._painted = False         # screen modes: the terminal has had a full paint
+        self._partial_line = bytearray()   # screen modes: a scrolled-off row not all here yet
+        self._rows_waiting: list[str] = []     # ...and those here, not yet in the scrollback
         self._resync_asked = False
 
     # --- events from the channel -------------------------------------------------------
@@ -301,9 +328,12 @@ class ClientSession:
         if isinstance(event, DataReceived):
             if self.shown is not None:
                 self.shown = (self.shown[0] + len(event.data), self.shown[1] + event.data.count(b"\n"))
-            self._raw(event.data, channel, now)
+            if channel.diff_mode is DiffMode.RELIABLE:
+                self._raw(event.data, channel, now)
+            else:
+                self._lines(event.data)
         elif isinstance(event, OutputSkipped):
-            self._skipped(event)
+            self._skipped(event, channel)
         elif isinstance(event, ScreenUpdate):
             self._apply(event, channel, now)
         elif isinstance(event, EchoAcknowledged):
@@ -338,14 +368,37 @@ class ClientSession:
         if self.engine.visible or len(self._unfed) >= UNFED_LIMIT:
             self._catch_up(now)
 
-    def _skipped(self, event: OutputSkipped) -> None:
-        """reliable: the stream jumps ahead (a repaint follows). Lines we never had are
-        marked with one line in the scrollback, after the screen we showed, never a
-        silent gap; the position is the server's from here on."""
-        self._lift_predictions()
+    def _skipped(self, event: OutputSkipped, channel: Channel) -> None:
+        """The stream jumps ahead. Lines we never had are marked with one line in the
+        scrollback, never a silent gap (in ``reliable`` after the screen we showed, which a
+        repaint then replaces); the position is the server's from here on."""
         if self.shown is not None and event.lines > self.shown[1]:
-            self.output += missed_lines_marker(event.lines - self.shown[1], self.rows).encode()
+            missed = event.lines - self.shown[1]
+            if channel.diff_mode is DiffMode.RELIABLE:
+                self._lift_predictions()
+                self.output += missed_lines_marker(missed, self.rows).encode()
+            else:
+                self._partial_line.clear()        # (a line cut short by the skip)
+                self._rows_waiting.append(marker_line(missed))
         self.shown = (event.offset, event.lines)
+
+    def _lines(self, data: bytes) -> None:
+        """Screen modes: the stream is the rows that scrolled off the server's screen, a
+        line each. They go into the terminal's scrollback together, once per batch of
+        events (``take_output``), or before the next screen is drawn."""
+        *complete, rest = (bytes(self._partial_line) + data).split(b"\n")
+        self._partial_line[:] = rest
+        self._rows_waiting += [line.decode("utf-8", "replace") for line in complete]
+
+    def _insert_waiting_rows(self):
+        """Write the rows waiting into the scrollback above the screen shown; returns what
+        the terminal shows then (to draw the screen from), or None if none were waiting."""
+        if not self._rows_waiting:
+            return None
+        text, after = insert_rows(self.displayed, self._rows_waiting, known=self._painted)
+        self._rows_waiting = []
+        self.output += text.encode()
+        return after
 
     def _catch_up(self, now: float) -> None:
         """reliable: feed the model what the terminal has had, then judge and show."""
@@ -389,7 +442,11 @@ class ClientSession:
         if not reliable:
             # The first paint clears whatever the terminal showed (a diff from a blank
             # screen would leave it where the remote screen is blank); then diffs.
-            paint = render_diff(self.displayed, new) if self._painted else render_full(new)
+            after = self._insert_waiting_rows()
+            if not self._painted:
+                paint = render_full(new)
+            else:
+                paint = render_diff(after or self.displayed, new, scroll=False)
             self.output += paint.encode()
             self._painted = True
         self.displayed = self.truth = new
@@ -472,13 +529,13 @@ class ClientSession:
             return                     # the truth is behind, or mid-sequence: nothing may go in
         shown = self.engine.display(self.truth, now)
         if shown != self.displayed:
-            self.output += render_diff(self.displayed, shown).encode()
+            self.output += render_diff(self.displayed, shown, scroll=False).encode()
             self.displayed = shown
 
     def _lift_predictions(self) -> None:
         """Put back the truth where predictions are drawn, before server bytes follow."""
         if self.displayed != self.truth:
-            self.output += render_diff(self.displayed, self.truth).encode()
+            self.output += render_diff(self.displayed, self.truth, scroll=False).encode()
             self.displayed = self.truth
 
     def resize(self, cols: int, rows: int, channel: Channel) -> None:
@@ -488,6 +545,9 @@ class ClientSession:
         channel.send_resize(self.cols, self.rows)
 
     def take_output(self) -> bytes:
+        after = self._insert_waiting_rows()
+        if after is not None:                 # the screen shown, drawn again below them
+            self.output += render_diff(after, self.displayed, scroll=False).encode()
         data = bytes(self.output)
         self.output.clear()
         return data

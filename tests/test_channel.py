@@ -352,8 +352,6 @@ def test_caller_misuse_is_local_error():
     server = Channel.from_params(Role.SERVER, server_params, now=0, screen_source=lambda b, s: b"")
     client = Channel.from_params(Role.CLIENT, client_params, now=0, peer_addr=SERVER_ADDR)
     with pytest.raises(LocalProtocolError):
-        server.send_data(b"raw bytes in statesync")
-    with pytest.raises(LocalProtocolError):
         server.send_resize(80, 24)
     with pytest.raises(LocalProtocolError):
         client.screen_changed(3)

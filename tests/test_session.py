@@ -291,3 +291,53 @@ def test_an_older_screen_completing_after_a_newer_one_does_not_turn_the_screen_b
     client.on_event(ScreenUpdate(0, 12, render_full(older.state).encode()), channel)
     assert client.truth.text() == newer.state.text()
     assert channel.applied == [13]
+
+
+@pytest.mark.parametrize("mode", [DiffMode.STATESYNC, DiffMode.DATAGRAM])
+@pytest.mark.parametrize("loss", [0.0, 0.1])
+def test_a_burst_reaches_the_scrollback_whole_in_the_screen_modes(mode, loss):
+    from transcript import judge_numbers, transcript_lines
+    pair = Pair(mode, loss=loss, seed=7)
+    seen = pair.record()
+    pair.pty(b"$ seq 1 20000\r\n")
+    pair.run(0.2)
+    pair.pty(b"".join(b"%d\r\n" % i for i in range(1, 20001)) + b"$ ")
+    pair.run(30.0)
+    assert pair.settled()
+    verdict = judge_numbers(transcript_lines(bytes(seen)), 1, 20000)
+    assert verdict.once == 20000 and not verdict.repeated and not verdict.out_of_order, verdict
+    assert not verdict.markers
+
+
+@pytest.mark.parametrize("mode", [DiffMode.STATESYNC, DiffMode.DATAGRAM])
+def test_a_trickle_through_an_outage_reaches_the_scrollback_once_in_order(mode):
+    from transcript import judge_numbers, transcript_lines
+    pair = Pair(mode, loss=0.05, seed=8)
+    seen = pair.record()
+    for i in range(1, 1501):
+        if i == 300:
+            pair.net.links["down"].up = pair.net.links["up"].up = False
+        if i == 1100:
+            pair.net.links["down"].up = pair.net.links["up"].up = True
+        pair.pty(b"%d\r\n" % i)
+        pair.run(0.01)
+    pair.run(30.0)
+    assert pair.settled()
+    verdict = judge_numbers(transcript_lines(bytes(seen)), 1, 1500)
+    assert verdict.once == 1500 and not verdict.repeated and not verdict.out_of_order, verdict
+
+
+def test_the_alternate_screen_adds_nothing_to_the_scrollback():
+    from transcript import transcript_lines
+    pair = Pair(DiffMode.STATESYNC)
+    seen = pair.record()
+    pair.pty(b"before\r\n")
+    pair.run(0.5)
+    pair.pty(b"\x1b[?1049h" + b"".join(b"vim-row-%d\r\n" % i for i in range(200)))
+    pair.run(0.5)
+    pair.pty(b"\x1b[?1049l" + b"after\r\n")
+    pair.run(1.0)
+    assert pair.settled()
+    lines = transcript_lines(bytes(seen))
+    assert not any("vim-row" in line for line in lines)
+    assert [line for line in lines if line in ("before", "after")] == ["before", "after"]

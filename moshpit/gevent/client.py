@@ -124,8 +124,7 @@ class Client:
         stream, address = self.route.open(interactive=not resume_only)
         hs = ClientHandshake(self.identity, self.user, now=time.monotonic(), diff_mode=self.diff_mode,
                              cols=cols, rows=rows, env=self.env, resume_token=token,
-                             resume_only=resume_only,
-                             shown=shown if self.diff_mode is DiffMode.RELIABLE else None)
+                             resume_only=resume_only, shown=shown)
         try:
             stream.sendall(hs.data_to_send())
             while hs.params is None:

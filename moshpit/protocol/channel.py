@@ -96,6 +96,9 @@ class ChannelConfig:
     initial_window: int = 64            # datagrams in flight (congestion window)
     min_window: int = 32                # random loss is not congestion: keep a floor
     max_window: int = 448               # below the ring size: NAKed data is still there
+    lines_window: int = 32              # the screen modes' output flow (scrollback lines) is second
+                                        # to the screens: this few in flight, so it never queues
+                                        # up far ahead of a screen on a slow path
     retransmit_capacity: int = 512      # datagrams kept for resending (a power of two)
     close_timeout: float = 3.0
     amplification_factor: int = 3
@@ -140,9 +143,16 @@ class Channel:
                                 else (keys.server_to_client, keys.client_to_server))
         self._sealer = PacketSealer(send_keys, conn_id=conn_id, direction=own)
         self._opener = PacketOpener(recv_keys, conn_id=conn_id, direction=peer)
+        # Both directions have an ordered, reliable flow in every mode (keystrokes up; the
+        # output stream, or in the screen modes the scrollback's lines, down). ``send_reliable``
+        # and ``recv_reliable`` say whether the screen, echo acks and CLOSE travel in it too.
         reliable_down = self.diff_mode is DiffMode.RELIABLE
         self.send_reliable = is_client or reliable_down
         self.recv_reliable = (not is_client) or reliable_down
+        self._window_cap = (self.config.lines_window if not (is_client or reliable_down)
+                            else self.config.retransmit_capacity - 1)
+        self._unordered_in = frozenset({F.FRAME_CLOSE} if self.recv_reliable
+                                       else {F.FRAME_CLOSE, F.FRAME_SCREEN, F.FRAME_ECHO_ACK})
         self._screen_source = screen_source
         if not is_client and screen_source is None:
             raise LocalProtocolError("a server channel needs a screen_source(base, state) -> bytes")
@@ -186,7 +196,7 @@ class Channel:
         # repaints) and CLOSE in the order given; consecutive DATA share a bytearray
         self._ordered_out: deque[tuple[int, bytes | bytearray]] = deque()
         self._pending_bytes = 0
-        self._ring = RetransmitBuffer(self.config.retransmit_capacity) if self.send_reliable else None
+        self._ring = RetransmitBuffer(self.config.retransmit_capacity)
         self._next_osn = 0
         self._peer_ack = 0                # the peer holds every OSN below this
         self._resend: set[int] = set()
@@ -199,8 +209,7 @@ class Channel:
         self._probes = 0
 
         # receiving ordered frames
-        self._tracker = (SeqTracker(max_retries=-1 if self.role is Role.SERVER else 10)
-                         if self.recv_reliable else None)
+        self._tracker = SeqTracker(max_retries=-1 if self.role is Role.SERVER else 10)
         self._naks_out: list[tuple[int, int]] = []
         self._ack_due: float | None = None
         self._unacked_received = 0
@@ -249,8 +258,8 @@ class Channel:
 
     @property
     def accepts_data(self) -> bool:
-        """``send_data`` may be called: open, and a reliable flow (closing is too late)."""
-        return self.state is ChannelState.OPEN and self.send_reliable
+        """``send_data`` may be called: open (closing is too late)."""
+        return self.state is ChannelState.OPEN
 
     @property
     def in_flight(self) -> int:
@@ -284,9 +293,8 @@ class Channel:
 
     # ------------------------------------------------------------ user calls
     def send_data(self, data: bytes) -> None:
-        """Queue bytes on the ordered, reliable stream."""
-        if not self.send_reliable:
-            raise LocalProtocolError("this flow is not reliable: send screen states instead")
+        """Queue bytes on the ordered, reliable stream (the server's, in the screen modes:
+        the scrollback's lines)."""
         if self.state is not ChannelState.OPEN:
             raise LocalProtocolError(f"cannot send on a {self.state.value} channel")
         if not data:
@@ -409,13 +417,13 @@ class Channel:
             self._highest_rx = seq
         self._note_address(addr, newest, len(data), now)
         self._note_contact(now)
-        for frame_type, value in immediate:
-            self._on_frame(frame_type, value, newest, addr, now)
         if self.state is ChannelState.CLOSED and (osn is not None or any(
                 ft == F.FRAME_PADDING for ft, _ in immediate)):
             self._close_reply_pending = True     # they have not heard our CLOSE yet
-        if osn is not None:
-            self._on_bundle(osn, ordered, now)
+        if osn is not None:                      # the stream first: scrollback lines before
+            self._on_bundle(osn, ordered, now)   # the screen they scrolled off from
+        for frame_type, value in immediate:
+            self._on_frame(frame_type, value, newest, addr, now)
 
     def _on_bundle(self, osn: int, ordered: list, now: float) -> None:
         tracker = self._tracker
@@ -475,14 +483,14 @@ class Channel:
                     and frame_type in (F.FRAME_RESIZE, F.FRAME_REPAINT, F.FRAME_STATE_ACK):
                 raise DecodeError(f"frame type {frame_type} is not sent in this direction")
             if frame_type == F.FRAME_OSN:
-                if osn is not None or self._tracker is None or value > codec.MAX_SEQ:
+                if osn is not None or value > codec.MAX_SEQ:
                     raise DecodeError("unexpected OSN frame")
                 osn = value
             elif osn is not None:
                 if frame_type not in _ORDERED:
                     raise DecodeError(f"frame type {frame_type} after OSN")
                 ordered.append((frame_type, value))
-            elif frame_type in _ORDERED and self.recv_reliable and frame_type != F.FRAME_CLOSE:
+            elif frame_type in _ORDERED and frame_type not in self._unordered_in:
                 # (a CLOSE outside a bundle is an answer to ours, or a last word: act at once)
                 raise DecodeError(f"ordered frame type {frame_type} without an OSN")
             else:
@@ -544,7 +552,7 @@ class Channel:
             self._on_nak(value, now)
         elif frame_type == F.FRAME_GONE:
             # Only the output flow may be skipped; keystrokes never are.
-            if self._tracker is not None and self.role is Role.CLIENT:
+            if self.role is Role.CLIENT:
                 for first, last in value:
                     self._tracker.give_up(first, last)
                 self._take_abandoned()
@@ -587,7 +595,7 @@ class Channel:
 
     def _on_ack(self, acked_below: int, now: float) -> None:
         acked_below = min(acked_below, self._next_osn)   # a peer cannot ack what we never sent
-        if self._ring is None or acked_below <= self._peer_ack:
+        if acked_below <= self._peer_ack:
             return
         newly = acked_below - self._peer_ack
         self._peer_ack = acked_below
@@ -610,8 +618,6 @@ class Channel:
             self._cwnd = min(self.config.max_window, self._cwnd + newly / self._cwnd)
 
     def _on_nak(self, ranges, now: float) -> None:
-        if self._ring is None:
-            return
         for first, last in ranges:
             first = max(first, self._peer_ack)
             last = min(last, self._next_osn - 1)
@@ -694,10 +700,9 @@ class Channel:
         if self.state is ChannelState.CLOSED:
             return None
         deadlines = [self._next_silence_report]
-        if self._tracker is not None:
-            nak = self._nak_deadline()
-            if nak is not None:
-                deadlines.append(nak)
+        nak = self._nak_deadline()
+        if nak is not None:
+            deadlines.append(nak)
         if self._close_deadline is not None and self.state is ChannelState.CLOSING:
             deadlines.append(self._close_deadline)
         if not self._can_send():
@@ -756,12 +761,11 @@ class Channel:
         return due
 
     def handle_timer(self, now: float) -> None:
-        if self._tracker is not None:
-            nak = self._nak_deadline()
-            if nak is not None and now >= nak:
-                self._tracker.rto = self.rtt.rto
-                self._naks_out.extend(self._tracker.due_naks(now))
-                self._take_abandoned()
+        nak = self._nak_deadline()
+        if nak is not None and now >= nak:
+            self._tracker.rto = self.rtt.rto
+            self._naks_out.extend(self._tracker.due_naks(now))
+            self._take_abandoned()
         if now >= self._next_silence_report and self.state is not ChannelState.CLOSED:
             self._silent_reported = True
             self._events.append(PeerSilent(now - self.last_heard))
@@ -924,8 +928,8 @@ class Channel:
     def _ordered_may_go(self) -> bool:
         """New ordered frames wait, and may go only while the window allows and the
         ring can keep every unacknowledged bundle (so nothing NAKable is ever evicted)."""
-        return bool(self.send_reliable and self._ordered_out and self.state is not ChannelState.CLOSED
-                    and self.in_flight < min(int(self._cwnd), self.config.retransmit_capacity - 1))
+        return bool(self._ordered_out and self.state is not ChannelState.CLOSED
+                    and self.in_flight < min(int(self._cwnd), self._window_cap))
 
     def _build_payload(self, now: float, resend: bytes | None = None) -> bytes | None:
         """The frames of one datagram of whatever is due (sealed by the caller, with the
@@ -957,8 +961,7 @@ class Channel:
         held_ms = int((now - self._peer_ts_at) * 1000)
         echo = self._peer_ts if held_ms < frames.NO_ECHO else None
         add(F.FRAME_PING, frames.pack_ping(ts, echo, held_ms))
-        ack_sent = self._tracker is not None and add(
-            F.FRAME_ACK, frames.pack_u64(self._tracker.next_expected))
+        ack_sent = add(F.FRAME_ACK, frames.pack_u64(self._tracker.next_expected))
         bundle = resend or b""
         worth_sending = resend is not None
         if resend is None:

@@ -21,6 +21,7 @@ from pyte import modes as mo
 from wcwidth import wcwidth
 
 from moshpit import vtscan
+from moshpit.terminal.scrollback import render_row
 from moshpit.terminal.screen import BLANK, Cell, TermScreen
 from moshpit.terminal.stream import TermStream
 
@@ -181,7 +182,8 @@ class TerminalModel:
                 pos = start
                 continue                        # the parser may now be mid-sequence
             if end - start >= 2 * screen.columns and self._simple_modes():
-                start = self._skip(text, start, end)
+                start = (self._skip(text, start, end) if screen.scrolled is None or screen.alt_screen
+                         else self._skip_keeping(text, start, end))
             if end > start:
                 self.stream.feed(text[start:end])
             pos = end
@@ -211,7 +213,72 @@ class TerminalModel:
         if line_fed:
             screen.erase_rows((y,))
         self.skipped_bytes += cut - start
+        screen.scrolled_count += text.count("\n", start, cut)   # about the rows that went
         return cut
+
+    def _skip_keeping(self, text: str, start: int, end: int) -> int:
+        """The fast path when the rows that scroll off are kept (``keep_scrolled``): only
+        over the flood it is made for (printable ASCII and CR LF in the default pen), where
+        each such row is a slice of the text; anything else is drawn, exactly. First the
+        run is drawn up to a line feed that scrolls at the bottom, so that every row from
+        there on starts blank; the rows above it scroll off as they are."""
+        screen = self.screen
+        q = start
+        for _ in range(screen.lines + 1):
+            q = text.find("\n", q, end) + 1
+            if q <= 0:
+                return start                     # too short to skip anything
+        self.stream.feed(text[start:q])
+        if screen.cursor.x or screen.cursor.y != screen.lines - 1 or screen.cursor.attrs[1:] != BLANK[1:]:
+            return q
+        cut, x, y = vtscan.skip_point(text, q, end, 0, screen.lines - 1, screen.columns, screen.lines)
+        segment = text[q:cut]
+        crlf = segment.count("\r\n")
+        if cut <= q or x < 0 or "\x1b" in segment or segment.count("\r") != crlf \
+                or segment.count("\n") != crlf:
+            return q
+        kept: list = [screen.buffer.get(row) for row in range(screen.lines - 1)]
+        pieces = segment.split("\r\n")
+        if not pieces[-1]:
+            pieces.pop()                         # it ended with a line feed, not a wrap
+        cols = screen.columns
+        for piece in pieces:
+            if not piece:
+                kept.append("")
+            else:
+                kept.extend(piece[i:i + cols].rstrip(" ") for i in range(0, len(piece), cols))
+        screen.buffer.clear()
+        screen.dirty.update(range(screen.lines))
+        screen.cursor.x, screen.cursor.y = x, y
+        screen.scrolled.extend(kept)
+        screen.scrolled_count += len(kept)
+        screen.scrolled_unseen = screen.lines - 1   # the blank rows now above the cursor
+        self.skipped_bytes += cut - q
+        return cut
+
+    def keep_scrolled(self, keep: bool) -> None:
+        """Keep the rows that scroll off the top of the main screen (for ``take_scrolled``),
+        or stop keeping them. The fast path then skips only what it can keep."""
+        self.screen.scrolled = [] if keep else None
+        self.screen.scrolled_unseen = 0
+
+    def take_scrolled(self) -> list[str]:
+        """The rows that scrolled off since the last call, in order, each rendered as a
+        line to write on a cleared row (see ``moshpit.terminal.scrollback``)."""
+        rows = self.screen.scrolled
+        if not rows:
+            return []
+        self.screen.scrolled = []
+        cols = self.screen.columns
+        out = []
+        for row in rows:
+            if row is None:
+                out.append("")
+            elif isinstance(row, str):
+                out.append(row)
+            else:
+                out.append(render_row(_pair_wide_cells(tuple(map(row.get, range(cols), repeat(row.default))))))
+        return out
 
     def _at_line_start(self, text: str, start: int, i: int) -> bool:
         """Whether the cursor stood in column 0 when the plain run ``text[start:]``

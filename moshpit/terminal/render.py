@@ -321,8 +321,11 @@ def _all_modes(modes: frozenset) -> str:
     return _modes(frozenset(MIRRORED_PRIVATE_MODES) - modes, frozenset()) + _modes(frozenset(), modes)
 
 
-def render_diff(old: ScreenState, new: ScreenState) -> str:
-    """Turn a terminal showing ``old`` into one showing ``new``."""
+def render_diff(old: ScreenState, new: ScreenState, scroll: bool = True) -> str:
+    """Turn a terminal showing ``old`` into one showing ``new``. ``scroll``: a screen
+    that moved up may be scrolled (line feeds at the bottom, which push its top rows
+    into the terminal's scrollback); without it, rows are only ever painted (the
+    scrollback is fed otherwise: see ``moshpit.terminal.scrollback``)."""
     if (old.cols, old.rows) != (new.cols, new.rows) or (1049 in old.modes) != (1049 in new.modes):
         return render_full(new)
     p = _Painter(new.cols, new.rows, old.cursor_x if old.cursor_x < old.cols else None,
@@ -339,7 +342,7 @@ def render_diff(old: ScreenState, new: ScreenState) -> str:
     if not old.autowrap:
         p.emit(f"{CSI}?7h")
         old = replace(old, autowrap=True)
-    old_lines = _scroll_first(p, old, new)
+    old_lines = _scroll_first(p, old, new) if scroll else old.lines
     for y in range(new.rows):
         if old_lines[y] is new.lines[y] or old_lines[y] == new.lines[y]:
             continue

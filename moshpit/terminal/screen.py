@@ -112,6 +112,13 @@ class TermScreen(pyte.Screen):
         self.app_keypad = False
         self.alt_screen = False
         self._inactive_buffer = None
+        # Rows that scroll off the top of the main screen, for the scrollback of a client
+        # that is sent screen states (None: not kept). Each is the row as it left: a
+        # buffer row (a dict of cells, no longer in the buffer) or None for a blank one.
+        self.scrolled: list | None = None
+        self.scrolled_count = 0         # rows scrolled off so far, kept or not
+        self.scrolled_unseen = 0        # the next this many are blanks standing in for rows
+                                        # the fast path has already kept (see TerminalModel._skip)
         super().__init__(columns, lines)
 
     # --- lifecycle ------------------------------------------------------------
@@ -302,7 +309,7 @@ class TermScreen(pyte.Screen):
         elsewhere one line down, to the screen's bottom (a pending wrap stays)."""
         top, bottom = self.margins or (0, self.lines - 1)
         if self.cursor.y == bottom:
-            self._shift_rows(top, bottom, 1, up=True)
+            self._shift_rows(top, bottom, 1, up=True, save=True)
             if self.cursor.attrs.bg != "default":
                 self.erase_rows((bottom,))
         elif self.cursor.y < self.lines - 1:
@@ -324,37 +331,48 @@ class TermScreen(pyte.Screen):
         self.cursor.x = 0
         top, bottom = self.margins or (0, self.lines - 1)
         if self.cursor.y == bottom:
-            self._shift_rows(top, bottom, 1, up=True)
+            self._shift_rows(top, bottom, 1, up=True, save=True)
         elif self.cursor.y < self.lines - 1:
             self.cursor.y += 1
 
     def scroll_up(self, count: int = 1, *args, **kwargs) -> None:
         """SU: scroll the region up, the cursor staying where it is."""
-        self._scroll(max(count, 1), up=True)
+        self._scroll(max(count, 1), up=True, save=True)
 
     def scroll_down(self, count: int = 1, *args, **kwargs) -> None:
         """SD: scroll the region down, the cursor staying where it is."""
         self._scroll(max(count, 1), up=False)
 
-    def _scroll(self, count: int, up: bool, top: int | None = None) -> None:
+    def _scroll(self, count: int, up: bool, top: int | None = None, save: bool = False) -> None:
         """Scroll the region (from row ``top`` down, if given) by ``count`` rows; the
         rows that come in are erased in the pen's background."""
         region_top, bottom = self.margins or (0, self.lines - 1)
         top = region_top if top is None else top
         count = min(count, bottom - top + 1)
         if count <= bottom - top:                 # else every row goes: nothing to move
-            self._shift_rows(top, bottom, count, up)
+            self._shift_rows(top, bottom, count, up, save)
         self.erase_rows(range(bottom - count + 1, bottom + 1) if up else range(top, top + count))
 
-    def _shift_rows(self, top: int, bottom: int, count: int, up: bool) -> None:
+    def _shift_rows(self, top: int, bottom: int, count: int, up: bool, save: bool = False) -> None:
         """Move rows ``top..bottom`` up (or down) by ``count``; the rows that come in are
-        blank. Done with C-level dict operations: pyte moves one row at a time."""
+        blank. Done with C-level dict operations: pyte moves one row at a time. ``save``:
+        a scroll a terminal keeps in its scrollback, if it moves the main screen's top row."""
         buffer, ys = self.buffer, range(top, bottom + 1)
         self.work += 1 + len(ys) // ROWS_MOVED_PER_UNIT
         rows = list(map(buffer.pop, ys, repeat(None)))
+        if save and up and top == 0 and not self.alt_screen:
+            self._save_rows(rows[:count])
         rows = rows[count:] + [None] * count if up else [None] * count + rows[:-count]
         buffer.update(_without_none(ys, rows))
         self.dirty.update(ys)
+
+    def _save_rows(self, rows: list) -> None:
+        self.scrolled_count += len(rows)
+        if self.scrolled is None:
+            return
+        skip = min(self.scrolled_unseen, len(rows))
+        self.scrolled_unseen -= skip
+        self.scrolled.extend(rows[skip:])
 
     # IL and DL scroll the part of the region from the cursor down, and keep the
     # column (pyte returns to column 0, and its DL leaves a row in place when the
