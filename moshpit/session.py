@@ -126,9 +126,9 @@ class ServerSession:
         if channel is None or not channel.accepts_data:
             return
         log = self.log
-        if self._sent < log.start and not channel.pending_output:
+        if self._sent < log.start and not (channel.pending_output or channel.in_flight):
             self._skip(channel)               # the client was away longer than the log reaches
-        room = channel.output_room            # (decided once what was queued has gone: once)
+        room = channel.output_room            # (decided once it has all that was queued: once)
         if room and log.start <= self._sent < log.end:
             data = log.read(self._sent, room)
             channel.send_data(data)

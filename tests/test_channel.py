@@ -427,3 +427,39 @@ def test_a_run_of_datagrams_is_taken_whole_but_a_forgery_in_it_is_dropped_alone(
     got = b"".join(e.data for e in iter(server.next_event, None) if isinstance(e, DataReceived))
     assert got == b"two three"
     assert server.stats["datagrams_received"] == 3
+
+
+def test_a_reliable_repaint_of_a_state_already_held_is_still_delivered():
+    # A SKIP's marker changes what the terminal shows without a new screen state: the
+    # repaint that follows it must reach the client even when the state number has not
+    # moved (it was dropped as old, and the screen stayed blank).
+    net = SimNet(DiffMode.RELIABLE, seed=2)
+    net.screen(b"the screen as it is")
+    for _ in range(2):
+        net.client.channel.request_repaint()
+        assert net.run_until(lambda: net.server.channel.stats["repaint_requests"] >= 1, timeout=5)
+        net.run_for(1.0)
+    updates = events(net.client, ScreenUpdate)
+    assert len(updates) == 2 and updates[0].state == updates[1].state
+
+
+def test_output_in_flight_is_cut_back_while_the_rtt_shows_a_queue():
+    # A queue on the path (bufferbloat) shows as an RTT above the path's own; what is
+    # sent beyond what keeps the path busy only waits there, and a Ctrl-C's answer with it.
+    down, up = Link(delay=0.05, jitter=0.0), Link(delay=0.05, jitter=0.0)
+    net = SimNet(DiffMode.RELIABLE, seed=6, down=down, up=up)
+    channel = net.server.channel
+
+    def most_in_flight(seconds):
+        most = 0
+        for _ in range(int(seconds / 0.05)):
+            if channel.pending_output < 1_000_000:
+                net.server_output(random_bytes(1_000_000))
+            net.run_for(0.05)
+            most = max(most, channel.in_flight)
+        return most
+    assert most_in_flight(5) >= 0.9 * channel._cwnd          # no queue: the whole window
+    down.delay = up.delay = 0.25                              # the RTT goes from 0.1 s to 0.5 s
+    most_in_flight(5)
+    assert channel.rtt.srtt > 0.4 and channel.rtt.min_rtt < 0.15
+    assert most_in_flight(3) <= 0.35 * channel._cwnd          # about (0.1 + 0.02) / 0.5 of it

@@ -56,8 +56,10 @@ _FRAME_OVERHEAD = codec.FRAME_HEADER_SIZE
 _PING_SIZE = _FRAME_OVERHEAD + 10
 _ACK_SIZE = _FRAME_OVERHEAD + 8
 _RANGE_SIZE = 10
+QUEUE_ALLOWANCE = 0.020     # output in flight is cut back while the RTT is more than this above the
+                            # path's own: a queue on the path (bufferbloat) that a Ctrl-C waits behind
 NAK_PAUSE = 0.5             # no NAKs once the peer has been silent this long (or 2 RTO): an outage
-UNSENT_TIME = 0.05          # reliable output waiting to be sent: what the window sends in this long,
+UNSENT_TIME = 0.02          # reliable output waiting to be sent: what the window sends in this long,
 UNSENT_FLOOR = 16 << 10     # ...but at least this much (a slow path still moves)...
 UNSENT_CEILING = 1 << 20    # ...and at most this (a LAN or loopback: the window is not the limit)
 
@@ -329,11 +331,14 @@ class Channel:
         self.screen_state = state
 
     def screen_applied(self, state: int) -> None:
-        """Client: we now hold ``state``; acknowledge it so diffs start from it."""
+        """Client: we now hold ``state``; acknowledge it so diffs start from it. (In a
+        reliable flow a repaint comes in order and is always drawn, even of a state we
+        had: what the terminal shows may have changed since, as a SKIP's marker does.)"""
         if state > self.screen_state:
             self.screen_state = state
             self._state_ack_pending = True
-            self._assembler.discard_through(state)
+            if not self.recv_reliable:
+                self._assembler.discard_through(state)
 
     def request_repaint(self) -> None:
         """Client: we lost track of the screen; ask (reliably) for a full snapshot."""
@@ -929,7 +934,17 @@ class Channel:
         """New ordered frames wait, and may go only while the window allows and the
         ring can keep every unacknowledged bundle (so nothing NAKable is ever evicted)."""
         return bool(self._ordered_out and self.state is not ChannelState.CLOSED
-                    and self.in_flight < min(int(self._cwnd), self._window_cap))
+                    and self.in_flight < min(self._queue_free_window(), self._window_cap))
+
+    def _queue_free_window(self) -> int:
+        """The congestion window, cut back in proportion while the RTT shows a queue of more
+        than QUEUE_ALLOWANCE: bundles beyond what keeps the path busy only wait in the
+        queue, and after a Ctrl-C the next command's output waits behind them (Vegas' idea,
+        as a cap: loss still drives the window)."""
+        srtt, base = self.rtt.srtt, self.rtt.min_rtt
+        if srtt is None or base is None or srtt <= base + QUEUE_ALLOWANCE:
+            return int(self._cwnd)
+        return max(self.config.min_window, int(self._cwnd * (base + QUEUE_ALLOWANCE) / srtt))
 
     def _build_payload(self, now: float, resend: bytes | None = None) -> bytes | None:
         """The frames of one datagram of whatever is due (sealed by the caller, with the

@@ -12,16 +12,19 @@ INITIAL_RTO = 1.000
 class RttEstimator:
     """Smoothed RTT, its variation and the retransmission timeout, in seconds."""
 
-    __slots__ = ("srtt", "rttvar", "samples")
+    __slots__ = ("srtt", "rttvar", "samples", "min_rtt")
 
     def __init__(self):
         self.srtt: float | None = None
         self.rttvar: float | None = None
         self.samples = 0
+        self.min_rtt: float | None = None     # the path's own delay, without queues
 
     def observe(self, sample: float) -> None:
         if sample < 0:
             return
+        if self.min_rtt is None or sample < self.min_rtt:
+            self.min_rtt = sample
         if self.srtt is None:
             self.srtt, self.rttvar = sample, sample / 2
         else:
