@@ -204,6 +204,37 @@ def test_restoring_a_cursor_never_saved_resets_the_pen():
     assert m.state.lines[0][0] == m.screen.default_char._replace(data="x")
 
 
+# How far a row is written, as tmux counts it (its capture-pane ends a row there; the
+# tmux oracle checks these against tmux itself): writing extends it, a blank included;
+# erasing part of a row leaves it, erasing the whole row starts it again; cells moved
+# by ICH and DCH count where they land; rows take it along when they scroll.
+@pytest.mark.parametrize("stream, written", [
+    ("abc", 3), ("abc   ", 6), (f"ab{CSI}5Cx", 8), ("中", 2),
+    (f"abcdef{CSI}3D{CSI}K", 6), (f"abcdef\r{CSI}K", 0), (f"abcdef{CSI}2K", 0),
+    (f"abcdef{CSI}3D{CSI}1K", 6), (f"abcdef{CSI}80G{CSI}1K", 0),
+    (f"ab{CSI}44m{CSI}5X", 2), (f"ab\r{CSI}44m{CSI}99X", 0), (f"ab{CSI}44m{CSI}K", 2),
+    (f"{CSI}44m{CSI}2Jab", 2), (f"{CSI}44m{CSI}2J", 0), (f"{CSI}44m{CSI}2Kab{CSI}K", 2),
+    (f"abcdef\r{CSI}2@", 80), (f"abcdef{CSI}79G{CSI}2@", 6), (f"abcdef\r{CSI}3P", 77),
+    (f"abcdef\r{CSI}99P", 0), (f"abc{CSI}99P", 3), ("\x1b#8", 80), (f"x{CSI}9b", 10),
+    (f"{CSI}4hab{CSI}4l", 80), ("x" * 80 + f"{CSI}2K", 0),
+])
+def test_how_far_a_row_is_written(stream, written):
+    assert fed(stream).state.written[0] == written
+
+
+def test_a_row_is_written_at_least_as_far_as_cells_no_erase_leaves():
+    """Here (not in tmux) reverse video is in the cells, which only writing can draw."""
+    assert fed(f"{CSI}?5h").state.written[0] == 80
+    assert fed(f"{CSI}?5h{CSI}?5l").state.written[0] == 0
+
+
+def test_rows_take_how_far_they_are_written_along_when_they_scroll():
+    m = fed(f"one  \r\ntwo\r\n{CSI}44m{CSI}S{CSI}m{CSI}3;1H\n")
+    assert m.state.written[:3] == (3, 0, 0)
+    m = fed(f"{CSI}3;1Hthree{CSI}1;1H{CSI}2L")
+    assert m.state.written[:5] == (0, 0, 0, 0, 5)
+
+
 # --- hostile input ---------------------------------------------------------------
 
 @pytest.mark.parametrize("attack", [

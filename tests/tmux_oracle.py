@@ -16,6 +16,12 @@ written without losing what it shows: ICH at column 0 shifts the row right by
 one (tmux then counts the whole row; the last column falls off), and DCH at
 the second-to-last column pulls the last column in beside the rest. The two
 captures together give every cell.
+
+The capture before the reveals is kept too, as it is (``capture-pane -e -N``): it
+is how Mosh's own tests compare screens, and what tmux's copy mode copies, so where
+each row's written part ends (``ScreenState.written``) must match as well: a space a
+program wrote is in it, a cell it only erased is not. Only tmux's underline styles
+(``4:2``, ``4:3``...) are made plain underlines in it, as the model keeps them.
 """
 
 from __future__ import annotations
@@ -166,6 +172,14 @@ def _reveal(rows: int, shift: bool, cols: int) -> bytes:
     return "".join(out).encode()
 
 
+_UNDERLINE_STYLE = re.compile(r"(?<=[\[;])4:([0-9])(?=[;m])")
+
+
+def plain_capture(text: str) -> str:
+    """A capture as it is, but for underline styles, which become plain underlines."""
+    return _UNDERLINE_STYLE.sub(lambda m: "24" if m.group(1) == "0" else "4", text)
+
+
 def _invisible(attrs: dict) -> bool:
     return attrs["bg"] == "d" and not attrs["reverse"] and not attrs["under"] and not attrs["strike"]
 
@@ -215,7 +229,8 @@ class TmuxScreen:
         return now
 
     def show(self, data: bytes) -> tuple:
-        """Play ``data``; return (rows of cells, cursor, alternate screen on, cursor shown).
+        """Play ``data``; return (rows of cells, cursor, alternate screen on, cursor shown,
+        the plain capture: see the module's doc).
 
         Two panes play it at once: the first stops after the stream so the cursor
         can be read, then reveals by shifting; the second reveals the last column."""
@@ -232,7 +247,7 @@ class TmuxScreen:
         self._start(pulled, f"cat {d}/{base}.bin {d}/{base}.pull; touch {d}/{base}.pulled")
         try:
             self._wait(d / f"{base}.played")
-            info, _ = self._settled(lambda: (self._tmux(
+            info, plain = self._settled(lambda: (self._tmux(
                 "display-message", "-p", "-t", shifted,
                 "#{cursor_x} #{cursor_y} #{alternate_on} #{cursor_flag}"), self._capture(shifted)))
             with open(go, "w") as fifo:
@@ -245,7 +260,7 @@ class TmuxScreen:
                 self._tmux("kill-session", "-t", name)
         cursor_x, cursor_y, alternate, visible = info.split()
         return (merge_reveals(left, right, self.cols, self.rows), (int(cursor_x), int(cursor_y)),
-                alternate == "1", visible == "1")
+                alternate == "1", visible == "1", plain_capture(plain))
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)

@@ -22,12 +22,30 @@ from wcwidth import wcwidth
 
 from moshpit import vtscan
 from moshpit.terminal.scrollback import render_row
-from moshpit.terminal.screen import BLANK, Cell, TermScreen
+from moshpit.terminal.screen import BLANK, Cell, TermScreen, erasable, extent
 from moshpit.terminal.stream import TermStream
 
 _SGR = re.compile("\x1b\\[[0-9:;]*m")
 MAX_COLUMNS = 1000
 MAX_ROWS = 500
+
+
+class Line(tuple):
+    """A row of a ``ScreenState``: its cells, and ``written``, how far from the left the
+    program wrote in the row rather than only erased (``screen.Row.written``, and at
+    least up to the last cell no erase can leave). It shows nowhere, but tmux's
+    capture-pane (how Mosh's tests compare screens) and its copy mode end a row there,
+    so a client must reproduce it too (see ``render``). The rows of a state carry it
+    wherever they are moved; a row built from cells alone says nothing (``written`` is
+    missing), and a renderer then leaves the terminal's as it is."""
+
+    written: int
+
+    @classmethod
+    def of(cls, cells, written: int) -> "Line":
+        line = cls(cells)
+        line.written = written
+        return line
 
 
 @dataclass(frozen=True, eq=True)
@@ -48,6 +66,12 @@ class ScreenState:
     pen: Cell                    # current SGR attributes (for a reliable-mode repaint)
     margins: tuple | None        # scroll region (top, bottom), 0-based, or None
     autowrap: bool
+    # Per row, how far it is written (``Line.written``), or None for a row that does not
+    # say (one built from cells alone). Taken from the rows, so it moves with them.
+    written: tuple = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "written", tuple(getattr(line, "written", None) for line in self.lines))
 
     @classmethod
     def blank(cls, cols: int = 80, rows: int = 24) -> "ScreenState":
@@ -345,11 +369,17 @@ class TerminalModel:
                     line = buffer[y]
                     fill = line.default
                     if line:
-                        cache[y] = _pair_wide_cells(tuple(map(line.get, range(cols), repeat(fill))))
+                        cells = _pair_wide_cells(Line(map(line.get, range(cols), repeat(fill))))
+                        if type(cells) is not Line:
+                            cells = Line(cells)
+                        cells.written = extent(cells, line.written)
+                        cache[y] = cells
                     else:                                # a uniform row (blank, or DECALN's E)
-                        cache[y] = (fill,) * cols
+                        written = min(line.written, cols) if erasable(fill) else cols
+                        cache[y] = Line.of(repeat(fill, cols), written)
                 else:
-                    cache[y] = (s.default_char,) * cols
+                    fill = s.default_char
+                    cache[y] = Line.of(repeat(fill, cols), 0 if erasable(fill) else cols)
         s.dirty.clear()
         margins = None
         if s.margins is not None and (s.margins.top, s.margins.bottom) != (0, rows - 1):

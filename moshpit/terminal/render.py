@@ -10,6 +10,15 @@ What keeps it small (Mosh's ``Display::new_frame`` is the model): unchanged
 rows and cells are skipped, short unchanged gaps are written through rather
 than jumped, blank tails become EL, SGR is emitted only on change, and each
 cursor move takes the shortest of CUP, CR, CUF/CUB and backspaces.
+
+What a row shows is not all: a terminal also counts how far each row was written
+(``model.Line.written``; tmux's capture-pane and copy mode end a row there, and
+Mosh's tests compare captures). So the output writes each row as far as the
+program did and no further: cells past that are erased into place (EL, ECH, never
+written spaces), the last written cell is written even when it is a blank, and a
+row written further than it should be is erased whole first (only a whole-row
+erase takes that back). A pending wrap is left without writing a row to its end
+that the program did not.
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ from dataclasses import replace
 from operator import itemgetter
 
 from moshpit.terminal.model import ScreenState
-from moshpit.terminal.screen import BLANK, MIRRORED_PRIVATE_MODES, Cell, NAMED_COLOURS as _NAMED
+from moshpit.terminal.screen import (BLANK, MIRRORED_PRIVATE_MODES, Cell, NAMED_COLOURS as _NAMED,
+                                     erasable, extent)
 
 ESC = "\x1b"
 CSI = ESC + "["
@@ -57,13 +67,12 @@ def _same_pen(a: Cell, b: Cell) -> bool:
     return a[1:] == b[1:]
 
 
-def _is_blank(cell: Cell) -> bool:
-    return cell.data == " " and _same_pen(cell, _DEFAULT_PEN)
+_erased = erasable    # a cell an erase leaves behind: a space with at most a background colour
 
 
-def _erased(cell: Cell) -> bool:
-    """A cell an erase leaves behind: a space with at most a background colour."""
-    return cell.data == " " and cell[1] == "default" and not any(cell[3:])
+def _written(line: tuple) -> int | None:
+    """How far a row is written (``model.Line.written``); None if the row does not say."""
+    return getattr(line, "written", None)
 
 
 def _tail(line: tuple) -> tuple[int, Cell]:
@@ -85,6 +94,7 @@ class _Painter:
         self.cols, self.rows = cols, rows
         self.x, self.y = x, y             # None: unknown (after a wrap-pending write)
         self.pen = pen                    # None: unknown
+        self.written = 0                  # how far the row being painted is written
         self.out: list[str] = []
 
     def emit(self, text: str) -> None:
@@ -128,6 +138,8 @@ class _Painter:
             after_wide = x + 1 < self.cols and line[x + 1].data == ""
             x += 1
         end_x = x + (1 if after_wide else 0)
+        if end_x > self.written:
+            self.written = end_x
         if end_x >= self.cols:
             self.x = self.y = None        # wrap pending: positions are unreliable now
         else:
@@ -162,16 +174,17 @@ def _row_changes(old: tuple | None, new: tuple, cols: int) -> list[list[int]]:
     return spans
 
 
-def _blank_gaps(line: tuple, start: int, end: int) -> list[list[int]]:
-    """On a cleared row: the non-blank stretches of ``line[start:end]``, split at blank gaps."""
+def _gaps(line: tuple, start: int, end: int, base: Cell) -> list[list[int]]:
+    """On a row that holds ``base`` throughout: the stretches of ``line[start:end]`` that
+    differ from it, split where it shows through."""
     spans: list[list[int]] = []
     x = start
     while x < end:
-        if _is_blank(line[x]):
+        if line[x] == base:
             x += 1
             continue
         run_end = x + 1
-        while run_end < end and not _is_blank(line[run_end]):
+        while run_end < end and line[run_end] != base:
             run_end += 1
         if spans and x - spans[-1][1] < _WRITE_THROUGH:
             spans[-1][1] = run_end
@@ -181,23 +194,36 @@ def _blank_gaps(line: tuple, start: int, end: int) -> list[list[int]]:
     return spans
 
 
-def _paint_plain_row(p: _Painter, y: int, line: tuple) -> bool:
+def _paint_plain_row(p: _Painter, y: int, line: tuple, written: int) -> bool:
     """Paint a cleared row of printable ASCII in one pen as one string, if it is one.
     Cell by cell, a full 1000x500 screen took 320 ms to render, once per frame in
-    ``datagram`` mode; this looks at each distinct cell object once (rows share them)."""
+    ``datagram`` mode; this looks at each distinct cell object once (rows share them).
+    Nothing is written past ``written`` (or the last cell no erase leaves): the rest,
+    erased cells in the pen's background, is erased; the whole row, if nothing is
+    written in it."""
     first = line[0]
-    if line.count(first) == len(line):                   # one cell throughout: blank, erased, E
-        text = first.data * len(line)
+    cols = len(line)
+    if line.count(first) == cols:                        # one cell throughout: blank, erased, E
+        text = first.data * cols
+        shown = 0 if first.data == " " else cols         # where the last cell not a blank ends
     else:
         text = "".join(map(_DATA, line))
         if any(not _same_pen(cell, first) for cell in dict(zip(map(id, line), line)).values()):
             return False
-    if len(text) != len(line) or not (text.isascii() and text.isprintable()):
+        shown = -1
+    if len(text) != cols or not (text.isascii() and text.isprintable()):
         return False
-    start, end = 0, len(text)
-    if _same_pen(first, _DEFAULT_PEN):                  # blanks show as they are: skip them
-        end = len(text.rstrip(" "))
-        start = end - len(text[:end].lstrip(" "))
+    # (Printable ASCII: the only white space is the blank, so strip() strips blanks, fast.)
+    if first[1] == "default" and not any(first[3:]):    # a pen an erase leaves: blanks may be erased
+        end = max(written, len(text.rstrip()) if shown < 0 else shown)
+    else:
+        end = cols
+    start = 0
+    default = _same_pen(first, _DEFAULT_PEN)
+    if default:                                          # blanks show as they are: skip them
+        start = end - len(text[:end].lstrip())
+        if start == end and end:
+            start = end - 1                              # spaces only: the last one is enough
     if start < end:
         p.move(start, y)
         p.set_pen(first)
@@ -206,36 +232,91 @@ def _paint_plain_row(p: _Painter, y: int, line: tuple) -> bool:
             p.x = p.y = None                             # wrap pending
         else:
             p.x = end
+    if end < p.cols and not default:                     # the rest: erased in the background
+        p.move(end, y)
+        p.set_pen(first)
+        p.emit(f"{CSI}K")
     return True
 
 
-def _paint_row(p: _Painter, y: int, old: tuple | None, new: tuple, cleared: bool) -> None:
-    if cleared and _paint_plain_row(p, y, new):
-        return
+def _erase_row(p: _Painter, y: int, tail: int, cell: Cell) -> Cell:
+    """Erase row ``y`` whole, in the background of the erased cells that end it from
+    ``tail`` on (``_tail``); return the cell it then holds throughout. Only this takes
+    back what is written in a row."""
+    if tail == p.cols:
+        cell = BLANK
+    if p.y == y:
+        p.set_pen(cell)
+        p.emit(f"{CSI}2K")
+    else:
+        p.move(0, y)
+        p.set_pen(cell)
+        p.emit(f"{CSI}K")
+    return cell
+
+
+def _paint_row(p: _Painter, y: int, old: tuple | None, new: tuple, cleared: bool,
+               old_written: int | None = None, new_written: int | None = None) -> None:
+    """Turn row ``y`` from ``old`` (``cleared``: blank, nothing written) written
+    ``old_written`` cells far into ``new`` written ``new_written`` far (``model.Line``;
+    None: as far as the cells show, and for ``new``, no less than the terminal's; a
+    ``Line`` says at least as far as its last cell no erase leaves).
+
+    A terminal counts a row written as far as characters were written in it, and only
+    an erase of the whole row takes that back (tmux; its capture-pane ends a row there).
+    So nothing is written past ``new_written``: cells there are erased into place (EL,
+    ECH), and the last cell before it is written, if the row is not written so far yet;
+    a row written further than ``new`` is erased whole and painted again."""
     cols = p.cols
-    tail, tail_pen = _tail(new)           # cells from ``tail`` on: erased, one background
     if cleared:
-        spans = _blank_gaps(new, 0, tail)
-        use_el = tail < cols and not _is_blank(tail_pen)
+        if _paint_plain_row(p, y, new, new_written or 0):
+            return
+        old_written = 0
+    elif old_written is None:
+        old_written = extent(old, 0)
+    if new_written is None:
+        new_written = max(extent(new, 0), old_written)
+    base = BLANK if cleared else None     # a cell the row holds throughout, if it does
+    tail, tail_pen = _tail(new)           # cells from ``tail`` on: erased, one background
+    if old_written > new_written:
+        base = _erase_row(p, y, tail, tail_pen)
+        old_written = 0
+    p.written = old_written
+    if base is not None:
+        spans = _gaps(new, 0, tail, base)
+        use_el = tail < cols and tail_pen != base
+        old = (base,) * cols
     else:
         use_el = tail < cols and any(c != tail_pen for c in old[tail:])
         spans = _row_changes(old, new, cols)
         if use_el:
             spans = [[s, min(e, tail)] for s, e in spans if s < tail]
     for start, end in spans:
-        p.move(start, y)
-        _write_with_erases(p, new, start, end, y)
+        _write_with_erases(p, new, start, end, y, new_written, old)
     if use_el:
         p.move(tail, y)
         p.set_pen(tail_pen)               # EL fills with the background, as xterm does
         p.emit(f"{CSI}K")
+        if tail == 0:
+            p.written = 0                 # the whole row: nothing written in it now
+    if p.written < new_written:           # written as far as the program wrote it
+        x = new_written - 1
+        if x > 0 and new[x].data == "":
+            x -= 1
+        p.move(x, y)
+        p.write_cells(new, x, new_written)
 
 
 _MIN_ECH = 6        # a run of erased cells this long is cheaper as ECH than as spaces
 
 
-def _write_with_erases(p: _Painter, line: tuple, start: int, end: int, y: int) -> None:
-    """Write ``line[start:end]``, turning long runs of erased cells into ECH + a jump."""
+def _write_with_erases(p: _Painter, line: tuple, start: int, end: int, y: int,
+                       written: int, shown: tuple) -> None:
+    """Write ``line[start:end]``, turning long runs of erased cells into ECH + a jump.
+    From ``written`` on, nothing is written: what differs from ``shown`` is erased into
+    place (every cell there is an erased one, in some background)."""
+    erase_from, erase_to = max(start, written), end
+    end = min(end, written)
     x = start
     while x < end:
         run = x
@@ -245,6 +326,8 @@ def _write_with_erases(p: _Painter, line: tuple, start: int, end: int, y: int) -
             p.move(x, y)
             p.set_pen(line[x])                # ECH fills with the background, as xterm does
             p.emit(f"{CSI}{run - x}X")
+            if x == 0 and run >= p.cols:
+                p.written = 0                 # the whole row: nothing written in it now
             x = run
             continue
         seg_end = x + 1
@@ -259,6 +342,30 @@ def _write_with_erases(p: _Painter, line: tuple, start: int, end: int, y: int) -
         p.move(x, y)
         p.write_cells(line, x, seg_end)
         x = seg_end
+    _erase_into_place(p, line, erase_from, erase_to, y, shown)
+
+
+def _erase_into_place(p: _Painter, line: tuple, start: int, end: int, y: int, shown: tuple) -> None:
+    """Make cells ``start..end-1`` show ``line``'s erased cells by erasing (ECH, or EL to
+    the end of the row) the runs of them that differ from ``shown``."""
+    x = start
+    while x < end:
+        cell = line[x]
+        if cell == shown[x]:
+            x += 1
+            continue
+        run = x + 1
+        while run < end and line[run] == cell:
+            run += 1
+        p.move(x, y)
+        p.set_pen(cell)                       # erases fill with the background, as xterm does
+        if run >= p.cols:
+            p.emit(f"{CSI}K")
+        else:
+            p.emit(f"{CSI}{run - x}X" if run - x > 1 else f"{CSI}X")
+        if x == 0 and run >= p.cols:
+            p.written = 0
+        x = run
 
 
 def _modes(old: frozenset, new: frozenset) -> str:
@@ -286,13 +393,7 @@ def _finish(p: _Painter, old: ScreenState | None, new: ScreenState) -> None:
         p.x = p.y = None                  # DECSTBM homes the cursor
     x, y = new.cursor_x, new.cursor_y
     if x >= new.cols:
-        # Wrap pending: re-write the last cell, which leaves the cursor just so.
-        line = new.lines[y]
-        start = new.cols - 1
-        if start > 0 and line[start].data == "":
-            start -= 1
-        p.move(start, y)
-        p.write_cells(line, start, new.cols)
+        _leave_wrap_pending(p, new, y)
     else:
         p.move(x, y)
     if old is None or old.autowrap != new.autowrap:
@@ -303,6 +404,56 @@ def _finish(p: _Painter, old: ScreenState | None, new: ScreenState) -> None:
         p.emit(f"{CSI}?25{'h' if new.cursor_visible else 'l'}")
 
 
+def _rewrite_last_cell(p: _Painter, line: tuple, y: int) -> None:
+    start = p.cols - 1
+    if start > 0 and line[start].data == "":
+        start -= 1
+    p.move(start, y)
+    p.write_cells(line, start, p.cols)
+
+
+def _leave_wrap_pending(p: _Painter, state: ScreenState, y: int) -> None:
+    """Leave the cursor past the end of row ``y``, a wrap pending, as a write into the
+    last column does, without writing where the program did not (``ScreenState.written``):
+    on the row itself if it is written to the end; on a row that holds one erased cell
+    throughout and nothing written, by a write and an erase of the whole row (the wrap
+    stays pending); else from the nearest row written to the end, with line feeds (or
+    reverse indexes) to ``y``, which keep it pending, crossing no scroll margin."""
+    cols, rows = state.cols, state.rows
+    lines = state.lines
+
+    def written(r: int) -> int:
+        w = _written(lines[r])
+        return extent(lines[r], 0) if w is None else w
+
+    def full(r: int) -> bool:
+        return written(r) >= cols
+
+    line = lines[y]
+    if full(y):
+        _rewrite_last_cell(p, line, y)
+        return
+    first = line[0]
+    if erasable(first) and line.count(first) == cols and written(y) == 0:
+        _rewrite_last_cell(p, line, y)
+        p.set_pen(first)
+        p.emit(f"{CSI}2K")
+        return
+    top, bottom = state.margins or (0, rows - 1)
+    for distance in range(1, rows):
+        r = y - distance                  # line feeds down from r: none at the bottom margin
+        if r >= 0 and full(r) and not r <= bottom < y:
+            _rewrite_last_cell(p, lines[r], r)
+            p.emit("\n" * distance)
+            return
+        r = y + distance                  # reverse indexes up from r: none at the top margin
+        if r < rows and full(r) and not y < top <= r:
+            _rewrite_last_cell(p, lines[r], r)
+            p.emit("\x1bM" * distance)
+            return
+    _rewrite_last_cell(p, line, y)        # no way without writing the row to its end
+
+
 def render_full(state: ScreenState) -> str:
     """Paint ``state`` from scratch onto whatever the terminal shows."""
     p = _Painter(state.cols, state.rows, None, None, None)
@@ -311,7 +462,7 @@ def render_full(state: ScreenState) -> str:
     p.emit(f"{CSI}r{CSI}?6l{CSI}4l{CSI}?7h{CSI}0m{CSI}H{CSI}2J")
     p.x, p.y, p.pen = 0, 0, _DEFAULT_PEN
     for y, line in enumerate(state.lines):
-        _paint_row(p, y, None, line, cleared=True)
+        _paint_row(p, y, None, line, True, 0, _written(line))
     _finish(p, None, state)
     return p.text()
 
@@ -343,10 +494,14 @@ def render_diff(old: ScreenState, new: ScreenState, scroll: bool = True) -> str:
         p.emit(f"{CSI}?7h")
         old = replace(old, autowrap=True)
     old_lines = _scroll_first(p, old, new) if scroll else old.lines
-    for y in range(new.rows):
-        if old_lines[y] is new.lines[y] or old_lines[y] == new.lines[y]:
+    for y, new_line in enumerate(new.lines):
+        old_line = old_lines[y]
+        if old_line is new_line:
             continue
-        _paint_row(p, y, old_lines[y], new.lines[y], cleared=False)
+        written = _written(new_line)
+        if old_line == new_line and (written is None or written == _written(old_line)):
+            continue
+        _paint_row(p, y, old_line, new_line, False, _written(old_line), written)
     _finish(p, old, new)
     return p.text()
 

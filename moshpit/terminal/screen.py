@@ -84,11 +84,48 @@ CELLS_PER_UNIT = 6
 ROWS_MOVED_PER_UNIT = 4
 
 
-def _uniform_row(cell: Cell) -> StaticDefaultDict:
+class Row(StaticDefaultDict):
+    """A row of the screen: its cells by column, and ``written``, how far from the left
+    a program has written in it, as tmux counts (``cellused``). Writing a character
+    extends it; only an erase of the whole row (EL 2, or one that covers the row), or a
+    row coming in by a scroll, starts it again from 0; erasing part of a row leaves it.
+    It shows nowhere on screen, but tmux's ``capture-pane`` (how Mosh's tests compare
+    screens) and its copy mode end a row there: a space the program wrote counts, a cell
+    only erased does not, so a renderer that wrote spaces where the program erased (or
+    skipped what it wrote) would differ. Rows carry it when they scroll."""
+
+    written = 0
+
+
+def erasable(cell: Cell) -> bool:
+    """Whether an erase (EL, ECH, ED...) can leave ``cell``: a space with no attribute but
+    a background. Every other cell on screen was written."""
+    return cell.data == " " and cell[1] == "default" and not any(cell[3:])
+
+
+def extent(cells: tuple, written: int) -> int:
+    """Where the written part of a row ends, at least: ``written``, or further if a cell
+    past it could not have been left by an erase (the whole row in reverse video, a
+    client's predictions laid over a state)."""
+    cols = len(cells)
+    if written >= cols:
+        return cols
+    last = cells[-1]
+    if erasable(last):
+        tail = cells[written:] if written else cells
+        if tail.count(last) == len(tail):       # the usual row: one blank to the end
+            return written
+    for x in range(cols - 1, written - 1, -1):
+        if not erasable(cells[x]):
+            return x + 1
+    return written
+
+
+def _uniform_row(cell: Cell) -> Row:
     """A row every cell of which is ``cell``, made in O(1): the cells are the row's
     default, none stored. Filling or erasing a whole row then costs the same at 1000
     columns as at 80 (a flood of full-screen erases must not cost cells x repeats)."""
-    return StaticDefaultDict[int, Cell](cell)
+    return Row(cell)
 
 
 def _without_none(keys, values):
@@ -120,6 +157,7 @@ class TermScreen(pyte.Screen):
         self.scrolled_unseen = 0        # the next this many are blanks standing in for rows
                                         # the fast path has already kept (see TerminalModel._skip)
         super().__init__(columns, lines)
+        self.buffer = self._new_buffer()          # of Rows, which know how far they are written
 
     # --- lifecycle ------------------------------------------------------------
     @property
@@ -128,7 +166,7 @@ class TermScreen(pyte.Screen):
         return _BLANK_REVERSE if mo.DECSCNM in self.mode else BLANK
 
     def _new_buffer(self):
-        return defaultdict(lambda: StaticDefaultDict[int, Cell](self.default_char))
+        return defaultdict(lambda: Row(self.default_char))
 
     def reset(self) -> None:
         super().reset()
@@ -160,6 +198,10 @@ class TermScreen(pyte.Screen):
                     self._materialize(row)
         old_columns = self.columns
         super().resize(lines, columns)
+        if columns < old_columns:              # what was written past the edge is gone
+            for buffer in (self.buffer, self._inactive_buffer or {}):
+                for row in buffer.values():
+                    row.written = min(row.written, columns)
         self.cursor.x = min(self.cursor.x, self.columns)
         if columns != old_columns:
             self.tabstops = set(range(8, self.columns, 8))   # stale stops would point off screen
@@ -390,9 +432,26 @@ class TermScreen(pyte.Screen):
     # ICH and DCH: pyte's shift a cell past the right edge and back again.
     def insert_characters(self, count=None) -> None:
         self._shift_cells(count or 1, right=True)
+        self._shifted_written(count or 1, right=True)
 
     def delete_characters(self, count=None) -> None:
         self._shift_cells(count or 1, right=False)
+        self._shifted_written(count or 1, right=False)
+
+    def _shifted_written(self, count: int, right: bool) -> None:
+        """What ICH and DCH do to the row's written extent, as tmux has it: cells moved
+        count as written where they land (so ICH makes the whole row written, DCH all but
+        the cells opened at the end); an erase of the whole row (a DCH of every cell, or
+        ICH on a one-column screen) starts it again."""
+        x, columns = self.cursor.x, self.columns
+        if x >= columns:
+            return
+        line = self.buffer[self.cursor.y]
+        moved = columns - x - min(count, columns - x)
+        if moved > 0:
+            line.written = columns if right else max(line.written, columns - count)
+        elif x == 0 and (columns == 1 or not right):
+            line.written = 0
 
     def _shift_cells(self, count: int, right: bool) -> None:
         """Shift the cells from the cursor to the right edge by ``count``; the cells
@@ -439,7 +498,8 @@ class TermScreen(pyte.Screen):
         fill = self.default_char._replace(data="E")
         self.work += self.lines
         for y in range(self.lines):
-            self.buffer[y] = _uniform_row(fill)
+            self.buffer[y] = row = _uniform_row(fill)
+            row.written = self.columns
         self.dirty.update(range(self.lines))
         self.margins = None
         self.cursor.x = self.cursor.y = 0
@@ -542,9 +602,13 @@ class TermScreen(pyte.Screen):
         cell = self.cursor.attrs._replace(data=char)
         x = self.cursor.x
         self.work += 1 + count // CELLS_PER_UNIT
+        line = self.buffer[self.cursor.y]
         if mo.IRM in self.mode:
             self._shift_cells(count, right=True)
-        self.buffer[self.cursor.y].update(dict.fromkeys(range(x, x + count), cell))
+            if x < self.columns - 1:            # tmux inserts a cell a character
+                line.written = self.columns
+        line.update(dict.fromkeys(range(x, x + count), cell))
+        line.written = max(line.written, x + count)
         # Without autowrap the cursor sticks on the last column (see _draw_chars).
         self.cursor.x = x + count if mo.DECAWM in self.mode else min(x + count, self.columns - 1)
         self.dirty.add(self.cursor.y)
@@ -602,6 +666,8 @@ class TermScreen(pyte.Screen):
             self._last_char = char
             if width == 2 and cursor.x + 1 < columns:
                 line[cursor.x + 1] = cursor.attrs._replace(data="")
+            if line.written < cursor.x + width:
+                line.written = min(cursor.x + width, columns)
             cursor.x = min(cursor.x + width, right)
         self.dirty.add(cursor.y)
 
@@ -627,6 +693,8 @@ class TermScreen(pyte.Screen):
             run = data[start:start + columns - x]
             if insert:
                 self._shift_cells(len(run), right=True)
+                if x < columns - 1:             # tmux inserts a cell a character
+                    line.written = columns
             for char in run:
                 cell = cells.get(char)
                 if cell is None:
@@ -634,6 +702,8 @@ class TermScreen(pyte.Screen):
                 line[x] = cell
                 x += 1
             cursor.x = x
+            if line.written < x:
+                line.written = x
             start += len(run)
         if data:
             self._last_char = data[-1]
