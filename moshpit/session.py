@@ -388,7 +388,11 @@ class ClientSession:
         events (``take_output``), or before the next screen is drawn."""
         *complete, rest = (bytes(self._partial_line) + data).split(b"\n")
         self._partial_line[:] = rest
-        self._rows_waiting += [line.decode("utf-8", "replace") for line in complete]
+        for line in complete:
+            if line.startswith(b"\x1b]"):       # a terminal string (a clipboard write), not a row:
+                self.output += self.queries.feed(line)   # passed as reliable mode passes it
+            else:
+                self._rows_waiting.append(line.decode("utf-8", "replace"))
 
     def _insert_waiting_rows(self):
         """Write the rows waiting into the scrollback above the screen shown; returns what

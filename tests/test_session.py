@@ -341,3 +341,21 @@ def test_the_alternate_screen_adds_nothing_to_the_scrollback():
     lines = transcript_lines(bytes(seen))
     assert not any("vim-row" in line for line in lines)
     assert [line for line in lines if line in ("before", "after")] == ["before", "after"]
+
+
+@pytest.mark.parametrize("mode", [DiffMode.STATESYNC, DiffMode.DATAGRAM])
+@pytest.mark.parametrize("allowed", [0, 64])
+def test_clipboard_writes_reach_the_terminal_in_the_screen_modes_as_in_reliable(mode, allowed):
+    # The client's own limit decides, as in reliable (0: none; a read: never), and a write
+    # is not a row of the scrollback.
+    from transcript import transcript_lines
+    pair = Pair(mode)
+    pair.client = ClientSession(80, 24, clipboard_max_bytes=allowed)
+    seen = pair.record()
+    pair.pty(b"1\r\n2\r\n\x1b]52;c;aGVsbG8=\x07\x1b]52;c;?\x07\x1b]52;c;" + b"QUFB" * 100 + b"\x07"
+             + b"".join(b"%d\r\n" % i for i in range(3, 41)))
+    pair.run(1.0)
+    assert pair.settled()
+    assert (b"\x1b]52;c;aGVsbG8=\x07" in seen) == bool(allowed)
+    assert b"52;c;?" not in seen and b"QUFBQUFB" not in seen      # a read; too long
+    assert transcript_lines(bytes(seen))[:17] == [str(i) for i in range(1, 18)]   # no row for it

@@ -288,7 +288,8 @@ class TerminalModel:
 
     def take_scrolled(self) -> list[str]:
         """The rows that scrolled off since the last call, in order, each rendered as a
-        line to write on a cleared row (see ``moshpit.terminal.scrollback``)."""
+        line to write on a cleared row (see ``moshpit.terminal.scrollback``), and among
+        them the clipboard writes (OSC 52) made meanwhile, as the terminal strings they are."""
         rows = self.screen.scrolled
         if not rows:
             return []
@@ -298,7 +299,7 @@ class TerminalModel:
         for row in rows:
             if row is None:
                 out.append("")
-            elif isinstance(row, str):
+            elif isinstance(row, str):          # a fast-path row, or a TerminalString
                 out.append(row)
             else:
                 out.append(render_row(_pair_wide_cells(tuple(map(row.get, range(cols), repeat(row.default))))))

@@ -53,6 +53,10 @@ def _private(mode: int) -> int:
     return mode << 5
 
 
+class TerminalString(str):
+    """A terminal string (OSC) among the rows kept for the scrollback: passed on, not a row."""
+
+
 class Cell(NamedTuple):
     """One character and its attributes: pyte's ``Char`` plus the attributes it
     lacks. Concealed text must stay hidden on the client (a password prompt may
@@ -407,6 +411,13 @@ class TermScreen(pyte.Screen):
         rows = rows[count:] + [None] * count if up else [None] * count + rows[:-count]
         buffer.update(_without_none(ys, rows))
         self.dirty.update(ys)
+
+    def set_clipboard(self, value: str) -> None:
+        """OSC 52 (``selection;data``): a program writes (or asks to read) the clipboard.
+        Kept in order with the rows that scroll off, for a client sent screen states; its
+        own filter decides what reaches the user's terminal (a write within its limit)."""
+        if self.scrolled is not None:
+            self.scrolled.append(TerminalString(f"\x1b]52;{value}\x07"))
 
     def _save_rows(self, rows: list) -> None:
         self.scrolled_count += len(rows)

@@ -22,6 +22,7 @@ from pyte import control as ctrl
 MAX_PARAMS = 32
 MAX_DIGITS = 5
 MAX_OSC = 4096
+MAX_CLIPBOARD_OSC = 64 << 10   # an OSC 52 clipboard write may be this long (dropped, not cut, if longer)
 MAX_SUBPARAMS = 8
 
 _STRING_INTRODUCERS = {"P", "X", "^", "_"}        # DCS, SOS, PM, APC
@@ -129,6 +130,7 @@ class TermStream(pyte.Stream):
             elif char == OSC_C1:
                 text = []
                 size = 0
+                limit = MAX_OSC
                 while True:
                     char = yield None
                     if char == ESC:
@@ -138,15 +140,19 @@ class TermStream(pyte.Stream):
                         break
                     if char in (ctrl.BEL, ctrl.ST_C1) or char in CAN_OR_SUB:
                         break
-                    if size < MAX_OSC:
+                    if size < limit:
                         text.append(char)
                         size += 1
+                        if size == 3 and text == ["5", "2", ";"]:
+                            limit = MAX_CLIPBOARD_OSC + 1
                 param = "".join(c for c in text if c >= " " and not "\x7f" <= c <= "\x9f")
                 code, _, value = param.partition(";")
                 if code in ("0", "1"):
                     listener.set_icon_name(value)
                 if code in ("0", "2"):
                     listener.set_title(value)
+                if code == "52" and size <= MAX_CLIPBOARD_OSC:
+                    listener.set_clipboard(value)
             elif char in _C1_STRINGS or char == "\x90":
                 while True:                     # swallow until ST (or BEL, leniently)
                     char = yield None
