@@ -6,13 +6,10 @@ datagram, so the path has a real round trip."""
 import time
 
 import gevent
-import nacl.signing
 import pytest
 
-from moshpit.gevent.server import Server
 from moshpit.protocol.handshake import DiffMode
-from relay import Gateway
-from test_reconnect import RunningClient, free_udp_port
+from test_reconnect import RunningClient, gateway_server
 from transcript import judge_numbers, transcript_lines
 
 
@@ -37,12 +34,7 @@ def delayed(home, request):
     """A server behind a gateway with ``request.param`` = (mode, round trip in s)."""
     mode, rtt = request.param
     path, key = home
-    udp_port = free_udp_port()
-    server = Server(nacl.signing.SigningKey.generate(), bind=("127.0.0.1", 0),
-                    udp_host="127.0.0.1", udp_ports=(udp_port, udp_port),
-                    authorized_keys=str(path / ".mp" / "authorized_keys"), command=["/bin/sh"])
-    server.start()
-    gateway = Gateway(server.address[1], udp_port, delay=rtt / 2)
+    server, gateway = gateway_server(home, delay=rtt / 2)
     running = RunningClient(gateway, key, server.user.pw_name, path, mode)
     yield server, gateway, running, path
     running.close()

@@ -86,16 +86,22 @@ class RunningClient:
             os.close(fd)
 
 
-@pytest.fixture
-def behind_gateway(home, request):
-    path, key = home
-    mode = getattr(request, "param", DiffMode.RELIABLE)
+def gateway_server(home, **impairments):
+    """A server (sessions in-process, one UDP port) reached only through a Gateway."""
+    path, _ = home
     udp_port = free_udp_port()
     server = Server(nacl.signing.SigningKey.generate(), bind=("127.0.0.1", 0),
                     udp_host="127.0.0.1", udp_ports=(udp_port, udp_port),
                     authorized_keys=str(path / ".mp" / "authorized_keys"), command=["/bin/sh"])
     server.start()
-    gateway = Gateway(server.address[1], udp_port)
+    return server, Gateway(server.address[1], udp_port, **impairments)
+
+
+@pytest.fixture
+def behind_gateway(home, request):
+    path, key = home
+    mode = getattr(request, "param", DiffMode.RELIABLE)
+    server, gateway = gateway_server(home)
     running = RunningClient(gateway, key, server.user.pw_name, path, mode)
     yield server, gateway, running
     running.close()
@@ -196,12 +202,7 @@ def test_backoff_doubles_up_to_the_cap_with_bounded_jitter():
 @pytest.fixture
 def lossy_gateway(home):
     path, key = home
-    udp_port = free_udp_port()
-    server = Server(nacl.signing.SigningKey.generate(), bind=("127.0.0.1", 0),
-                    udp_host="127.0.0.1", udp_ports=(udp_port, udp_port),
-                    authorized_keys=str(path / ".mp" / "authorized_keys"), command=["/bin/sh"])
-    server.start()
-    gateway = Gateway(server.address[1], udp_port, loss=0.3, seed=11)
+    server, gateway = gateway_server(home, loss=0.3, seed=11)
     yield server, gateway, (key, server.user.pw_name, path)
     gateway.close()
     server.stop()
