@@ -1,8 +1,9 @@
 """Server and client sessions: the screen model joined to the channel, loop-agnostic.
 
 The server session takes PTY output and hands the channel what its diff mode
-needs: the raw bytes in ``reliable`` mode (through an ``OutputLog``, as the path has
-room: see ``pump``), numbered screen states always (for ``statesync``/``datagram``
+needs: an output stream (through an ``OutputLog``, as the path has room: see
+``pump``) of the raw bytes in ``reliable`` mode and of the rows that scroll off the
+screen in the others, and numbered screen states always (for ``statesync``/``datagram``
 diffs and for repaints). The client session turns
 channel events into the bytes to write to the user's terminal. Neither does
 I/O or reads a clock: the runtime passes ``now`` and arms their timers.
@@ -31,7 +32,7 @@ KEPT_STATES = 64               # screen states kept as possible diff bases...
 KEPT_CELLS = 1_000_000         # ...and their cells in all: two 1000x500 screens, 500 of 80x24
 RESIZE_INTERVAL = 0.1          # a window size is applied at most this often (a RESIZE re-lays
                                # the whole screen; a flood of them must not cost more)
-HISTORY_BYTES = 1 << 20        # reliable: output kept for an absent client, at most this...
+HISTORY_BYTES = 1 << 20        # the output stream kept for an absent client, at most this...
 HISTORY_LINES = 50_000         # ...and this many lines (trimmed a PTY read at a time)
 LINES_AHEAD = 256 << 10        # screen modes: scrolled-off rows kept and not yet sent, at most;
                                # past it no more are kept (one marker line stands for them)
@@ -77,11 +78,12 @@ class ServerSession:
 
     def attach(self, channel: Channel, resumed: bool = False,
                shown: tuple[int, int] | None = None) -> None:
-        """A (new or resumed) connection takes over. ``shown``: (bytes, lines) of the
-        stream the client's terminal already has, if it knows. In ``reliable`` the stream
-        goes on from there when the log still holds it (every line once, no repaint);
-        else the client is told what it missed and repainted. A first connection gets
-        the stream from the start (a shell's first prompt may precede it).
+        """A (new or resumed) connection takes over. ``shown``: (bytes, lines) of the output
+        stream the client's terminal already has, if it knows. The stream goes on from there
+        when the log still holds it (every line once, nothing repainted over it); else the
+        client is told what it missed (and, in ``reliable``, repainted). A first connection
+        gets the stream from the start (a shell's first prompt may precede it). The screen
+        modes' stream is the scrollback's rows, so a resumed one still gets a full screen.
 
         Build the channel with ``screen_source=session.screen_source``."""
         self.channel = channel
