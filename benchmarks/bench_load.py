@@ -188,6 +188,7 @@ class SizedTerminal(Terminal):
                 os._exit(127)
         self.total = 0
         self.tail = b""
+        self.record, self.watch, self.seen = None, None, False   # as bench_e2e's Terminal
 
 
 # --- the tools: bench_e2e's, with room for N sessions and their server processes by pid ----
