@@ -18,10 +18,12 @@ ACKs, NAKs) never open gaps of their own.
 
 Flows. Client to server is always reliable: keystrokes are never skipped (the
 server NAKs a gap for as long as it takes, and closes rather than deliver past
-a hole). Server to client is reliable in ``reliable`` mode (a gap still missing
-after ten NAKs is given up and repainted over; NAKs pause while the server is
-not heard, so an outage uses none of them up) and unreliable in ``datagram`` and ``statesync``, where the newest screen
-state supersedes whatever was lost.
+a hole). Server to client, the output stream is reliable in every mode (a gap
+still missing after ten NAKs is given up; NAKs pause while the server is not
+heard, so an outage uses none of them up): the raw output in ``reliable``, the
+rows that scroll off the screen in ``datagram`` and ``statesync``. There the
+screens themselves travel outside it, unreliably: the newest screen state
+supersedes whatever was lost.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ _RANGE_SIZE = 10
 QUEUE_ALLOWANCE = 0.020     # output in flight is cut back while the RTT is more than this above the
                             # path's own: a queue on the path (bufferbloat) that a Ctrl-C waits behind
 NAK_PAUSE = 0.5             # no NAKs once the peer has been silent this long (or 2 RTO): an outage
-UNSENT_TIME = 0.02          # reliable output waiting to be sent: what the window sends in this long,
+UNSENT_TIME = 0.02          # output waiting to be sent: what the window sends in this long,
 UNSENT_FLOOR = 16 << 10     # ...but at least this much (a slow path still moves)...
 UNSENT_CEILING = 1 << 20    # ...and at most this (a LAN or loopback: the window is not the limit)
 
