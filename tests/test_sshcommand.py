@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import gevent
 import pytest
 
 from moshpit.gevent.routes import ClientError, SshRoute
@@ -163,3 +164,35 @@ def test_a_name_only_the_far_side_knows_uses_the_address_the_server_gave(tmp_pat
     assert route.udp_address("2001:db8::7")[1] == "2001:db8::7"
     with pytest.raises(ClientError, match="cannot tell which address"):
         route.udp_address("")
+
+
+HOSTILE = r"\033]0;owned\007\033[2J"
+
+
+def test_what_a_background_ssh_says_reaches_the_screen_and_the_log_without_escapes(caplog):
+    """A reconnect's ssh is remote text's one way to the status bar: shown and logged
+    with its control characters as '?', as a peer's ERROR text is."""
+    import logging
+    from moshpit.gevent.routes import PipeStream
+    caplog.set_level(logging.INFO, logger="moshpit")
+    command = SshCommand(shlex.join(["sh", "-c", f'printf "{HOSTILE}first\\n{HOSTILE}last\\n" >&2; exit 255',
+                                     "fake-ssh"]), "h", "h", name="n1")
+    stream = PipeStream(command.start(interactive=False))
+    assert stream.wait(10.0) == 255
+    assert stream.stderr_line() == "?]0;owned??[2Jlast"
+    stream.close()
+    deadline = time.monotonic() + 10
+    while not any("ssh said" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline
+        gevent.sleep(0.05)
+    said = next(r.getMessage() for r in caplog.records if "ssh said" in r.getMessage())
+    assert said == "ssh said: ?]0;owned??[2Jfirst | ?]0;owned??[2Jlast"
+
+
+def test_a_server_that_prints_escapes_instead_of_starting_is_reported_without_them(tmp_path):
+    fake = shlex.join(["sh", "-c", f'printf "{HOSTILE}no session here\\n"; exit 3', "fake-ssh"])
+    result = subprocess.run([sys.executable, "-m", "moshpit.cli.mp", f"--ssh={fake}", "host"],
+                            capture_output=True, text=True, env=dict(os.environ, HOME=str(tmp_path)),
+                            stdin=subprocess.DEVNULL, timeout=60, cwd=tmp_path)
+    assert result.returncode == 1 and "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "?]0;owned??[2Jno session here" in result.stderr, result.stderr

@@ -19,7 +19,7 @@ import gevent
 import gevent.os
 import gevent.socket as gsocket
 
-from moshpit.errors import MoshpitError
+from moshpit.errors import MoshpitError, printable
 from moshpit.protocol.bootstrap import GONE, PREAMBLE
 from moshpit.protocol.handshake import RefuseCode
 from moshpit.sshcommand import DEFAULT_SERVER, SshCommand
@@ -133,9 +133,9 @@ class SshRoute:
 
     def _failure(self, stream: PipeStream, output: bytes) -> ClientError:
         status = stream.wait(5.0)
-        said = (output.decode("utf-8", "replace").strip().splitlines() or [""])[-1][:200]
+        said = printable((output.decode("utf-8", "replace").strip().splitlines() or [""])[-1], 200)
         if stream.stderr:
-            log.info("ssh said: %s", stream.stderr.decode("utf-8", "replace").strip())
+            log.info("ssh said: %s", stream.stderr_text())
         if status == 255:
             return ClientError(f"ssh to {self.destination} failed" +
                                (f": {stream.stderr_line()}" if stream.stderr_line() else
@@ -252,8 +252,14 @@ class PipeStream:
         return status
 
     def stderr_line(self) -> str:
+        """ssh's last line, safe to show: remote text, so no escapes (printable)."""
         lines = self.stderr.decode("utf-8", "replace").strip().splitlines()
-        return lines[-1] if lines else ""
+        return printable(lines[-1], 200) if lines else ""
+
+    def stderr_text(self) -> str:
+        """The lines of ssh's stderr kept, safe to log, joined with ' | '."""
+        lines = self.stderr.decode("utf-8", "replace").strip().splitlines()
+        return " | ".join(printable(line, 300) for line in lines[-20:])
 
     def close(self) -> None:
         """The pipes at once; ssh ends once the server is done, and is waited for (and
@@ -271,7 +277,7 @@ class PipeStream:
             self.proc.kill()
             self.wait(5.0)
         if self.stderr:
-            log.info("ssh said: %s", self.stderr.decode("utf-8", "replace").strip())
+            log.info("ssh said: %s", self.stderr_text())
         errors = getattr(self.proc, "errors", None)
         if errors is not None:
             errors.close()
