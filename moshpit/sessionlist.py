@@ -119,16 +119,20 @@ def nobody_listens(path: str | os.PathLike) -> bool:
     return False
 
 
-def gather(control_paths: list[Path], timeout: float = 2.0) -> tuple[list[dict], list[Path]]:
-    """Every answer from these sockets, and the sockets whose server is gone."""
-    sessions, gone = [], []
+def gather(control_paths: list[Path], timeout: float = 2.0) -> tuple[list[dict], list[Path], list[Path]]:
+    """Every answer from these sockets; the sockets whose server is gone; and those whose
+    server is there but did not answer (busy, stopped, or turning us away), whose
+    sessions are therefore missing from the answer: never to be taken for "none"."""
+    sessions, gone, busy = [], [], []
     for path in control_paths:
         found = query(path, timeout)
         if found is not None:
             sessions += found
         elif nobody_listens(path):
             gone.append(path)
-    return sessions, gone
+        elif os.path.exists(path):
+            busy.append(path)
+    return sessions, gone, busy
 
 
 def detached_notice(sessions: list[dict]) -> str:

@@ -38,15 +38,22 @@ def test_connection_parameters_cross_whole_but_the_resume_token_stays_behind():
     {"op": "status", "attached": True, "peer": "\x1b]0;x\x07"},
     {"op": "attach"},                                   # an order, not something a session says
     {"op": "become-root"},
+    {"op": "started", "shell_pid": 4242, "tty": "pts/7", "uid": 0},        # a field nobody asked for
+    {"op": "heard", "padding": "x" * 900},
+    {"op": "log", "level": 20, "message": "x" * (link.MAX_LOG_TEXT + 1)},
+    {"op": "log", "level": 60, "message": "hi"},
+    {"op": "log", "level": 20, "message": ["hi"]},
 ])
 def test_what_a_session_process_cannot_make_the_listener_believe(message):
     with pytest.raises(RemoteProtocolError):
         link.decode_from_session(json.dumps(message).encode())
 
 
-def test_well_formed_session_messages_are_taken_with_only_their_known_fields():
-    started = link.decode_from_session(b'{"op":"started","shell_pid":4242,"tty":"pts/7","uid":0}')
+def test_well_formed_session_messages_are_taken_as_checked_values():
+    started = link.decode_from_session(b'{"op":"started","shell_pid":4242,"tty":"pts/7"}')
     assert started == {"op": "started", "shell_pid": 4242, "tty": "pts/7"}
+    record = link.decode_from_session(b'{"op":"log","level":31,"message":"disk \\u001b[2J full"}')
+    assert record == {"op": "log", "level": 30, "message": "disk \x1b[2J full"}    # sanitised where logged
     ready = link.decode_from_session(b'{"op":"ready","input_received":99,"ended":1}')
     assert ready == {"op": "ready", "input_received": 99, "ended": False}     # only true is true
 
@@ -61,6 +68,6 @@ def test_any_bytes_from_a_session_are_a_message_or_a_remote_error(data):
 
 def test_oversized_and_deeply_nested_messages_are_refused():
     with pytest.raises(RemoteProtocolError):
-        link.decode_from_session(b" " * (link.MAX_MESSAGE + 1))
+        link.decode_from_session(b" " * (link.MAX_FROM_SESSION + 1))
     with pytest.raises(RemoteProtocolError):
-        link.decode_from_session(b"[" * (link.MAX_MESSAGE - 1))
+        link.decode_from_session(b"[" * (link.MAX_FROM_SESSION - 1))

@@ -158,19 +158,41 @@ class _Listener:
         self.started.append((handle.shell_pid, handle.tty))
 
 
-@pytest.mark.parametrize("lie", [b'{"op":"started","shell_pid":42,"tty":"pts/1"}',   # said twice
-                                 b'{"op":"ready","input_received":-5}', b"\xff\xfe", b"[" * 5000])
-def test_a_session_process_that_breaks_the_link_protocol_is_killed_and_forgotten(lie):
+def _params():
+    from moshpit import crypto
+    from moshpit.protocol.handshake import DiffMode, SessionParams
+    keys = crypto.TrafficKeys(crypto.DirectionKeys(b"a" * 32, b"b" * 64), crypto.DirectionKeys(b"c" * 32, b"d" * 64))
+    return SessionParams(conn_id=1, udp_port=50001, session_id=b"s" * 16, resume_token=b"", resumed=False,
+                         diff_mode=DiffMode.RELIABLE, keys=keys, client_key=b"k" * 32, host_key=b"h" * 32,
+                         user="alice", cols=80, rows=24, env={})
+
+
+def _handle(listener):
+    """A listener's handle on a session process played by the test (theirs)."""
     import socket
     from types import SimpleNamespace
     import gevent.socket as gsocket
     from moshpit.gevent.session_process import SessionProcess
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    listener = _Listener()
     record = SimpleNamespace(session_id=b"s" * 16, udp_port=50001)
     handle = SessionProcess(listener, record, "alice", "192.0.2.1",
                             gsocket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=ours.detach()), 4321)
+    return handle, gsocket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=theirs.detach())
+
+
+@pytest.mark.parametrize("lie", [b'{"op":"started","shell_pid":42,"tty":"pts/1"}',   # said twice
+                                 b'{"op":"ready","input_received":-5}', b"\xff\xfe", b"[" * 5000,
+                                 b'{"op":"heard"}',                               # heard twice for one attach
+                                 b'{"op":"ready","input_received":5}',            # nobody asked
+                                 b'{"op":"status","attached":true}',              # nobody asked
+                                 b'{"op":"log","level":20,"message":"' + b"x" * 1100 + b'"}',   # too big
+                                 b'{"op":"started","shell_pid":42,"tty":"pts/1","note":"x"}'])
+def test_a_session_process_that_breaks_the_link_protocol_is_killed_and_forgotten(lie):
+    listener = _Listener()
+    handle, theirs = _handle(listener)
     theirs.send(b'{"op":"started","shell_pid":42,"tty":"pts/1"}')
+    handle.attach(_params())
+    assert theirs.recv(65536).startswith(b'{"op":"attach"')
     theirs.send(b'{"op":"heard"}')
     theirs.send(lie)
     deadline = time.monotonic() + 5
@@ -179,6 +201,54 @@ def test_a_session_process_that_breaks_the_link_protocol_is_killed_and_forgotten
     assert listener.started == [(42, "pts/1")] and listener.confirmed == [b"s" * 16]
     assert listener.killed == [4321] and listener.forgotten == [handle]
     theirs.close()
+
+
+def test_answers_asked_for_are_taken_and_log_records_are_logged_as_data(caplog):
+    listener = _Listener()
+    handle, theirs = _handle(listener)
+    caplog.set_level("INFO", logger="moshpit.server")
+    asked = gevent.spawn(handle.prepare_resume)
+    assert theirs.recv(65536) == b'{"op":"prepare"}'
+    theirs.send(b'{"op":"log","level":30,"message":"\\u001b]0;pwned\\u0007\\u001b[2Jdisk full"}')
+    theirs.send(b'{"op":"ready","input_received":77,"ended":false}')
+    assert asked.get(timeout=5) == 77
+    status = gevent.spawn(handle.query_status, 5)
+    assert theirs.recv(65536) == b'{"op":"query"}'
+    theirs.send(b'{"op":"status","attached":false,"peer":"198.51.100.7:4000","idle":3}')
+    assert status.get(timeout=5) == {"attached": False, "peer": "198.51.100.7:4000", "idle": 3}
+    assert not handle.closed and listener.killed == []
+    [record] = [r for r in caplog.records if "disk full" in r.getMessage()]
+    assert record.levelname == "WARNING" and "\x1b" not in record.getMessage() and "\x07" not in record.getMessage()
+    assert record.getMessage() == "session process 4321 (alice): ?]0;pwned??[2Jdisk full"
+    theirs.close()
+
+
+def test_a_link_kept_full_of_log_records_neither_freezes_the_listener_nor_fills_its_log(caplog):
+    """The listener reads a link on a budget: other greenlets keep their turns, and what
+    is over the log rate is dropped and counted, not written."""
+    import socket
+    listener = _Listener()
+    handle, theirs = _handle(listener)
+    caplog.set_level("INFO", logger="moshpit.server")
+    record = b'{"op":"log","level":20,"message":"' + b"y" * 800 + b'"}'
+    theirs.setblocking(False)
+    ticks, sent = [], 0
+    ticker = gevent.spawn(lambda: [ticks.append(time.monotonic()) or gevent.sleep(0.01) for _ in range(1000)])
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:
+        try:
+            theirs.send(record, socket.MSG_DONTWAIT)
+            sent += 1
+        except BlockingIOError:
+            gevent.sleep(0.001)
+    ticker.kill()
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    logged = [r for r in caplog.records if "yyyy" in r.getMessage()]
+    assert sent > 200 and max(gaps) < 0.5, (sent, max(gaps))
+    assert len(logged) <= 100 + 2.5 * 20 + 5 < sent           # a burst, then the rate
+    theirs.close()
+    gevent.sleep(0.3)
+    assert any("log records dropped" in r.getMessage() for r in caplog.records) or handle.closed
 
 
 def test_a_finished_shell_is_not_resumed_and_a_dead_fork_server_is_replaced(home):

@@ -88,12 +88,13 @@ def test_only_a_server_that_is_gone_is_reported_gone(tmp_path):
     gone.close()                                             # the file stays, nobody listens
     paths = [tmp_path / name for name in ("a.ctl", "slow.ctl", "gone.ctl", "never.ctl")]
     try:
-        sessions, gone_paths = sessionlist.gather(paths, timeout=0.3)
+        sessions, gone_paths, busy = sessionlist.gather(paths, timeout=0.3)
     finally:
         slow.close()
     answering.join(5)
     assert sessions == [{"user": "bob"}]
     assert gone_paths == [tmp_path / "gone.ctl"]
+    assert busy == [tmp_path / "slow.ctl"]                   # its sessions are missing, not "none"
 
 
 def test_a_socket_left_behind_is_replaced_but_a_live_one_is_not(tmp_path):

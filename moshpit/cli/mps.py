@@ -94,7 +94,7 @@ def servers_to_ask(config) -> list[str]:
 
 def list_sessions(config) -> int:
     from moshpit import rundir, sessionlist
-    sessions, gone = sessionlist.gather(servers_to_ask(config))
+    sessions, gone, busy = sessionlist.gather(servers_to_ask(config))
     for path in gone:                    # a server that is gone left its sockets behind
         if os.path.dirname(path) == os.fspath(rundir.runtime_dir()):
             for stale in (path, os.path.splitext(path)[0] + ".sock"):
@@ -102,11 +102,14 @@ def list_sessions(config) -> int:
                     os.unlink(stale)
                 except OSError:
                     pass
-    if not sessions:
+    for path in busy:
+        print(f"mps: the server at {path} is busy and did not answer; its sessions are not listed",
+              file=sys.stderr)
+    if sessions:
+        print(sessionlist.format_table(sessions))
+    elif not busy:
         print("no sessions")
-        return 0
-    print(sessionlist.format_table(sessions))
-    return 0
+    return 1 if busy else 0
 
 
 def check_config(config, host_key) -> str:

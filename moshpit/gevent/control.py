@@ -1,8 +1,12 @@
 """A server's status socket: which sessions it holds, for ``mps sessions``.
 
-One request per connection (see sessionlist.py for the format). At most a few
-connections are served at once and each gets two seconds, so a local user
-holding connections open costs the server a few descriptors, nothing more.
+One request per connection (see sessionlist.py for the format). The socket is
+open to every local user (each is told only of their own sessions), so none may
+crowd out another: the kernel says who is calling (SO_PEERCRED) the moment a
+connection is accepted, and each uid has a few connections at a time
+(``PER_UID``); more are closed at once, unanswered. A request must arrive within
+``REQUEST_TIMEOUT``. Holding connections open costs the holder its own listing,
+nobody else's.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import logging
 import os
 
+from collections import Counter
+
 import gevent
-import gevent.pool
 import gevent.socket as gsocket
 from gevent.server import StreamServer
 
@@ -19,7 +24,10 @@ from moshpit import rundir, sessionlist
 
 log = logging.getLogger("moshpit.server")
 
-REQUEST_TIMEOUT = 2.0
+REQUEST_TIMEOUT = 0.5      # to send the one request line (a client sends it at once)
+ANSWER_TIMEOUT = 2.0       # to take the answer
+PER_UID = 4                # connections served at once for one uid
+MAX_CONNECTIONS = 256      # in all (each is a greenlet and a descriptor)
 
 
 class ControlSocket:
@@ -32,7 +40,9 @@ class ControlSocket:
         plain = rundir.bind_unix(self.path, mode)
         self._inode = os.stat(self.path).st_ino
         listener = gsocket.socket(plain.family, plain.type, fileno=plain.detach())
-        self._server = StreamServer(listener, self._handle, spawn=gevent.pool.Pool(8))
+        self._serving: Counter = Counter()            # uid -> connections being served
+        self.turned_away = 0
+        self._server = StreamServer(listener, self._handle)
         self._server.start()
 
     def close(self) -> None:
@@ -41,6 +51,19 @@ class ControlSocket:
 
     def _handle(self, sock, _address) -> None:
         uid = sessionlist.peer_uid(sock)
+        if self._serving[uid] >= PER_UID or sum(self._serving.values()) >= MAX_CONNECTIONS:
+            self.turned_away += 1
+            sock.close()                                  # the caller hears "busy", nobody else waits
+            return
+        self._serving[uid] += 1
+        try:
+            self._answer(sock, uid)
+        finally:
+            self._serving[uid] -= 1
+            if not self._serving[uid]:
+                del self._serving[uid]
+
+    def _answer(self, sock, uid: int | None) -> None:
         try:
             with gevent.Timeout(REQUEST_TIMEOUT):
                 request = bytearray()
@@ -49,7 +72,9 @@ class ControlSocket:
                     if not chunk:
                         break
                     request += chunk
-                if request.strip() == sessionlist.REQUEST.strip():
-                    sock.sendall(sessionlist.answer(self.list_sessions(uid)))
+            if request.strip() == sessionlist.REQUEST.strip():
+                answer = sessionlist.answer(self.list_sessions(uid))
+                with gevent.Timeout(ANSWER_TIMEOUT):
+                    sock.sendall(answer)
         except (OSError, gevent.Timeout) as exc:
             log.debug("status request ended: %s", exc)

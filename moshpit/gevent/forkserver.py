@@ -10,6 +10,11 @@ resume token. It reports each child's end to the listener, which logs it.
 
 Requests and replies are JSON on a ``SOCK_SEQPACKET`` pair; a spawn request carries
 the session's UDP socket and its end of the session link as ``SCM_RIGHTS`` fds.
+
+What a child must not inherit, the fork server never has: it starts with stdin,
+stdout and stderr on /dev/null (not root's terminal), a minimal environment (not
+root's), and no log descriptor. Its log records, like its children's, travel as
+data to the listener, which writes them (linklog.py).
 """
 
 from __future__ import annotations
@@ -230,13 +235,18 @@ def _reap(control) -> None:
 
 
 def main() -> None:
-    control_fd, log_fd, level, fmt = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    logging.basicConfig(stream=os.fdopen(log_fd, "a", buffering=1), level=level, format=fmt)
+    from moshpit.linklog import send_logs_over
+    control_fd, level = int(sys.argv[1]), sys.argv[2]
+    send_logs_over(socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=os.dup(control_fd)),
+                   logging.getLevelName(level))
     name_process("mps-forkserver")
     try:
         serve(control_fd)
     except KeyboardInterrupt:
         pass
+    except Exception:
+        log.exception("the fork server failed")
+        raise
 
 
 # --- the listener's side -----------------------------------------------------------------
@@ -252,15 +262,18 @@ class ForkServer:
         import moshpit
         self._gevent = gevent
         self.on_exit = on_exit                       # on_exit(pid, status), for every child
+        from moshpit.linklog import LogIntake
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        log_fd, level, fmt = _logging_target()
+        level = logging.getLevelName(logging.getLogger("moshpit").getEffectiveLevel())
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(moshpit.__file__)))
         code = (f"import sys; sys.path.insert(0, {package_root!r}); "
                 "from moshpit.gevent.forkserver import main; main()")
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-c", code, str(theirs.fileno()), str(log_fd), level, fmt],
-            pass_fds=(theirs.fileno(), log_fd), start_new_session=True, cwd="/", stdin=subprocess.DEVNULL)
+            [sys.executable, "-I", "-c", code, str(theirs.fileno()), level], env=minimal_environment(),
+            pass_fds=(theirs.fileno(),), start_new_session=True, cwd="/",
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         theirs.close()
+        self._log = LogIntake("fork server", log, rate=100, burst=500)
         self.sock = gsocket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=ours.detach())
         self._lock = gevent.lock.Semaphore()
         self._next_id = 0
@@ -303,7 +316,10 @@ class ForkServer:
             if not data:
                 break
             reply = json.loads(data)
-            if reply["op"] == "exited":
+            if reply["op"] == "log":
+                import time
+                self._log.take(reply["level"], reply["message"], time.monotonic())
+            elif reply["op"] == "exited":
                 self.on_exit(reply["pid"], reply["status"])
             elif (waiting := self._waiting.get(reply["id"])) is not None:
                 waiting.set(reply)
@@ -319,20 +335,18 @@ class ForkServer:
             self.process.kill()
 
 
-def _logging_target() -> tuple[int, str, str]:
-    """Where and how the fork server and its children log: the listener's first handler
-    with a stream (a log file or stderr), at the listener's level and format."""
-    root = logging.getLogger()
-    for handler in root.handlers:
-        stream = getattr(handler, "stream", None)
-        try:
-            fd = stream.fileno()
-        except (AttributeError, OSError, ValueError):
-            continue
-        fmt = getattr(handler.formatter, "_fmt", None) or "%(asctime)s %(name)s %(levelname)s %(message)s"
-        return fd, logging.getLevelName(logging.getLogger("moshpit").getEffectiveLevel()), fmt
-    level = logging.getLevelName(logging.getLogger("moshpit").getEffectiveLevel())
-    return 2, level, "%(asctime)s %(name)s %(levelname)s %(message)s"
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def minimal_environment() -> dict:
+    """The fork server's environment, which every session process inherits: nothing of
+    the root shell that started mps (its secrets, its SSH_AUTH_SOCK, its LD_*), only what
+    Python needs. Shells get their environment from the session's spec, never from here."""
+    from moshpit.gevent.session_process import TEST_HOOK
+    env = {"PATH": SAFE_PATH, "LANG": "C.UTF-8"}
+    if os.environ.get(TEST_HOOK):
+        env[TEST_HOOK] = os.environ[TEST_HOOK]
+    return env
 
 
 if __name__ == "__main__":

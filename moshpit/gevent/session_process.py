@@ -12,6 +12,7 @@ when the link closes, which it does however the process ends (exit, crash, SIGKI
 
 from __future__ import annotations
 
+import ctypes  # noqa: F401  (forbid_tracing needs it after the drop, when the stdlib may be unreadable)
 import logging
 import os
 import pwd
@@ -23,16 +24,20 @@ import gevent.event
 import gevent.socket as gsocket
 
 from moshpit.errors import RemoteProtocolError
+from moshpit.linklog import LogIntake, send_logs_over
 from moshpit.protocol import link
 from moshpit.protocol.channel import CloseCode
 from moshpit.gevent.logins import pty_line
 from moshpit.gevent.shell import ShellSession
-from moshpit.gevent.spawn import drop_privileges, spawn_shell
+from moshpit.gevent.spawn import drop_privileges, forbid_tracing, spawn_shell
 from moshpit.session import clamp_window
 
 log = logging.getLogger("moshpit.server")
 
 PREPARE_TIMEOUT = 3.0      # how long the listener waits for a session to answer before a resume
+READ_BUDGET = 16           # messages taken from one link before the listener serves anything else
+LOG_PAUSE = 0.25           # a link over its log budget is not read for this long (its sends then fail)
+TEST_HOOK = "MOSHPIT_TEST_SESSION_HOOK"   # tests only: a file run in the session process after the drop
 
 
 # --- in the session's process ------------------------------------------------------------
@@ -60,6 +65,8 @@ class _LinkHost:
 
 def run(spec: dict, udp_fd: int, link_fd: int) -> int:
     """The session process: returns its exit code once the session is over."""
+    send_logs_over(socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=os.dup(link_fd)),
+                   logging.getLogger().level)        # the only way this process logs
     user = pwd.getpwnam(spec["user"])
     link_sock = gsocket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=link_fd)
     sock = socket.socket(fileno=udp_fd)          # a plain socket, as udp.open_udp makes: it
@@ -68,14 +75,28 @@ def run(spec: dict, udp_fd: int, link_fd: int) -> int:
     pid, fd = spawn_shell(spec["argv"], spec["env"], user, cols, rows)
     host = _LinkHost(link_sock, spec["detached_timeout"])
     host.send(link.STARTED, shell_pid=pid, tty=pty_line(fd))
+    if os.environ.get(TEST_HOOK):
+        import runpy, pkgutil  # noqa: F401,E401  (as the user, the stdlib may be out of reach)
     if os.getuid() == 0 and user.pw_uid != 0:
         drop_privileges(user)                     # before a single datagram is read
+    forbid_tracing()                              # after the drop: changing ids resets it
     shell = ShellSession(host, sock, pid, fd, cols, rows)
     shell.notice = spec.get("notice", "")
     reader = gevent.spawn(_serve_link, link_sock, shell, host)
+    if os.environ.get(TEST_HOOK):                 # only root, starting mps, can set this
+        gevent.spawn(_run_test_hook, os.environ[TEST_HOOK], {"link": link_sock, "shell": shell})
     host.done.wait()
     reader.kill()
     return 0
+
+
+def _run_test_hook(path: str, names: dict) -> None:
+    """What tests use to play a session process taken over by its user."""
+    import runpy
+    try:
+        runpy.run_path(path, names)
+    except Exception:
+        log.exception("the test hook failed")
 
 
 def _serve_link(link_sock, shell: ShellSession, host: _LinkHost) -> None:
@@ -118,6 +139,8 @@ class SessionProcess:
         self.closed = False
         self._ready: gevent.event.AsyncResult | None = None
         self._status: gevent.event.AsyncResult | None = None
+        self._owed = {link.READY: 0, link.STATUS: 0, link.HEARD: 0}    # answers asked for, not yet had
+        self._log = LogIntake(f"session process {pid} ({user})", log)
         self._reader = gevent.spawn(self._read)
 
     def _send(self, op: str, **fields) -> bool:
@@ -127,14 +150,18 @@ class SessionProcess:
         except OSError:
             return False
 
+    def _ask(self, op: str, owed: str, **fields) -> bool:
+        self._owed[owed] += 1
+        return self._send(op, **fields)
+
     def attach(self, params, resumed: bool = False) -> None:
-        self._send(link.ATTACH, params=link.params_to_json(params), resumed=resumed)
+        self._ask(link.ATTACH, link.HEARD, params=link.params_to_json(params), resumed=resumed)
 
     def prepare_resume(self) -> int | None:
         """Ask the session to let go of its old connection; its input count, or None if it
         does not answer in time or its shell has exited (it is then not resumed)."""
         self._ready = gevent.event.AsyncResult()
-        if not self._send(link.PREPARE_RESUME):
+        if not self._ask(link.PREPARE_RESUME, link.READY):
             return None
         try:
             return self._ready.get(timeout=PREPARE_TIMEOUT)
@@ -147,7 +174,7 @@ class SessionProcess:
             return self.status
         if self._status is None or self._status.ready():
             self._status = gevent.event.AsyncResult()
-            if not self._send(link.QUERY):
+            if not self._ask(link.QUERY, link.STATUS):
                 return self.status
         try:
             return self._status.get(timeout=timeout)
@@ -159,24 +186,33 @@ class SessionProcess:
         self._send(link.STOP)
 
     def _read(self) -> None:
-        while True:
-            try:
-                data = self.link.recv(link.MAX_MESSAGE + 1)
-            except OSError:
-                break
-            if not data:
-                break
-            try:
-                self._on_message(link.decode_from_session(data))
-            except RemoteProtocolError as exc:
-                log.warning("session process %d (%s, UDP %d) broke the link protocol: %s; ending it",
-                            self.pid, self.user, self.record.udp_port, exc)
-                self.server._kill_session_process(self.pid)
-                break
-        self._ended()
+        """On a budget: a process that keeps its link full gets a turn, not the listener."""
+        try:
+            while True:
+                for _ in range(READ_BUDGET):
+                    data = self.link.recv(link.MAX_FROM_SESSION + 1)
+                    if not data:
+                        return
+                    self._on_message(link.decode_from_session(data))
+                gevent.sleep(LOG_PAUSE if self._log.over_budget else 0)
+        except OSError:
+            pass
+        except RemoteProtocolError as exc:
+            log.warning("session process %d (%s, UDP %d) broke the link protocol: %s; ending it",
+                        self.pid, self.user, self.record.udp_port, exc)
+            self.server._kill_session_process(self.pid)
+        finally:
+            self._ended()
 
     def _on_message(self, message: dict) -> None:
         op = message["op"]
+        if op in self._owed:
+            if self._owed[op] == 0:
+                raise RemoteProtocolError(f"{op!r} that nobody asked for")
+            self._owed[op] = 0 if op == link.HEARD else self._owed[op] - 1
+        if op == link.LOG:
+            self._log.take(message["level"], message["message"], time.monotonic())
+            return
         if op == link.STARTED:
             if self.shell_pid is not None:
                 raise RemoteProtocolError("started twice")

@@ -75,12 +75,36 @@ def set_window_size(fd: int, cols: int, rows: int) -> None:
 
 
 def drop_privileges(user: pwd.struct_passwd) -> None:
-    """As root: become ``user`` for good (groups first, then gid, then uid), checked."""
-    os.initgroups(user.pw_name, user.pw_gid)
-    os.setgid(user.pw_gid)
-    os.setuid(user.pw_uid)
-    if os.getuid() != user.pw_uid or os.geteuid() != user.pw_uid:
-        raise OSError("could not drop privileges")
+    """As root: become ``user`` for good (groups first, then gid, then uid), and check it:
+    real, effective and saved ids all the user's, the groups exactly theirs, and no way
+    back to root."""
+    uid, gid = user.pw_uid, user.pw_gid
+    os.initgroups(user.pw_name, gid)
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+        raise OSError("could not drop privileges: ids still differ")
+    if set(os.getgroups()) - {gid} != set(os.getgrouplist(user.pw_name, gid)) - {gid}:
+        raise OSError("could not drop privileges: groups still differ")
+    if uid != 0:
+        try:
+            os.setuid(0)
+        except PermissionError:
+            return
+        raise OSError("could not drop privileges: root could be regained")
+
+
+PR_SET_DUMPABLE = 4
+
+
+def forbid_tracing() -> None:
+    """No ptrace, no core dump, /proc/PID owned by root, whatever ``fs.suid_dumpable``
+    says: a process that had root's secrets keeps them from the user's other processes.
+    Call after the last change of ids (each change resets it)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
 
 
 def _become(user: pwd.struct_passwd) -> None:

@@ -16,7 +16,10 @@ from moshpit import crypto
 from moshpit.errors import RemoteProtocolError
 from moshpit.protocol.handshake import DiffMode, SessionParams
 
-MAX_MESSAGE = 65536
+MAX_MESSAGE = 65536            # listener -> session process (a connection's environment may be long)
+MAX_FROM_SESSION = 1024        # session process -> listener: every message is small
+MAX_LOG_TEXT = 900             # of a log record, in characters, before the listener's own sanitising
+LOG_LEVELS = (10, 20, 30, 40, 50)
 
 # listener -> session process
 ATTACH = "attach"              # a new connection: params (keys, window), resumed
@@ -29,6 +32,11 @@ STARTED = "started"            # shell_pid, tty (sent once, before the process d
 HEARD = "heard"                # the newest connection has been heard from (its old token is spent)
 READY = "ready"                # input_received and whether the shell has ended: PREPARE_RESUME's answer
 STATUS = "status"              # attached, idle, peer (the client's last address): QUERY's answer
+LOG = "log"                    # level, message: a log record, as data (the process holds no log file)
+
+# What each message from a session process may carry; anything else is a lie.
+_FIELDS = {STARTED: {"op", "shell_pid", "tty"}, HEARD: {"op"}, READY: {"op", "input_received", "ended"},
+           STATUS: {"op", "attached", "peer", "idle"}, LOG: {"op", "level", "message"}}
 
 
 def encode(message: dict) -> bytes:
@@ -54,8 +62,9 @@ def _int(message: dict, name: str, low: int, high: int) -> int:
 
 
 def decode_from_session(data: bytes) -> dict:
-    """A session process's message, checked field by field: it runs as the user and may lie."""
-    if len(data) > MAX_MESSAGE:
+    """A session process's message, checked field by field: it runs as the user and may lie.
+    Whether the listener asked for it is the listener's to check (session_process.py)."""
+    if len(data) > MAX_FROM_SESSION:
         raise RemoteProtocolError("link message too large")
     try:
         message = json.loads(data)
@@ -64,6 +73,10 @@ def decode_from_session(data: bytes) -> dict:
     if not isinstance(message, dict):
         raise RemoteProtocolError("link message is not an object")
     op = message.get("op")
+    if op not in _FIELDS:
+        raise RemoteProtocolError("unknown link message")
+    if not message.keys() <= _FIELDS[op]:
+        raise RemoteProtocolError(f"link message {op!r}: unknown fields")
     if op == STARTED:
         tty = message.get("tty")
         if tty is not None and not (isinstance(tty, str) and tty.startswith("pts/") and tty[4:].isdigit()
@@ -83,7 +96,10 @@ def decode_from_session(data: bytes) -> dict:
         if idle is not None and not (type(idle) in (int, float) and 0 <= idle < 1e10):
             raise RemoteProtocolError("link message 'status': bad idle")
         return {"op": op, "attached": message.get("attached") is True, "peer": peer, "idle": idle}
-    raise RemoteProtocolError("unknown link message")
+    text = message.get("message")
+    if not isinstance(text, str) or len(text) > MAX_LOG_TEXT:
+        raise RemoteProtocolError("link message 'log': bad message")
+    return {"op": op, "level": _int(message, "level", 10, 50) // 10 * 10, "message": text}
 
 
 # --- session parameters (the keys of one connection) cross as hex -----------------------
