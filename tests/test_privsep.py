@@ -327,3 +327,33 @@ def test_a_user_holding_status_connections_crowds_out_only_themselves(root_termi
         assert holder.get(timeout=15) > 40                # it was turned away, and kept trying
     finally:
         client.close()
+
+
+def _drop(account_name: str, sabotage: str) -> dict:
+    """drop_privileges in this (forked, root) child, with one of its steps made to fall
+    short the way a partial drop does: its verdict."""
+    from moshpit.gevent import spawn
+    account = pwd.getpwnam(account_name)
+    if sabotage == "saved uid":                       # setuid as seteuid: the saved uid stays 0
+        os.setresuid = lambda r, e, s: os.seteuid(e)
+    elif sabotage == "saved gid":
+        os.setresgid = lambda r, e, s: os.setegid(e)
+    elif sabotage == "groups":                        # root's supplementary groups kept
+        os.initgroups = lambda name, gid: os.setgroups([0, 4242])
+    try:
+        spawn.drop_privileges(account)
+    except OSError as exc:
+        return {"refused": str(exc), "resuid": os.getresuid()}
+    return {"refused": None, "resuid": os.getresuid(), "groups": os.getgroups()}
+
+
+@pytest.mark.parametrize("sabotage", ["saved uid", "saved gid", "groups"])
+def test_a_drop_that_falls_short_in_any_id_or_group_is_refused(user, sabotage):
+    verdict = run_as(pwd.getpwnam("root"), _drop, user.pw_name, sabotage)
+    assert verdict["refused"] and "could not drop privileges" in verdict["refused"], verdict
+
+
+def test_a_full_drop_is_checked_and_taken(user):
+    verdict = run_as(pwd.getpwnam("root"), _drop, user.pw_name, "")
+    assert verdict["refused"] is None and verdict["resuid"] == [user.pw_uid] * 3, verdict
+    assert set(verdict["groups"]) == set(os.getgrouplist(user.pw_name, user.pw_gid))

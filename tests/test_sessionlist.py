@@ -128,23 +128,66 @@ def test_the_runtime_directory_is_made_private(tmpdir_env):
 @pytest.mark.parametrize("problem, message", [
     ("open", "is open to others"),
     ("symlink", "is not a directory"),
-    ("other owner", "belongs to uid"),
 ])
-def test_an_unsafe_runtime_directory_is_refused(tmpdir_env, problem, message):
+def test_a_runtime_directory_of_our_own_that_is_unsafe_is_refused(tmpdir_env, problem, message):
     path = tmpdir_env / f"moshpit-{os.getuid()}"
     if problem == "symlink":
         (tmpdir_env / "elsewhere").mkdir(mode=0o700)
         path.symlink_to(tmpdir_env / "elsewhere")
     else:
         path.mkdir(mode=0o700)
-        if problem == "open":
-            path.chmod(0o777)
-        elif os.getuid() == 0:
-            os.chown(path, pwd.getpwnam("nobody").pw_uid, -1)
-        else:
-            pytest.skip("needs root to give a directory away")
+        path.chmod(0o777)
     with pytest.raises(MoshpitError, match=message):
         rundir.runtime_dir(create=True)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to be a squatter")
+@pytest.mark.parametrize("squat", ["directory", "symlink", "file"])
+def test_a_runtime_directory_name_another_user_took_is_passed_over_for_home(tmpdir_env, monkeypatch, caplog, squat):
+    home = tmpdir_env / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(rundir, "_told", set())
+    path = tmpdir_env / f"moshpit-{os.getuid()}"
+    if squat == "directory":
+        path.mkdir(mode=0o777)
+    elif squat == "symlink":
+        path.symlink_to(tmpdir_env)
+    else:
+        path.write_text("")
+    os.chown(path, pwd.getpwnam("nobody").pw_uid, -1, follow_symlinks=False)
+    caplog.set_level("WARNING", logger="moshpit")
+    chosen = rundir.runtime_dir(create=True)
+    assert chosen == home / ".mp" / "run"
+    assert os.stat(chosen).st_mode & 0o777 == 0o700 and os.stat(home / ".mp").st_mode & 0o777 == 0o700
+    assert rundir.session_socket("s1", create=True).parent == chosen
+    with rundir.start_lock():
+        assert (chosen / "start.lock").exists()
+    said = [r.getMessage() for r in caplog.records if "belongs to uid" in r.getMessage()]
+    assert said == [f"{path} belongs to uid {pwd.getpwnam('nobody').pw_uid}, not 0: using {chosen} instead"]
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to be a squatter")
+def test_a_session_made_while_the_name_was_taken_is_still_found_after(tmpdir_env, monkeypatch):
+    """A squatter that leaves (or comes) while a session lasts does not hide it: its
+    socket and status socket are looked for in both places."""
+    monkeypatch.setenv("HOME", str(tmpdir_env / "home"))
+    (tmpdir_env / "home").mkdir()
+    path = tmpdir_env / f"moshpit-{os.getuid()}"
+    path.mkdir()
+    os.chown(path, pwd.getpwnam("nobody").pw_uid, -1)
+    made_in = rundir.runtime_dir(create=True)
+    live = rundir.bind_unix(made_in / "s1.sock")
+    status = rundir.bind_unix(made_in / "s1.ctl")
+    try:
+        path.rmdir()                                    # the squatter goes
+        assert rundir.runtime_dir(create=True) == path
+        assert rundir.session_socket("s1") == made_in / "s1.sock"
+        assert rundir.session_socket("s2") == path / "s2.sock"
+        assert rundir.control_sockets() == [made_in / "s1.ctl"]
+    finally:
+        live.close()
+        status.close()
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "", "x" * 65, "a b"])

@@ -274,3 +274,26 @@ def test_ssh_failing_says_so(server, shell, tmp_path):
     assert shell.expect(b"mp: ssh to root@127.0.0.1 failed", timeout=30)
     assert b"Traceback" not in shell.output
     assert shell.last_status() == 1
+
+
+def test_a_runtime_directory_another_user_took_first_does_not_stop_mp_ssh(server, shell, tmp_path):
+    """nobody made /tmp/moshpit-0 before us: the session's sockets go to ~/.mp/run
+    instead, the log says so, and the session works and is listed as usual."""
+    import pwd
+    remote_tmp, home = tmp_path / "remote-tmp", tmp_path / "remote-home"
+    remote_tmp.mkdir(mode=0o777)
+    remote_tmp.chmod(0o1777)                              # a /tmp of its own
+    home.mkdir(mode=0o700)
+    squatted = remote_tmp / "moshpit-0"
+    squatted.mkdir(mode=0o777)
+    os.chown(squatted, pwd.getpwnam("nobody").pw_uid, -1)
+    remote = f"env TMPDIR={remote_tmp} HOME={home} {MPS} -t {tmp_path}/server.log"
+    shell.type(f"{MP} --ssh='{server.ssh_command()}' --server='{remote}' root@127.0.0.1\r")
+    shell.type("echo squatted-$((40+2))\r")
+    assert shell.expect(b"squatted-42", timeout=30)
+    sockets = list((home / ".mp" / "run").glob("*.sock"))
+    assert len(sockets) == 1 and os.stat(home / ".mp" / "run").st_mode & 0o777 == 0o700
+    assert not list(squatted.iterdir())                   # nothing of ours in theirs
+    assert f"{squatted} belongs to uid" in (tmp_path / "server.log").read_text()
+    shell.type("exit 4\r")
+    assert shell.expect(b"mp: shell exited with status 4")
