@@ -36,6 +36,9 @@ def test_connection_parameters_cross_whole_but_the_resume_token_stays_behind():
     {"op": "ready", "input_received": 1 << 64},
     {"op": "ready", "input_received": "12"},
     {"op": "status", "attached": True, "peer": "\x1b]0;x\x07"},
+    {"op": "status", "attached": True, "peer": "root was here"},             # a listing shows addresses
+    {"op": "status", "attached": True, "peer": "2001:db8::1:4000"},          # v6 without brackets
+    {"op": "status", "attached": True, "peer": "192.0.2.1:99999"},
     {"op": "attach"},                                   # an order, not something a session says
     {"op": "become-root"},
     {"op": "started", "shell_pid": 4242, "tty": "pts/7", "uid": 0},        # a field nobody asked for
@@ -47,6 +50,11 @@ def test_connection_parameters_cross_whole_but_the_resume_token_stays_behind():
 def test_what_a_session_process_cannot_make_the_listener_believe(message):
     with pytest.raises(RemoteProtocolError):
         link.decode_from_session(json.dumps(message).encode())
+
+
+@pytest.mark.parametrize("peer", ["192.0.2.1:4000", "[2001:db8::1]:4000", ""])
+def test_a_status_names_an_address_or_none(peer):
+    assert link.decode_from_session(json.dumps({"op": "status", "attached": True, "peer": peer}).encode())["peer"] == peer
 
 
 def test_well_formed_session_messages_are_taken_as_checked_values():

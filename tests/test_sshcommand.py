@@ -164,6 +164,11 @@ def test_a_name_only_the_far_side_knows_uses_the_address_the_server_gave(tmp_pat
     assert route.udp_address("2001:db8::7")[1] == "2001:db8::7"
     with pytest.raises(ClientError, match="cannot tell which address"):
         route.udp_address("")
+    for printed in ("224.0.0.1", "255.255.255.255", "0.0.0.0", "ff02::1", "::", "240.1.2.3"):
+        with pytest.raises(ClientError, match="not a host's address"):      # never sprayed anywhere
+            route.udp_address(printed)
+    with pytest.raises(ClientError, match="named no address"):
+        route.udp_address("\x1b[2Jevil.example")
 
 
 HOSTILE = r"\033]0;owned\007\033[2J"

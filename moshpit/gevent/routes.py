@@ -10,6 +10,7 @@ authenticated the user, the exchange still derives the session's keys.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import subprocess
@@ -165,7 +166,7 @@ class SshRoute:
         if found:
             return found[0]
         if reached_at:
-            return (gsocket.AF_INET6 if ":" in wanted else gsocket.AF_INET), wanted
+            return _printed_address(self.host, wanted)
         raise ClientError(f"cannot tell which address {self.host} has (it does not resolve here and "
                           f"the server did not say)", permanent=True)
 
@@ -188,6 +189,23 @@ class SshRoute:
             except (OSError, subprocess.SubprocessError) as exc:
                 log.info("ssh -G failed (%s); using %s as typed", exc, self.host)
         return self._hostname
+
+
+def _printed_address(host: str, text: str) -> tuple[int, str]:
+    """The address the server printed, used as it is only when ``host`` does not resolve
+    here: the ssh login vouches for the server, but not for where it points us, so a
+    datagram never goes to an address that is not one host's (multicast, broadcast,
+    unspecified, reserved)."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise ClientError(f"{host} does not resolve here and the server named no address "
+                          f"({printable(text, 64)!r})", permanent=True) from None
+    if address.is_multicast or address.is_unspecified or address.is_reserved or \
+            (address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255")):
+        raise ClientError(f"{host} does not resolve here and the server named {address}, "
+                          f"which is not a host's address", permanent=True)
+    return (gsocket.AF_INET6 if address.version == 6 else gsocket.AF_INET), str(address)
 
 
 class PipeStream:

@@ -10,6 +10,7 @@ taken over by its user gains nothing in the listener that the user did not have.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 from moshpit import crypto
@@ -61,6 +62,21 @@ def _int(message: dict, name: str, low: int, high: int) -> int:
     return value
 
 
+def _is_address(text: str) -> bool:
+    """``host:port`` or ``[host]:port`` with an IP address: a session reports where its
+    client was last heard, and a listing shows nothing else in that column."""
+    host, _, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return port.isdigit() and len(port) <= 5 and int(port) <= 65535
+
+
 def decode_from_session(data: bytes) -> dict:
     """A session process's message, checked field by field: it runs as the user and may lie.
     Whether the listener asked for it is the listener's to check (session_process.py)."""
@@ -90,7 +106,7 @@ def decode_from_session(data: bytes) -> dict:
                 "ended": message.get("ended") is True}
     if op == STATUS:
         peer = message.get("peer")
-        if peer is not None and not (isinstance(peer, str) and len(peer) <= 64 and peer.isprintable()):
+        if peer is not None and not (isinstance(peer, str) and (peer == "" or _is_address(peer))):
             raise RemoteProtocolError("link message 'status': bad peer")
         idle = message.get("idle")
         if idle is not None and not (type(idle) in (int, float) and 0 <= idle < 1e10):

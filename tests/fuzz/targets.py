@@ -14,7 +14,7 @@ generator, so a reproducer file replays exactly. ``SEEDS[name]()`` builds each
 target's seed corpus from real objects (valid messages, real datagram payloads).
 
 Targets: codec, frames, handshake_server, handshake_client, screen_reassembly,
-channel_reliable, channel_datagram, channel_statesync, terminal_stream.
+channel_reliable, channel_datagram, channel_statesync, terminal_stream, link.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import nacl.signing
 from moshpit import codec
 from moshpit.crypto import PacketOpener
 from moshpit.errors import DatagramDropped, DecodeError, RemoteProtocolError
-from moshpit.protocol import frames
+from moshpit.protocol import frames, link
 from moshpit.protocol import handshake as hs
 from moshpit.protocol.channel import Channel, ChannelState, Role
 from moshpit.protocol.events import (AuthRequested, HandshakeComplete, HandshakeRefused,
@@ -930,6 +930,55 @@ def _terminal_seeds():
             b"\x1b]4;1;?\x07\x1b]10;?\x1b\\\x1b[?1$p\x1b[18t"]
 
 
+# --------------------------------------------------------------------------- link
+
+_LINK_TYPES = {"op": str, "shell_pid": int, "tty": (str, type(None)), "input_received": int, "ended": bool,
+               "attached": bool, "peer": (str, type(None)), "idle": (int, float, type(None)), "level": int,
+               "message": str}
+
+
+def fuzz_link(data: bytes):
+    """What a session process (running as its user) says to the listener: a checked
+    message with only its own fields, each of its type, or RemoteProtocolError. A log
+    record comes out of the listener's sanitising with no control character left."""
+    import logging
+    from moshpit.linklog import LogIntake
+    try:
+        message = link.decode_from_session(data)
+    except RemoteProtocolError:
+        return "refused"
+    check(isinstance(message, dict) and message.get("op") in link._FIELDS, f"odd message {message!r}")
+    check(set(message) <= link._FIELDS[message["op"]], f"fields not allowed through: {message!r}")
+    for name, value in message.items():
+        check(isinstance(value, _LINK_TYPES[name]) and not (name != "ended" and name != "attached"
+                                                           and isinstance(value, bool)),
+              f"{name} = {value!r}")
+    check(len(data) <= link.MAX_FROM_SESSION, "an oversized message was taken")
+    if message["op"] == link.LOG:
+        seen = []
+
+        class Catch(logging.Handler):
+            def emit(self, record):
+                seen.append(record.getMessage())
+        logger = logging.getLogger("moshpit.fuzz.link")
+        logger.propagate = False
+        logger.handlers[:] = [Catch()]
+        logger.setLevel(logging.DEBUG)
+        LogIntake("fuzz", logger).take(message["level"], message["message"], 0.0)
+        check(len(seen) == 1 and all(ch.isprintable() for ch in seen[0]), f"unsafe log line {seen!r}")
+    return message["op"]
+
+
+def _link_seeds() -> list[bytes]:
+    return [b'{"op":"started","shell_pid":4242,"tty":"pts/7"}', b'{"op":"started","shell_pid":1,"tty":null}',
+            b'{"op":"heard"}', b'{"op":"ready","input_received":99,"ended":false}',
+            b'{"op":"ready","input_received":0,"ended":true}',
+            b'{"op":"status","attached":true,"peer":"192.0.2.1:4000","idle":1.5}',
+            b'{"op":"status","attached":false,"peer":"[2001:db8::1]:4000","idle":null}',
+            b'{"op":"log","level":30,"message":"disk \\u001b[2J full\\n"}',
+            b'{"op":"log","level":40,"message":"' + b"x" * 800 + b'"}']
+
+
 SEEDS = {
     "codec": _codec_seeds,
     "frames": _frames_seeds,
@@ -940,6 +989,7 @@ SEEDS = {
     "channel_datagram": lambda: _channel_seeds(DiffMode.DATAGRAM),
     "channel_statesync": lambda: _channel_seeds(DiffMode.STATESYNC),
     "terminal_stream": _terminal_seeds,
+    "link": _link_seeds,
 }
 
 TARGETS = {
@@ -952,15 +1002,20 @@ TARGETS = {
     "channel_datagram": fuzz_channel_datagram,
     "channel_statesync": fuzz_channel_statesync,
     "terminal_stream": fuzz_terminal_stream,
+    "link": fuzz_link,
 }
 
 # Largest input the seeded runner makes for each target (seeds may be longer).
 MAX_LEN = {"codec": 1400, "frames": 1300, "handshake_server": 1600, "handshake_client": 600,
            "screen_reassembly": 4200, "channel_reliable": 1500, "channel_datagram": 1500,
-           "channel_statesync": 1500, "terminal_stream": 256}
+           "channel_statesync": 1500, "terminal_stream": 256, "link": 1100}
 
 # Tokens the mutator may insert (escape sequences, frame headers, interesting numbers).
 DICTIONARY = {
+    "link": [b'"op"', b'"started"', b'"heard"', b'"ready"', b'"status"', b'"log"', b'"level"', b'"message"',
+             b'"peer"', b'"idle"', b'"attached"', b'"ended"', b'"input_received"', b'"shell_pid"', b'"tty"',
+             b'"pts/', b"true", b"false", b"null", b"\\u001b", b"\\u0000", b"\\ud800", b"1e309", b"-0",
+             b"18446744073709551616", b"[", b"{", b"}", b":", b","],
     "terminal_stream": [b"\x1b[", b"\x1b]", b"\x1bP", b"\x1b\\", b"\x07", b"\x1b[?", b";", b":", b"\x9b",
                         b"\x9d", b"m", b"H", b"J", b"K", b"r", b"b", b"@", b"L", b"M", b"P", b"X", b"h", b"l",
                         b"\x1b#8", b"\x1b(0", b"\r\n", b"\xe4\xb8\xad", b"\xcc\x81", b"99999", b"65535",
