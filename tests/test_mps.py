@@ -184,3 +184,18 @@ def test_mps_sessions_lists_sessions_and_a_new_login_hears_of_a_detached_one(hom
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     assert not (path / "mps.ctl").exists()
+
+
+def test_mps_sessions_says_a_server_that_does_not_answer_is_busy_never_that_there_are_none(tmp_path):
+    from moshpit import rundir
+    silent = rundir.bind_unix(tmp_path / "mps.ctl")            # listening, never answering
+    (tmp_path / "tmp").mkdir()
+    try:
+        result = subprocess.run([sys.executable, "-m", "moshpit.cli.mps", "sessions"], capture_output=True,
+                                text=True, env=dict(os.environ, MOSHPITS_CONTROL_SOCKET=str(tmp_path / "mps.ctl"),
+                                                    TMPDIR=str(tmp_path / "tmp")), timeout=30)
+    finally:
+        silent.close()
+    assert result.returncode == 1 and result.stdout == "", result
+    assert result.stderr.strip() == (f"mps: the server at {tmp_path / 'mps.ctl'} is busy and did not answer; "
+                                     "its sessions are not listed")

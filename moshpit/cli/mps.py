@@ -42,7 +42,8 @@ writable by nobody else. A refused client hears only "not authorised": the
 reason is in the log file (-t), or on stderr with -e.
 
 mps sessions lists the sessions you have (root: everyone's) on this server and
-those mp --ssh started, with their age, state and the client's last address.
+those mp --ssh started, with their age, state and the client's last address. A
+server that is there but does not answer is named as busy (exit status 1).
 
 Run as root, mps serves every user, each session as its user; otherwise only
 the user running it. Expired accounts, /etc/nologin and the allow_users,
