@@ -46,12 +46,11 @@ from moshpit.protocol.pacing import FramePacer
 from moshpit.protocol.roaming import PathMonitor
 from moshpit.protocol.rtt import RttEstimator
 from moshpit.protocol.screensync import ScreenAssembler, chunk_screen
+from moshpit.protocol.wire import parse_payload
 from moshpit.retransmit import RetransmitBuffer
 from moshpit.seqtrack import SeqTracker
 
 F = codec  # frame type constants live in the codec
-_ORDERED = frozenset({F.FRAME_DATA, F.FRAME_RESIZE, F.FRAME_SCREEN, F.FRAME_CLOSE, F.FRAME_REPAINT,
-                      F.FRAME_ECHO_ACK, F.FRAME_SKIP})
 ECHO_ACK_REPEAT = 1.0       # screen modes: an echo ack rides on every datagram this long
 _OSN_SIZE = codec.FRAME_HEADER_SIZE + 8
 _FRAME_OVERHEAD = codec.FRAME_HEADER_SIZE
@@ -413,7 +412,8 @@ class Channel:
 
     def _take_opened(self, data: bytes, seq: int, payload: bytes, addr, now: float) -> None:
         try:
-            immediate, osn, ordered = self._parse(payload)
+            immediate, osn, ordered = parse_payload(payload, from_server=self.role is Role.CLIENT,
+                                                    unordered_ok=self._unordered_in)
         except DecodeError:
             self.drops[DropReason.MALFORMED] += 1
             return
@@ -458,53 +458,6 @@ class Channel:
             self._events.append(StreamGap(first, last))
         self.close(CloseCode.PROTOCOL_ERROR, "input stream gap", now=now)
         return True
-
-    def _parse(self, payload: bytes):
-        """Decode every frame first: one bad frame and nothing of the datagram is acted on.
-
-        Returns (immediate frames, OSN or None, ordered frames after the OSN)."""
-        immediate: list = []
-        ordered: list = []
-        osn = None
-        for frame_type, body in codec.decode_frames(payload):
-            if frame_type == F.FRAME_PING:
-                value = frames.unpack_ping(body)
-            elif frame_type in (F.FRAME_ACK, F.FRAME_STATE_ACK, F.FRAME_REPAINT, F.FRAME_OSN):
-                value = frames.unpack_u64(body)
-            elif frame_type in (F.FRAME_NAK, F.FRAME_GONE):
-                value = frames.unpack_ranges(body)
-            elif frame_type == F.FRAME_RESIZE:
-                value = frames.unpack_resize(body)
-            elif frame_type == F.FRAME_SCREEN:
-                value = frames.unpack_screen(body)
-            elif frame_type == F.FRAME_CLOSE:
-                value = frames.unpack_close(body)
-            elif frame_type == F.FRAME_ECHO_ACK:
-                value = frames.unpack_echo_ack(body)
-            elif frame_type == F.FRAME_SKIP:
-                value = frames.unpack_skip(body)
-            else:
-                value = body
-            if self.role is Role.SERVER and frame_type in (F.FRAME_SCREEN, F.FRAME_ECHO_ACK, F.FRAME_SKIP) \
-                    or self.role is Role.CLIENT \
-                    and frame_type in (F.FRAME_RESIZE, F.FRAME_REPAINT, F.FRAME_STATE_ACK):
-                raise DecodeError(f"frame type {frame_type} is not sent in this direction")
-            if frame_type == F.FRAME_OSN:
-                if osn is not None or value > codec.MAX_SEQ:
-                    raise DecodeError("unexpected OSN frame")
-                osn = value
-            elif osn is not None:
-                if frame_type not in _ORDERED:
-                    raise DecodeError(f"frame type {frame_type} after OSN")
-                ordered.append((frame_type, value))
-            elif frame_type in _ORDERED and frame_type not in self._unordered_in:
-                # (a CLOSE outside a bundle is an answer to ours, or a last word: act at once)
-                raise DecodeError(f"ordered frame type {frame_type} without an OSN")
-            else:
-                immediate.append((frame_type, value))
-        if osn is not None and not ordered:
-            raise DecodeError("OSN with no ordered frames")
-        return immediate, osn, ordered
 
     def _note_address(self, addr, newest: bool, size: int, now: float) -> None:
         if self.role is Role.CLIENT:
