@@ -46,17 +46,14 @@ from moshpit.protocol.pacing import FramePacer
 from moshpit.protocol.roaming import PathMonitor
 from moshpit.protocol.rtt import RttEstimator
 from moshpit.protocol.screensync import ScreenAssembler, chunk_screen
-from moshpit.protocol.wire import parse_payload
+from moshpit.protocol.path import NetworkPath
+from moshpit.protocol.wire import ACK_SIZE as _ACK_SIZE, FRAME_OVERHEAD as _FRAME_OVERHEAD, \
+    OSN_SIZE as _OSN_SIZE, PING_SIZE as _PING_SIZE, RANGE_SIZE as _RANGE_SIZE, parse_payload
 from moshpit.retransmit import RetransmitBuffer
 from moshpit.seqtrack import SeqTracker
 
 F = codec  # frame type constants live in the codec
 ECHO_ACK_REPEAT = 1.0       # screen modes: an echo ack rides on every datagram this long
-_OSN_SIZE = codec.FRAME_HEADER_SIZE + 8
-_FRAME_OVERHEAD = codec.FRAME_HEADER_SIZE
-_PING_SIZE = _FRAME_OVERHEAD + 10
-_ACK_SIZE = _FRAME_OVERHEAD + 8
-_RANGE_SIZE = 10
 QUEUE_ALLOWANCE = 0.020     # output in flight is cut back while the RTT is more than this above the
                             # path's own: a queue on the path (bufferbloat) that a Ctrl-C waits behind
 NAK_PAUSE = 0.5             # no NAKs once the peer has been silent this long (or 2 RTO): an outage
@@ -125,11 +122,6 @@ def _coalesce(seqs: list[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in ranges]
 
 
-def _ts_after_or_equal(a: int, b: int) -> bool:
-    """``a >= b`` for 32-bit millisecond timestamps that wrap."""
-    return ((a - b) & 0xFFFFFFFF) < 0x80000000
-
-
 class Channel:
     """One connection's UDP channel. Build it with :meth:`from_params` after a handshake."""
 
@@ -170,11 +162,8 @@ class Channel:
         self.state = ChannelState.OPEN
 
         # peer address and roaming
-        self.peer_addr = peer_addr
-        self.addr_validated = is_client and peer_addr is not None
-        self._bytes_from_addr = 0
-        self._bytes_to_addr = 0
-        self._challenge_ts: int | None = None
+        self._network = NetworkPath(peer_addr, validated=is_client and peer_addr is not None,
+                                 factor=self.config.amplification_factor)
         self._highest_rx = -1
 
         # liveness
@@ -243,6 +232,16 @@ class Channel:
                    peer_addr=peer_addr, config=config, screen_source=screen_source)
 
     # ------------------------------------------------------------------ queries
+    @property
+    def peer_addr(self):
+        """Where datagrams go (the server follows a roaming client)."""
+        return self._network.addr
+
+    @property
+    def addr_validated(self) -> bool:
+        """The peer proved it receives at ``peer_addr`` (until then the budget applies)."""
+        return self._network.validated
+
     @property
     def conn_id(self) -> int:
         return self._sealer.conn_id
@@ -462,17 +461,13 @@ class Channel:
     def _note_address(self, addr, newest: bool, size: int, now: float) -> None:
         if self.role is Role.CLIENT:
             return  # the server does not roam; the client keeps sending where it connected
-        if addr != self.peer_addr and newest:
-            old = self.peer_addr
-            self.peer_addr = addr
-            self.addr_validated = False
-            self._bytes_from_addr = self._bytes_to_addr = 0
-            self._challenge_ts = None
+        if addr != self._network.addr and newest:
+            old = self._network.addr
+            self._network.move_to(addr)
             self._force_send = True            # send the challenge right away
             self.stats["address_changes"] += 1
             self._events.append(AddressChanged(old, addr))
-        if addr == self.peer_addr and not self.addr_validated:
-            self._bytes_from_addr += size
+        self._network.received(addr, size)
 
     def _hello_retry_at(self) -> float | None:
         """Client: until the server answers on this path, repeat a padded hello (so a
@@ -501,10 +496,7 @@ class Channel:
                     sample = now - sent - value.echo_delay / 1000
                     if 0 <= sample < 60:
                         self.rtt.observe(sample)
-                if (not self.addr_validated and addr == self.peer_addr
-                        and self._challenge_ts is not None
-                        and _ts_after_or_equal(value.echo, self._challenge_ts)):
-                    self.addr_validated = True
+                if self._network.echoed(addr, value.echo):
                     self._events.append(AddressValidated(addr))
         elif frame_type == F.FRAME_ACK:
             self._on_ack(value, now)
@@ -704,12 +696,7 @@ class Channel:
 
     def _can_send(self) -> bool:
         """Whether a datagram could go out now: a known peer, and budget if it is unvalidated."""
-        if self.peer_addr is None:
-            return False
-        if self.addr_validated:
-            return True
-        allowance = self.config.amplification_factor * self._bytes_from_addr - self._bytes_to_addr
-        return allowance >= codec.OVERHEAD + _PING_SIZE + _ACK_SIZE
+        return self._network.addr is not None and self._network.worth_a_datagram()
 
     def _nak_deadline(self) -> float | None:
         """When the next NAK is due, unless the peer fell silent before then: NAKs into an
@@ -779,11 +766,6 @@ class Channel:
         return (self.config.max_datagram_size - codec.OVERHEAD - _PING_SIZE - _ACK_SIZE
                 - _OSN_SIZE - _FRAME_OVERHEAD - frames.SCREEN_HEADER_SIZE - 16)
 
-    def _may_send(self, size: int) -> bool:
-        if self.addr_validated:
-            return True
-        return self._bytes_to_addr + size <= self.config.amplification_factor * self._bytes_from_addr
-
     def _prepare_screen(self, now: float) -> None:
         deadline = self._screen_deadline()
         if deadline is None or now < deadline or self.state is ChannelState.CLOSED:
@@ -843,12 +825,11 @@ class Channel:
         peer = self.peer_addr
         return [(datagram, peer) for datagram in self._sealer.seal_many(payloads)]   # one call a turn
 
-    def _count_sent(self, size: int, now: float) -> None:
+    def _count_sent(self, size: int, ts: int, now: float) -> None:
         self._last_send = now
         self.stats["datagrams_sent"] += 1
         self.stats["bytes_sent"] += size
-        if not self.addr_validated:
-            self._bytes_to_addr += size
+        self._network.sent(size, ts)
 
     def _take_ordered(self, room: int) -> list[tuple[int, bytes]]:
         """Ordered frames for one bundle, at most ``room`` bytes encoded."""
@@ -908,9 +889,9 @@ class Channel:
         if resend is None and not self._anything_due(now):
             return None
         budget = self.config.max_datagram_size - codec.OVERHEAD
-        if not self.addr_validated:
-            allowance = (self.config.amplification_factor * self._bytes_from_addr
-                         - self._bytes_to_addr - codec.OVERHEAD)
+        allowance = self._network.allowance()
+        if allowance is not None:
+            allowance -= codec.OVERHEAD
             if allowance < _PING_SIZE + _ACK_SIZE + (len(resend) if resend else 0):
                 return None       # unvalidated address, budget spent: wait for it to answer
             budget = min(budget, allowance)
@@ -983,15 +964,13 @@ class Channel:
             self._last_ts -= 1
             return None
         payload = codec.encode_frames(parts) + bundle
-        if self._challenge_ts is None and not self.addr_validated:
-            self._challenge_ts = ts
         if ack_sent:
             self._ack_due = None
             self._unacked_received = 0
         self._force_send = False
         self._pad_next = False
         self._elicit_next = False
-        self._count_sent(len(payload) + codec.OVERHEAD, now)
+        self._count_sent(len(payload) + codec.OVERHEAD, ts, now)
         if eliciting and self.path is not None:
             self.path.on_sent(now)             # an answer is due: silence from here counts
         return payload

@@ -13,6 +13,13 @@ from moshpit import codec as F
 from moshpit.errors import DecodeError
 from moshpit.protocol import frames
 
+# Encoded sizes, for filling a datagram to its budget.
+FRAME_OVERHEAD = F.FRAME_HEADER_SIZE
+PING_SIZE = FRAME_OVERHEAD + 10
+ACK_SIZE = FRAME_OVERHEAD + 8
+OSN_SIZE = FRAME_OVERHEAD + 8
+RANGE_SIZE = 10
+
 # Frames that travel in an ordered bundle (after an OSN frame) when their flow is reliable.
 ORDERED = frozenset({F.FRAME_DATA, F.FRAME_RESIZE, F.FRAME_SCREEN, F.FRAME_CLOSE, F.FRAME_REPAINT,
                      F.FRAME_ECHO_ACK, F.FRAME_SKIP})

@@ -1,0 +1,69 @@
+"""The peer's address as the channel knows it (no I/O).
+
+``NetworkPath``: where datagrams go, and whether that address is proven. The server
+follows a client that roams (the newest authenticated datagram names the address),
+but until the new address echoes a timestamp sent to it (a challenge), it may send
+there at most ``factor`` times what it received from there: a spoofed source buys an
+attacker no amplification. The one place that budget is counted.
+"""
+
+from __future__ import annotations
+
+from moshpit import codec
+from moshpit.protocol.wire import ACK_SIZE, PING_SIZE
+
+
+def ts_after_or_equal(a: int, b: int) -> bool:
+    """``a >= b`` for 32-bit millisecond timestamps that wrap."""
+    return ((a - b) & 0xFFFFFFFF) < 0x80000000
+
+
+class NetworkPath:
+    def __init__(self, addr, *, validated: bool, factor: int):
+        self.addr = addr
+        self.validated = validated
+        self.factor = factor
+        self.bytes_from = 0          # received from the unproven address
+        self.bytes_to = 0            # sent to it
+        self.challenge_ts: int | None = None
+
+    def allowance(self) -> int | None:
+        """Bytes that may still be sent before the address is proven (None: no limit)."""
+        if self.validated:
+            return None
+        return self.factor * self.bytes_from - self.bytes_to
+
+    def may_send(self, size: int) -> bool:
+        allowance = self.allowance()
+        return allowance is None or allowance >= size
+
+    def move_to(self, addr) -> None:
+        """A newer datagram came from ``addr``: send there, unproven, from a zero budget."""
+        self.addr = addr
+        self.validated = False
+        self.bytes_from = self.bytes_to = 0
+        self.challenge_ts = None
+
+    def received(self, addr, size: int) -> None:
+        if addr == self.addr and not self.validated:
+            self.bytes_from += size
+
+    def sent(self, size: int, ts: int) -> None:
+        """A datagram of ``size`` went out with timestamp ``ts``; the first one sent to an
+        unproven address is its challenge."""
+        if not self.validated:
+            self.bytes_to += size
+            if self.challenge_ts is None:
+                self.challenge_ts = ts
+
+    def echoed(self, addr, echo: int) -> bool:
+        """The peer at ``addr`` echoed timestamp ``echo``: True if that proves the address now."""
+        if self.validated or addr != self.addr or self.challenge_ts is None \
+                or not ts_after_or_equal(echo, self.challenge_ts):
+            return False
+        self.validated = True
+        return True
+
+    def worth_a_datagram(self) -> bool:
+        """Whether the budget left pays for a datagram at all (a PING and an ACK)."""
+        return self.may_send(codec.OVERHEAD + PING_SIZE + ACK_SIZE)
