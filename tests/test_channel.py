@@ -458,8 +458,8 @@ def test_output_in_flight_is_cut_back_while_the_rtt_shows_a_queue():
             net.run_for(0.05)
             most = max(most, channel.in_flight)
         return most
-    assert most_in_flight(5) >= 0.9 * channel._cwnd          # no queue: the whole window
+    assert most_in_flight(5) >= 0.9 * channel._send.window.cwnd          # no queue: the whole window
     down.delay = up.delay = 0.25                              # the RTT goes from 0.1 s to 0.5 s
     most_in_flight(5)
     assert channel.rtt.srtt > 0.4 and channel.rtt.min_rtt < 0.15
-    assert most_in_flight(3) <= 0.35 * channel._cwnd          # about (0.1 + 0.02) / 0.5 of it
+    assert most_in_flight(3) <= 0.35 * channel._send.window.cwnd          # about (0.1 + 0.02) / 0.5 of it

@@ -47,15 +47,13 @@ from moshpit.protocol.roaming import PathMonitor
 from moshpit.protocol.rtt import RttEstimator
 from moshpit.protocol.screensync import ScreenAssembler, chunk_screen
 from moshpit.protocol.path import NetworkPath
+from moshpit.protocol.recovery import RenoWindow, SendFlow
 from moshpit.protocol.wire import ACK_SIZE as _ACK_SIZE, FRAME_OVERHEAD as _FRAME_OVERHEAD, \
     OSN_SIZE as _OSN_SIZE, PING_SIZE as _PING_SIZE, RANGE_SIZE as _RANGE_SIZE, parse_payload
-from moshpit.retransmit import RetransmitBuffer
 from moshpit.seqtrack import SeqTracker
 
 F = codec  # frame type constants live in the codec
 ECHO_ACK_REPEAT = 1.0       # screen modes: an echo ack rides on every datagram this long
-QUEUE_ALLOWANCE = 0.020     # output in flight is cut back while the RTT is more than this above the
-                            # path's own: a queue on the path (bufferbloat) that a Ctrl-C waits behind
 NAK_PAUSE = 0.5             # no NAKs once the peer has been silent this long (or 2 RTO): an outage
 UNSENT_TIME = 0.02          # output waiting to be sent: what the window sends in this long,
 UNSENT_FLOOR = 16 << 10     # ...but at least this much (a slow path still moves)...
@@ -144,8 +142,8 @@ class Channel:
         reliable_down = self.diff_mode is DiffMode.RELIABLE
         self.send_reliable = is_client or reliable_down
         self.recv_reliable = (not is_client) or reliable_down
-        self._window_cap = (self.config.lines_window if not (is_client or reliable_down)
-                            else self.config.retransmit_capacity - 1)
+        window_cap = (self.config.lines_window if not (is_client or reliable_down)
+                      else self.config.retransmit_capacity - 1)
         self._unordered_in = frozenset({F.FRAME_CLOSE} if self.recv_reliable
                                        else {F.FRAME_CLOSE, F.FRAME_SCREEN, F.FRAME_ECHO_ACK})
         self._screen_source = screen_source
@@ -184,21 +182,10 @@ class Channel:
         self._echo_ack_seen = 0
         self._echo_flags_seen = -1
 
-        # sending ordered frames: one queue keeps DATA, RESIZE, SCREEN (reliable
-        # repaints) and CLOSE in the order given; consecutive DATA share a bytearray
-        self._ordered_out: deque[tuple[int, bytes | bytearray]] = deque()
-        self._pending_bytes = 0
-        self._ring = RetransmitBuffer(self.config.retransmit_capacity)
-        self._next_osn = 0
-        self._peer_ack = 0                # the peer holds every OSN below this
-        self._resend: set[int] = set()
-        self._nak_counts: dict[int, int] = {}
-        self._gone_out: set[int] = set()
-        self._cwnd = float(self.config.initial_window)
-        self._ssthresh = float(self.config.max_window)
-        self._recovery_until = -1
-        self._probe_at: float | None = None
-        self._probes = 0
+        # sending the ordered flow (recovery.py)
+        self._send = SendFlow(self.config.retransmit_capacity,
+                              RenoWindow(self.config.initial_window, self.config.min_window, self.config.max_window),
+                              window_cap)
 
         # receiving ordered frames
         self._tracker = SeqTracker(max_retries=-1 if self.role is Role.SERVER else 10)
@@ -266,12 +253,12 @@ class Channel:
     @property
     def in_flight(self) -> int:
         """Ordered bundles sent and not yet acknowledged."""
-        return self._next_osn - self._peer_ack
+        return self._send.in_flight
 
     @property
     def pending_output(self) -> int:
         """Bytes of the ordered stream not yet handed to a datagram."""
-        return self._pending_bytes
+        return self._send.pending_bytes
 
     @property
     def output_room(self) -> int:
@@ -286,9 +273,9 @@ class Channel:
         if srtt is None:
             limit = UNSENT_FLOOR
         else:
-            per_rtt = int(self._cwnd) * (self.config.max_datagram_size - codec.OVERHEAD)
+            per_rtt = int(self._send.window.cwnd) * (self.config.max_datagram_size - codec.OVERHEAD)
             limit = min(UNSENT_CEILING, max(UNSENT_FLOOR, int(per_rtt * UNSENT_TIME / max(srtt, 1e-4))))
-        return max(0, limit - self._pending_bytes)
+        return max(0, limit - self._send.pending_bytes)
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
@@ -299,13 +286,8 @@ class Channel:
         the scrollback's lines)."""
         if self.state is not ChannelState.OPEN:
             raise LocalProtocolError(f"cannot send on a {self.state.value} channel")
-        if not data:
-            return
-        if self._ordered_out and self._ordered_out[-1][0] == F.FRAME_DATA:
-            self._ordered_out[-1][1].extend(data)
-        else:
-            self._ordered_out.append((F.FRAME_DATA, bytearray(data)))
-        self._pending_bytes += len(data)
+        if data:
+            self._send.add_data(data)
 
     def send_skip(self, offset: int, lines: int) -> None:
         """Server, reliable: the stream goes on from ``offset`` (``lines`` newlines before
@@ -313,14 +295,14 @@ class Channel:
         if self.role is not Role.SERVER:
             raise LocalProtocolError("only the server skips output")
         if self.accepts_data:
-            self._ordered_out = deque(item for item in self._ordered_out if item[0] != F.FRAME_SCREEN)
-            self._ordered_out.append((F.FRAME_SKIP, frames.pack_skip(offset, lines)))
+            self._send.drop(F.FRAME_SCREEN)
+            self._send.add(F.FRAME_SKIP, frames.pack_skip(offset, lines))
 
     def send_resize(self, cols: int, rows: int) -> None:
         if self.role is not Role.CLIENT:
             raise LocalProtocolError("only the client reports its window size")
         if self.state is ChannelState.OPEN:
-            self._ordered_out.append((F.FRAME_RESIZE, frames.pack_resize(cols, rows)))
+            self._send.add(F.FRAME_RESIZE, frames.pack_resize(cols, rows))
 
     def screen_changed(self, state: int) -> None:
         """Server: the screen is now at ``state`` (numbers only grow)."""
@@ -342,16 +324,15 @@ class Channel:
 
     def request_repaint(self) -> None:
         """Client: we lost track of the screen; ask (reliably) for a full snapshot."""
-        if self.state is ChannelState.OPEN and not any(ft == F.FRAME_REPAINT for ft, _ in self._ordered_out):
-            self._ordered_out.appendleft((F.FRAME_REPAINT, frames.pack_u64(self.screen_state)))
+        if self.state is ChannelState.OPEN and not self._send.holds(F.FRAME_REPAINT):
+            self._send.add_first(F.FRAME_REPAINT, frames.pack_u64(self.screen_state))
 
     def path_changed(self) -> None:
         """Client: our source address changed (new socket); tell the server at once."""
         self._force_send = True
         self._pad_next = True
         self._unanswered = True
-        if self.in_flight:                 # likely lost on the old path: resend the newest
-            self._resend.add(self._next_osn - 1)   # now (the peer NAKs any gap before it)
+        self._send.resend_newest()         # likely lost on the old path: resend it now
         self.stats["path_moves"] += 1
 
     def send_echo_ack(self, keystrokes: int, flags: int, now: float) -> None:
@@ -361,7 +342,7 @@ class Channel:
         screen state and rides on every datagram for ECHO_ACK_REPEAT."""
         if self.send_reliable:
             if self.accepts_data:
-                self._ordered_out.append((F.FRAME_ECHO_ACK, frames.pack_echo_ack(0, keystrokes, flags)))
+                self._send.add(F.FRAME_ECHO_ACK, frames.pack_echo_ack(0, keystrokes, flags))
             return
         self._echo_ack_out = frames.pack_echo_ack(self.screen_state, keystrokes, flags)
         self._echo_ack_until = now + ECHO_ACK_REPEAT
@@ -394,7 +375,7 @@ class Channel:
         self._close_code, self._close_reason, self._close_status = int(code), reason, exit_status & 0xFF
         self._close_deadline = now + self.config.close_timeout
         if self.send_reliable:
-            self._ordered_out.append((F.FRAME_CLOSE, self._close_frame()))
+            self._send.add(F.FRAME_CLOSE, self._close_frame())
 
     # --------------------------------------------------------------- receive
     def receive_datagram(self, data: bytes, addr, now: float) -> None:
@@ -546,17 +527,10 @@ class Channel:
                 self._events.append(OutputSkipped(value.offset, value.lines))
 
     def _on_ack(self, acked_below: int, now: float) -> None:
-        acked_below = min(acked_below, self._next_osn)   # a peer cannot ack what we never sent
-        if acked_below <= self._peer_ack:
+        newly = self._send.acked(acked_below, now, self.rto)
+        if not newly:
             return
-        newly = acked_below - self._peer_ack
-        self._peer_ack = acked_below
-        self._ring.discard_through(acked_below - 1)
-        self._resend = {s for s in self._resend if s >= acked_below}
-        for osn in [s for s in self._nak_counts if s < acked_below]:
-            del self._nak_counts[osn]
-        self._probes = 0
-        self._probe_at = now + self.rto if self.in_flight else None
+        acked_below = self._send.peer_ack
         if self.state is ChannelState.CLOSING:
             if self._close_osn is not None and acked_below > self._close_osn:
                 # They acknowledged the bundle with our CLOSE: they processed it, in order.
@@ -564,27 +538,13 @@ class Channel:
                 self._events.append(self._closed_by_us())
                 return
             self._close_deadline = now + self.config.close_timeout   # still draining: not stuck
-        if self._cwnd < self._ssthresh:
-            self._cwnd = min(self.config.max_window, self._cwnd + newly)        # slow start
-        else:
-            self._cwnd = min(self.config.max_window, self._cwnd + newly / self._cwnd)
+        self._send.window.acked(newly)
 
     def _on_nak(self, ranges, now: float) -> None:
-        for first, last in ranges:
-            first = max(first, self._peer_ack)
-            last = min(last, self._next_osn - 1)
-            for osn in range(first, last + 1):
-                if osn in self._ring:
-                    self._resend.add(osn)
-                    self._nak_counts[osn] = self._nak_counts.get(osn, 0) + 1
-                else:
-                    self._gone_out.add(osn)
-                    self.stats["gone_sent"] += 1
-        if ranges and ranges[0][0] > self._recovery_until:
-            # Loss: shrink the window at most once per window of data (Reno-style).
-            self._ssthresh = max(self.config.min_window, self._cwnd / 2)
-            self._cwnd = self._ssthresh
-            self._recovery_until = self._next_osn
+        gone, loss = self._send.naked(ranges)
+        if gone:
+            self.stats["gone_sent"] += gone
+        if loss:
             self.stats["loss_events"] += 1
 
     def repaint(self) -> None:
@@ -607,7 +567,7 @@ class Channel:
             self._screen_sent = 0
 
     def _queue_snapshot(self) -> None:
-        if self.screen_state == 0 or any(ft == F.FRAME_SCREEN for ft, _ in self._ordered_out):
+        if self.screen_state == 0 or self._send.holds(F.FRAME_SCREEN):
             return                            # one queued repaint is enough
         state = self.screen_state      # the source may report a newer state while it renders
         data = self._screen_source(0, state)
@@ -618,7 +578,7 @@ class Channel:
             state = self.screen_state
             data = self._screen_source(0, state)
         for body in chunk_screen(state, 0, data, self._chunk_size()):
-            self._ordered_out.append((F.FRAME_SCREEN, body))
+            self._send.add(F.FRAME_SCREEN, body)
 
     def _close_frame(self) -> bytes:
         return frames.pack_close(self._close_code, self._close_reason, self._close_status)
@@ -668,8 +628,8 @@ class Channel:
             deadlines.append(hello)
         if self._ack_due is not None:
             deadlines.append(self._ack_due)
-        if self._probe_at is not None:
-            deadlines.append(self._probe_at)
+        if self._send.probe_at is not None:
+            deadlines.append(self._send.probe_at)
         screen = self._screen_deadline()
         if screen is not None:
             deadlines.append(screen)
@@ -726,14 +686,8 @@ class Channel:
         hello = self._hello_retry_at()
         if hello is not None and now >= hello:
             self._force_send = self._pad_next = True
-        if self._probe_at is not None and now >= self._probe_at:
-            # Nothing acknowledged for a while: resend the newest bundle. If the
-            # tail was lost, the peer now sees the gap and NAKs the rest.
-            if self.in_flight:
-                self._resend.add(self._next_osn - 1)
-            self._probes += 1
-            backoff = 1 if self.state is ChannelState.CLOSING else 2 ** min(self._probes, 6)
-            self._probe_at = now + self.rto * backoff if self.in_flight else None
+        if self._send.probe_at is not None and now >= self._send.probe_at:
+            self._send.probe(now, self.rto, closing=self.state is ChannelState.CLOSING)
             self.stats["probes"] += 1
             if self.role is Role.CLIENT and self._highest_rx < 0:
                 self._pad_next = True        # never heard back: the padded hello may have been lost
@@ -796,16 +750,13 @@ class Channel:
         if not self.addr_validated:
             self._elicit_next = True     # one "answer me" per batch, never a burst of them
         payloads: list[bytes] = []
-        pending, self._resend = sorted(self._resend), set()
+        pending = self._send.take_resends()
         for i, osn in enumerate(pending):
-            bundle = self._ring.lookup(osn)
+            bundle = self._send.ring.lookup(osn)
             if bundle is None:
-                self._gone_out.add(osn)
+                self._send.gone.add(osn)
                 continue
-            # A bundle NAKed again lost its resend too: send it twice, so heavy
-            # loss rarely exhausts the receiver's retries.
-            copies = 2 if self._nak_counts.get(osn, 0) >= 2 else 1
-            for _ in range(copies):
+            for _ in range(self._send.copies(osn)):
                 payload = self._build_payload(now, resend=bundle)
                 if payload is None:
                     break
@@ -813,7 +764,7 @@ class Channel:
                 self.stats["retransmitted"] += 1
             else:
                 continue
-            self._resend.update(pending[i:])   # over the amplification budget: later
+            self._send.resend.update(pending[i:])   # over the amplification budget: later
             break
         while True:
             payload = self._build_payload(now)
@@ -831,56 +782,18 @@ class Channel:
         self.stats["bytes_sent"] += size
         self._network.sent(size, ts)
 
-    def _take_ordered(self, room: int) -> list[tuple[int, bytes]]:
-        """Ordered frames for one bundle, at most ``room`` bytes encoded."""
-        taken: list[tuple[int, bytes]] = []
-        used = 0
-        while self._ordered_out:
-            frame_type, body = self._ordered_out[0]
-            if frame_type == F.FRAME_DATA:
-                space = room - used - _FRAME_OVERHEAD
-                if space <= 0:
-                    break
-                chunk = bytes(body[:space])
-                del body[:space]
-                taken.append((F.FRAME_DATA, chunk))
-                used += _FRAME_OVERHEAD + len(chunk)
-                self._pending_bytes -= len(chunk)
-                if body:
-                    break                  # the bundle is full
-            else:
-                if used + _FRAME_OVERHEAD + len(body) > room:
-                    break
-                taken.append((frame_type, bytes(body)))
-                used += _FRAME_OVERHEAD + len(body)
-            self._ordered_out.popleft()
-        return taken
-
     def _anything_due(self, now: float) -> bool:
         """Whether a datagram could be worth sending now (never False when one is):
         the send loop always asks once more than it sends, and that last question
         is on every keystroke's path, so it is answered without building anything."""
-        return bool(self._force_send or self._naks_out or self._gone_out or self._state_ack_pending
+        return bool(self._force_send or self._naks_out or self._send.gone or self._state_ack_pending
                     or self._unordered_out or self._elicit_next
                     or (self._pad_next and self.role is Role.CLIENT)
                     or (self._ack_due is not None and now >= self._ack_due)
                     or self._ordered_may_go())
 
     def _ordered_may_go(self) -> bool:
-        """New ordered frames wait, and may go only while the window allows and the
-        ring can keep every unacknowledged bundle (so nothing NAKable is ever evicted)."""
-        return bool(self._ordered_out and self.state is not ChannelState.CLOSED
-                    and self.in_flight < min(self._queue_free_window(), self._window_cap))
-
-    def _queue_free_window(self) -> int:
-        """The congestion window, cut back in proportion while the RTT shows a queue of more
-        than QUEUE_ALLOWANCE: bundles beyond what keeps the path busy only wait in the
-        queue, and after a Ctrl-C the next command's output waits behind them (Vegas' idea,
-        as a cap: loss still drives the window)."""
-        srtt, base = self.rtt.srtt, self.rtt.min_rtt
-        if srtt is None or base is None or srtt <= base + QUEUE_ALLOWANCE:
-            return int(self._cwnd)
-        return max(self.config.min_window, int(self._cwnd * (base + QUEUE_ALLOWANCE) / srtt))
+        return self.state is not ChannelState.CLOSED and self._send.may_go(self.rtt.srtt, self.rtt.min_rtt)
 
     def _build_payload(self, now: float, resend: bytes | None = None) -> bytes | None:
         """The frames of one datagram of whatever is due (sealed by the caller, with the
@@ -922,11 +835,11 @@ class Channel:
                 add(F.FRAME_NAK, frames.pack_ranges(take))
                 worth_sending = True
             room = (budget - used - _FRAME_OVERHEAD) // _RANGE_SIZE
-            if self._gone_out and room > 0:
-                ranges = _coalesce(sorted(self._gone_out))[:room]
+            if self._send.gone and room > 0:
+                ranges = _coalesce(sorted(self._send.gone))[:room]
                 add(F.FRAME_GONE, frames.pack_ranges(ranges))
                 for first, last in ranges:
-                    self._gone_out.difference_update(range(first, last + 1))
+                    self._send.gone.difference_update(range(first, last + 1))
                 worth_sending = True
             if self._echo_ack_out is not None and now <= self._echo_ack_until:
                 add(F.FRAME_ECHO_ACK, self._echo_ack_out)
@@ -939,16 +852,11 @@ class Channel:
             if self._ordered_may_go():
                 room = min(budget - used, self.config.max_datagram_size - codec.OVERHEAD
                            - _PING_SIZE - _ACK_SIZE) - _OSN_SIZE
-                ordered = self._take_ordered(room)
+                ordered = self._send.take(room)
                 if ordered:
-                    osn = self._next_osn
-                    self._next_osn += 1
+                    osn, bundle = self._send.bundle(ordered, now, self.rto)
                     if any(ft == F.FRAME_CLOSE for ft, _ in ordered):
                         self._close_osn = osn
-                    bundle = codec.encode_frames([(F.FRAME_OSN, frames.pack_u64(osn)), *ordered])
-                    self._ring.store(osn, bundle)
-                    if self._probe_at is None:
-                        self._probe_at = now + self.rto
                     worth_sending = True
         if bundle:
             used += len(bundle)

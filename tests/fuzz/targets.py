@@ -579,9 +579,9 @@ class ChannelRig:
         elif frame_type == codec.FRAME_DATA:
             body = inp.take(1 + inp.byte()) or b"x"
         elif frame_type in (codec.FRAME_ACK,):
-            body = frames.pack_u64(min(self._number(inp, receiver._next_osn), 2**64 - 1))
+            body = frames.pack_u64(min(self._number(inp, receiver._send.next_osn), 2**64 - 1))
         elif frame_type in (codec.FRAME_NAK, codec.FRAME_GONE):
-            anchor = receiver._peer_ack if frame_type == codec.FRAME_NAK else expected
+            anchor = receiver._send.peer_ack if frame_type == codec.FRAME_NAK else expected
             body = b"".join(struct.pack("!QH", min(self._number(inp, anchor), 2**64 - 1), inp.byte() % 20)
                             for _ in range(1 + inp.byte() % 3))
         elif frame_type == codec.FRAME_PING:
