@@ -47,14 +47,13 @@ from moshpit.protocol.roaming import PathMonitor
 from moshpit.protocol.rtt import RttEstimator
 from moshpit.protocol.screensync import ScreenAssembler, chunk_screen
 from moshpit.protocol.path import NetworkPath
+from moshpit.protocol.receive import ReceiveFlow
 from moshpit.protocol.recovery import RenoWindow, SendFlow
 from moshpit.protocol.wire import ACK_SIZE as _ACK_SIZE, FRAME_OVERHEAD as _FRAME_OVERHEAD, \
     OSN_SIZE as _OSN_SIZE, PING_SIZE as _PING_SIZE, RANGE_SIZE as _RANGE_SIZE, parse_payload
-from moshpit.seqtrack import SeqTracker
 
 F = codec  # frame type constants live in the codec
 ECHO_ACK_REPEAT = 1.0       # screen modes: an echo ack rides on every datagram this long
-NAK_PAUSE = 0.5             # no NAKs once the peer has been silent this long (or 2 RTO): an outage
 UNSENT_TIME = 0.02          # output waiting to be sent: what the window sends in this long,
 UNSENT_FLOOR = 16 << 10     # ...but at least this much (a slow path still moves)...
 UNSENT_CEILING = 1 << 20    # ...and at most this (a LAN or loopback: the window is not the limit)
@@ -188,10 +187,8 @@ class Channel:
                               window_cap)
 
         # receiving ordered frames
-        self._tracker = SeqTracker(max_retries=-1 if self.role is Role.SERVER else 10)
-        self._naks_out: list[tuple[int, int]] = []
-        self._ack_due: float | None = None
-        self._unacked_received = 0
+        self._receive = ReceiveFlow(max_retries=-1 if self.role is Role.SERVER else 10,
+                                    ack_delay=self.config.ack_delay, ack_every=self.config.ack_every)
 
         # screen state
         self._assembler = ScreenAssembler(self.config.max_screen_bytes)
@@ -413,27 +410,21 @@ class Channel:
             self._on_frame(frame_type, value, newest, addr, now)
 
     def _on_bundle(self, osn: int, ordered: list, now: float) -> None:
-        tracker = self._tracker
-        tracker.rto = self.rtt.rto
-        tracker.ingest(osn, ordered, now)
+        self._receive.ingest(osn, ordered, now, self.rtt.rto)
         if self.role is Role.SERVER and self._input_gap_given_up(now):
             return
-        for batch in tracker.pop_ready():
+        for batch in self._receive.tracker.pop_ready():
             for frame_type, value in batch:
                 self._on_ordered(frame_type, value, now)
         self._take_abandoned()
-        # Acknowledge within ack_delay, or at once after ack_every bundles. A
-        # duplicate is acknowledged too: our previous ACK must have been lost.
-        self._unacked_received += 1
-        due = now if self._unacked_received >= self.config.ack_every else now + self.config.ack_delay
-        self._ack_due = due if self._ack_due is None else min(self._ack_due, due)
+        self._receive.ack_later(now)
 
     def _input_gap_given_up(self, now: float) -> bool:
         """Keystrokes are never skipped: a peer that forces a gap is closed on, not obeyed."""
-        gone = self._tracker.pop_abandoned()
+        gone = self._receive.tracker.pop_abandoned()
         if not gone:
             return False
-        self._tracker.pop_ready()                # never deliver what follows a hole
+        self._receive.tracker.pop_ready()                # never deliver what follows a hole
         for first, last in gone:
             self._events.append(StreamGap(first, last))
         self.close(CloseCode.PROTOCOL_ERROR, "input stream gap", now=now)
@@ -487,7 +478,7 @@ class Channel:
             # Only the output flow may be skipped; keystrokes never are.
             if self.role is Role.CLIENT:
                 for first, last in value:
-                    self._tracker.give_up(first, last)
+                    self._receive.tracker.give_up(first, last)
                 self._take_abandoned()
         elif frame_type == F.FRAME_STATE_ACK:
             if self.screen_acked < value <= self.screen_state:
@@ -600,7 +591,7 @@ class Channel:
             self._close_reply_pending = True   # our reply was lost; say it again
 
     def _take_abandoned(self) -> None:
-        for first, last in self._tracker.pop_abandoned():
+        for first, last in self._receive.tracker.pop_abandoned():
             self.stats["datagrams_abandoned"] += last - first + 1
             self._events.append(StreamGap(first, last))
             if self.role is Role.CLIENT:
@@ -626,8 +617,8 @@ class Channel:
         hello = self._hello_retry_at()
         if hello is not None:
             deadlines.append(hello)
-        if self._ack_due is not None:
-            deadlines.append(self._ack_due)
+        if self._receive.ack_due is not None:
+            deadlines.append(self._receive.ack_due)
         if self._send.probe_at is not None:
             deadlines.append(self._send.probe_at)
         screen = self._screen_deadline()
@@ -659,19 +650,12 @@ class Channel:
         return self._network.addr is not None and self._network.worth_a_datagram()
 
     def _nak_deadline(self) -> float | None:
-        """When the next NAK is due, unless the peer fell silent before then: NAKs into an
-        outage are lost, and each would use up one of a gap's retries. Hearing the peer
-        again moves ``last_heard`` on, and the NAKs resume where they were."""
-        due = self._tracker.next_deadline()
-        if due is None or due > self.last_heard + max(NAK_PAUSE, 2 * self.rtt.rto):
-            return None
-        return due
+        return self._receive.nak_deadline(self.last_heard, self.rtt.rto)
 
     def handle_timer(self, now: float) -> None:
         nak = self._nak_deadline()
         if nak is not None and now >= nak:
-            self._tracker.rto = self.rtt.rto
-            self._naks_out.extend(self._tracker.due_naks(now))
+            self._receive.naks_due(now, self.rtt.rto)
             self._take_abandoned()
         if now >= self._next_silence_report and self.state is not ChannelState.CLOSED:
             self._silent_reported = True
@@ -786,10 +770,10 @@ class Channel:
         """Whether a datagram could be worth sending now (never False when one is):
         the send loop always asks once more than it sends, and that last question
         is on every keystroke's path, so it is answered without building anything."""
-        return bool(self._force_send or self._naks_out or self._send.gone or self._state_ack_pending
+        return bool(self._force_send or self._receive.naks or self._send.gone or self._state_ack_pending
                     or self._unordered_out or self._elicit_next
                     or (self._pad_next and self.role is Role.CLIENT)
-                    or (self._ack_due is not None and now >= self._ack_due)
+                    or self._receive.ack_is_due(now)
                     or self._ordered_may_go())
 
     def _ordered_may_go(self) -> bool:
@@ -825,14 +809,13 @@ class Channel:
         held_ms = int((now - self._peer_ts_at) * 1000)
         echo = self._peer_ts if held_ms < frames.NO_ECHO else None
         add(F.FRAME_PING, frames.pack_ping(ts, echo, held_ms))
-        ack_sent = add(F.FRAME_ACK, frames.pack_u64(self._tracker.next_expected))
+        ack_sent = add(F.FRAME_ACK, frames.pack_u64(self._receive.next_expected))
         bundle = resend or b""
         worth_sending = resend is not None
         if resend is None:
             room = (budget - used - _FRAME_OVERHEAD) // _RANGE_SIZE
-            if self._naks_out and room > 0:
-                take, self._naks_out = self._naks_out[:room], self._naks_out[room:]
-                add(F.FRAME_NAK, frames.pack_ranges(take))
+            if self._receive.naks and room > 0:
+                add(F.FRAME_NAK, frames.pack_ranges(self._receive.take_naks(room)))
                 worth_sending = True
             room = (budget - used - _FRAME_OVERHEAD) // _RANGE_SIZE
             if self._send.gone and room > 0:
@@ -866,15 +849,14 @@ class Channel:
             worth_sending = eliciting = True
         elif self._elicit_next and add(F.FRAME_PADDING, b""):
             worth_sending = eliciting = True   # "answer me now": the answer's echo validates the address
-        ack_due = self._ack_due is not None and now >= self._ack_due
+        ack_due = self._receive.ack_is_due(now)
         if not (worth_sending or self._force_send or ack_due):
             self._sent_at.pop(ts, None)   # nothing sent: give the timestamp back
             self._last_ts -= 1
             return None
         payload = codec.encode_frames(parts) + bundle
         if ack_sent:
-            self._ack_due = None
-            self._unacked_received = 0
+            self._receive.acked()
         self._force_send = False
         self._pad_next = False
         self._elicit_next = False

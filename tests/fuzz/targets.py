@@ -573,7 +573,7 @@ class ChannelRig:
         receiver = self.server if to_server else self.client
         kind = inp.byte()
         frame_type = kind % 13
-        expected = receiver._tracker.next_expected if receiver._tracker is not None else 0
+        expected = receiver._receive.next_expected
         if kind >= 0xF0:                          # anything: type and body as they come
             body = inp.take(inp.u16() % 300)
         elif frame_type == codec.FRAME_DATA:
@@ -623,8 +623,7 @@ class ChannelRig:
             elif kind in (2, 3, 4):                     # an authentic datagram of made-up frames
                 payload = b"".join(self._frame(inp, to_server) for _ in range(1 + inp.byte() % 4))
                 if op & 0x40:
-                    osn = self._number(inp, (self.server if to_server else self.client)._tracker.next_expected
-                                       if (self.server if to_server else self.client)._tracker else 0)
+                    osn = self._number(inp, (self.server if to_server else self.client)._receive.next_expected)
                     payload = (bytes([codec.FRAME_OSN, 0, 8]) + frames.pack_u64(min(osn, 2**64 - 1))
                                + bytes([codec.FRAME_DATA, 0, 2]) + b"hi" + payload)
                 self.forge(to_server, payload)
