@@ -44,7 +44,7 @@ from moshpit.protocol.events import (AddressChanged, AddressValidated, Connectio
 from moshpit.protocol.handshake import DiffMode, SessionParams
 from moshpit.protocol.pacing import FramePacer
 from moshpit.protocol.roaming import PathMonitor
-from moshpit.protocol.rtt import RttEstimator
+from moshpit.protocol.rtt import PingClock, RttEstimator
 from moshpit.protocol.screensync import ScreenAssembler, chunk_screen
 from moshpit.protocol.path import NetworkPath
 from moshpit.protocol.receive import ReceiveFlow
@@ -149,10 +149,8 @@ class Channel:
         if not is_client and screen_source is None:
             raise LocalProtocolError("a server channel needs a screen_source(base, state) -> bytes")
 
-        self._epoch = now
-        self._last_ts = -1
-        self._sent_at: dict[int, float] = {}   # timestamp we sent -> when (exact RTT samples)
         self.rtt = RttEstimator()
+        self._clock = PingClock(now, self.rtt)
         self._events: deque[Event] = deque()
         self.drops: Counter = Counter()
         self.stats: Counter = Counter()
@@ -168,8 +166,6 @@ class Channel:
         self._silent_reported = False
         self._next_silence_report = now + self.config.silence_threshold
         self._last_send = now
-        self._peer_ts: int | None = None
-        self._peer_ts_at = 0.0
         self._force_send = is_client      # the client speaks first...
         self._pad_next = is_client        # ...padded, to earn the server an answer budget
         self._unanswered = is_client      # client: nothing heard on this path yet
@@ -460,16 +456,9 @@ class Channel:
 
     def _on_frame(self, frame_type: int, value, newest: bool, addr, now: float) -> None:
         if frame_type == F.FRAME_PING:
-            if newest:  # a reordered datagram carries a stale timestamp
-                self._peer_ts, self._peer_ts_at = value.timestamp, now
-            if value.echo is not None:
-                sent = self._sent_at.pop(value.echo, None) if newest else None
-                if sent is not None:
-                    sample = now - sent - value.echo_delay / 1000
-                    if 0 <= sample < 60:
-                        self.rtt.observe(sample)
-                if self._network.echoed(addr, value.echo):
-                    self._events.append(AddressValidated(addr))
+            self._clock.on_ping(value.timestamp, value.echo, value.echo_delay, newest, now)
+            if value.echo is not None and self._network.echoed(addr, value.echo):
+                self._events.append(AddressValidated(addr))
         elif frame_type == F.FRAME_ACK:
             self._on_ack(value, now)
         elif frame_type == F.FRAME_NAK:
@@ -688,18 +677,6 @@ class Channel:
         return self._screen_sent_at + max(self.config.frame_interval, self.rto)   # resend unacked
 
     # ------------------------------------------------------------------- send
-    def _next_ts(self, now: float) -> int:
-        # Strictly increasing, so an echo names exactly which datagram it answers;
-        # the real send time is kept aside, so bursts do not skew the RTT.
-        ts = max(int((now - self._epoch) * 1000), self._last_ts + 1)
-        self._last_ts = ts
-        ts &= 0xFFFFFFFF
-        self._sent_at[ts] = now
-        if len(self._sent_at) > 1024:
-            for old in list(self._sent_at)[:512]:
-                del self._sent_at[old]
-        return ts
-
     def _chunk_size(self) -> int:
         return (self.config.max_datagram_size - codec.OVERHEAD - _PING_SIZE - _ACK_SIZE
                 - _OSN_SIZE - _FRAME_OVERHEAD - frames.SCREEN_HEADER_SIZE - 16)
@@ -803,12 +780,8 @@ class Channel:
             used += _FRAME_OVERHEAD + len(body)
             return True
 
-        ts = self._next_ts(now)
-        # Echo the newest peer timestamp however old: the hold time travels with it,
-        # and an echo is what validates a new address.
-        held_ms = int((now - self._peer_ts_at) * 1000)
-        echo = self._peer_ts if held_ms < frames.NO_ECHO else None
-        add(F.FRAME_PING, frames.pack_ping(ts, echo, held_ms))
+        ts = self._clock.next_ts(now)
+        add(F.FRAME_PING, frames.pack_ping(ts, *self._clock.echo(now, frames.NO_ECHO)))
         ack_sent = add(F.FRAME_ACK, frames.pack_u64(self._receive.next_expected))
         bundle = resend or b""
         worth_sending = resend is not None
@@ -851,8 +824,7 @@ class Channel:
             worth_sending = eliciting = True   # "answer me now": the answer's echo validates the address
         ack_due = self._receive.ack_is_due(now)
         if not (worth_sending or self._force_send or ack_due):
-            self._sent_at.pop(ts, None)   # nothing sent: give the timestamp back
-            self._last_ts -= 1
+            self._clock.give_back(ts)     # nothing sent
             return None
         payload = codec.encode_frames(parts) + bundle
         if ack_sent:

@@ -585,7 +585,7 @@ class ChannelRig:
             body = b"".join(struct.pack("!QH", min(self._number(inp, anchor), 2**64 - 1), inp.byte() % 20)
                             for _ in range(1 + inp.byte() % 3))
         elif frame_type == codec.FRAME_PING:
-            echo = (receiver._last_ts - inp.byte() % 8) & 0xFFFFFFFF if inp.byte() & 1 else 0
+            echo = (receiver._clock._last_ts - inp.byte() % 8) & 0xFFFFFFFF if inp.byte() & 1 else 0
             body = struct.pack("!IIH", int(self.now * 1000) & 0xFFFFFFFF, echo, inp.u16())
         elif frame_type == codec.FRAME_RESIZE:           # mostly window sizes people have
             big = inp.byte() == 0xFF
