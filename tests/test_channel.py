@@ -180,7 +180,7 @@ def test_client_without_the_base_asks_for_a_repaint():
     net.client_screen.held.clear()           # the client lost its copy (say, a restart)
     net.client_screen.held[0] = b""
     net.client_screen.state = 0
-    net.server.channel.screen_acked = 1      # while the server still diffs from state 1
+    net.server.channel._screens_out.acked = 1      # while the server still diffs from state 1
     net.screen(b"first and second")
     assert net.run_until(lambda: net.client_screen.text == b"first and second", timeout=5)
     assert net.client_screen.missing_base >= 1

@@ -42,10 +42,9 @@ from moshpit.protocol.events import (AddressChanged, AddressValidated, Connectio
                                      OutputSkipped, PeerReachable,
                                      PeerSilent, Resized, ScreenUpdate, StreamGap)
 from moshpit.protocol.handshake import DiffMode, SessionParams
-from moshpit.protocol.pacing import FramePacer
 from moshpit.protocol.roaming import PathMonitor
 from moshpit.protocol.rtt import PingClock, RttEstimator
-from moshpit.protocol.screensync import ScreenAssembler, chunk_screen
+from moshpit.protocol.screenflow import EchoAcks, ScreenReceiver, ScreenSender
 from moshpit.protocol.path import NetworkPath
 from moshpit.protocol.receive import ReceiveFlow
 from moshpit.protocol.recovery import RenoWindow, SendFlow
@@ -53,7 +52,6 @@ from moshpit.protocol.wire import ACK_SIZE as _ACK_SIZE, FRAME_OVERHEAD as _FRAM
     OSN_SIZE as _OSN_SIZE, PING_SIZE as _PING_SIZE, RANGE_SIZE as _RANGE_SIZE, parse_payload
 
 F = codec  # frame type constants live in the codec
-ECHO_ACK_REPEAT = 1.0       # screen modes: an echo ack rides on every datagram this long
 UNSENT_TIME = 0.02          # output waiting to be sent: what the window sends in this long,
 UNSENT_FLOOR = 16 << 10     # ...but at least this much (a slow path still moves)...
 UNSENT_CEILING = 1 << 20    # ...and at most this (a LAN or loopback: the window is not the limit)
@@ -145,7 +143,6 @@ class Channel:
                       else self.config.retransmit_capacity - 1)
         self._unordered_in = frozenset({F.FRAME_CLOSE} if self.recv_reliable
                                        else {F.FRAME_CLOSE, F.FRAME_SCREEN, F.FRAME_ECHO_ACK})
-        self._screen_source = screen_source
         if not is_client and screen_source is None:
             raise LocalProtocolError("a server channel needs a screen_source(base, state) -> bytes")
 
@@ -172,10 +169,7 @@ class Channel:
         self._elicit_next = False         # add an empty PADDING frame: "answer me now"
         self.path = PathMonitor(now) if is_client else None   # client: when to move sockets
         # echo acknowledgements (keystroke prediction): the newest sent / seen
-        self._echo_ack_out: bytes | None = None
-        self._echo_ack_until = float("-inf")
-        self._echo_ack_seen = 0
-        self._echo_flags_seen = -1
+        self._echo_acks = EchoAcks()
 
         # sending the ordered flow (recovery.py)
         self._send = SendFlow(self.config.retransmit_capacity,
@@ -187,14 +181,10 @@ class Channel:
                                     ack_delay=self.config.ack_delay, ack_every=self.config.ack_every)
 
         # screen state
-        self._assembler = ScreenAssembler(self.config.max_screen_bytes)
         self._unordered_out: deque[tuple[int, bytes]] = deque()
-        self.screen_state = 0            # server: newest state; client: newest applied
-        self.screen_acked = 0            # server: newest state the client acknowledged
-        self._screen_sent = 0
-        self._screen_sent_at = float("-inf")
-        self._pacer = FramePacer(self.config.frame_interval, self.config.frame_burst)
-        self._state_ack_pending = False
+        self._screens_out = ScreenSender(screen_source, self.config.frame_interval, self.config.frame_burst,
+                                         diffs=self.diff_mode is DiffMode.STATESYNC) if not is_client else None
+        self._screens_in = ScreenReceiver(self.config.max_screen_bytes)
 
         # closing
         self._close_code = 0
@@ -221,6 +211,16 @@ class Channel:
     def addr_validated(self) -> bool:
         """The peer proved it receives at ``peer_addr`` (until then the budget applies)."""
         return self._network.validated
+
+    @property
+    def screen_state(self) -> int:
+        """Server: the newest screen; client: the newest applied."""
+        return self._screens_out.state if self._screens_out is not None else self._screens_in.state
+
+    @property
+    def screen_acked(self) -> int:
+        """Server: the newest screen the client acknowledged."""
+        return self._screens_out.acked if self._screens_out is not None else 0
 
     @property
     def conn_id(self) -> int:
@@ -301,19 +301,15 @@ class Channel:
         """Server: the screen is now at ``state`` (numbers only grow)."""
         if self.role is not Role.SERVER:
             raise LocalProtocolError("only the server has a screen to send")
-        if state < self.screen_state:
+        if state < self._screens_out.state:
             raise LocalProtocolError("screen state numbers must not go backwards")
-        self.screen_state = state
+        self._screens_out.state = state
 
     def screen_applied(self, state: int) -> None:
         """Client: we now hold ``state``; acknowledge it so diffs start from it. (In a
         reliable flow a repaint comes in order and is always drawn, even of a state we
         had: what the terminal shows may have changed since, as a SKIP's marker does.)"""
-        if state > self.screen_state:
-            self.screen_state = state
-            self._state_ack_pending = True
-            if not self.recv_reliable:
-                self._assembler.discard_through(state)
+        self._screens_in.applied(state, ordered=self.recv_reliable)
 
     def request_repaint(self) -> None:
         """Client: we lost track of the screen; ask (reliably) for a full snapshot."""
@@ -337,8 +333,7 @@ class Channel:
             if self.accepts_data:
                 self._send.add(F.FRAME_ECHO_ACK, frames.pack_echo_ack(0, keystrokes, flags))
             return
-        self._echo_ack_out = frames.pack_echo_ack(self.screen_state, keystrokes, flags)
-        self._echo_ack_until = now + ECHO_ACK_REPEAT
+        self._echo_acks.say(self.screen_state, keystrokes, flags, now)
         self._force_send = True
 
     def send_failed(self, error: int, now: float) -> bool:
@@ -470,8 +465,7 @@ class Channel:
                     self._receive.tracker.give_up(first, last)
                 self._take_abandoned()
         elif frame_type == F.FRAME_STATE_ACK:
-            if self.screen_acked < value <= self.screen_state:
-                self.screen_acked = value
+            self._screens_out.acknowledged(value)
         elif frame_type == F.FRAME_PADDING:
             self._force_send = True    # a probe, a path change or a challenge: answer at once
         elif frame_type in (F.FRAME_SCREEN, F.FRAME_CLOSE, F.FRAME_ECHO_ACK):
@@ -485,7 +479,7 @@ class Channel:
             self._events.append(Resized(*value))
         elif frame_type == F.FRAME_SCREEN:
             try:
-                done = self._assembler.add(value) if self.role is Role.CLIENT else None
+                done = self._screens_in.add(value) if self.role is Role.CLIENT else None
             except DecodeError:
                 self.drops[DropReason.MALFORMED] += 1
                 return
@@ -494,11 +488,7 @@ class Channel:
         elif frame_type == F.FRAME_REPAINT:
             self._on_repaint_request()
         elif frame_type == F.FRAME_ECHO_ACK:
-            newer = value.keystrokes > self._echo_ack_seen      # (repeats carry nothing new)
-            if newer:
-                self._echo_ack_seen = value.keystrokes
-            if newer or value.flags != self._echo_flags_seen:
-                self._echo_flags_seen = value.flags
+            if self._echo_acks.heard(value.keystrokes, value.flags):
                 self._events.append(EchoAcknowledged(value.state, value.keystrokes, value.flags))
         elif frame_type == F.FRAME_CLOSE:
             self._on_close(*value)
@@ -543,21 +533,12 @@ class Channel:
         if self.send_reliable:
             self._queue_snapshot()
         else:
-            self.screen_acked = 0            # next message starts from blank
-            self._screen_sent = 0
+            self._screens_out.restart()
 
     def _queue_snapshot(self) -> None:
         if self.screen_state == 0 or self._send.holds(F.FRAME_SCREEN):
             return                            # one queued repaint is enough
-        state = self.screen_state      # the source may report a newer state while it renders
-        data = self._screen_source(0, state)
-        if self.screen_state != state:
-            # Rendering took in output that was gathered but not yet modelled. A repaint shows
-            # the newest screen (in reliable mode that output is already in the stream before
-            # it), labelled with the state it shows.
-            state = self.screen_state
-            data = self._screen_source(0, state)
-        for body in chunk_screen(state, 0, data, self._chunk_size()):
+        for body in self._screens_out.snapshot(self._chunk_size()):
             self._send.add(F.FRAME_SCREEN, body)
 
     def _close_frame(self) -> bytes:
@@ -613,7 +594,7 @@ class Channel:
         screen = self._screen_deadline()
         if screen is not None:
             deadlines.append(screen)
-        if self._state_ack_pending:
+        if self._screens_in.ack_pending:
             deadlines.append(self._last_send)  # at once: the server diffs from what we ack
         close_at = self._close_resend_at()
         if close_at is not None:
@@ -670,11 +651,9 @@ class Channel:
             self._events.append(self._closed_by_us(timed_out=True))
 
     def _screen_deadline(self) -> float | None:
-        if self.role is not Role.SERVER or self.send_reliable or self.screen_state <= self.screen_acked:
+        if self._screens_out is None or self.send_reliable:
             return None
-        if self.screen_state != self._screen_sent:
-            return self._pacer.next_allowed()
-        return self._screen_sent_at + max(self.config.frame_interval, self.rto)   # resend unacked
+        return self._screens_out.deadline(self.rto)
 
     # ------------------------------------------------------------------- send
     def _chunk_size(self) -> int:
@@ -685,15 +664,8 @@ class Channel:
         deadline = self._screen_deadline()
         if deadline is None or now < deadline or self.state is ChannelState.CLOSED:
             return
-        base = self.screen_acked if self.diff_mode is DiffMode.STATESYNC else 0
-        state = self.screen_state      # the source may report a newer state while it renders
-        data = self._screen_source(base, state)
         self._unordered_out = deque(   # a newer message supersedes any chunks not yet sent
-            (F.FRAME_SCREEN, body)
-            for body in chunk_screen(state, base, data, self._chunk_size()))
-        self._screen_sent = state
-        self._screen_sent_at = now
-        self._pacer.sent(now)
+            (F.FRAME_SCREEN, body) for body in self._screens_out.message(now, self._chunk_size()))
         self.stats["screen_messages"] += 1
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, object]]:
@@ -747,7 +719,7 @@ class Channel:
         """Whether a datagram could be worth sending now (never False when one is):
         the send loop always asks once more than it sends, and that last question
         is on every keystroke's path, so it is answered without building anything."""
-        return bool(self._force_send or self._receive.naks or self._send.gone or self._state_ack_pending
+        return bool(self._force_send or self._receive.naks or self._send.gone or self._screens_in.ack_pending
                     or self._unordered_out or self._elicit_next
                     or (self._pad_next and self.role is Role.CLIENT)
                     or self._receive.ack_is_due(now)
@@ -797,10 +769,11 @@ class Channel:
                 for first, last in ranges:
                     self._send.gone.difference_update(range(first, last + 1))
                 worth_sending = True
-            if self._echo_ack_out is not None and now <= self._echo_ack_until:
-                add(F.FRAME_ECHO_ACK, self._echo_ack_out)
-            if self._state_ack_pending and add(F.FRAME_STATE_ACK, frames.pack_u64(self.screen_state)):
-                self._state_ack_pending = False
+            echo_ack = self._echo_acks.current(now)
+            if echo_ack is not None:
+                add(F.FRAME_ECHO_ACK, echo_ack)
+            if self._screens_in.ack_pending and add(F.FRAME_STATE_ACK, frames.pack_u64(self.screen_state)):
+                self._screens_in.ack_pending = False
                 worth_sending = True
             while self._unordered_out and add(*self._unordered_out[0]):
                 self._unordered_out.popleft()
