@@ -45,6 +45,7 @@ from moshpit.protocol.handshake import DiffMode, SessionParams
 from moshpit.protocol.roaming import PathMonitor
 from moshpit.protocol.rtt import PingClock, RttEstimator
 from moshpit.protocol.screenflow import EchoAcks, ScreenReceiver, ScreenSender
+from moshpit.protocol.closing import Closing
 from moshpit.protocol.path import NetworkPath
 from moshpit.protocol.receive import ReceiveFlow
 from moshpit.protocol.recovery import RenoWindow, SendFlow
@@ -187,13 +188,7 @@ class Channel:
         self._screens_in = ScreenReceiver(self.config.max_screen_bytes)
 
         # closing
-        self._close_code = 0
-        self._close_reason = ""
-        self._close_status = 0             # the shell's exit status, told with SHELL_EXITED
-        self._close_deadline: float | None = None
-        self._close_sent_at = float("-inf")
-        self._close_reply_pending = False
-        self._close_osn: int | None = None     # the bundle that carried our CLOSE
+        self._closing = Closing(self.config.close_timeout)
 
     @classmethod
     def from_params(cls, role: Role, params: SessionParams, *, now: float, peer_addr=None,
@@ -360,10 +355,9 @@ class Channel:
         if self.state is not ChannelState.OPEN:
             return
         self.state = ChannelState.CLOSING
-        self._close_code, self._close_reason, self._close_status = int(code), reason, exit_status & 0xFF
-        self._close_deadline = now + self.config.close_timeout
+        self._closing.begin(code, reason, exit_status, now)
         if self.send_reliable:
-            self._send.add(F.FRAME_CLOSE, self._close_frame())
+            self._send.add(F.FRAME_CLOSE, self._closing.frame())
 
     # --------------------------------------------------------------- receive
     def receive_datagram(self, data: bytes, addr, now: float) -> None:
@@ -394,7 +388,7 @@ class Channel:
         self._note_contact(now)
         if self.state is ChannelState.CLOSED and (osn is not None or any(
                 ft == F.FRAME_PADDING for ft, _ in immediate)):
-            self._close_reply_pending = True     # they have not heard our CLOSE yet
+            self._closing.reply_pending = True   # they have not heard our CLOSE yet
         if osn is not None:                      # the stream first: scrollback lines before
             self._on_bundle(osn, ordered, now)   # the screen they scrolled off from
         for frame_type, value in immediate:
@@ -502,12 +496,11 @@ class Channel:
             return
         acked_below = self._send.peer_ack
         if self.state is ChannelState.CLOSING:
-            if self._close_osn is not None and acked_below > self._close_osn:
+            if self._closing.osn is not None and acked_below > self._closing.osn:
                 # They acknowledged the bundle with our CLOSE: they processed it, in order.
-                self.state = ChannelState.CLOSED
-                self._events.append(self._closed_by_us())
+                self._become_closed(self._closing.by_us())
                 return
-            self._close_deadline = now + self.config.close_timeout   # still draining: not stuck
+            self._closing.progress(now)       # still draining: not stuck
         self._send.window.acked(newly)
 
     def _on_nak(self, ranges, now: float) -> None:
@@ -541,24 +534,21 @@ class Channel:
         for body in self._screens_out.snapshot(self._chunk_size()):
             self._send.add(F.FRAME_SCREEN, body)
 
-    def _close_frame(self) -> bytes:
-        return frames.pack_close(self._close_code, self._close_reason, self._close_status)
-
-    def _closed_by_us(self, timed_out: bool = False) -> ConnectionClosed:
-        return ConnectionClosed(self._close_code, self._close_reason, by_peer=False,
-                                timed_out=timed_out, exit_status=self._close_status)
+    def _become_closed(self, event: ConnectionClosed, *, reply: bool = False) -> None:
+        """The one way to CLOSED; ``reply``: the peer may not have heard a CLOSE from us."""
+        self.state = ChannelState.CLOSED
+        if reply:
+            self._closing.reply_pending = True
+        self._events.append(event)
 
     def _on_close(self, code: int, exit_status: int, reason: str) -> None:
         if self.state is ChannelState.OPEN:
-            self.state = ChannelState.CLOSED
-            self._close_reply_pending = True
-            self._events.append(ConnectionClosed(code, printable(reason, frames.MAX_REASON_BYTES), by_peer=True,
-                                                 exit_status=exit_status))
+            self._become_closed(ConnectionClosed(code, printable(reason, frames.MAX_REASON_BYTES), by_peer=True,
+                                                 exit_status=exit_status), reply=True)
         elif self.state is ChannelState.CLOSING:
-            self.state = ChannelState.CLOSED
-            self._events.append(self._closed_by_us())
+            self._become_closed(self._closing.by_us())
         else:
-            self._close_reply_pending = True   # our reply was lost; say it again
+            self._closing.reply_pending = True   # our reply was lost; say it again
 
     def _take_abandoned(self) -> None:
         for first, last in self._receive.tracker.pop_abandoned():
@@ -576,8 +566,8 @@ class Channel:
         nak = self._nak_deadline()
         if nak is not None:
             deadlines.append(nak)
-        if self._close_deadline is not None and self.state is ChannelState.CLOSING:
-            deadlines.append(self._close_deadline)
+        if self.state is ChannelState.CLOSING:
+            deadlines.append(self._closing.deadline)
         if not self._can_send():
             return min(deadlines)   # nothing can go out before the peer speaks again
         deadlines.append(self._last_send + self.config.keepalive_interval)
@@ -611,9 +601,7 @@ class Channel:
         acknowledged (or half the close timeout has gone), then every RTO."""
         if self.state is not ChannelState.CLOSING or self.send_reliable:
             return None
-        ready = (float("-inf") if self.screen_acked >= self.screen_state
-                 else self._close_deadline - self.config.close_timeout / 2)
-        return max(ready, self._close_sent_at + max(self.rto, 0.2))
+        return self._closing.resend_at(self.screen_acked >= self.screen_state, self.rto)
 
     def _can_send(self) -> bool:
         """Whether a datagram could go out now: a known peer, and budget if it is unvalidated."""
@@ -645,10 +633,8 @@ class Channel:
             self.stats["probes"] += 1
             if self.role is Role.CLIENT and self._highest_rx < 0:
                 self._pad_next = True        # never heard back: the padded hello may have been lost
-        if self.state is ChannelState.CLOSING and now >= self._close_deadline:
-            self.state = ChannelState.CLOSED
-            self._close_reply_pending = True      # one last word, in case they can hear
-            self._events.append(self._closed_by_us(timed_out=True))
+        if self.state is ChannelState.CLOSING and now >= self._closing.deadline:
+            self._become_closed(self._closing.by_us(timed_out=True), reply=True)   # a last word
 
     def _screen_deadline(self) -> float | None:
         if self._screens_out is None or self.send_reliable:
@@ -674,10 +660,10 @@ class Channel:
             return []
         close_at = self._close_resend_at()
         if close_at is not None and now >= close_at:
-            self._unordered_out.append((F.FRAME_CLOSE, self._close_frame()))
-            self._close_sent_at = now
-        if self._close_reply_pending:
-            self._close_reply_pending = False
+            self._unordered_out.append((F.FRAME_CLOSE, self._closing.frame()))
+            self._closing.sent(now)
+        if self._closing.reply_pending:
+            self._closing.reply_pending = False
             self._unordered_out.append((F.FRAME_CLOSE, frames.pack_close(CloseCode.NORMAL, "")))
         self._prepare_screen(now)
         if not self.addr_validated:
@@ -785,7 +771,7 @@ class Channel:
                 if ordered:
                     osn, bundle = self._send.bundle(ordered, now, self.rto)
                     if any(ft == F.FRAME_CLOSE for ft, _ in ordered):
-                        self._close_osn = osn
+                        self._closing.osn = osn
                     worth_sending = True
         if bundle:
             used += len(bundle)
