@@ -118,6 +118,19 @@ def _coalesce(seqs: list[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in ranges]
 
 
+@dataclass
+class SendIntent:
+    """Why the next datagram should go even with nothing else due, set from wherever the
+    reason arises (a keepalive, a path change, an echo ack, a PADDING probe heard) and
+    cleared when a datagram goes."""
+    force: bool = False      # send one now
+    pad: bool = False        # client: fill it to the full size (earns the server an answer budget)
+    elicit: bool = False     # add an empty PADDING frame: "answer me now" (validates an address)
+
+    def clear(self) -> None:
+        self.force = self.pad = self.elicit = False
+
+
 class Channel:
     """One connection's UDP channel. Build it with :meth:`from_params` after a handshake."""
 
@@ -164,10 +177,8 @@ class Channel:
         self._silent_reported = False
         self._next_silence_report = now + self.config.silence_threshold
         self._last_send = now
-        self._force_send = is_client      # the client speaks first...
-        self._pad_next = is_client        # ...padded, to earn the server an answer budget
+        self._intent = SendIntent(force=is_client, pad=is_client)   # the client speaks first, padded
         self._unanswered = is_client      # client: nothing heard on this path yet
-        self._elicit_next = False         # add an empty PADDING frame: "answer me now"
         self.path = PathMonitor(now) if is_client else None   # client: when to move sockets
         # echo acknowledgements (keystroke prediction): the newest sent / seen
         self._echo_acks = EchoAcks()
@@ -313,8 +324,8 @@ class Channel:
 
     def path_changed(self) -> None:
         """Client: our source address changed (new socket); tell the server at once."""
-        self._force_send = True
-        self._pad_next = True
+        self._intent.force = True
+        self._intent.pad = True
         self._unanswered = True
         self._send.resend_newest()         # likely lost on the old path: resend it now
         self.stats["path_moves"] += 1
@@ -329,7 +340,7 @@ class Channel:
                 self._send.add(F.FRAME_ECHO_ACK, frames.pack_echo_ack(0, keystrokes, flags))
             return
         self._echo_acks.say(self.screen_state, keystrokes, flags, now)
-        self._force_send = True
+        self._intent.force = True
 
     def send_failed(self, error: int, now: float) -> bool:
         """Client: a datagram could not be sent (``error`` is the errno). Returns whether
@@ -421,7 +432,7 @@ class Channel:
         if addr != self._network.addr and newest:
             old = self._network.addr
             self._network.move_to(addr)
-            self._force_send = True            # send the challenge right away
+            self._intent.force = True            # send the challenge right away
             self.stats["address_changes"] += 1
             self._events.append(AddressChanged(old, addr))
         self._network.received(addr, size)
@@ -461,7 +472,7 @@ class Channel:
         elif frame_type == F.FRAME_STATE_ACK:
             self._screens_out.acknowledged(value)
         elif frame_type == F.FRAME_PADDING:
-            self._force_send = True    # a probe, a path change or a challenge: answer at once
+            self._intent.force = True    # a probe, a path change or a challenge: answer at once
         elif frame_type in (F.FRAME_SCREEN, F.FRAME_CLOSE, F.FRAME_ECHO_ACK):
             self._on_ordered(frame_type, value, now)   # unreliable flow: act on arrival
 
@@ -620,19 +631,19 @@ class Channel:
             self._events.append(PeerSilent(now - self.last_heard))
             self._next_silence_report = now + self.config.silence_report_interval
         if now >= self._last_send + self.config.keepalive_interval:
-            self._force_send = True
+            self._intent.force = True
         hop = self._hop_deadline()
         if hop is not None and now >= hop:
             self.path.moved(now)
             self._events.append(MoveRequested(now - self.last_heard))
         hello = self._hello_retry_at()
         if hello is not None and now >= hello:
-            self._force_send = self._pad_next = True
+            self._intent.force = self._intent.pad = True
         if self._send.probe_at is not None and now >= self._send.probe_at:
             self._send.probe(now, self.rto, closing=self.state is ChannelState.CLOSING)
             self.stats["probes"] += 1
             if self.role is Role.CLIENT and self._highest_rx < 0:
-                self._pad_next = True        # never heard back: the padded hello may have been lost
+                self._intent.pad = True        # never heard back: the padded hello may have been lost
         if self.state is ChannelState.CLOSING and now >= self._closing.deadline:
             self._become_closed(self._closing.by_us(timed_out=True), reply=True)   # a last word
 
@@ -667,7 +678,7 @@ class Channel:
             self._unordered_out.append((F.FRAME_CLOSE, frames.pack_close(CloseCode.NORMAL, "")))
         self._prepare_screen(now)
         if not self.addr_validated:
-            self._elicit_next = True     # one "answer me" per batch, never a burst of them
+            self._intent.elicit = True     # one "answer me" per batch, never a burst of them
         payloads: list[bytes] = []
         pending = self._send.take_resends()
         for i, osn in enumerate(pending):
@@ -705,9 +716,9 @@ class Channel:
         """Whether a datagram could be worth sending now (never False when one is):
         the send loop always asks once more than it sends, and that last question
         is on every keystroke's path, so it is answered without building anything."""
-        return bool(self._force_send or self._receive.naks or self._send.gone or self._screens_in.ack_pending
-                    or self._unordered_out or self._elicit_next
-                    or (self._pad_next and self.role is Role.CLIENT)
+        return bool(self._intent.force or self._receive.naks or self._send.gone or self._screens_in.ack_pending
+                    or self._unordered_out or self._intent.elicit
+                    or (self._intent.pad and self.role is Role.CLIENT)
                     or self._receive.ack_is_due(now)
                     or self._ordered_may_go())
 
@@ -776,21 +787,19 @@ class Channel:
         if bundle:
             used += len(bundle)
         eliciting = bool(bundle)             # ordered frames (or a resend): the peer ACKs them
-        if self._pad_next and self.role is Role.CLIENT:
+        if self._intent.pad and self.role is Role.CLIENT:
             add(F.FRAME_PADDING, bytes(max(0, budget - used - _FRAME_OVERHEAD)))
             worth_sending = eliciting = True
-        elif self._elicit_next and add(F.FRAME_PADDING, b""):
+        elif self._intent.elicit and add(F.FRAME_PADDING, b""):
             worth_sending = eliciting = True   # "answer me now": the answer's echo validates the address
         ack_due = self._receive.ack_is_due(now)
-        if not (worth_sending or self._force_send or ack_due):
+        if not (worth_sending or self._intent.force or ack_due):
             self._clock.give_back(ts)     # nothing sent
             return None
         payload = codec.encode_frames(parts) + bundle
         if ack_sent:
             self._receive.acked()
-        self._force_send = False
-        self._pad_next = False
-        self._elicit_next = False
+        self._intent.clear()
         self._count_sent(len(payload) + codec.OVERHEAD, ts, now)
         if eliciting and self.path is not None:
             self.path.on_sent(now)             # an answer is due: silence from here counts
