@@ -45,12 +45,13 @@ from moshpit.protocol.handshake import DiffMode, SessionParams
 from moshpit.protocol.roaming import PathMonitor
 from moshpit.protocol.rtt import PingClock, RttEstimator
 from moshpit.protocol.screenflow import EchoAcks, ScreenReceiver, ScreenSender
+from moshpit.protocol.builder import PayloadBuilder
 from moshpit.protocol.closing import Closing
 from moshpit.protocol.path import NetworkPath
 from moshpit.protocol.receive import ReceiveFlow
 from moshpit.protocol.recovery import RenoWindow, SendFlow
 from moshpit.protocol.wire import ACK_SIZE as _ACK_SIZE, FRAME_OVERHEAD as _FRAME_OVERHEAD, \
-    OSN_SIZE as _OSN_SIZE, PING_SIZE as _PING_SIZE, RANGE_SIZE as _RANGE_SIZE, parse_payload
+    OSN_SIZE as _OSN_SIZE, PING_SIZE as _PING_SIZE, parse_payload
 
 F = codec  # frame type constants live in the codec
 UNSENT_TIME = 0.02          # output waiting to be sent: what the window sends in this long,
@@ -105,17 +106,6 @@ class ChannelConfig:
             raise LocalProtocolError("max_datagram_size out of range")
         if not 1 <= self.min_window <= self.initial_window <= self.max_window < self.retransmit_capacity:
             raise LocalProtocolError("need min_window <= initial_window <= max_window < retransmit_capacity")
-
-
-def _coalesce(seqs: list[int]) -> list[tuple[int, int]]:
-    """Sorted sequence numbers -> inclusive ranges."""
-    ranges: list[list[int]] = []
-    for seq in seqs:
-        if ranges and ranges[-1][1] + 1 == seq:
-            ranges[-1][1] = seq
-        else:
-            ranges.append([seq, seq])
-    return [(a, b) for a, b in ranges]
 
 
 @dataclass
@@ -738,65 +728,25 @@ class Channel:
             if allowance < _PING_SIZE + _ACK_SIZE + (len(resend) if resend else 0):
                 return None       # unvalidated address, budget spent: wait for it to answer
             budget = min(budget, allowance)
-        parts: list[tuple[int, bytes]] = []
-        used = 0
-
-        def add(frame_type: int, body: bytes) -> bool:
-            nonlocal used
-            if used + _FRAME_OVERHEAD + len(body) > budget:
-                return False
-            parts.append((frame_type, body))
-            used += _FRAME_OVERHEAD + len(body)
-            return True
-
+        out = PayloadBuilder(budget)
         ts = self._clock.next_ts(now)
-        add(F.FRAME_PING, frames.pack_ping(ts, *self._clock.echo(now, frames.NO_ECHO)))
-        ack_sent = add(F.FRAME_ACK, frames.pack_u64(self._receive.next_expected))
-        bundle = resend or b""
-        worth_sending = resend is not None
+        out.add(F.FRAME_PING, frames.pack_ping(ts, *self._clock.echo(now, frames.NO_ECHO)))
+        ack_sent = out.add(F.FRAME_ACK, frames.pack_u64(self._receive.next_expected))
         if resend is None:
-            room = (budget - used - _FRAME_OVERHEAD) // _RANGE_SIZE
-            if self._receive.naks and room > 0:
-                add(F.FRAME_NAK, frames.pack_ranges(self._receive.take_naks(room)))
-                worth_sending = True
-            room = (budget - used - _FRAME_OVERHEAD) // _RANGE_SIZE
-            if self._send.gone and room > 0:
-                ranges = _coalesce(sorted(self._send.gone))[:room]
-                add(F.FRAME_GONE, frames.pack_ranges(ranges))
-                for first, last in ranges:
-                    self._send.gone.difference_update(range(first, last + 1))
-                worth_sending = True
-            echo_ack = self._echo_acks.current(now)
-            if echo_ack is not None:
-                add(F.FRAME_ECHO_ACK, echo_ack)
-            if self._screens_in.ack_pending and add(F.FRAME_STATE_ACK, frames.pack_u64(self.screen_state)):
-                self._screens_in.ack_pending = False
-                worth_sending = True
-            while self._unordered_out and add(*self._unordered_out[0]):
-                self._unordered_out.popleft()
-                worth_sending = True
-            if self._ordered_may_go():
-                room = min(budget - used, self.config.max_datagram_size - codec.OVERHEAD
-                           - _PING_SIZE - _ACK_SIZE) - _OSN_SIZE
-                ordered = self._send.take(room)
-                if ordered:
-                    osn, bundle = self._send.bundle(ordered, now, self.rto)
-                    if any(ft == F.FRAME_CLOSE for ft, _ in ordered):
-                        self._closing.osn = osn
-                    worth_sending = True
-        if bundle:
-            used += len(bundle)
-        eliciting = bool(bundle)             # ordered frames (or a resend): the peer ACKs them
+            worth_sending = self._write_control(out, now) | self._write_ordered(out, now)
+        else:
+            out.add_bundle(resend)
+            worth_sending = True
+        eliciting = bool(out.bundle)         # ordered frames (or a resend): the peer ACKs them
         if self._intent.pad and self.role is Role.CLIENT:
-            add(F.FRAME_PADDING, bytes(max(0, budget - used - _FRAME_OVERHEAD)))
+            out.pad()
             worth_sending = eliciting = True
-        elif self._intent.elicit and add(F.FRAME_PADDING, b""):
+        elif self._intent.elicit and out.add(F.FRAME_PADDING, b""):
             worth_sending = eliciting = True   # "answer me now": the answer's echo validates the address
-        ack_due = self._receive.ack_is_due(now)
-        if not (worth_sending or self._intent.force or ack_due):
+        if not (worth_sending or self._intent.force or self._receive.ack_is_due(now)):
             self._clock.give_back(ts)     # nothing sent
             return None
-        payload = codec.encode_frames(parts) + bundle
+        payload = out.payload()
         if ack_sent:
             self._receive.acked()
         self._intent.clear()
@@ -804,3 +754,37 @@ class Channel:
         if eliciting and self.path is not None:
             self.path.on_sent(now)             # an answer is due: silence from here counts
         return payload
+
+    def _write_control(self, out: PayloadBuilder, now: float) -> bool:
+        """NAK, GONE, ECHO_ACK, STATE_ACK and the unordered frames: whether any is worth a datagram."""
+        worth_sending = False
+        if self._receive.naks and out.ranges_room > 0:
+            out.add(F.FRAME_NAK, frames.pack_ranges(self._receive.take_naks(out.ranges_room)))
+            worth_sending = True
+        if self._send.gone and out.ranges_room > 0:
+            out.add(F.FRAME_GONE, frames.pack_ranges(self._send.take_gone(out.ranges_room)))
+            worth_sending = True
+        echo_ack = self._echo_acks.current(now)
+        if echo_ack is not None:
+            out.add(F.FRAME_ECHO_ACK, echo_ack)
+        if self._screens_in.ack_pending and out.add(F.FRAME_STATE_ACK, frames.pack_u64(self.screen_state)):
+            self._screens_in.ack_pending = False
+            worth_sending = True
+        while self._unordered_out and out.add(*self._unordered_out[0]):
+            self._unordered_out.popleft()
+            worth_sending = True
+        return worth_sending
+
+    def _write_ordered(self, out: PayloadBuilder, now: float) -> bool:
+        """A new bundle of the ordered flow, if the window lets one go."""
+        if not self._ordered_may_go():
+            return False
+        room = min(out.left, self.config.max_datagram_size - codec.OVERHEAD - _PING_SIZE - _ACK_SIZE) - _OSN_SIZE
+        ordered = self._send.take(room)
+        if not ordered:
+            return False
+        osn, bundle = self._send.bundle(ordered, now, self.rto)
+        if any(ft == F.FRAME_CLOSE for ft, _ in ordered):
+            self._closing.osn = osn
+        out.add_bundle(bundle)
+        return True

@@ -23,6 +23,17 @@ QUEUE_ALLOWANCE = 0.020     # output in flight is cut back while the RTT is more
                             # path's own: a queue on the path (bufferbloat) that a Ctrl-C waits behind
 
 
+def _coalesce(seqs: list[int]) -> list[tuple[int, int]]:
+    """Sorted sequence numbers -> inclusive ranges."""
+    ranges: list[list[int]] = []
+    for seq in seqs:
+        if ranges and ranges[-1][1] + 1 == seq:
+            ranges[-1][1] = seq
+        else:
+            ranges.append([seq, seq])
+    return [(a, b) for a, b in ranges]
+
+
 class RenoWindow:
     """Bundles in flight: slow start, then one more per window acknowledged; halved at
     most once per window of data on loss, never below a floor (random loss is not
@@ -182,6 +193,13 @@ class SendFlow:
         self.probes += 1
         backoff = 1 if closing else 2 ** min(self.probes, 6)
         self.probe_at = now + rto * backoff if self.in_flight else None
+
+    def take_gone(self, room: int) -> list[tuple[int, int]]:
+        """The GONE ranges that fit in ``room`` ranges, no longer owed."""
+        ranges = _coalesce(sorted(self.gone))[:room]
+        for first, last in ranges:
+            self.gone.difference_update(range(first, last + 1))
+        return ranges
 
     def take_resends(self) -> list[int]:
         pending, self.resend = sorted(self.resend), set()
