@@ -42,12 +42,11 @@ from moshpit.protocol.events import (AddressChanged, AddressValidated, Connectio
                                      OutputSkipped, PeerReachable,
                                      PeerSilent, Resized, ScreenUpdate, StreamGap)
 from moshpit.protocol.handshake import DiffMode, SessionParams
-from moshpit.protocol.roaming import PathMonitor
 from moshpit.protocol.rtt import PingClock, RttEstimator
 from moshpit.protocol.screenflow import EchoAcks, ScreenReceiver, ScreenSender
 from moshpit.protocol.builder import PayloadBuilder
 from moshpit.protocol.closing import Closing
-from moshpit.protocol.path import NetworkPath
+from moshpit.protocol.path import ClientPath, NetworkPath
 from moshpit.protocol.receive import ReceiveFlow
 from moshpit.protocol.recovery import RenoWindow, SendFlow
 from moshpit.protocol.wire import ACK_SIZE as _ACK_SIZE, FRAME_OVERHEAD as _FRAME_OVERHEAD, \
@@ -168,8 +167,7 @@ class Channel:
         self._next_silence_report = now + self.config.silence_threshold
         self._last_send = now
         self._intent = SendIntent(force=is_client, pad=is_client)   # the client speaks first, padded
-        self._unanswered = is_client      # client: nothing heard on this path yet
-        self.path = PathMonitor(now) if is_client else None   # client: when to move sockets
+        self.path = ClientPath(now) if is_client else None   # client: when to move sockets, hello again
         # echo acknowledgements (keystroke prediction): the newest sent / seen
         self._echo_acks = EchoAcks()
 
@@ -316,7 +314,8 @@ class Channel:
         """Client: our source address changed (new socket); tell the server at once."""
         self._intent.force = True
         self._intent.pad = True
-        self._unanswered = True
+        if self.path is not None:
+            self.path.changed()
         self._send.resend_newest()         # likely lost on the old path: resend it now
         self.stats["path_moves"] += 1
 
@@ -428,14 +427,11 @@ class Channel:
         self._network.received(addr, size)
 
     def _hello_retry_at(self) -> float | None:
-        """Client: until the server answers on this path, repeat a padded hello (so a
-        lost one does not leave the server without an answer budget for 3 s)."""
-        if not self._unanswered:
+        if self.path is None:
             return None
-        return self._last_send + min(self.config.keepalive_interval, max(self.rto, 0.5))
+        return self.path.hello_retry_at(self._last_send, self.config.keepalive_interval, self.rto)
 
     def _note_contact(self, now: float) -> None:
-        self._unanswered = False
         if self.path is not None:
             self.path.on_heard(now)
         if self._silent_reported:

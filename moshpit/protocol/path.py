@@ -1,4 +1,4 @@
-"""The peer's address as the channel knows it (no I/O).
+"""The peer's address as the channel knows it, and the client's path to it (no I/O).
 
 ``NetworkPath``: where datagrams go, and whether that address is proven. The server
 follows a client that roams (the newest authenticated datagram names the address),
@@ -10,6 +10,7 @@ attacker no amplification. The one place that budget is counted.
 from __future__ import annotations
 
 from moshpit import codec
+from moshpit.protocol.roaming import PathMonitor
 from moshpit.protocol.wire import ACK_SIZE, PING_SIZE
 
 
@@ -67,3 +68,26 @@ class NetworkPath:
     def worth_a_datagram(self) -> bool:
         """Whether the budget left pays for a datagram at all (a PING and an ACK)."""
         return self.may_send(codec.OVERHEAD + PING_SIZE + ACK_SIZE)
+
+
+class ClientPath(PathMonitor):
+    """The client's path to the server: when to move sockets (PathMonitor), and until the
+    server answers on this path, when to repeat the padded hello (so a lost one does not
+    leave the server without an answer budget for a keepalive interval)."""
+
+    def __init__(self, now: float):
+        super().__init__(now)
+        self.unanswered = True            # nothing heard on this path yet
+
+    def on_heard(self, now: float) -> None:
+        super().on_heard(now)
+        self.unanswered = False
+
+    def changed(self) -> None:
+        """A new source address: the server has not heard from it."""
+        self.unanswered = True
+
+    def hello_retry_at(self, last_send: float, keepalive_interval: float, rto: float) -> float | None:
+        if not self.unanswered:
+            return None
+        return last_send + min(keepalive_interval, max(rto, 0.5))
