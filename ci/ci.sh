@@ -33,6 +33,10 @@ fi
 echo "== README test command: $test_cmd"
 eval "$test_cmd"
 
+echo "== lint: ruff (E, F, W, B; pyproject.toml)"
+.venv/bin/pip install -q '.[lint]'
+.venv/bin/ruff check moshpit
+
 echo "== wheels (manylinux, sdist, cibuildwheel settings)"
 bash ci/wheels.sh
 

@@ -101,7 +101,7 @@ def format_table(sessions: list[dict], now: float | None = None) -> str:
                      _age(now - entry.get("started", now)), state, entry.get("peer") or "-",
                      entry.get("via", "mps") + (f" {entry['name']}" if entry.get("name") else "")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
                      for row in rows)
 
 

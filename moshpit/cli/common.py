@@ -144,7 +144,7 @@ def load_signing_key(private: str, public: str | None, *, missing: str):
         key = read_private_key(path)
     except PassphraseRequired:
         if not sys.stdin.isatty():
-            raise MoshpitError(f"{path} is protected by a passphrase and there is no terminal to ask on")
+            raise MoshpitError(f"{path} is protected by a passphrase and there is no terminal to ask on") from None
         key = read_private_key(path, getpass.getpass(f"Enter passphrase for {path}: "))
     pub_path = Path(os.path.expanduser(public)) if public else path.with_name(path.name + ".pub")
     if pub_path.exists() and read_public_key(pub_path)[0] != bytes(key.verify_key):

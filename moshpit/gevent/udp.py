@@ -155,7 +155,7 @@ def send_many(sock: socket.socket, datagrams: list[bytes], addr) -> int:
                 sock.sendmsg(datagrams[i:j], [(SOL_UDP, UDP_SEGMENT, size.to_bytes(2, "little"))], 0, addr)
         except BlockingIOError:
             return sent
-        except OSError as exc:
+        except OSError:
             if j - i == 1:
                 raise
             _gso_works = False                 # EIO, EINVAL, ENOPROTOOPT: no GSO here

@@ -366,7 +366,7 @@ class Channel:
 
     def receive_datagrams(self, datagrams: Sequence[bytes], addr, now: float) -> None:
         """Take a run of datagrams from ``addr`` (one read's), opened in one call."""
-        for data, opened in zip(datagrams, self._opener.open_many(datagrams)):
+        for data, opened in zip(datagrams, self._opener.open_many(datagrams), strict=True):
             if isinstance(opened, DatagramDropped):
                 self.drops[opened.reason] += 1
             else:

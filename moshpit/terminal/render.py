@@ -208,7 +208,7 @@ def _paint_plain_row(p: _Painter, y: int, line: tuple, written: int) -> bool:
         shown = 0 if first.data == " " else cols         # where the last cell not a blank ends
     else:
         text = "".join(map(_DATA, line))
-        if any(not _same_pen(cell, first) for cell in dict(zip(map(id, line), line)).values()):
+        if any(not _same_pen(cell, first) for cell in dict(zip(map(id, line), line, strict=True)).values()):
             return False
         shown = -1
     if len(text) != cols or not (text.isascii() and text.isprintable()):

@@ -134,7 +134,7 @@ def _uniform_row(cell: Cell) -> Row:
 
 def _without_none(keys, values):
     """``(key, value)`` pairs for the values that are not None, built in C."""
-    return compress(zip(keys, values), map(is_not, values, repeat(None)))
+    return compress(zip(keys, values, strict=True), map(is_not, values, repeat(None)))
 
 
 class TermScreen(pyte.Screen):
