@@ -26,6 +26,6 @@ setup(
             "binding": True,
         },
     ),
-    package_data={"moshpit": ["py.typed"]},
+    package_data={"moshpit": ["py.typed", "*.pyi"]},
     exclude_package_data={"moshpit": ["*.c", "*.pyx", "*.pxd"]},
 )

@@ -1,0 +1,19 @@
+"""Types of the compiled anti-replay window (replay.pyx)."""
+
+VERDICT_FRESH: int
+VERDICT_DUPLICATE: int
+VERDICT_TOO_OLD: int
+VERDICT_TOO_FAR_AHEAD: int
+DEFAULT_BITS: int
+DEFAULT_MAX_AHEAD: int
+
+class ReplayWindow:
+    def __init__(self, bits: int = ..., max_ahead: int = ...) -> None: ...
+    @property
+    def window(self) -> int: ...
+    @property
+    def max_ahead(self) -> int: ...
+    @property
+    def highest(self) -> int | None: ...
+    def check(self, seq: int) -> int: ...
+    def commit(self, seq: int) -> int: ...
