@@ -16,6 +16,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from moshpit.errors import MoshpitError
@@ -35,10 +36,10 @@ def _port_range(value) -> tuple[int, int]:
     if isinstance(value, tuple) and len(value) == 1 and isinstance(value[0], str):
         value = value[0]                  # "LOW-HIGH" from the environment or the command line
     if isinstance(value, str):
-        low, sep, high = value.partition("-")
+        first, sep, last = value.partition("-")
         if not sep:
             raise ValueError("must look like LOW-HIGH")
-        value = (int(low), int(high))
+        value = (first, last)
     low, high = (int(v) for v in value)
     if not (1 <= low <= high <= 65535):
         raise ValueError("must be LOW-HIGH with 1 <= LOW <= HIGH <= 65535")
@@ -195,7 +196,7 @@ def load(app: str, path: str | os.PathLike | None = None, *, cli: dict | None = 
     """The configuration of ``app`` ("moshpits" or "moshpit"). ``required``: the file was
     named by the user, so its absence is a mistake to report rather than defaults."""
     cls = APPS[app]
-    environ = os.environ if environ is None else environ
+    env: Mapping[str, str] = os.environ if environ is None else environ
     path = Path(path) if path else default_path(app)
     values: dict = {}
     origins: dict = {}
@@ -219,8 +220,8 @@ def load(app: str, path: str | os.PathLike | None = None, *, cli: dict | None = 
                     raise ConfigError(f"{path}: unknown key '{table}.{key}'")
         origins = {k: str(path) for k in _env_names(cls, app).values()}
     for name, dotted in _env_names(cls, app).items():
-        if name in environ:
-            _set(values, dotted, environ[name])
+        if name in env:
+            _set(values, dotted, env[name])
             origins[dotted] = f"environment variable {name}"
     for dotted, value in (cli or {}).items():
         if value is not None:

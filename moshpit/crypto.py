@@ -24,6 +24,7 @@ replay window.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import nacl.bindings
@@ -36,6 +37,7 @@ from moshpit.errors import (DatagramDropped, LocalProtocolError,
                             RemoteProtocolError)
 from moshpit.replay import ReplayWindow
 
+_openssl_hmac: Callable | None
 try:                                   # OpenSSL's HMAC object itself: hmac.new wraps it in
     from _hashlib import hmac_new as _openssl_hmac      # Python, a third of a MAC's cost
 except ImportError:                    # (an interpreter built without OpenSSL's hashes)

@@ -88,6 +88,7 @@ class SessionFile:
 
     @property
     def _shown_path(self) -> Path:
+        assert self.path is not None                  # (callers check: no terminal, no file)
         return self.path.with_name(self.path.name + ".shown")
 
     def load_shown(self) -> tuple[int, int] | None:

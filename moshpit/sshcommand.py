@@ -14,6 +14,8 @@ import os
 import shlex
 import subprocess
 import tempfile
+from collections.abc import Sequence
+from typing import IO
 
 log = logging.getLogger("moshpit.client")
 
@@ -24,9 +26,14 @@ DEFAULT_SERVER = "mps"
 FIND_DEFAULT = 'command -v "$0" >/dev/null 2>&1 || PATH="$PATH:$HOME/.local/bin"; exec "$0" "$@"'
 
 
+class SshProcess(subprocess.Popen):
+    """ssh running; ``errors``: the file its stderr goes to, in the background."""
+    errors: IO[bytes] | None = None
+
+
 class SshCommand:
     def __init__(self, ssh: str, destination: str, host: str, *, server: str = DEFAULT_SERVER, name: str,
-                 command: list[str] = (), udp_ports: str | None = None, window: tuple[int, int] | None = None,
+                 command: Sequence[str] = (), udp_ports: str | None = None, window: tuple[int, int] | None = None,
                  env: dict | None = None):
         """``name`` picks the session on the server (the same name resumes it); ``window``
         and ``env`` (TERM, the locale) let a new session's shell start before the key
@@ -64,7 +71,7 @@ class SshCommand:
         batch = [] if interactive else ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
         return [*self.ssh, *batch, "-T", "--", self.destination, self.remote_command(resume_only=not interactive)]
 
-    def start(self, *, interactive: bool) -> subprocess.Popen:
+    def start(self, *, interactive: bool) -> SshProcess:
         """ssh, running: its stdin and stdout are the channel. Interactive, its stderr is
         the user's terminal (prompts, its own errors). In the background it has no
         terminal at all (its own session: no ssh it runs, a ProxyJump's included, can
@@ -74,10 +81,10 @@ class SshCommand:
         argv = self.argv(interactive=interactive)
         log.info("running %s", shlex.join(argv))
         if interactive:
-            return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            return SshProcess(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         errors = tempfile.TemporaryFile()
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+            proc = SshProcess(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
                                     start_new_session=True, env=dict(os.environ, SSH_ASKPASS_REQUIRE="never"))
         except BaseException:
             errors.close()

@@ -207,6 +207,12 @@ class Channel:
         return self._network.validated
 
     @property
+    def _screens(self) -> ScreenSender:
+        """The server's screen sender (a client has none)."""
+        assert self._screens_out is not None, "only the server sends screens"
+        return self._screens_out
+
+    @property
     def screen_state(self) -> int:
         """Server: the newest screen; client: the newest applied."""
         return self._screens_out.state if self._screens_out is not None else self._screens_in.state
@@ -295,9 +301,9 @@ class Channel:
         """Server: the screen is now at ``state`` (numbers only grow)."""
         if self.role is not Role.SERVER:
             raise LocalProtocolError("only the server has a screen to send")
-        if state < self._screens_out.state:
+        if state < self._screens.state:
             raise LocalProtocolError("screen state numbers must not go backwards")
-        self._screens_out.state = state
+        self._screens.state = state
 
     def screen_applied(self, state: int) -> None:
         """Client: we now hold ``state``; acknowledge it so diffs start from it. (In a
@@ -370,7 +376,8 @@ class Channel:
             if isinstance(opened, DatagramDropped):
                 self.drops[opened.reason] += 1
             else:
-                self._take_opened(data, *opened, addr, now)
+                seq, payload = opened
+                self._take_opened(data, seq, payload, addr, now)
 
     def _take_opened(self, data: bytes, seq: int, payload: bytes, addr, now: float) -> None:
         try:
@@ -456,7 +463,8 @@ class Channel:
                     self._receive.tracker.give_up(first, last)
                 self._take_abandoned()
         elif frame_type == F.FRAME_STATE_ACK:
-            self._screens_out.acknowledged(value)
+            if self._screens_out is not None:
+                self._screens_out.acknowledged(value)
         elif frame_type == F.FRAME_PADDING:
             self._intent.force = True    # a probe, a path change or a challenge: answer at once
         elif frame_type in (F.FRAME_SCREEN, F.FRAME_CLOSE, F.FRAME_ECHO_ACK):
@@ -523,12 +531,12 @@ class Channel:
         if self.send_reliable:
             self._queue_snapshot()
         else:
-            self._screens_out.restart()
+            self._screens.restart()
 
     def _queue_snapshot(self) -> None:
         if self.screen_state == 0 or self._send.holds(F.FRAME_SCREEN):
             return                            # one queued repaint is enough
-        for body in self._screens_out.snapshot(self._chunk_size()):
+        for body in self._screens.snapshot(self._chunk_size()):
             self._send.add(F.FRAME_SCREEN, body)
 
     def _become_closed(self, event: ConnectionClosed, *, reply: bool = False) -> None:
@@ -563,7 +571,7 @@ class Channel:
         nak = self._nak_deadline()
         if nak is not None:
             deadlines.append(nak)
-        if self.state is ChannelState.CLOSING:
+        if self.state is ChannelState.CLOSING and self._closing.deadline is not None:
             deadlines.append(self._closing.deadline)
         if not self._can_send():
             return min(deadlines)   # nothing can go out before the peer speaks again
@@ -619,7 +627,7 @@ class Channel:
         if now >= self._last_send + self.config.keepalive_interval:
             self._intent.force = True
         hop = self._hop_deadline()
-        if hop is not None and now >= hop:
+        if hop is not None and now >= hop and self.path is not None:
             self.path.moved(now)
             self._events.append(MoveRequested(now - self.last_heard))
         hello = self._hello_retry_at()
@@ -630,7 +638,8 @@ class Channel:
             self.stats["probes"] += 1
             if self.role is Role.CLIENT and self._highest_rx < 0:
                 self._intent.pad = True        # never heard back: the padded hello may have been lost
-        if self.state is ChannelState.CLOSING and now >= self._closing.deadline:
+        if self.state is ChannelState.CLOSING and self._closing.deadline is not None \
+                and now >= self._closing.deadline:
             self._become_closed(self._closing.by_us(timed_out=True), reply=True)   # a last word
 
     def _screen_deadline(self) -> float | None:
@@ -648,7 +657,7 @@ class Channel:
         if deadline is None or now < deadline or self.state is ChannelState.CLOSED:
             return
         self._unordered_out = deque(   # a newer message supersedes any chunks not yet sent
-            (F.FRAME_SCREEN, body) for body in self._screens_out.message(now, self._chunk_size()))
+            (F.FRAME_SCREEN, body) for body in self._screens.message(now, self._chunk_size()))
         self.stats["screen_messages"] += 1
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, object]]:

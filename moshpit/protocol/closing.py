@@ -43,6 +43,7 @@ class Closing:
 
     def resend_at(self, screen_acked: bool, rto: float) -> float:
         """Unreliable flow: when our CLOSE next goes out."""
+        assert self.deadline is not None                # (only while closing)
         ready = float("-inf") if screen_acked else self.deadline - self.timeout / 2
         return max(ready, self._sent_at + max(rto, 0.2))
 

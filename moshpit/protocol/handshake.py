@@ -343,9 +343,9 @@ class _Handshake:
         """
         kind = self._inbuf[0]
         if kind not in self._OPENERS:
-            self._fail(NotMoshpitPeer(Failure.UNEXPECTED_MESSAGE, self._PEER, self._inbuf), tell_peer=True)
+            self._fail(NotMoshpitPeer(Failure.UNEXPECTED_MESSAGE, self._PEER, bytes(self._inbuf)), tell_peer=True)
         if len(self._inbuf) >= _HEADER.size and _HEADER.unpack_from(self._inbuf)[1] > MAX_MESSAGE_BODY:
-            self._fail(NotMoshpitPeer(Failure.OVERSIZED, self._PEER, self._inbuf), tell_peer=True)
+            self._fail(NotMoshpitPeer(Failure.OVERSIZED, self._PEER, bytes(self._inbuf)), tell_peer=True)
 
     def _dispatch(self, kind: int, wire: bytes) -> None:
         body = wire[_HEADER.size:]
@@ -600,6 +600,7 @@ class ServerHandshake(_Handshake):
                      + bytes([1 if resumed else 0]) + struct.pack("!Q", input_received))
         self._outbuf += _seal(self._k_s_hs, MessageType.SERVER_ACCEPT, plaintext)
         request = self._request
+        assert request is not None                    # (AUTH_DECISION: the request is in)
         self.params = SessionParams(
             conn_id=conn_id, udp_port=udp_port, session_id=session_id, resume_token=resume_token,
             resumed=resumed, diff_mode=DiffMode(request.diff_mode), keys=self._keys,

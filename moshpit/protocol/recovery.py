@@ -92,7 +92,9 @@ class SendFlow:
 
     def add_data(self, data: bytes) -> None:
         if self.queue and self.queue[-1][0] == F.FRAME_DATA:
-            self.queue[-1][1].extend(data)              # type: ignore[union-attr]  (DATA is a bytearray)
+            tail = self.queue[-1][1]
+            assert isinstance(tail, bytearray)              # (queued DATA is always a bytearray)
+            tail.extend(data)
         else:
             self.queue.append((F.FRAME_DATA, bytearray(data)))
         self.pending_bytes += len(data)
@@ -125,7 +127,8 @@ class SendFlow:
                 if space <= 0:
                     break
                 chunk = bytes(body[:space])
-                del body[:space]                        # type: ignore[union-attr]
+                assert isinstance(body, bytearray)
+                del body[:space]
                 taken.append((F.FRAME_DATA, chunk))
                 used += FRAME_OVERHEAD + len(chunk)
                 self.pending_bytes -= len(chunk)

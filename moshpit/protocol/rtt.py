@@ -14,9 +14,9 @@ class RttEstimator:
 
     __slots__ = ("srtt", "rttvar", "samples", "min_rtt")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.srtt: float | None = None
-        self.rttvar: float | None = None
+        self.rttvar = 0.0                     # (meaningful once srtt is)
         self.samples = 0
         self.min_rtt: float | None = None     # the path's own delay, without queues
 

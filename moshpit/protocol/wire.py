@@ -54,7 +54,7 @@ def parse_payload(payload: bytes, *, from_server: bool, unordered_ok: frozenset)
         if frame_type in not_from_sender:
             raise DecodeError(f"frame type {frame_type} is not sent in this direction")
         if frame_type == F.FRAME_OSN:
-            if osn is not None or value > F.MAX_SEQ:
+            if osn is not None or not isinstance(value, int) or value > F.MAX_SEQ:
                 raise DecodeError("unexpected OSN frame")
             osn = value
         elif osn is not None:
