@@ -269,6 +269,7 @@ class ServerSession:
 
     def _apply_window(self, now: float) -> None:
         self.flush()
+        assert self._window_wanted is not None
         self.model.resize(*self._window_wanted)
         self.flush()
         self._window_wanted, self._resized_at = None, now
@@ -367,6 +368,7 @@ class ClientSession:
         # Hidden (tentative) guesses can wait: under `cat` the echo ack of the Enter that
         # started it queues behind the output, and modelling each datagram on its own
         # cost 0.5 s of CPU per MB.
+        assert self.engine is not None                   # (in step: predictions are on)
         if self.engine.visible or len(self._unfed) >= UNFED_LIMIT:
             self._catch_up(now)
 
@@ -409,6 +411,7 @@ class ClientSession:
     def _catch_up(self, now: float) -> None:
         """reliable: feed the model what the terminal has had, then judge and show."""
         if self._unfed:
+            assert self._model is not None               # (in step: the model is kept)
             self._model.feed(bytes(self._unfed))
             self._unfed.clear()
             self.truth = self.displayed = self._model.state
@@ -533,6 +536,7 @@ class ClientSession:
     def _show_predictions(self, now: float) -> None:
         if self._unfed or (self._model is not None and not self._model.at_rest):
             return                     # the truth is behind, or mid-sequence: nothing may go in
+        assert self.engine is not None
         shown = self.engine.display(self.truth, now)
         if shown != self.displayed:
             self.output += render_diff(self.displayed, shown, scroll=False).encode()

@@ -274,6 +274,7 @@ class TerminalModel:
         screen.buffer.clear()
         screen.dirty.update(range(screen.lines))
         screen.cursor.x, screen.cursor.y = x, y
+        assert screen.scrolled is not None               # (the fast path keeps rows only when asked)
         screen.scrolled.extend(kept)
         screen.scrolled_count += len(kept)
         screen.scrolled_unseen = screen.lines - 1   # the blank rows now above the cursor

@@ -214,10 +214,9 @@ class PredictionEngine:
             row[p.col] = p.cell._replace(underscore=True) if underline else p.cell
         for y, row in rows.items():
             lines[y] = tuple(row)
-        update = {"lines": tuple(lines)}
         if cursor is not None and cursor.row < truth.rows and cursor.col <= truth.cols:
-            update.update(cursor_x=cursor.col, cursor_y=cursor.row)
-        return replace(truth, **update)
+            return replace(truth, lines=tuple(lines), cursor_x=cursor.col, cursor_y=cursor.row)
+        return replace(truth, lines=tuple(lines))
 
     def get_timer(self) -> float | None:
         """When adaptive display should look again (a keystroke becoming slow)."""

@@ -162,7 +162,7 @@ def _row_changes(old: tuple | None, new: tuple, cols: int) -> list[list[int]]:
         if start > 0 and (new[start].data == "" or (old is not None and old[start].data == "")):
             start -= 1
         end = cols if old is None else x + 1
-        while end < cols and old[end] != new[end]:
+        while old is not None and end < cols and old[end] != new[end]:
             end += 1
         while end < cols and (new[end].data == "" or (old is not None and old[end].data == "")):
             end += 1
@@ -273,6 +273,7 @@ def _paint_row(p: _Painter, y: int, old: tuple | None, new: tuple, cleared: bool
             return
         old_written = 0
     elif old_written is None:
+        assert old is not None                        # (not cleared: there was a row)
         old_written = extent(old, 0)
     if new_written is None:
         new_written = max(extent(new, 0), old_written)
@@ -287,6 +288,7 @@ def _paint_row(p: _Painter, y: int, old: tuple | None, new: tuple, cleared: bool
         use_el = tail < cols and tail_pen != base
         old = (base,) * cols
     else:
+        assert old is not None
         use_el = tail < cols and any(c != tail_pen for c in old[tail:])
         spans = _row_changes(old, new, cols)
         if use_el:

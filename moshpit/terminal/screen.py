@@ -35,7 +35,7 @@ import copy
 from collections import defaultdict
 from itertools import compress, repeat
 from operator import is_not
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pyte
 from pyte import charsets as cs
@@ -141,6 +141,14 @@ class TermScreen(pyte.Screen):
     """A pyte Screen that behaves like the terminals moshpit's users run."""
 
     MAX_REPLIES = 64
+    # pyte's state, as this class uses it (pyte is taken as untyped: see pyproject.toml)
+    lines: int
+    columns: int
+    cursor: Any
+    margins: Any
+    buffer: Any
+    savepoints: list
+    mode: set
 
     def __init__(self, columns: int, lines: int):
         self.work = 0           # a cost meter (see CELLS_PER_UNIT)
@@ -152,7 +160,7 @@ class TermScreen(pyte.Screen):
         self.cursor_style = 0
         self.app_keypad = False
         self.alt_screen = False
-        self._inactive_buffer = None
+        self._inactive_buffer: Any = None
         # Rows that scroll off the top of the main screen, for the scrollback of a client
         # that is sent screen states (None: not kept). Each is the row as it left: a
         # buffer row (a dict of cells, no longer in the buffer) or None for a blank one.

@@ -63,8 +63,7 @@ def insert_rows(shown, lines: list[str], known: bool = True) -> tuple[str, objec
     screen = list(shown.lines) if known and not alt else [None] * rows   # None: not known
     blank = (BLANK,) * shown.cols
     same = 0
-    while same < min(len(lines), rows) and screen[same] is not None \
-            and render_row(screen[same]) == lines[same]:
+    while same < min(len(lines), rows) and (row := screen[same]) is not None and render_row(row) == lines[same]:
         same += 1
     if same:
         out.append(f"{CSI}{rows}H" + "\n" * same)
