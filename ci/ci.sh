@@ -33,9 +33,11 @@ fi
 echo "== README test command: $test_cmd"
 eval "$test_cmd"
 
-echo "== lint: ruff (E, F, W, B; pyproject.toml)"
+echo "== lint: ruff (E, F, W, B; pyproject.toml) and mypy"
 .venv/bin/pip install -q 'ruff>=0.5' 'mypy>=1.10'      # (the lint extra, without rebuilding moshpit)
 .venv/bin/ruff check moshpit
+echo "== types: mypy (pyproject.toml)"
+.venv/bin/mypy
 
 echo "== wheels (manylinux, sdist, cibuildwheel settings)"
 bash ci/wheels.sh

@@ -17,6 +17,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from moshpit.errors import MoshpitError
 
@@ -258,6 +259,14 @@ def _ask_to_trust(name: str, shown: str, ask) -> str:
                     f"holds ({shown}).\nSomeone may be in the middle, or you were given the wrong "
                     "fingerprint.\nHost key verification failed.")
         prompt = "Please type 'yes', 'no' or the fingerprint: "
+
+
+class HostKeyJudge(Protocol):
+    """What a client asks of whoever decides on a host key: ``KnownHosts`` (mps),
+    ``VouchedBySsh`` (mp --ssh) or ``PinnedHostKey`` (mp --local)."""
+
+    def verify(self, host: str, port: int, key: bytes, policy: HostKeyPolicy,
+               ask=None) -> HostKeyVerdict: ...
 
 
 class VouchedBySsh:

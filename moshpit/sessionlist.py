@@ -14,7 +14,7 @@ import os
 import pwd
 import socket
 import time
-from pathlib import Path
+from collections.abc import Sequence
 
 REQUEST = b"sessions\n"
 MAX_ANSWER = 1 << 20
@@ -119,11 +119,14 @@ def nobody_listens(path: str | os.PathLike) -> bool:
     return False
 
 
-def gather(control_paths: list[Path], timeout: float = 2.0) -> tuple[list[dict], list[Path], list[Path]]:
+def gather(control_paths: Sequence[str | os.PathLike],
+           timeout: float = 2.0) -> tuple[list[dict], list, list]:
     """Every answer from these sockets; the sockets whose server is gone; and those whose
     server is there but did not answer (busy, stopped, or turning us away), whose
     sessions are therefore missing from the answer: never to be taken for "none"."""
-    sessions, gone, busy = [], [], []
+    sessions: list[dict] = []
+    gone: list = []                     # paths, as given
+    busy: list = []
     for path in control_paths:
         found = query(path, timeout)
         if found is not None:

@@ -223,6 +223,7 @@ def _run_remote(config, args) -> int:
                                                             params.resume_token),
                     shown=sessions.load_shown(), on_output=sessions.shown_writer())
     client.connect()
+    assert client.params is not None                  # (connected)
     sessions.save(host, config.server_port, user, client.params.resume_token)
     code = client.run()
     if client.session_over:

@@ -13,6 +13,8 @@ import logging
 import os
 import signal
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import gevent
 import gevent.event
@@ -20,12 +22,12 @@ import gevent.os
 import gevent.socket as gsocket
 
 from moshpit.errors import RemoteProtocolError
-from moshpit.keys import HostKeyPolicy, KnownHosts
+from moshpit.keys import HostKeyJudge, HostKeyPolicy
 from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import (ConnectionClosed, HandshakeRefused, HostKeyReceived,
                                      MoveRequested, PeerReachable, PeerSilent)
 from moshpit.protocol.backoff import Backoff
-from moshpit.protocol.handshake import ClientHandshake, DiffMode, RefuseCode, ServerBusy
+from moshpit.protocol.handshake import ClientHandshake, DiffMode, RefuseCode, ServerBusy, SessionParams
 from moshpit.gevent import udp as udpio
 from moshpit.gevent.routes import ClientError, TcpRoute
 from moshpit.session import ClientSession
@@ -43,8 +45,16 @@ NOT_AUTHORISED_HINT = (". The server tells a client no more; its log says why (m
 log = logging.getLogger("moshpit.client")
 
 
+@dataclass
+class Connection:
+    """What one key exchange gave: swapped whole when the session is resumed."""
+    params: SessionParams
+    link: udpio.UdpLink
+    channel: Channel
+
+
 class Client:
-    def __init__(self, host: str, port: int, *, identity, user: str, known_hosts: KnownHosts,
+    def __init__(self, host: str, port: int, *, identity, user: str, known_hosts: HostKeyJudge,
                  policy: HostKeyPolicy, diff_mode: DiffMode = DiffMode.RELIABLE,
                  term: str = "xterm-256color", env: dict | None = None, ask=None,
                  stdin_fd: int = 0, stdout_fd: int = 1, resume_token: bytes | None = None,
@@ -66,14 +76,13 @@ class Client:
         self.resume_token = resume_token
         self.shown = shown if resume_token is not None else None
         self.on_output = on_output
-        self.params = None
-        self.channel: Channel | None = None
-        self.session: ClientSession | None = None
+        self.conn: Connection | None = None          # set by connect(), replaced on each resume
+        self._session: ClientSession | None = None
         self.exit_message = ""
         self.exit_code = 0
         self._done = gevent.event.Event()
         self._escape = False
-        self._timer = None
+        self._timer: Any = None                  # the hub timer, re-armed for the next deadline
         self._status_shown = False
         self.session_over = False     # True once the shell is gone (or we ended it)
         self.on_resumed = on_resumed  # called with the new SessionParams after each reconnect
@@ -84,11 +93,35 @@ class Client:
         self._silent = False
         self._typed = bytearray()     # keystrokes sent on this connection, from offset _typed_base
         self._typed_base = 0
-        self.link: udpio.UdpLink | None = None
         self._path_dead = False       # sends fail for want of a route: resuming elsewhere
         self._terminal: RawMode | None = None
         self._status_text = ""
         self._trusted_just_now = False  # the user said yes to a new host key in this exchange
+
+    @property
+    def params(self) -> SessionParams | None:
+        """The connection's session parameters (None before the first key exchange)."""
+        return self.conn.params if self.conn is not None else None
+
+    @property
+    def channel_params(self) -> SessionParams:
+        assert self.conn is not None, "connect() first"
+        return self.conn.params
+
+    @property
+    def channel(self) -> Channel:
+        assert self.conn is not None, "connect() first"
+        return self.conn.channel
+
+    @property
+    def link(self) -> udpio.UdpLink:
+        assert self.conn is not None, "connect() first"
+        return self.conn.link
+
+    @property
+    def session(self) -> ClientSession:
+        assert self._session is not None, "connect() first"
+        return self._session
 
     # --- connecting -----------------------------------------------------------------
     def connect(self) -> None:
@@ -113,7 +146,7 @@ class Client:
                 self._trusted_just_now = False
                 log.info("key exchange after the host-key question failed (%s); trying again", exc)
         self._open_channel(params, address)
-        self.session = ClientSession(cols, rows, self.clipboard_max_bytes, predict=self.predict,
+        self._session = ClientSession(cols, rows, self.clipboard_max_bytes, predict=self.predict,
                                      shown=self.shown if params.resumed else (0, 0))
         self.session.connected(params.input_received)
 
@@ -169,10 +202,9 @@ class Client:
 
     def _open_channel(self, params, address) -> None:
         family, host = address
-        self.params = params
-        self.link = udpio.UdpLink(family, (host, params.udp_port), self._on_datagrams)
-        self.channel = Channel.from_params(Role.CLIENT, params, now=time.monotonic(),
-                                           peer_addr=(host, params.udp_port))
+        self.conn = Connection(params, udpio.UdpLink(family, (host, params.udp_port), self._on_datagrams),
+                               Channel.from_params(Role.CLIENT, params, now=time.monotonic(),
+                                                   peer_addr=(host, params.udp_port)))
         self._typed_base = params.input_received
 
     # --- reconnecting ---------------------------------------------------------------
@@ -193,7 +225,7 @@ class Client:
                     return                           # the old path came back by itself
                 try:
                     params, address = self._key_exchange(self.session.cols, self.session.rows,
-                                                         self.params.resume_token, resume_only=True,
+                                                         self.channel_params.resume_token, resume_only=True,
                                                          shown=self.session.shown)
                 except ClientError as exc:
                     self.reconnect_failures += 1
@@ -265,7 +297,7 @@ class Client:
 
     def _log_prediction(self) -> None:
         """Why keys were or were not shown at once, for ``mp -v`` and the log."""
-        engine = self.session.engine if self.session is not None else None
+        engine = self._session.engine if self._session is not None else None
         if engine is None:
             return
         srtt = self.channel.rtt.srtt
@@ -378,7 +410,7 @@ class Client:
                 render_full(self.session.displayed)
             self._status_shown = False
         out += SANE_MODES
-        if self.session is not None and not self.session.at_line_start:
+        if self._session is not None and not self._session.at_line_start:
             out += "\r\n"
         try:
             gevent.os.nb_write(self.stdout_fd, out.encode())
@@ -400,7 +432,7 @@ class Client:
         """The user is done: end the session (as Mosh does), not just this client."""
         self.exit_message = message
         self.session_over = True
-        if self.channel is not None and not self.channel.closed:
+        if self.conn is not None and not self.conn.channel.closed:
             self.channel.close(CloseCode.NORMAL, "client quit", now=time.monotonic())
             self.service()
         self._done.set()

@@ -27,6 +27,7 @@ import selectors
 import signal
 import socket
 import sys
+from typing import Any
 
 log = logging.getLogger("moshpit.server")
 
@@ -277,7 +278,7 @@ class ForkServer:
         self.sock = gsocket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=ours.detach())
         self._lock = gevent.lock.Semaphore()
         self._next_id = 0
-        self._waiting: dict[int, object] = {}
+        self._waiting: dict[int, Any] = {}              # request id -> its AsyncResult
         self._reader = gevent.spawn(self._read)
 
     @property

@@ -80,7 +80,7 @@ class Server:
         self.listener = listener
         self.single_session = single_session
         self.control_path, self.control_mode = control, control_mode
-        self._control = None
+        self._control: ControlSocket | None = None
         self._early_shell: tuple[int, int] | None = None     # (pid, PTY fd): start_shell_early
         self.unix_peer, self.via, self.name, self.notice = unix_peer, via, name, notice
         self.udp_host = udp_host if udp_host is not None else bind[0]
@@ -180,7 +180,8 @@ class Server:
     def _forget(self, shell) -> None:
         if self.sessions.pop(shell.record.session_id, None) is not None:
             self.registry.close(shell.record.session_id)
-        if isinstance(shell, SessionProcess) and shell.tty is not None and self.login_records is not None:
+        if isinstance(shell, SessionProcess) and shell.tty is not None and shell.shell_pid is not None \
+                and self.login_records is not None:
             self.login_records.logout(shell.shell_pid, shell.tty)
         if self.single_session and not self.sessions:
             gevent.spawn(self.stop)                  # its one session is over: so is it
@@ -207,7 +208,7 @@ class Server:
     # --- session processes ----------------------------------------------------------------
     def _session_started(self, handle: SessionProcess) -> None:
         """The session process's first word, sent before it dropped privileges."""
-        if self.login_records is not None and handle.tty is not None:
+        if self.login_records is not None and handle.tty is not None and handle.shell_pid is not None:
             self.login_records.login(handle.shell_pid, handle.tty, handle.user, handle.peer)
 
     def _session_process_exited(self, pid: int, status: int) -> None:
@@ -335,7 +336,7 @@ class Server:
         verdict = self.authorize(request.client_key, user) if closed is None else None
         if verdict is None or not verdict.allowed:
             log.warning("refused %s (%s) from %s: %s", request.user, request.fingerprint, address,
-                        closed or verdict.reason)
+                        closed or (verdict.reason if verdict is not None else ""))
             hs.refuse()
             return
         try:
@@ -368,14 +369,15 @@ class Server:
                 return
             self.sessions[record.session_id] = shell
         elif isinstance(shell, SessionProcess):
-            input_received = shell.prepare_resume()
+            answered = shell.prepare_resume()
             if shell.exit_status is not None:
                 hs.refuse(RefuseCode.NO_SESSION, "the session has ended")
                 return
-            if input_received is None:
+            if answered is None:
                 log.warning("session process %d did not answer; %s not resumed", shell.pid, request.user)
                 hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
                 return
+            input_received = answered
         else:
             input_received = shell.session.input_received
         params = hs.accept(conn_id=record.conn_id, udp_port=record.udp_port, session_id=record.session_id,
@@ -426,6 +428,7 @@ class Server:
 
     def _start_process(self, record, user, host: str, sock, argv, env, request, notice: str) -> SessionProcess:
         import socket
+        assert self._forkserver is not None           # (processes=True)
         if not self._forkserver.alive:                # it died (it should not): start another
             log.error("the fork server has ended; starting a new one")
             self._forkserver.close()
@@ -488,6 +491,7 @@ class _InProcessHost:
         self.server.registry.confirm(self.record.session_id)
 
     def ended(self) -> None:
+        assert self.shell is not None                 # (started before it can end)
         if self.tty is not None:
             self.server.login_records.logout(self.shell.pid, self.tty, master_fd=self.shell.fd)
             self.tty = None

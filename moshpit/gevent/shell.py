@@ -16,6 +16,7 @@ import mmap
 import os
 import termios
 import time
+from typing import Any
 
 import gevent
 import gevent.event
@@ -59,13 +60,14 @@ class ShellSession:
         self._pty_buffer = memoryview(mmap.mmap(-1, self.pty_batch))
         self.channels: dict[int, Channel] = {}
         self.channel: Channel | None = None
-        self._timer = None
+        self._timer: Any = None                          # the hub timer, re-armed for the next deadline
         self._greenlets: list[gevent.Greenlet] = []
         self.exit_status: int | None = None
         self._heard_on_channel = False                   # the attached connection spoke yet?
         self.closed = False
         self.notice = ""                                 # for the first client (announce)
-        self._early: list[tuple[bytes, tuple]] = []      # datagrams of a connection not yet attached
+        self.record: Any = None                          # the listener's registry entry (in-process)
+        self._early: list[tuple[bytes, Any]] = []      # datagrams of a connection not yet attached
         self._retired: set[int] = set()                  # conn_ids of connections displaced
         self._to_pty = bytearray()                       # keystrokes not yet taken by the PTY
         self._to_pty_ready = gevent.event.Event()
@@ -195,6 +197,7 @@ class ShellSession:
             self._drained.wait(timeout=1.0)
         if not self._client_listening():
             return self.pty_batch
+        assert self.channel is not None                  # (the client is listening)
         return min(self.pty_batch, max(PTY_MIN_READ, self.channel.output_room))
 
     def _client_listening(self) -> bool:
@@ -236,7 +239,7 @@ class ShellSession:
                 return
             now = time.monotonic()
             run: list[bytes] = []                        # consecutive ones for one channel and
-            run_to = None                                # address are opened in one call
+            run_to: tuple[Channel, Any] | None = None    # address are opened in one call
             for data, addr in batch:
                 try:
                     _, conn_id, _ = codec.decode_header(data)
@@ -251,12 +254,12 @@ class ShellSession:
                 channel = channel or self.channel
                 if channel is None:
                     continue
-                if run and run_to != (channel, addr):    # (one not its own is counted, dropped)
+                if run and run_to is not None and run_to != (channel, addr):   # (one not its own: dropped)
                     run_to[0].receive_datagrams(run, run_to[1], now)
                     run = []
                 run_to = (channel, addr)
                 run.append(data)
-            if run:
+            if run and run_to is not None:
                 run_to[0].receive_datagrams(run, run_to[1], now)
             if not self._heard_on_channel and self.channel is not None \
                     and self.channel.stats["datagrams_received"]:
@@ -368,7 +371,8 @@ class ShellSession:
         if detached_until is not None and now >= detached_until:
             log.info("ending a session whose client was gone for %d s", self.host.detached_timeout)
             self._timer = None
-            self.channel.close(CloseCode.DETACHED_TIMEOUT, "detached too long", now=now)
+            if self.channel is not None:
+                self.channel.close(CloseCode.DETACHED_TIMEOUT, "detached too long", now=now)
             self.shutdown()
             return
         self.session.tty_flags = self._tty_flags()

@@ -9,6 +9,7 @@ serves the runtime's other descriptors (PTY, stdin) the same way.
 from __future__ import annotations
 
 import socket
+from typing import Any
 import weakref
 
 import gevent
@@ -49,7 +50,7 @@ def size_buffers(sock) -> None:
 
 
 def receive_batch(sock: socket.socket, readable: Readable, size: int,
-                  limit: int = BATCH) -> list[tuple[bytes, object]]:
+                  limit: int = BATCH) -> list[tuple[bytes, Any]]:
     """Wait for at least one datagram; return it and up to ``limit`` in all that are queued.
 
     An error from the socket (an ICMP refusal on a connected socket, say) is raised
@@ -57,7 +58,7 @@ def receive_batch(sock: socket.socket, readable: Readable, size: int,
     over runs of datagrams in one read; they are cut apart here, as they were sent."""
     gro = sock in _gro_sockets
     while True:
-        batch = []
+        batch: list[tuple[bytes, tuple]] = []
         try:
             while len(batch) < limit:
                 if gro:
@@ -182,7 +183,7 @@ class UdpLink:
     def __init__(self, family: int, server_addr, on_batch):
         self.family, self.server_addr = family, server_addr
         self._on_batch = on_batch           # called with a list of datagrams (bytes)
-        self._readers: dict[socket.socket, object] = {}
+        self._readers: dict[socket.socket, gevent.Greenlet] = {}
         self.sock = self._open()
 
     def _open(self) -> socket.socket:
