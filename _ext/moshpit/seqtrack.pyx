@@ -1,9 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Receive-side sequence tracking: in-order delivery, reordering, gaps and NAKs.
 
-Every datagram of a connection carries a sequence number; this tracker puts
-their payloads back in order, remembers which numbers are missing and says
-when to ask for each again. The first NAK for a gap goes out ``max(floor, rto)``
+Every bundle of a connection's ordered flow carries an ordered sequence number
+(OSN; not the datagram's packet number, which control datagrams and resends
+also use up); this tracker puts the bundles back in order, remembers which
+numbers are missing and says when to ask for each again. The first NAK for a gap goes out ``max(floor, rto)``
 after the gap was seen, each retry waits twice as long as the one before
 (capped at ``max_interval``), and after ``max_retries`` NAKs a gap is
 *abandoned*: reported once, then skipped, so the layer above can resynchronise

@@ -8,10 +8,10 @@ call), sends what ``datagrams_to_send(now)`` returns (sealed in one call), arms 
 socket.
 
 Two numbers. Every datagram has a *packet number* (the header sequence number:
-nonce, replay window, roaming). Datagrams that carry ordered frames (DATA,
-RESIZE, SCREEN and CLOSE of a reliable flow, and REPAINT) also carry an *ordered
-sequence number* (OSN frame); only those are kept in the sender's 512-entry
-ring, NAKed, acknowledged and delivered in order. A resend puts the same
+nonce, replay window, roaming). Datagrams that carry ordered frames (DATA, SKIP,
+RESIZE and REPAINT; SCREEN, ECHO_ACK and CLOSE where their flow is reliable) also
+carry an *ordered sequence number* (OSN frame) for their bundle; only bundles are
+kept in the sender's 512-entry ring, NAKed, acknowledged and delivered in order. A resend puts the same
 ordered frames under a fresh packet number with fresh PING and ACK frames, so
 the replay window never stands in its way and control datagrams (keepalives,
 ACKs, NAKs) never open gaps of their own.
@@ -84,18 +84,20 @@ class ChannelConfig:
     keepalive_interval: float = 3.0
     silence_threshold: float = 6.5      # report the peer silent after this long
     silence_report_interval: float = 1.0
-    frame_interval: float = 0.050       # at most one screen message per 50 ms...
-    frame_burst: int = 2                # ...after this many at once following a quiet spell (a
-                                        # command's output follows its echo without the wait)
+    # At most one screen message per frame_interval, after frame_burst at once following a
+    # quiet spell (so a command's output follows its echo without the wait).
+    frame_interval: float = 0.050
+    frame_burst: int = 2
+    # Acknowledge within ack_delay, or at once after ack_every bundles.
     ack_delay: float = 0.020
-    ack_every: int = 16                 # ...or at once after this many eliciting datagrams
-    initial_window: int = 64            # datagrams in flight (congestion window)
+    ack_every: int = 16
+    initial_window: int = 64            # bundles in flight (congestion window)
     min_window: int = 32                # random loss is not congestion: keep a floor
     max_window: int = 448               # below the ring size: NAKed data is still there
-    lines_window: int = 32              # the screen modes' output flow (scrollback lines) is second
-                                        # to the screens: this few in flight, so it never queues
-                                        # up far ahead of a screen on a slow path
-    retransmit_capacity: int = 512      # datagrams kept for resending (a power of two)
+    # The screen modes' output flow (scrollback lines) is second to the screens: this few
+    # bundles in flight, so it never queues up far ahead of a screen on a slow path.
+    lines_window: int = 32
+    retransmit_capacity: int = 512      # bundles kept for resending (a power of two)
     close_timeout: float = 3.0
     amplification_factor: int = 3
     max_screen_bytes: int = 8 << 20
@@ -557,6 +559,7 @@ class Channel:
 
     def _take_abandoned(self) -> None:
         for first, last in self._receive.tracker.pop_abandoned():
+            # (bundles, not datagrams: the name is the one logs and benchmarks have shown)
             self.stats["datagrams_abandoned"] += last - first + 1
             self._events.append(StreamGap(first, last))
             if self.role is Role.CLIENT:

@@ -1,7 +1,7 @@
 """When the server may send the next screen message (no I/O, no clock).
 
 A token bucket: ``burst`` messages may go at once after a quiet spell, then one
-per ``interval``. Under continuous output that is the card's screen-diff tick
+per ``interval``. Under continuous output that is the design's screen-diff tick
 (20 frames a second at 50 ms). With a burst of 2, an echo and the output that
 follows it (a command's first lines, its prompt) would each go as soon as they
 are rendered instead of waiting out the interval the first one started (the

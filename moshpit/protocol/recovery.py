@@ -19,8 +19,9 @@ from moshpit.protocol import frames
 from moshpit.protocol.wire import FRAME_OVERHEAD
 from moshpit.retransmit import RetransmitBuffer
 
-QUEUE_ALLOWANCE = 0.020     # output in flight is cut back while the RTT is more than this above the
-                            # path's own: a queue on the path (bufferbloat) that a Ctrl-C waits behind
+# Output in flight is cut back while the RTT is more than this above the path's own: a
+# queue on the path (bufferbloat) that a Ctrl-C waits behind.
+QUEUE_ALLOWANCE = 0.020
 
 
 def _coalesce(seqs: list[int]) -> list[tuple[int, int]]:
