@@ -32,9 +32,9 @@ from moshpit.protocol.ratelimit import HandshakeLimiter, retry_after
 from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionGone, SessionRegistry, TooManySessions
 from moshpit.gevent import udp
 from moshpit.gevent.control import ControlSocket
-from moshpit.gevent.forkserver import ForkServer, describe_status
+from moshpit.gevent.forkserver import ForkServer
 from moshpit.gevent.logins import LoginRecords, login_records_for, pty_line
-from moshpit.gevent.session_process import SessionProcess
+from moshpit.gevent.session_process import SessionProcess, SessionProcesses
 from moshpit.gevent.shell import ShellSession
 from moshpit.gevent.spawn import accepted_env, login_argv, shell_environment, spawn_shell
 from moshpit.session import clamp_window
@@ -101,19 +101,22 @@ class Server:
                                         max_per_key=max_sessions_per_key)
         self.sessions: dict[bytes, ShellSession | SessionProcess] = {}
         self.processes = processes
-        self._forkserver: ForkServer | None = None
-        self._process_of: dict[int, SessionProcess] = {}     # session process pid -> its handle
+        self._processes: SessionProcesses | None = None      # processes=True: the fork server and handles
         self._tcp: StreamServer | None = None
         self._stopped = gevent.event.Event()
         self.user = pwd.getpwuid(os.getuid())
+
+    @property
+    def _forkserver(self) -> ForkServer | None:
+        return self._processes.forkserver if self._processes is not None else None
 
     @property
     def address(self):
         return self._tcp.address if self._tcp is not None else None
 
     def start(self) -> None:
-        if self.processes and self._forkserver is None:
-            self._forkserver = ForkServer(on_exit=self._session_process_exited)
+        if self.processes and self._processes is None:
+            self._processes = SessionProcesses(self)
         elif not self.processes and os.getuid() == 0 and not self.single_session:
             log.warning("serving as root with sessions in-process: every user's network data is "
                         "parsed as root (processes=True runs each session as its user)")
@@ -151,9 +154,9 @@ class Server:
             self._tcp = None
         for shell in list(self.sessions.values()):
             shell.stop(CloseCode.SERVER_SHUTDOWN, "server shutting down")
-        if self._forkserver is not None:
-            self._forkserver.close()                 # session processes told to stop end on their own
-            self._forkserver = None
+        if self._processes is not None:
+            self._processes.close()                  # session processes told to stop end on their own
+            self._processes = None
         if self._control is not None:
             self._control.close()
             self._control = None
@@ -194,31 +197,13 @@ class Server:
                   if (_owner(shell) == user if user is not None else sessionlist.visible_to(uid, _owner(shell)))]
         asked = [gevent.spawn(shell.query_status) for shell in shells if isinstance(shell, SessionProcess)]
         gevent.joinall(asked, timeout=patience)
-        return [self._describe(shell) for shell in shells]
-
-    def _describe(self, shell) -> dict:
-        if isinstance(shell, SessionProcess):
-            entry = {"pid": shell.shell_pid, "tty": shell.tty, "started": shell.started_at, **shell.status}
-        else:
-            entry = {"pid": shell.pid, "tty": shell.host.tty, "started": shell.host.started_at,
-                     **shell.status()}
-        entry.update(user=_owner(shell), udp_port=shell.record.udp_port, via=self.via, name=self.name)
-        return {key: value for key, value in entry.items() if value is not None}
+        return [_describe(shell, self.via, self.name) for shell in shells]
 
     # --- session processes ----------------------------------------------------------------
     def _session_started(self, handle: SessionProcess) -> None:
         """The session process's first word, sent before it dropped privileges."""
         if self.login_records is not None and handle.tty is not None and handle.shell_pid is not None:
             self.login_records.login(handle.shell_pid, handle.tty, handle.user, handle.peer)
-
-    def _session_process_exited(self, pid: int, status: int) -> None:
-        handle = self._process_of.pop(pid, None)
-        if handle is None:
-            return
-        handle.exit_status = os.waitstatus_to_exitcode(status)
-        how = describe_status(status)
-        level = logging.INFO if handle.exit_status == 0 else logging.WARNING
-        log.log(level, "session process %d (%s, UDP %d) %s", pid, handle.user, handle.record.udp_port, how)
 
     def _kill_session_process(self, pid: int) -> None:
         try:
@@ -322,64 +307,16 @@ class Server:
                                 template=self.authorized_keys)
 
     def _decide(self, hs: ServerHandshake, request: AuthRequested, address) -> None:
-        if not valid_user_name(request.user):
-            log.warning("refused %r from %s: not a valid user name", printable(request.user), address)
-            hs.refuse()
+        """Authorise the client, admit it to a session (new or resumed), take that session
+        over and attach the connection; each step refuses on its own terms."""
+        user = self._authorise(hs, request, address)
+        admission = self._admit(hs, request, user, address) if user is not None else None
+        taken = self._take_session(hs, request, user, admission.session, address) \
+            if user is not None and admission is not None else None
+        if taken is None or admission is None:
             return
-        user = self.target_user(request.user)
-        if user is None:
-            log.warning("refused %s from %s: %s", request.user, address,
-                        "no such user" if os.getuid() == 0 else f"this server serves only {self.user.pw_name}")
-            hs.refuse()
-            return
-        closed = None if self.single_session else self.login_policy.refusal(user, now=time.time())
-        verdict = self.authorize(request.client_key, user) if closed is None else None
-        if verdict is None or not verdict.allowed:
-            log.warning("refused %s (%s) from %s: %s", request.user, request.fingerprint, address,
-                        closed or (verdict.reason if verdict is not None else ""))
-            hs.refuse()
-            return
-        try:
-            admission = self.registry.admit(user.pw_name, request.client_key, request.resume_token,
-                                            resume_only=request.resume_only)
-        except PortsExhausted:
-            hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
-            return
-        except TooManySessions as exc:
-            log.warning("refused %s (%s) from %s: %s", request.user, request.fingerprint, address, exc)
-            hs.refuse(RefuseCode.SERVER_BUSY, "too many sessions: end one (Ctrl-^ . in it) first")
-            return
-        except SessionGone as exc:
-            log.info("no session to resume for %s (%s): %s", request.user, request.fingerprint, exc)
-            hs.refuse(RefuseCode.NO_SESSION, "the session no longer exists")
-            return
+        shell, input_received = taken
         record = admission.session
-        shell = self.sessions.get(record.session_id)
-        if shell is not None and shell.exit_status is not None:
-            hs.refuse(RefuseCode.NO_SESSION, "the session has ended")   # its shell just exited
-            return
-        input_received = 0
-        if shell is None:
-            try:
-                shell = self._start_shell(record, request, user, address[0])
-            except (PortsExhausted, OSError) as exc:
-                log.warning("could not start a session for %s: %s", request.user, exc)
-                self.registry.close(record.session_id)       # its port goes back to the pool
-                hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
-                return
-            self.sessions[record.session_id] = shell
-        elif isinstance(shell, SessionProcess):
-            answered = shell.prepare_resume()
-            if shell.exit_status is not None:
-                hs.refuse(RefuseCode.NO_SESSION, "the session has ended")
-                return
-            if answered is None:
-                log.warning("session process %d did not answer; %s not resumed", shell.pid, request.user)
-                hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
-                return
-            input_received = answered
-        else:
-            input_received = shell.session.input_received
         params = hs.accept(conn_id=record.conn_id, udp_port=record.udp_port, session_id=record.session_id,
                            resume_token=admission.resume_token, resumed=admission.resumed,
                            input_received=input_received)
@@ -390,6 +327,71 @@ class Server:
             shell.connect(params, admission.resumed)
         log.info("%s session for %s (%s) on UDP %d", "resumed" if admission.resumed else "new",
                  request.user, request.fingerprint, record.udp_port)
+
+    def _authorise(self, hs: ServerHandshake, request: AuthRequested, address) -> pwd.struct_passwd | None:
+        """The account the client may log in as, or None (refused, logged)."""
+        if not valid_user_name(request.user):
+            log.warning("refused %r from %s: not a valid user name", printable(request.user), address)
+            hs.refuse()
+            return None
+        user = self.target_user(request.user)
+        if user is None:
+            log.warning("refused %s from %s: %s", request.user, address,
+                        "no such user" if os.getuid() == 0 else f"this server serves only {self.user.pw_name}")
+            hs.refuse()
+            return None
+        closed = None if self.single_session else self.login_policy.refusal(user, now=time.time())
+        verdict = self.authorize(request.client_key, user) if closed is None else None
+        if verdict is None or not verdict.allowed:
+            log.warning("refused %s (%s) from %s: %s", request.user, request.fingerprint, address,
+                        closed or (verdict.reason if verdict is not None else ""))
+            hs.refuse()
+            return None
+        return user
+
+    def _admit(self, hs: ServerHandshake, request: AuthRequested, user, address):
+        """The registry's admission (a new session, or the one the token resumes), or None."""
+        try:
+            return self.registry.admit(user.pw_name, request.client_key, request.resume_token,
+                                       resume_only=request.resume_only)
+        except PortsExhausted:
+            hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
+        except TooManySessions as exc:
+            log.warning("refused %s (%s) from %s: %s", request.user, request.fingerprint, address, exc)
+            hs.refuse(RefuseCode.SERVER_BUSY, "too many sessions: end one (Ctrl-^ . in it) first")
+        except SessionGone as exc:
+            log.info("no session to resume for %s (%s): %s", request.user, request.fingerprint, exc)
+            hs.refuse(RefuseCode.NO_SESSION, "the session no longer exists")
+        return None
+
+    def _take_session(self, hs: ServerHandshake, request: AuthRequested, user, record, address):
+        """(the session's shell, started now or let go by its old connection, and its count of
+        keystrokes received), or None."""
+        shell = self.sessions.get(record.session_id)
+        if shell is not None and shell.exit_status is not None:
+            hs.refuse(RefuseCode.NO_SESSION, "the session has ended")   # its shell just exited
+            return None
+        if shell is None:
+            try:
+                shell = self._start_shell(record, request, user, address[0])
+            except (PortsExhausted, OSError) as exc:
+                log.warning("could not start a session for %s: %s", request.user, exc)
+                self.registry.close(record.session_id)       # its port goes back to the pool
+                hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
+                return None
+            self.sessions[record.session_id] = shell
+            return shell, 0
+        if not isinstance(shell, SessionProcess):
+            return shell, shell.session.input_received
+        answered = shell.prepare_resume()
+        if shell.exit_status is not None:
+            hs.refuse(RefuseCode.NO_SESSION, "the session has ended")
+            return None
+        if answered is None:
+            log.warning("session process %d did not answer; %s not resumed", shell.pid, request.user)
+            hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
+            return None
+        return shell, answered
 
     def shell_env(self, user, client_env: dict) -> dict:
         return shell_environment(user, client_env, self.accept_env, self.base_env)
@@ -411,8 +413,10 @@ class Server:
         notice = self.notice + sessionlist.detached_notice(others)
         sock = self._bind_udp(record)
         try:
-            if self._forkserver is not None:
-                return self._start_process(record, user, host, sock, argv, env, request, notice)
+            if self._processes is not None:
+                spec = {"user": user.pw_name, "argv": argv, "env": env, "cols": request.cols,
+                        "rows": request.rows, "detached_timeout": self.detached_timeout, "notice": notice}
+                return self._processes.start(spec, record, host, sock)
             cols, rows = clamp_window(request.cols, request.rows)
             early, self._early_shell = self._early_shell, None
             pid, fd = early or spawn_shell(argv, env, user, cols, rows)
@@ -426,29 +430,6 @@ class Server:
         shell.notice = notice
         return shell
 
-    def _start_process(self, record, user, host: str, sock, argv, env, request, notice: str) -> SessionProcess:
-        import socket
-        assert self._forkserver is not None           # (processes=True)
-        if not self._forkserver.alive:                # it died (it should not): start another
-            log.error("the fork server has ended; starting a new one")
-            self._forkserver.close()
-            self._forkserver = ForkServer(on_exit=self._session_process_exited)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        spec = {"user": user.pw_name, "argv": argv, "env": env, "cols": request.cols, "rows": request.rows,
-                "detached_timeout": self.detached_timeout, "notice": notice}
-        try:
-            pid = self._forkserver.spawn(spec, [sock.fileno(), theirs.fileno()])
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        sock.close()                                  # the session process has the only copy now
-        link_sock = gsocket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=ours.detach())
-        handle = SessionProcess(self, record, user.pw_name, host, link_sock, pid)
-        self._process_of[pid] = handle
-        return handle
-
     def _bind_udp(self, record):
         family = gsocket.AF_INET6 if ":" in self.udp_host else gsocket.AF_INET
         for _ in range(64):
@@ -461,6 +442,16 @@ class Server:
                 self.registry.ports.release(record.udp_port)
                 record.udp_port = self.registry.ports.allocate()
         raise PortsExhausted("no UDP port could be bound")
+
+
+def _describe(shell, via: str, name: str) -> dict:
+    """A session's row for ``mps sessions``."""
+    if isinstance(shell, SessionProcess):
+        entry = {"pid": shell.shell_pid, "tty": shell.tty, "started": shell.started_at, **shell.status}
+    else:
+        entry = {"pid": shell.pid, "tty": shell.host.tty, "started": shell.host.started_at, **shell.status()}
+    entry.update(user=_owner(shell), udp_port=shell.record.udp_port, via=via, name=name)
+    return {key: value for key, value in entry.items() if value is not None}
 
 
 def _owner(shell) -> str:

@@ -27,6 +27,7 @@ from moshpit.errors import RemoteProtocolError
 from moshpit.linklog import LogIntake, send_logs_over
 from moshpit.protocol import link
 from moshpit.protocol.channel import CloseCode
+from moshpit.gevent.forkserver import ForkServer, describe_status
 from moshpit.gevent.logins import pty_line
 from moshpit.gevent.shell import ShellSession
 from moshpit.gevent.spawn import drop_privileges, forbid_tracing, spawn_shell
@@ -123,6 +124,49 @@ def _serve_link(link_sock, shell: ShellSession, host: _LinkHost) -> None:
 
 
 # --- in the listening process --------------------------------------------------------
+
+class SessionProcesses:
+    """The listener's session processes: the fork server they come from, and a handle on
+    each, by pid (the fork server reports each one's end)."""
+
+    def __init__(self, server):
+        self.server = server
+        self.forkserver = ForkServer(on_exit=self._exited)
+        self._by_pid: dict[int, SessionProcess] = {}
+
+    def start(self, spec: dict, record, host: str, sock) -> SessionProcess:
+        """A new session process running ``spec`` with the session's UDP ``sock`` (which
+        it then holds alone: ours is closed)."""
+        if not self.forkserver.alive:                 # it died (it should not): start another
+            log.error("the fork server has ended; starting a new one")
+            self.forkserver.close()
+            self.forkserver = ForkServer(on_exit=self._exited)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = self.forkserver.spawn(spec, [sock.fileno(), theirs.fileno()])
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        sock.close()
+        link_sock = gsocket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=ours.detach())
+        handle = SessionProcess(self.server, record, spec["user"], host, link_sock, pid)
+        self._by_pid[pid] = handle
+        return handle
+
+    def _exited(self, pid: int, status: int) -> None:
+        handle = self._by_pid.pop(pid, None)
+        if handle is None:
+            return
+        handle.exit_status = os.waitstatus_to_exitcode(status)
+        level = logging.INFO if handle.exit_status == 0 else logging.WARNING
+        log.log(level, "session process %d (%s, UDP %d) %s", pid, handle.user, handle.record.udp_port,
+                describe_status(status))
+
+    def close(self) -> None:
+        self.forkserver.close()
+
 
 class SessionProcess:
     """The listener's handle on a session running as its user in a process of its own."""
