@@ -19,30 +19,65 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.os
-import gevent.socket as gsocket
 
-from moshpit.errors import RemoteProtocolError
 from moshpit.keys import HostKeyJudge, HostKeyPolicy
+from moshpit.keystrokes import EscapeKeys, KeystrokeReplay
 from moshpit.protocol.channel import Channel, CloseCode, Role
-from moshpit.protocol.events import (ConnectionClosed, HandshakeRefused, HostKeyReceived,
-                                     MoveRequested, PeerReachable, PeerSilent)
+from moshpit.protocol.events import (ConnectionClosed, MoveRequested, PeerReachable, PeerSilent)
 from moshpit.protocol.backoff import Backoff
-from moshpit.protocol.handshake import ClientHandshake, DiffMode, RefuseCode, ServerBusy, SessionParams
+from moshpit.protocol.handshake import DiffMode, RefuseCode, SessionParams
 from moshpit.gevent import udp as udpio
+from moshpit.gevent.exchange import KeyExchange
 from moshpit.gevent.routes import ClientError, TcpRoute
 from moshpit.session import ClientSession
 from moshpit.terminal.predict import Policy
 from moshpit.terminal.render import render_full
 from moshpit.terminal.tty import REMOVE_STATUS_BAR, SANE_MODES, RawMode, status_bar, window_size
 
-ESCAPE = 0x1E                 # Ctrl-^
 BUSY_PATIENCE = 30.0          # how long a first connection waits for a server that says it is busy
-TYPED_KEPT = 1 << 20          # keystroke bytes kept for resending after a reconnect
-NOT_AUTHORISED_HINT = (". The server tells a client no more; its log says why (mps names its "
-                       "log file when it starts; a common cause is an authorized_keys file or "
-                       "~/.mp that others can write)")
-
 log = logging.getLogger("moshpit.client")
+
+
+def closed_outcome(event: ConnectionClosed) -> tuple[str, int | None, bool]:
+    """What mp says and exits with when its connection closes: (the message, the exit
+    status or None to keep it, whether the session is over). A shell's exit status is
+    passed on, as ssh does; another close by the server is a failure."""
+    reason = "the session was resumed elsewhere" if event.code == CloseCode.DISPLACED else event.reason
+    message = reason if event.by_peer else ""
+    if event.code == CloseCode.SHELL_EXITED:
+        code: int | None = event.exit_status
+    elif event.by_peer and event.code != CloseCode.NORMAL:
+        code = 1
+    else:
+        code = None
+    return message, code, event.code != CloseCode.DISPLACED
+
+
+class StatusBar:
+    """The notice on the top row while the server is silent. In ``reliable`` it is a row
+    inserted above the screen (so the row it covers reaches the scrollback whole) and
+    removed again; in the screen modes it is drawn over the top row and the screen is
+    drawn again when it goes."""
+
+    def __init__(self, fd: int, *, reliable: bool):
+        self.fd, self.reliable = fd, reliable
+        self.shown = False
+        self.text = ""
+
+    def show(self, text: str | None) -> bool:
+        """Show ``text``, or take the bar away (None): True if what it covered must be
+        drawn again (in reliable, the bottom row it pushed off is back at once)."""
+        if text is not None:
+            self.text = text
+            gevent.os.nb_write(self.fd, status_bar(text, insert=self.reliable and not self.shown).encode())
+            self.shown = True
+            return False
+        if not self.shown:
+            return False
+        self.shown = False
+        if self.reliable:
+            gevent.os.nb_write(self.fd, REMOVE_STATUS_BAR.encode())
+        return True
 
 
 @dataclass
@@ -66,12 +101,9 @@ class Client:
         has (bytes, lines), as an earlier client left it; ``on_output(bytes, lines)`` is
         told the same after each write, to keep it so (the session file)."""
         self.host, self.port = host, port
-        self.route = route or TcpRoute(host, port)
-        self.identity, self.user = identity, user
-        self.known_hosts, self.policy, self.ask = known_hosts, policy, ask
+        self.user = user
         self.diff_mode = DiffMode(diff_mode)
         self.predict = Policy(predict)
-        self.env = dict(env or {}, TERM=term)
         self.stdin_fd, self.stdout_fd = stdin_fd, stdout_fd
         self.resume_token = resume_token
         self.shown = shown if resume_token is not None else None
@@ -81,9 +113,9 @@ class Client:
         self.exit_message = ""
         self.exit_code = 0
         self._done = gevent.event.Event()
-        self._escape = False
+        self._escape = EscapeKeys()
         self._timer: Any = None                  # the hub timer, re-armed for the next deadline
-        self._status_shown = False
+        self._bar = StatusBar(stdout_fd, reliable=self.diff_mode is DiffMode.RELIABLE)
         self.session_over = False     # True once the shell is gone (or we ended it)
         self.on_resumed = on_resumed  # called with the new SessionParams after each reconnect
         self.clipboard_max_bytes = clipboard_max_bytes   # OSC 52 writes up to this size (0: none)
@@ -91,12 +123,12 @@ class Client:
         self._backoff = Backoff(max_reconnect_backoff)   # reset once a connection is heard from
         self._reconnector: gevent.Greenlet | None = None
         self._silent = False
-        self._typed = bytearray()     # keystrokes sent on this connection, from offset _typed_base
-        self._typed_base = 0
+        self._replay = KeystrokeReplay()   # what to send again after a reconnect
         self._path_dead = False       # sends fail for want of a route: resuming elsewhere
         self._terminal: RawMode | None = None
-        self._status_text = ""
-        self._trusted_just_now = False  # the user said yes to a new host key in this exchange
+        self._exchange = KeyExchange(route or TcpRoute(host, port), host, port, identity, user,
+                                     self.diff_mode, dict(env or {}, TERM=term), known_hosts, policy, ask,
+                                     self.notice)
 
     @property
     def params(self) -> SessionParams | None:
@@ -139,73 +171,28 @@ class Client:
                     self.notice(f"mp: {self.host} is busy; trying again in {exc.retry_after} s")
                     gevent.sleep(exc.retry_after)
                     continue
-                if exc.permanent or not self._trusted_just_now:
+                if exc.permanent or not self._exchange.trusted_just_now:
                     raise
                 # The server may have given up waiting while the user read the fingerprint;
                 # the key is known now, so a second exchange asks nothing.
-                self._trusted_just_now = False
+                self._exchange.trusted_just_now = False
                 log.info("key exchange after the host-key question failed (%s); trying again", exc)
         self._open_channel(params, address)
         self._session = ClientSession(cols, rows, self.clipboard_max_bytes, predict=self.predict,
                                      shown=self.shown if params.resumed else (0, 0))
         self.session.connected(params.input_received)
+        self._replay.connected(params.input_received)
 
     def _key_exchange(self, cols: int, rows: int, token: bytes | None, *, resume_only: bool,
                       shown: tuple[int, int] | None):
-        """One key exchange over the route; returns the session parameters and the address
-        to send UDP to. A reconnect (``resume_only``) asks the user nothing."""
-        stream, address = self.route.open(interactive=not resume_only)
-        hs = ClientHandshake(self.identity, self.user, now=time.monotonic(), diff_mode=self.diff_mode,
-                             cols=cols, rows=rows, env=self.env, resume_token=token,
-                             resume_only=resume_only, shown=shown)
-        try:
-            stream.sendall(hs.data_to_send())
-            while hs.params is None:
-                data = stream.recv(4096)
-                hs.receive_data(data, time.monotonic())
-                while (event := hs.next_event()) is not None:
-                    if isinstance(event, HostKeyReceived):
-                        self._check_host_key(hs, stream, event.host_key)
-                    elif isinstance(event, HandshakeRefused):
-                        hint = NOT_AUTHORISED_HINT if event.code == RefuseCode.NOT_AUTHORISED else ""
-                        raise ClientError(f"{self.host} refused: {event.reason}{hint}", refusal=event.code,
-                                          permanent=event.code != RefuseCode.SERVER_BUSY)
-                stream.sendall(hs.data_to_send())
-        except ServerBusy as exc:
-            raise ClientError(f"{self.host} is busy (too many key exchanges); it said to try again "
-                              f"in {exc.retry_after} s", retry_after=exc.retry_after) from None
-        except RemoteProtocolError as exc:
-            raise ClientError(f"key exchange with {self.host} failed: {exc}") from None
-        except gsocket.timeout:
-            raise ClientError(self.route.no_answer) from None
-        except OSError as exc:
-            raise ClientError(f"connection to {self.host} lost during the key exchange: {exc}") from None
-        finally:
-            stream.close()
-        return hs.params, address
-
-    def _check_host_key(self, hs: ClientHandshake, stream, host_key: bytes) -> None:
-        if self.params is not None:                  # reconnecting: it must be the same server
-            refusal = None if host_key == self.params.host_key else \
-                "the server's host key changed while reconnecting"
-        else:
-            verdict = self.known_hosts.verify(self.host, self.port, host_key, self.policy, ask=self.ask)
-            self._trusted_just_now = verdict.added and self.policy is HostKeyPolicy.ASK
-            if verdict.accepted and verdict.message:
-                self.notice(verdict.message)
-            refusal = None if verdict.accepted else verdict.message
-        if refusal is not None:
-            hs.reject_host_key()
-            stream.sendall(hs.data_to_send())
-            raise ClientError(refusal, permanent=True)
-        hs.accept_host_key()
+        return self._exchange.run(cols, rows, token, resume_only=resume_only, shown=shown,
+                                  same_key_as=self.params.host_key if self.params is not None else None)
 
     def _open_channel(self, params, address) -> None:
         family, host = address
         self.conn = Connection(params, udpio.UdpLink(family, (host, params.udp_port), self._on_datagrams),
                                Channel.from_params(Role.CLIENT, params, now=time.monotonic(),
                                                    peer_addr=(host, params.udp_port)))
-        self._typed_base = params.input_received
 
     # --- reconnecting ---------------------------------------------------------------
     def _start_reconnecting(self) -> None:
@@ -244,16 +231,13 @@ class Client:
 
     def _adopt(self, params, address) -> None:
         """Switch to the resumed connection; resend the keystrokes the old one may have lost."""
-        old_base, typed = self._typed_base, bytes(self._typed)
         self.link.close()
         self._open_channel(params, address)
         self.session.connected(params.input_received)
         self.reconnects += 1
-        if params.input_received < old_base:
-            log.warning("the server has fewer keystrokes than were trimmed; %d bytes may be lost",
-                        old_base - params.input_received)
-        undelivered = typed[max(0, params.input_received - old_base):]
-        self._typed = bytearray()
+        undelivered, lost = self._replay.resumed(params.input_received)
+        if lost:
+            log.warning("the server has fewer keystrokes than were trimmed; %d bytes may be lost", lost)
         if undelivered:
             self._send_keys(undelivered)
         self._silent = self._path_dead = False
@@ -335,26 +319,14 @@ class Client:
 
     def _keys(self, data: bytes) -> None:
         """Pass keystrokes on, except the escape sequences (Ctrl-^ then . / Ctrl-Z / ^)."""
-        out = bytearray()
-        for byte in data:
-            if self._escape:
-                self._escape = False
-                if byte == ord("."):
-                    self.quit("")
-                    return
-                if byte == 0x1A:                         # Ctrl-Z: suspend ourselves
-                    gevent.spawn(self._suspend)
-                    continue
-                if byte in (ESCAPE, ord("^")):
-                    out.append(ESCAPE)                   # Ctrl-^ ^ sends a literal Ctrl-^
-                else:
-                    out += bytes([ESCAPE, byte])         # not an escape command after all
-            elif byte == ESCAPE:
-                self._escape = True
-            else:
-                out.append(byte)
-        if out:
-            self._send_keys(bytes(out))
+        typed = self._escape.feed(data)
+        if typed.quit:
+            self.quit("")
+            return
+        for _ in range(typed.suspends):
+            gevent.spawn(self._suspend)
+        if typed.keys:
+            self._send_keys(typed.keys)
 
     def _send_keys(self, data: bytes) -> None:
         if self.channel.closed and self._reconnector is None:
@@ -362,11 +334,7 @@ class Client:
         if self.channel.accepts_data:
             self.channel.send_data(data)
             self.session.keys(data, time.monotonic(), self.channel.rtt.srtt or 0.0, self.channel)
-        self._typed += data                          # kept for a resend after a reconnect
-        if len(self._typed) > TYPED_KEPT and not self._silent and self._reconnector is None:
-            drop = len(self._typed) - TYPED_KEPT     # in contact, this much is long delivered
-            del self._typed[:drop]
-            self._typed_base += drop
+        self._replay.sent(data, in_contact=not self._silent and self._reconnector is None)
 
     def _suspend(self) -> None:
         """Ctrl-^ Ctrl-Z or a SIGTSTP: give the terminal back as the shell expects it, and stop.
@@ -396,8 +364,8 @@ class Client:
         else:
             gevent.os.nb_write(self.stdout_fd, render_full(self.session.displayed).encode())
         if self._silent:
-            self._status_shown = False
-            self._status(self._status_text)
+            self._bar.shown = False
+            self._status(self._bar.text)
 
     def _leave_screen(self) -> None:
         """No status bar, no mode the remote program switched on, the cursor on a fresh line:
@@ -405,10 +373,10 @@ class Client:
         if not os.isatty(self.stdout_fd):
             return
         out = ""
-        if self._status_shown:
+        if self._bar.shown:
             out += REMOVE_STATUS_BAR if self.diff_mode is DiffMode.RELIABLE else \
                 render_full(self.session.displayed)
-            self._status_shown = False
+            self._bar.shown = False
         out += SANE_MODES
         if self._session is not None and not self._session.at_line_start:
             out += "\r\n"
@@ -465,8 +433,7 @@ class Client:
             self.session.on_event(event, self.channel, time.monotonic())
             if isinstance(event, PeerSilent):
                 self._silent = True
-                self._status_text = f"mp: Last contact {int(event.seconds)} seconds ago. [To quit: Ctrl-^ .]"
-                self._status(self._status_text)
+                self._status(f"mp: Last contact {int(event.seconds)} seconds ago. [To quit: Ctrl-^ .]")
                 self._start_reconnecting()
             elif isinstance(event, MoveRequested):
                 self._move(f"nothing heard for {event.silent_for:.1f} s")
@@ -476,15 +443,8 @@ class Client:
             elif isinstance(event, ConnectionClosed):
                 if event.code == CloseCode.DISPLACED and self._reconnector is not None:
                     continue                         # our own reconnect landing (or retrying)
-                if event.code == CloseCode.DISPLACED:
-                    event = ConnectionClosed(event.code, "the session was resumed elsewhere",
-                                             event.by_peer, event.timed_out)
-                self.exit_message = event.reason if event.by_peer else ""
-                if event.code == CloseCode.SHELL_EXITED:
-                    self.exit_code = event.exit_status       # passed on, as ssh does
-                elif event.by_peer and event.code != CloseCode.NORMAL:
-                    self.exit_code = 1
-                self.session_over = event.code != CloseCode.DISPLACED
+                self.exit_message, code, self.session_over = closed_outcome(event)
+                self.exit_code = self.exit_code if code is None else code
                 self._flush_output()
                 self._done.set()
         self._flush_output()
@@ -504,15 +464,8 @@ class Client:
 
     def _status(self, text: str | None) -> None:
         """The top-row notice while the server is silent, as Mosh shows it."""
-        reliable = self.diff_mode is DiffMode.RELIABLE
-        if text is not None:
-            bar = status_bar(text, insert=reliable and not self._status_shown)
-            self._status_shown = True
-            gevent.os.nb_write(self.stdout_fd, bar.encode())
-        elif self._status_shown:
-            self._status_shown = False                   # bring back the row under the notice
-            if reliable:                                 # (and the bottom row, pushed off by it)
-                gevent.os.nb_write(self.stdout_fd, REMOVE_STATUS_BAR.encode())
+        if self._bar.show(text):                         # taken away: bring back what it covered
+            if self.diff_mode is DiffMode.RELIABLE:
                 self.channel.request_repaint()
             else:
                 gevent.os.nb_write(self.stdout_fd, render_full(self.session.displayed).encode())
