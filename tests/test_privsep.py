@@ -191,7 +191,10 @@ try:
     typed = os.read(0, 200).decode(errors="replace")
 except OSError as exc:
     typed = repr(exc)
-facts = {"fds": fd_targets(), "env": dict(os.environ), "typed": typed,
+unix = {line.split()[6] for line in open("/proc/net/unix").read().splitlines()[1:] if len(line.split()) > 6}
+fds = fd_targets()
+facts = {"fds": fds, "env": dict(os.environ), "typed": typed,
+         "unix_sockets": sorted(t for t in fds.values() if t.startswith("socket:[") and t[8:-1] in unix),
          "dumpable": ctypes.CDLL(None).prctl(3, 0, 0, 0, 0),
          "resuid": os.getresuid(), "resgid": os.getresgid(), "groups": os.getgroups()}
 try:
@@ -220,6 +223,9 @@ def test_a_session_process_has_nothing_of_roots_terminal_log_or_environment(root
         for fd in ("0", "1", "2"):                        # not root's terminal
             assert facts["fds"][fd] == "/dev/null", facts["fds"]
         assert facts["typed"] == ""                      # what root typed there stays there
+        # Unix sockets: its link to the listener (and the copy it logs through), nothing else
+        # (not the fork server's channel to the listener, which carries every spawn request)
+        assert len(facts["unix_sockets"]) == 2 and len(set(facts["unix_sockets"])) == 1, facts["fds"]
         targets = set(facts["fds"].values())
         assert mps.tty not in targets and str(mps.log_file) not in targets, targets
         assert not any(ROOT_SECRET in value for value in facts["env"].values())

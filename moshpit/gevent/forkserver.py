@@ -180,7 +180,7 @@ def warm_up_runtime() -> None:
     hub.destroy(destroy_loop=True)
 
 
-def serve(control_fd: int) -> None:
+def serve(control_fd: int, log_sock: socket.socket | None = None) -> None:
     """Fork a session process per request until the listener closes the control socket."""
     import moshpit.gevent.session_process  # noqa: F401  (imported once here, shared by every child)
     warm_up()
@@ -206,7 +206,8 @@ def serve(control_fd: int) -> None:
                     return                        # the listener is gone; sessions see their links close
                 request = json.loads(message)
                 try:
-                    pid = _spawn(request, fds, [control, selector, wake_r, wake_w])
+                    pid = _spawn(request, fds, [control, selector, wake_r, wake_w,
+                                                *([log_sock] if log_sock is not None else [])])
                     reply = {"op": "spawned", "id": request["id"], "pid": pid}
                 except OSError as exc:
                     reply = {"op": "failed", "id": request["id"], "error": str(exc)}
@@ -238,11 +239,11 @@ def _reap(control) -> None:
 def main() -> None:
     from moshpit.linklog import send_logs_over
     control_fd, level = int(sys.argv[1]), sys.argv[2]
-    send_logs_over(socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=os.dup(control_fd)),
-                   logging.getLevelName(level))
+    handler = send_logs_over(socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=os.dup(control_fd)),
+                             logging.getLevelName(level))
     name_process("mps-forkserver")
     try:
-        serve(control_fd)
+        serve(control_fd, handler.sock)          # (which no child may keep: it reaches the listener)
     except KeyboardInterrupt:
         pass
     except Exception:
@@ -279,6 +280,7 @@ class ForkServer:
         self._lock = gevent.lock.Semaphore()
         self._next_id = 0
         self._waiting: dict[int, Any] = {}              # request id -> its AsyncResult
+        self._closing = False
         self._reader = gevent.spawn(self._read)
 
     @property
@@ -324,10 +326,15 @@ class ForkServer:
                 self.on_exit(reply["pid"], reply["status"])
             elif (waiting := self._waiting.get(reply["id"])) is not None:
                 waiting.set(reply)
+        if not self._closing:
+            code = self.process.poll()
+            log.error("the fork server has ended (%s)", "its socket closed" if code is None else
+                      f"killed by signal {-code}" if code < 0 else f"exited with status {code}")
         for waiting in list(self._waiting.values()):
             waiting.set({"op": "failed", "error": "the fork server has ended"})
 
     def close(self) -> None:
+        self._closing = True
         self.sock.close()
         self._reader.kill(block=False)
         try:
