@@ -14,7 +14,6 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import gevent
 import gevent.event
@@ -28,6 +27,7 @@ from moshpit.protocol.backoff import Backoff
 from moshpit.protocol.handshake import DiffMode, RefuseCode, SessionParams
 from moshpit.gevent import udp as udpio
 from moshpit.gevent.exchange import KeyExchange
+from moshpit.gevent.hubtimer import HubTimer
 from moshpit.gevent.routes import ClientError, TcpRoute
 from moshpit.session import ClientSession
 from moshpit.terminal.predict import Policy
@@ -114,7 +114,7 @@ class Client:
         self.exit_code = 0
         self._done = gevent.event.Event()
         self._escape = EscapeKeys()
-        self._timer: Any = None                  # the hub timer, re-armed for the next deadline
+        self._timer = HubTimer(self._on_timer)  # re-armed for the next deadline
         self._bar = StatusBar(stdout_fd, reliable=self.diff_mode is DiffMode.RELIABLE)
         self.session_over = False     # True once the shell is gone (or we ended it)
         self.on_resumed = on_resumed  # called with the new SessionParams after each reconnect
@@ -271,9 +271,7 @@ class Client:
                     if greenlet is not None:
                         greenlet.kill(block=False)
                 self.link.close()
-                if self._timer is not None:
-                    self._timer.close()
-                    self._timer = None
+                self._timer.cancel()
                 self._leave_screen()
                 self._log_prediction()
         self._terminal = None
@@ -419,14 +417,10 @@ class Client:
             log.info("no route to the server from here; resuming over a new key exchange")
             self._start_reconnecting()                   # over whichever address works
         self._take_events()
-        if self._timer is not None:
-            self._timer.close()
-            self._timer = None
-        deadlines = [t for t in (self.channel.get_timer(), self.session.get_timer()) if t is not None]
-        deadline = min(deadlines, default=None)
-        if deadline is not None and not self._done.is_set():
-            self._timer = gevent.get_hub().loop.timer(max(0.0, deadline - now))
-            self._timer.start(gevent.spawn, self._on_timer)   # a greenlet: it may wait for I/O
+        if self._done.is_set():
+            self._timer.cancel()
+        else:
+            self._timer.arm([self.channel.get_timer(), self.session.get_timer()], now)
 
     def _take_events(self) -> None:
         while (event := self.channel.next_event()) is not None:

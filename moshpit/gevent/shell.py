@@ -29,6 +29,7 @@ from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import ConnectionClosed, Resized
 from moshpit.protocol.handshake import DiffMode
 from moshpit.gevent import udp
+from moshpit.gevent.hubtimer import HubTimer
 from moshpit.gevent.spawn import set_window_size
 from moshpit.session import ServerSession
 from moshpit.terminal.predict import ECHO, ICANON
@@ -60,7 +61,7 @@ class ShellSession:
         self._pty_buffer = memoryview(mmap.mmap(-1, self.pty_batch))
         self.channels: dict[int, Channel] = {}
         self.channel: Channel | None = None
-        self._timer: Any = None                          # the hub timer, re-armed for the next deadline
+        self._timer = HubTimer(self._on_timer)           # re-armed for the next deadline
         self._greenlets: list[gevent.Greenlet] = []
         self.exit_status: int | None = None
         self._heard_on_channel = False                   # the attached connection spoke yet?
@@ -355,22 +356,15 @@ class ShellSession:
         return self.channel.last_heard + timeout
 
     def _arm(self, now: float) -> None:
-        deadlines = [t for t in [self.session.get_timer(), self._detached_deadline(),
-                                 *(c.get_timer() for c in self.channels.values())]
-                     if t is not None]
-        if self._timer is not None:
-            self._timer.close()
-            self._timer = None
-        if deadlines:
-            self._timer = gevent.get_hub().loop.timer(max(0.0, min(deadlines) - now))
-            self._timer.start(gevent.spawn, self._on_timer)   # a greenlet: it may wait for I/O
+        self._timer.arm([self.session.get_timer(), self._detached_deadline(),
+                         *(c.get_timer() for c in self.channels.values())], now)
 
     def _on_timer(self) -> None:
         now = time.monotonic()
         detached_until = self._detached_deadline()
         if detached_until is not None and now >= detached_until:
             log.info("ending a session whose client was gone for %d s", self.host.detached_timeout)
-            self._timer = None
+            self._timer.fired()
             if self.channel is not None:
                 self.channel.close(CloseCode.DETACHED_TIMEOUT, "detached too long", now=now)
             self.shutdown()
@@ -389,8 +383,7 @@ class ShellSession:
         self.closed = True
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
-        if self._timer is not None:
-            self._timer.close()
+        self._timer.cancel()
         if self.exit_status is None:
             try:
                 os.kill(self.pid, 1)
