@@ -327,7 +327,7 @@ class ClientSession:
         self._resync_asked = False
 
     # --- events from the channel -------------------------------------------------------
-    def on_event(self, event, channel: Channel, now: float = 0.0) -> None:
+    def on_event(self, event, channel: Channel, now: float) -> None:
         if isinstance(event, DataReceived):
             if self.shown is not None:
                 self.shown = (self.shown[0] + len(event.data), self.shown[1] + event.data.count(b"\n"))
@@ -423,7 +423,7 @@ class ClientSession:
             self._resync_asked = True
             channel.request_repaint()
 
-    def _apply(self, event: ScreenUpdate, channel: Channel, now: float = 0.0) -> None:
+    def _apply(self, event: ScreenUpdate, channel: Channel, now: float) -> None:
         reliable = channel.diff_mode is DiffMode.RELIABLE
         if not reliable and self._model is not None and event.state <= self._model_state:
             # An older screen completing after a newer one (a message in two chunks, the

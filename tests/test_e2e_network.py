@@ -1,5 +1,7 @@
 """A real server and shell, a client behind an impairment relay: loss and roaming."""
 
+import time
+
 import gevent
 import gevent.socket as gsocket
 import pytest
@@ -71,7 +73,7 @@ def test_screen_modes_end_to_end_under_loss(server, home, mode):
     def service():
         original_service()
         for event in [e for e in client.events if isinstance(e, ScreenUpdate)]:
-            session.on_event(event, client.channel)
+            session.on_event(event, client.channel, time.monotonic())
             terminal.feed(session.take_output())
         client.events.clear()
     client.service = service

@@ -30,7 +30,7 @@ class Pair:
         if endpoint is self.net.server:
             self.server.on_event(event, self.net.now)
         else:
-            self.client.on_event(event, endpoint.channel)
+            self.client.on_event(event, endpoint.channel, self.net.now)
             out = self.client.take_output()
             if self.written is not None:
                 self.written += out
@@ -160,7 +160,7 @@ def test_a_frame_rendered_while_output_is_pending_is_labelled_with_the_state_it_
     updates = [e for e in iter(client.next_event, None) if isinstance(e, ScreenUpdate)]
     assert updates
     for update in updates:
-        pair.client.on_event(update, client)
+        pair.client.on_event(update, client, now)
         assert pair.client.displayed == pair.server._states[update.state]
 
 
@@ -292,8 +292,8 @@ def test_an_older_screen_completing_after_a_newer_one_does_not_turn_the_screen_b
     older.feed(b"$ echo hi\r\n")
     newer.feed(b"$ echo hi\r\nhi\r\n$ ")
     client, channel = ClientSession(80, 24), Channel()
-    client.on_event(ScreenUpdate(0, 13, render_full(newer.state).encode()), channel)
-    client.on_event(ScreenUpdate(0, 12, render_full(older.state).encode()), channel)
+    client.on_event(ScreenUpdate(0, 13, render_full(newer.state).encode()), channel, 0.0)
+    client.on_event(ScreenUpdate(0, 12, render_full(older.state).encode()), channel, 0.0)
     assert client.truth.text() == newer.state.text()
     assert channel.applied == [13]
 

@@ -558,7 +558,7 @@ class ChannelRig:
             self.server_session.on_event(event, self.now)
         while (event := self.client.next_event()) is not None:
             self.events.add("c" + type(event).__name__)
-            self.client_session.on_event(event, self.client)
+            self.client_session.on_event(event, self.client, self.now)
 
     # -- the program --------------------------------------------------------------
     def _number(self, inp: Input, anchor: int) -> int:
