@@ -363,7 +363,8 @@ class Ssh(Tool):
     def connect(self, port: int | None = None):
         ssh = self.work / "ssh"
         return Terminal(["ssh", "-tt", "-i", str(ssh / "id"), "-p", str(port or self.port),
-                         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "SendEnv=LANG",
+                         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                         "-o", "LogLevel=ERROR", "-o", "SendEnv=LANG",
                          f"{os.environ.get('USER', 'root')}@127.0.0.1"], self.env)
 
     def server_pids(self):
@@ -859,7 +860,8 @@ def interrupt_table(tools: list[Tool], args, work: Path, missing: list[str]) -> 
                 cells += [f"failed: {exc}", ""]
                 continue
             cells += [(f"{seconds:.2f} s" if seconds is not None else f"> {args.interrupt_timeout:g} s")
-                      + (" (cat had ended)" if ended else ""), f"{after / 1e3:.1f} kB" if after < 1e5 else f"{after / 1e6:.2f} MB"]
+                      + (" (cat had ended)" if ended else ""),
+                      f"{after / 1e3:.1f} kB" if after < 1e5 else f"{after / 1e6:.2f} MB"]
         print(f"| {tool.name} | " + " | ".join(cells) + " |", flush=True)
     for name in missing:
         print(f"| {name} | skipped: not installed |" + " |" * (2 * len(rtts) - 1), flush=True)

@@ -35,7 +35,7 @@ eval "$test_cmd"
 
 echo "== lint: ruff (E, F, W, B; pyproject.toml) and mypy"
 .venv/bin/pip install -q 'ruff>=0.5' 'mypy>=1.10'      # (the lint extra, without rebuilding moshpit)
-.venv/bin/ruff check moshpit
+.venv/bin/ruff check moshpit tests benchmarks
 echo "== types: mypy (pyproject.toml)"
 .venv/bin/mypy
 

@@ -128,7 +128,8 @@ def test_malformed_and_random_datagrams(link, datagram):
 @given(st.binary(max_size=1400))
 def test_garbage_only_ever_raises_datagram_dropped(data):
     k = keys()
-    opener = PacketOpener(k, conn_id=int.from_bytes(data[1:5].ljust(4, b"\0"), "big"), direction=data[0] & 1 if data else 0)
+    opener = PacketOpener(k, conn_id=int.from_bytes(data[1:5].ljust(4, b"\0"), "big"),
+                          direction=data[0] & 1 if data else 0)
     with pytest.raises(DatagramDropped):
         opener.open(data)
     assert opener.replay.highest is None

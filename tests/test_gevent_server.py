@@ -133,7 +133,7 @@ def test_unknown_key_is_refused(server):
 
 
 def make_server(home, **options):
-    from moshpit.gevent.server import HELLO_TIMEOUT, Server
+    from moshpit.gevent.server import Server
     path, _ = home
     options.setdefault("authorized_keys", str(path / ".mp" / "authorized_keys"))
     options.setdefault("command", ["/bin/sh"])

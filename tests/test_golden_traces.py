@@ -124,7 +124,7 @@ def scenario(mode: str, loss: float, kind: str) -> tuple[str, int, int]:
         net.server.channel.close(CloseCode.DISPLACED, "resumed elsewhere", now=net.now)
         drive(net, recorder, 3.0)
     elif kind == "spoofed":
-        for when, src, dst, data in _captured(net, recorder):
+        for _when, _src, _dst, data in _captured(net, recorder):
             net.inject(data, ("203.0.113.66", 4444), net.server)        # a copy from another address
         workload(net, recorder, 1.0)
         net.inject(b"\x00" * 40, ("203.0.113.66", 4444), net.server)    # and garbage

@@ -54,7 +54,8 @@ def test_what_a_session_process_cannot_make_the_listener_believe(message):
 
 @pytest.mark.parametrize("peer", ["192.0.2.1:4000", "[2001:db8::1]:4000", ""])
 def test_a_status_names_an_address_or_none(peer):
-    assert link.decode_from_session(json.dumps({"op": "status", "attached": True, "peer": peer}).encode())["peer"] == peer
+    message = json.dumps({"op": "status", "attached": True, "peer": peer}).encode()
+    assert link.decode_from_session(message)["peer"] == peer
 
 
 def test_well_formed_session_messages_are_taken_as_checked_values():

@@ -317,7 +317,8 @@ def test_ssh_style_user_and_port(tmp_path, mps):
                           "--host-key-check", "accept-new", "127.0.0.1"], env=env, cwd=str(tmp_path))
     try:
         assert program.wait() == 1
-        assert b"127.0.0.1 refused: not authorised. The server tells a client no more; its log says why" in program.output
+        assert (b"127.0.0.1 refused: not authorised. The server tells a client no more; its log says why"
+                in program.output)
     finally:
         program.kill()
 

@@ -61,7 +61,7 @@ class Pair:
 def test_the_users_terminal_shows_the_servers_screen(mode, loss):
     pair = Pair(mode, loss=loss, seed=3)
     rng = random.Random(4)
-    for name, cols, rows, text in CORPUS:
+    for _name, cols, rows, text in CORPUS:
         if (cols, rows) != (80, 24):
             continue
         data = text.encode()

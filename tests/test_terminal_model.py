@@ -438,7 +438,6 @@ def test_a_budgeted_feed_stops_when_its_work_is_spent_and_ends_where_a_whole_fee
     """Costly output is modelled a budget at a time, so the caller's loop serves others in
     between: each call stops within one slice of the budget, leaves the rest in
     ``backlog``, and the steps together land on exactly the screen one feed gives."""
-    from moshpit.terminal.model import FEED_SLICE
     flood = b"".join(b"\x1b[4%dm\x1b[9999L%d\x1b[2;3H\x1b#8\x1b[3@" % (i % 8, i) for i in range(3000))
     whole = TerminalModel(200, 60)
     whole.feed(flood)
