@@ -152,7 +152,7 @@ def warm_up_runtime() -> None:
         params = SessionParams(conn_id=len(shell.channels) + 1, udp_port=0, session_id=bytes(16),
                                resume_token=b"", resumed=False, diff_mode=mode, keys=keys, client_key=bytes(32),
                                host_key=bytes(32), user="", cols=80, rows=24, env={})
-        shell.connect(params)
+        shell.attach(params)
         client = Channel.from_params(Role.CLIENT, params, now=time.monotonic(),
                                      peer_addr=server_sock.getsockname())
         readable = udp.Readable(client_sock.fileno())

@@ -15,6 +15,7 @@ import os
 import pwd
 import signal
 import time
+from typing import Any, Protocol
 
 import gevent
 import gevent.event
@@ -46,6 +47,22 @@ DEFAULT_DETACHED_TIMEOUT = 7 * 86400   # a session whose client is gone this lon
 HELLO_TIMEOUT = 3.0        # a connection that has not spoken by then is closed
 NOTICE_PATIENCE = 0.2      # a login waits this long at most to count its detached sessions
 FIRST_CONTACT_TIMEOUT = 60.0   # single_session: a server no client reached by then ends
+
+
+class SessionHandle(Protocol):
+    """What the listener asks of a session, in-process (``ShellSession``) or in a process
+    of its own (``SessionProcess``): the same acts under the same names."""
+    record: Any                     # its registry entry
+    exit_status: int | None         # once its shell has ended
+
+    def prepare_resume(self) -> int | None:
+        """A resume is authenticated: the keystrokes it has had (None: no answer in time)."""
+
+    def attach(self, params, resumed: bool = False) -> Any:
+        """Take the connection the key exchange accepted."""
+
+    def stop(self, code: CloseCode, reason: str) -> None:
+        """The server is stopping: tell the client, then end."""
 
 
 class Server:
@@ -99,7 +116,7 @@ class Server:
         self.registry = SessionRegistry(PortPool(range(udp_ports[0], udp_ports[1] + 1)),
                                         max_per_user=1 if single_session else max_sessions_per_user,
                                         max_per_key=max_sessions_per_key)
-        self.sessions: dict[bytes, ShellSession | SessionProcess] = {}
+        self.sessions: dict[bytes, SessionHandle] = {}
         self.processes = processes
         self._processes: SessionProcesses | None = None      # processes=True: the fork server and handles
         self._tcp: StreamServer | None = None
@@ -322,9 +339,7 @@ class Server:
                            input_received=input_received)
         if isinstance(shell, SessionProcess):
             shell.peer = address[0]
-            shell.attach(params, admission.resumed)
-        else:
-            shell.connect(params, admission.resumed)
+        shell.attach(params, admission.resumed)
         log.info("%s session for %s (%s) on UDP %d", "resumed" if admission.resumed else "new",
                  request.user, request.fingerprint, record.udp_port)
 
@@ -381,14 +396,13 @@ class Server:
                 return None
             self.sessions[record.session_id] = shell
             return shell, 0
-        if not isinstance(shell, SessionProcess):
-            return shell, shell.session.input_received
         answered = shell.prepare_resume()
         if shell.exit_status is not None:
             hs.refuse(RefuseCode.NO_SESSION, "the session has ended")
             return None
         if answered is None:
-            log.warning("session process %d did not answer; %s not resumed", shell.pid, request.user)
+            log.warning("session process %s did not answer; %s not resumed", getattr(shell, "pid", "?"),
+                        request.user)
             hs.refuse(RefuseCode.SERVER_BUSY, "server busy")
             return None
         return shell, answered

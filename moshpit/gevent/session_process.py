@@ -111,7 +111,7 @@ def _serve_link(link_sock, shell: ShellSession, host: _LinkHost) -> None:
             break
         message = link.decode(data)
         if message["op"] == link.ATTACH:
-            shell.connect(link.params_from_json(message["params"]), message["resumed"])
+            shell.attach(link.params_from_json(message["params"]), message["resumed"])
         elif message["op"] == link.PREPARE_RESUME:
             shell.displace()
             host.send(link.READY, input_received=shell.session.input_received,

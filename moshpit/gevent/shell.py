@@ -99,11 +99,16 @@ class ShellSession:
             gevent.spawn_later(1.0, self.shutdown)
 
     # --- connections --------------------------------------------------------------
-    def connect(self, params, resumed: bool = False) -> Channel:
+    def prepare_resume(self) -> int:
+        """A resume is authenticated: the keystrokes this session has had (the old
+        connection is let go when the new one attaches)."""
+        return self.session.input_received
+
+    def attach(self, params, resumed: bool = False) -> Channel:
         """A connection the key exchange accepted: its channel becomes the attached one."""
         channel = Channel.from_params(Role.SERVER, params, now=time.monotonic(),
                                       screen_source=self.session.screen_source)
-        self.attach(channel, params, resumed)
+        self._attach_channel(channel, params, resumed)
         early, self._early = self._early, []
         now = time.monotonic()
         for data, addr in early:                         # what the client sent before we knew
@@ -134,7 +139,7 @@ class ShellSession:
                 gevent.sleep(0.02)
         self.shutdown()
 
-    def attach(self, channel: Channel, params, resumed: bool = False) -> None:
+    def _attach_channel(self, channel: Channel, params, resumed: bool = False) -> None:
         self.displace()
         self.channels[channel.conn_id] = channel
         self.channel = channel
