@@ -128,7 +128,7 @@ def control_sockets(uid: int | None = None) -> list[Path]:
         return []
 
 
-def bind_unix(path: str | os.PathLike, mode: int = 0o600) -> socket.socket:
+def bind_unix(path: str | os.PathLike, mode: int = 0o600, backlog: int = 16) -> socket.socket:
     """A listening Unix stream socket at ``path``. One left by a server that is gone
     (nobody answers) is replaced; one that answers is not: OSError EADDRINUSE."""
     path = os.fspath(path)
@@ -142,7 +142,7 @@ def bind_unix(path: str | os.PathLike, mode: int = 0o600) -> socket.socket:
             os.unlink(path)
             sock.bind(path)
         os.chmod(path, mode)
-        sock.listen(16)
+        sock.listen(backlog)
     except BaseException:
         sock.close()
         raise

@@ -25,10 +25,11 @@ FIELDS = {"user": str, "pid": int, "tty": str, "started": (int, float), "attache
 def query(path: str | os.PathLike, timeout: float = 2.0) -> list[dict] | None:
     """The sessions the server at ``path`` lists for us, or None if nobody answers there.
     Entries are checked: only known fields of the right type are kept."""
+    deadline = time.monotonic() + timeout
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
-            sock.connect(os.fspath(path))
+            _connect(sock, os.fspath(path), deadline)
             sock.sendall(REQUEST)
             data = bytearray()
             while len(data) <= MAX_ANSWER:
@@ -46,6 +47,20 @@ def query(path: str | os.PathLike, timeout: float = 2.0) -> list[dict] | None:
         return None
     return [{name: entry[name] for name, kind in FIELDS.items() if _fits(entry.get(name), kind)}
             for entry in sessions if isinstance(entry, dict)]
+
+
+def _connect(sock: socket.socket, path: str, deadline: float) -> None:
+    """Connect, waiting while the server's queue of connections is full (a Unix socket
+    says so at once rather than wait: another user may be filling it, and the server
+    empties it as fast as it accepts)."""
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _fits(value, kind) -> bool:

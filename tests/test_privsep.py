@@ -321,8 +321,8 @@ def test_a_user_holding_status_connections_crowds_out_only_themselves(root_termi
     try:
         client.type(b"echo hi\r")
         assert client.wait_for(lambda: b"hi\r\n" in client.received)
-        holder = gevent.spawn(run_as, mps.user, _hold_connections, mps.control, 40, 6.0)
-        gevent.sleep(1.5)                                 # pressing: 40 open, remade as closed
+        holder = gevent.spawn(run_as, mps.user, _hold_connections, mps.control, 200, 6.0)
+        gevent.sleep(1.5)                                 # pressing: 200 open, remade as closed
         for _ in range(5):
             start = time.monotonic()
             listing = sessionlist.query(mps.control, timeout=5.0)
@@ -330,7 +330,7 @@ def test_a_user_holding_status_connections_crowds_out_only_themselves(root_termi
             assert listing is not None and [entry["user"] for entry in listing] == [USER]
             assert root_seconds < 0.5, root_seconds
             gevent.sleep(0.3)
-        assert holder.get(timeout=15) > 40                # it was turned away, and kept trying
+        assert holder.get(timeout=15) > 200               # it was turned away, and kept trying
     finally:
         client.close()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 from collections import Counter
 
@@ -37,7 +38,7 @@ class ControlSocket:
         self.path = os.fspath(path)
         self.list_sessions = list_sessions
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o755, exist_ok=True)   # /run/moshpit
-        plain = rundir.bind_unix(self.path, mode)
+        plain = rundir.bind_unix(self.path, mode, backlog=socket.SOMAXCONN)   # (excess is closed at once)
         self._inode = os.stat(self.path).st_ino
         listener = gsocket.socket(plain.family, plain.type, fileno=plain.detach())
         self._serving: Counter = Counter()            # uid -> connections being served
