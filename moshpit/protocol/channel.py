@@ -438,7 +438,7 @@ class Channel:
     def _hello_retry_at(self) -> float | None:
         if self.path is None:
             return None
-        return self.path.hello_retry_at(self._last_send, self.config.keepalive_interval, self.rto)
+        return self.path.hello_retry_at(self._last_send, self.config.keepalive_interval, self.rtt)
 
     def _note_contact(self, now: float) -> None:
         if self.path is not None:
@@ -616,7 +616,7 @@ class Channel:
         return self._network.addr is not None and self._network.worth_a_datagram()
 
     def _nak_deadline(self) -> float | None:
-        return self._receive.nak_deadline(self.last_heard, self.rtt.rto)
+        return self._receive.nak_deadline(self.last_heard, self.rtt)
 
     def handle_timer(self, now: float) -> None:
         nak = self._nak_deadline()
@@ -648,7 +648,7 @@ class Channel:
     def _screen_deadline(self) -> float | None:
         if self._screens_out is None or self.send_reliable:
             return None
-        return self._screens_out.deadline(self.rto)
+        return self._screens_out.deadline(self.rtt)
 
     # ------------------------------------------------------------------- send
     def _chunk_size(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from moshpit import codec
 from moshpit.protocol.roaming import PathMonitor
+from moshpit.protocol.rtt import RttEstimator
 from moshpit.protocol.wire import ACK_SIZE, PING_SIZE
 
 
@@ -87,7 +88,7 @@ class ClientPath(PathMonitor):
         """A new source address: the server has not heard from it."""
         self.unanswered = True
 
-    def hello_retry_at(self, last_send: float, keepalive_interval: float, rto: float) -> float | None:
+    def hello_retry_at(self, last_send: float, keepalive_interval: float, rtt: RttEstimator) -> float | None:
         if not self.unanswered:
             return None
-        return last_send + min(keepalive_interval, max(rto, 0.5))
+        return last_send + min(keepalive_interval, max(rtt.rto, 0.5))

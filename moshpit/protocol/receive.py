@@ -10,6 +10,7 @@ resumes them where they were.
 
 from __future__ import annotations
 
+from moshpit.protocol.rtt import RttEstimator
 from moshpit.seqtrack import SeqTracker
 
 NAK_PAUSE = 0.5             # no NAKs once the peer has been silent this long (or 2 RTO): an outage
@@ -45,10 +46,10 @@ class ReceiveFlow:
         self.ack_due = None
         self._unacked = 0
 
-    def nak_deadline(self, last_heard: float, rto: float) -> float | None:
+    def nak_deadline(self, last_heard: float, rtt: RttEstimator) -> float | None:
         """When the next NAK is due, unless the peer fell silent before then."""
         due = self.tracker.next_deadline()
-        if due is None or due > last_heard + max(NAK_PAUSE, 2 * rto):
+        if due is None or due > last_heard + max(NAK_PAUSE, 2 * rtt.rto):
             return None
         return due
 

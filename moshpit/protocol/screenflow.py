@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from moshpit.protocol import frames
 from moshpit.protocol.pacing import FramePacer
+from moshpit.protocol.rtt import RttEstimator
 from moshpit.protocol.screensync import ScreenAssembler, chunk_screen
 
 ECHO_ACK_REPEAT = 1.0       # screen modes: an echo ack rides on every datagram this long
@@ -39,14 +40,14 @@ class ScreenSender:
         self.acked = 0
         self._sent = 0
 
-    def deadline(self, rto: float) -> float | None:
+    def deadline(self, rtt: RttEstimator) -> float | None:
         """When the next message is due: a new state when the pacer allows, an
         unacknowledged one again after a frame interval or an RTO."""
         if self.state <= self.acked:
             return None
         if self.state != self._sent:
             return self._pacer.next_allowed()
-        return self._sent_at + max(self._interval, rto)
+        return self._sent_at + max(self._interval, rtt.rto)
 
     def message(self, now: float, chunk_size: int) -> list[bytes]:
         """The next message's chunks, from the newest state (the source may report a
