@@ -180,7 +180,7 @@ def test_client_without_the_base_asks_for_a_repaint():
     net.client_screen.held.clear()           # the client lost its copy (say, a restart)
     net.client_screen.held[0] = b""
     net.client_screen.state = 0
-    net.server.channel._screens_out.acked = 1      # while the server still diffs from state 1
+    net.server.channel._p.screens_out.acked = 1      # while the server still diffs from state 1
     net.screen(b"first and second")
     assert net.run_until(lambda: net.client_screen.text == b"first and second", timeout=5)
     assert net.client_screen.missing_base >= 1
@@ -458,8 +458,8 @@ def test_output_in_flight_is_cut_back_while_the_rtt_shows_a_queue():
             net.run_for(0.05)
             most = max(most, channel.in_flight)
         return most
-    assert most_in_flight(5) >= 0.9 * channel._send.window.cwnd          # no queue: the whole window
+    assert most_in_flight(5) >= 0.9 * channel._p.send.window.cwnd          # no queue: the whole window
     down.delay = up.delay = 0.25                              # the RTT goes from 0.1 s to 0.5 s
     most_in_flight(5)
     assert channel.rtt.srtt > 0.4 and channel.rtt.min_rtt < 0.15
-    assert most_in_flight(3) <= 0.35 * channel._send.window.cwnd          # about (0.1 + 0.02) / 0.5 of it
+    assert most_in_flight(3) <= 0.35 * channel._p.send.window.cwnd          # about (0.1 + 0.02) / 0.5 of it

@@ -93,7 +93,7 @@ def test_resize_reaches_the_screen_model():
 
 
 def test_output_for_an_absent_client_is_bounded_then_marked_and_repainted():
-    from moshpit.protocol.channel import UNSENT_CEILING
+    from moshpit.protocol.recovery import UNSENT_CEILING
     from moshpit.session import HISTORY_BYTES
     pair = Pair(DiffMode.RELIABLE)
     seen = pair.record()

@@ -11,12 +11,32 @@ not heard us: we answer it with a CLOSE (``reply_pending``).
 
 from __future__ import annotations
 
+import enum
+
 from moshpit.protocol import frames
 from moshpit.protocol.events import ConnectionClosed
 
 
+class ChannelState(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class CloseCode(enum.IntEnum):
+    NORMAL = 0
+    SHELL_EXITED = 1
+    SERVER_SHUTDOWN = 2
+    DISPLACED = 3          # a newer connection resumed this session
+    PROTOCOL_ERROR = 4
+    DETACHED_TIMEOUT = 5   # the server ended a session whose client was gone too long
+
+
 class Closing:
+    """Where the channel is in its life (``state``), and the close under way."""
+
     def __init__(self, timeout: float):
+        self.state = ChannelState.OPEN
         self.timeout = timeout
         self.code = 0
         self.reason = ""
@@ -27,12 +47,22 @@ class Closing:
         self._sent_at = float("-inf")
 
     def begin(self, code: int, reason: str, exit_status: int, now: float) -> None:
+        self.state = ChannelState.CLOSING
         self.code, self.reason, self.exit_status = int(code), reason, exit_status & 0xFF
         self.deadline = now + self.timeout
 
     def progress(self, now: float) -> None:
         """The peer is taking what we send: not stuck, whatever is still queued."""
         self.deadline = now + self.timeout
+
+    def acked(self, acked_below: int, now: float) -> bool:
+        """The peer holds every bundle below ``acked_below``: whether that includes our CLOSE."""
+        if self.state is not ChannelState.CLOSING:
+            return False
+        if self.osn is not None and acked_below > self.osn:
+            return True
+        self.progress(now)                 # still draining: not stuck
+        return False
 
     def frame(self) -> bytes:
         return frames.pack_close(self.code, self.reason, self.exit_status)

@@ -46,6 +46,15 @@ class NetworkPath:
         self.bytes_from = self.bytes_to = 0
         self.challenge_ts = None
 
+    def heard_from(self, addr, newest: bool, size: int) -> bool:
+        """Server: an authenticated datagram of ``size`` came from ``addr``; whether the
+        peer moved there (only the newest datagram may move it)."""
+        moved = newest and addr != self.addr
+        if moved:
+            self.move_to(addr)
+        self.received(addr, size)
+        return moved
+
     def received(self, addr, size: int) -> None:
         if addr == self.addr and not self.validated:
             self.bytes_from += size

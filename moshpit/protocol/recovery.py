@@ -23,6 +23,13 @@ from moshpit.retransmit import RetransmitBuffer
 # queue on the path (bufferbloat) that a Ctrl-C waits behind.
 QUEUE_ALLOWANCE = 0.020
 
+# Unsent output is held to about what the window sends in UNSENT_TIME (TCP_NOTSENT_LOWAT's
+# idea): whatever waits here must cross before anything typed after a Ctrl-C is answered,
+# so the rest waits in the PTY, where the tty discards it on an interrupt.
+UNSENT_TIME = 0.02
+UNSENT_FLOOR = 16 << 10     # ...but at least this much (a slow path still moves)...
+UNSENT_CEILING = 1 << 20    # ...and at most this (a LAN or loopback: the window is not the limit)
+
 
 def _coalesce(seqs: list[int]) -> list[tuple[int, int]]:
     """Sorted sequence numbers -> inclusive ranges."""
@@ -90,6 +97,15 @@ class SendFlow:
     @property
     def in_flight(self) -> int:
         return self.next_osn - self.peer_ack
+
+    def unsent_room(self, srtt: float | None, payload_size: int) -> int:
+        """Bytes of output to take now: about what the window sends in UNSENT_TIME."""
+        if srtt is None:
+            limit = UNSENT_FLOOR
+        else:
+            per_rtt = int(self.window.cwnd) * payload_size
+            limit = min(UNSENT_CEILING, max(UNSENT_FLOOR, int(per_rtt * UNSENT_TIME / max(srtt, 1e-4))))
+        return max(0, limit - self.pending_bytes)
 
     def add_data(self, data: bytes) -> None:
         if self.queue and self.queue[-1][0] == F.FRAME_DATA:

@@ -573,19 +573,19 @@ class ChannelRig:
         receiver = self.server if to_server else self.client
         kind = inp.byte()
         frame_type = kind % 13
-        expected = receiver._receive.next_expected
+        expected = receiver._p.receive.next_expected
         if kind >= 0xF0:                          # anything: type and body as they come
             body = inp.take(inp.u16() % 300)
         elif frame_type == codec.FRAME_DATA:
             body = inp.take(1 + inp.byte()) or b"x"
         elif frame_type in (codec.FRAME_ACK,):
-            body = frames.pack_u64(min(self._number(inp, receiver._send.next_osn), 2**64 - 1))
+            body = frames.pack_u64(min(self._number(inp, receiver._p.send.next_osn), 2**64 - 1))
         elif frame_type in (codec.FRAME_NAK, codec.FRAME_GONE):
-            anchor = receiver._send.peer_ack if frame_type == codec.FRAME_NAK else expected
+            anchor = receiver._p.send.peer_ack if frame_type == codec.FRAME_NAK else expected
             body = b"".join(struct.pack("!QH", min(self._number(inp, anchor), 2**64 - 1), inp.byte() % 20)
                             for _ in range(1 + inp.byte() % 3))
         elif frame_type == codec.FRAME_PING:
-            echo = (receiver._clock._last_ts - inp.byte() % 8) & 0xFFFFFFFF if inp.byte() & 1 else 0
+            echo = (receiver._p.clock._last_ts - inp.byte() % 8) & 0xFFFFFFFF if inp.byte() & 1 else 0
             body = struct.pack("!IIH", int(self.now * 1000) & 0xFFFFFFFF, echo, inp.u16())
         elif frame_type == codec.FRAME_RESIZE:           # mostly window sizes people have
             big = inp.byte() == 0xFF
@@ -623,7 +623,7 @@ class ChannelRig:
             elif kind in (2, 3, 4):                     # an authentic datagram of made-up frames
                 payload = b"".join(self._frame(inp, to_server) for _ in range(1 + inp.byte() % 4))
                 if op & 0x40:
-                    osn = self._number(inp, (self.server if to_server else self.client)._receive.next_expected)
+                    osn = self._number(inp, (self.server if to_server else self.client)._p.receive.next_expected)
                     payload = (bytes([codec.FRAME_OSN, 0, 8]) + frames.pack_u64(min(osn, 2**64 - 1))
                                + bytes([codec.FRAME_DATA, 0, 2]) + b"hi" + payload)
                 self.forge(to_server, payload)
