@@ -522,7 +522,7 @@ class ChannelRig:
         """An authentic datagram carrying ``payload``: sealed with the sending direction's
         keys by that side's own sealer, so its sequence number is the next one."""
         sender = self.client if to_server else self.server
-        _, datagram = sender._sealer.seal(payload[:codec.MAX_PAYLOAD_SIZE])
+        _, datagram = sender._tx._sealer.seal(payload[:codec.MAX_PAYLOAD_SIZE])
         self.sent.append((to_server, datagram))
         self.deliver(to_server, datagram, addr)
 
