@@ -1,12 +1,12 @@
-"""Server and client sessions: the screen model joined to the channel, loop-agnostic.
+"""The server session: the screen model joined to the channel, loop-agnostic.
 
-The server session takes PTY output and hands the channel what its diff mode
-needs: an output stream (through an ``OutputLog``, as the path has room: see
-``pump``) of the raw bytes in ``reliable`` mode and of the rows that scroll off the
-screen in the others, and numbered screen states always (for ``statesync``/``datagram``
-diffs and for repaints). The client session turns
-channel events into the bytes to write to the user's terminal. Neither does
-I/O or reads a clock: the runtime passes ``now`` and arms their timers.
+It takes PTY output and hands the channel what its diff mode needs: an output
+stream (through an ``OutputLog``, as the path has room: see ``pump``) of the raw
+bytes in ``reliable`` mode and of the rows that scroll off the screen in the
+others, and numbered screen states always (for ``statesync``/``datagram`` diffs and
+for repaints). Its client counterpart, with the same calls for the same acts, is
+``clientsession.ClientSession``. Neither does I/O or reads a clock: the runtime
+passes ``now`` and arms their timers.
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ from collections import deque
 
 from moshpit.outputlog import OutputLog
 from moshpit.protocol.channel import Channel
-from moshpit.protocol.events import (DataReceived, EchoAcknowledged, OutputSkipped, Resized,
-                                     ScreenUpdate)
+from moshpit.protocol.events import DataReceived, Resized
 from moshpit.protocol.handshake import DiffMode
-from moshpit.terminal.model import MAX_COLUMNS, MAX_ROWS, ScreenState, TerminalModel
-from moshpit.terminal.predict import ECHO, ICANON, Policy, PredictionEngine
-from moshpit.terminal.queries import QueryFilter
+from moshpit.terminal.model import ScreenState, TerminalModel, clamp_window
+from moshpit.terminal.predict import ECHO, ICANON
 from moshpit.terminal.render import render_diff, render_full
-from moshpit.terminal.scrollback import insert_rows, marker_line
+from moshpit.terminal.scrollback import marker_line
 
 BATCH_DELAY = 0.008            # gather PTY output this long before re-reading the screen...
 QUIET_DELAY = 0.002            # ...or only this long when it follows a quiet spell (an echo)
@@ -39,15 +37,9 @@ LINES_AHEAD = 256 << 10        # screen modes: scrolled-off rows kept and not ye
                                # until the client has taken all but a quarter of it
 RESUME_SLACK = 64 << 10        # output kept after the client acknowledged it: a client killed
                                # mid-write may have shown a little less than it acknowledged
-UNFED_LIMIT = 256 * 1024       # reliable, predicting: raw output modelled at the latest after this
 ECHO_WAIT = 0.050              # keystrokes count as echoed this long after the shell got them (Mosh)
 FEED_BUDGET = 50_000           # screen-model work per step (the model's cost units, ~20-50 ms):
                                # costly output is modelled a step at a time, the loop free between
-
-
-def clamp_window(cols: int, rows: int) -> tuple[int, int]:
-    """A window size the screen model holds: a client may ask for up to 65535x65535."""
-    return max(1, min(cols, MAX_COLUMNS)), max(1, min(rows, MAX_ROWS))
 
 
 class ServerSession:
@@ -282,282 +274,4 @@ class ServerSession:
     def take_pty_input(self) -> bytes:
         data = bytes(self.pty_input)
         self.pty_input.clear()
-        return data
-
-
-def missed_lines_marker(count: int, rows: int) -> str:
-    """Scroll what the terminal shows into its scrollback, then one line saying how many
-    lines are missing there (full-screen margins, so the scrolled rows are kept)."""
-    bottom = f"\x1b[{rows};1H"
-    return (f"\x1b[r\x1b[?6l\x1b[0m{bottom}" + "\n" * rows
-            + f"\x1b[H\x1b[2K{marker_line(count)}{bottom}\n")
-
-
-class ClientSession:
-    """What the user's terminal shows, and the bytes that keep it so.
-
-    With prediction on, what it shows is the server's screen (``truth``) with the
-    engine's guesses laid over it. In ``statesync`` and ``datagram`` the truth is
-    the newest state; in ``reliable`` it is a model fed the raw stream, kept only
-    while predictions are wanted (it costs the stream's throughput otherwise) and
-    brought in step by a repaint when they start to be."""
-
-    def __init__(self, cols: int = 80, rows: int = 24, clipboard_max_bytes: int = 0,
-                 predict: Policy = Policy.NEVER, shown: tuple[int, int] | None = (0, 0)):
-        """``shown``: (bytes, lines) of the server's output stream this terminal already
-        has (a resumed session's, from an earlier client), or None if not known."""
-        self.cols, self.rows = clamp_window(cols, rows)
-        self.shown = shown            # reliable: the stream's position, as written here
-        self.queries = QueryFilter(clipboard_max_bytes)   # reliable mode: nothing may ask the terminal
-        self.displayed = ScreenState.blank(cols, rows)     # what the real terminal shows
-        self.truth = self.displayed                       # the server's screen, as far as we know
-        self._held: dict[int, ScreenState] = {}
-        self._model: TerminalModel | None = None          # holds state _model_state, ready to feed
-        self._model_state = -1
-        self.output = bytearray()                         # for the real terminal
-        self.at_line_start = True     # the cursor is in the first column, so far as we know
-        self.engine = None if predict is Policy.NEVER else PredictionEngine(predict)
-        self._acks: list[tuple[int, int, int]] = []       # echo acks waiting for their state
-        self._echo_ack, self._echo_flags = 0, 0           # flags unknown until the server says
-        self._in_step = False         # reliable: the model has (or _unfed holds) every byte written
-        self._unfed = bytearray()
-        self._painted = False         # screen modes: the terminal has had a full paint
-        self._partial_line = bytearray()   # screen modes: a scrolled-off row not all here yet
-        self._rows_waiting: list[str] = []     # ...and those here, not yet in the scrollback
-        self._resync_asked = False
-
-    # --- events from the channel -------------------------------------------------------
-    def on_event(self, event, channel: Channel, now: float) -> None:
-        if isinstance(event, DataReceived):
-            if self.shown is not None:
-                self.shown = (self.shown[0] + len(event.data), self.shown[1] + event.data.count(b"\n"))
-            if channel.diff_mode is DiffMode.RELIABLE:
-                self._raw(event.data, channel, now)
-            else:
-                self._lines(event.data)
-        elif isinstance(event, OutputSkipped):
-            self._skipped(event, channel)
-        elif isinstance(event, ScreenUpdate):
-            self._apply(event, channel, now)
-        elif isinstance(event, EchoAcknowledged):
-            if channel.diff_mode is DiffMode.RELIABLE:
-                self._echo_ack = max(self._echo_ack, event.keystrokes)
-                self._echo_flags = event.flags
-                if self._in_step:
-                    self._catch_up(now)
-                else:
-                    self._judge(event.keystrokes, event.flags, now)
-            else:
-                self._acks.append((event.state, event.keystrokes, event.flags))
-                self._take_acks(now)
-                self._judge(self._echo_ack, self._echo_flags, now)
-
-    def _raw(self, data: bytes, channel: Channel, now: float) -> None:
-        """reliable: the raw stream, less queries; predictions lifted off while it is written."""
-        data = self.queries.feed(data)
-        if data:
-            self.at_line_start = data.endswith(b"\n")   # no model to ask: a good guess
-        if not self._in_step:
-            self.output += data
-            self._want_model(channel)
-            return
-        self._lift_predictions()
-        self.output += data
-        self._unfed += data            # modelled when needed, in one piece (the fast path's way)
-        self._model_state = -1                            # ahead of every numbered state now
-        # Hidden (tentative) guesses can wait: under `cat` the echo ack of the Enter that
-        # started it queues behind the output, and modelling each datagram on its own
-        # cost 0.5 s of CPU per MB.
-        assert self.engine is not None                   # (in step: predictions are on)
-        if self.engine.visible or len(self._unfed) >= UNFED_LIMIT:
-            self._catch_up(now)
-
-    def _skipped(self, event: OutputSkipped, channel: Channel) -> None:
-        """The stream jumps ahead. Lines we never had are marked with one line in the
-        scrollback, never a silent gap (in ``reliable`` after the screen we showed, which a
-        repaint then replaces); the position is the server's from here on."""
-        if self.shown is not None and event.lines > self.shown[1]:
-            missed = event.lines - self.shown[1]
-            if channel.diff_mode is DiffMode.RELIABLE:
-                self._lift_predictions()
-                self.output += missed_lines_marker(missed, self.rows).encode()
-            else:
-                self._partial_line.clear()        # (a line cut short by the skip)
-                self._rows_waiting.append(marker_line(missed))
-        self.shown = (event.offset, event.lines)
-
-    def _lines(self, data: bytes) -> None:
-        """Screen modes: the stream is the rows that scrolled off the server's screen, a
-        line each. They go into the terminal's scrollback together, once per batch of
-        events (``take_output``), or before the next screen is drawn."""
-        *complete, rest = (bytes(self._partial_line) + data).split(b"\n")
-        self._partial_line[:] = rest
-        for line in complete:
-            if line.startswith(b"\x1b]"):       # a terminal string (a clipboard write), not a row:
-                self.output += self.queries.feed(line)   # passed as reliable mode passes it
-            else:
-                self._rows_waiting.append(line.decode("utf-8", "replace"))
-
-    def _insert_waiting_rows(self):
-        """Write the rows waiting into the scrollback above the screen shown; returns what
-        the terminal shows then (to draw the screen from), or None if none were waiting."""
-        if not self._rows_waiting:
-            return None
-        text, after = insert_rows(self.displayed, self._rows_waiting, known=self._painted)
-        self._rows_waiting = []
-        self.output += text.encode()
-        return after
-
-    def _catch_up(self, now: float) -> None:
-        """reliable: feed the model what the terminal has had, then judge and show."""
-        if self._unfed:
-            assert self._model is not None               # (in step: the model is kept)
-            self._model.feed(bytes(self._unfed))
-            self._unfed.clear()
-            self.truth = self.displayed = self._model.state
-        self._judge(self._echo_ack, self._echo_flags, now)
-
-    def _want_model(self, channel: Channel) -> None:
-        """reliable: predictions are wanted but the model is behind: ask for a repaint."""
-        if self.engine is not None and self.engine.wanted and not self._resync_asked:
-            self._resync_asked = True
-            channel.request_repaint()
-
-    def _apply(self, event: ScreenUpdate, channel: Channel, now: float) -> None:
-        reliable = channel.diff_mode is DiffMode.RELIABLE
-        if not reliable and self._model is not None and event.state <= self._model_state:
-            # An older screen completing after a newer one (a message in two chunks, the
-            # next in one): applied, it would turn the screen back while the server,
-            # told of the newer one, has nothing more to send.
-            return
-        if event.base == 0:
-            model = TerminalModel(self.cols, self.rows)
-        elif event.base == self._model_state and self._model is not None:
-            model = self._model                           # the usual case: diff on the last state
-        else:
-            base = self._held.get(event.base)
-            if base is None:
-                channel.request_repaint()                 # we no longer have what it builds on
-                return
-            model = TerminalModel(base.cols, base.rows)
-            model.feed(render_full(base).encode())
-        if reliable:
-            self._lift_predictions()
-            self._unfed.clear()                           # the repaint supersedes it
-            self.output += event.data                     # a repaint inside the raw stream
-            self.displayed = self.truth                   # (it draws the truth over whatever)
-        model.feed(event.data)
-        new = model.state
-        if not reliable:
-            # The first paint clears whatever the terminal showed (a diff from a blank
-            # screen would leave it where the remote screen is blank); then diffs.
-            after = self._insert_waiting_rows()
-            if not self._painted:
-                paint = render_full(new)
-            else:
-                paint = render_diff(after or self.displayed, new, scroll=False)
-            self.output += paint.encode()
-            self._painted = True
-        self.displayed = self.truth = new
-        self.at_line_start = new.cursor_x == 0
-        self._model, self._model_state = model, event.state
-        self._held[event.state] = new
-        for old in [s for s in self._held if s < event.base]:
-            del self._held[old]
-        channel.screen_applied(event.state)
-        if reliable:
-            self._in_step = self.engine is not None       # the repaint brought the model in step
-            self._resync_asked = False
-        self._take_acks(now)
-        self._judge(self._echo_ack, self._echo_flags, now)
-
-    # --- prediction ----------------------------------------------------------------------
-    def keys(self, data: bytes, now: float, srtt: float, channel: Channel) -> None:
-        """The user typed ``data`` (already handed to the channel)."""
-        if self.engine is None:
-            return
-        self.engine.set_srtt(srtt)
-        if channel.diff_mode is DiffMode.RELIABLE and not self._in_step:
-            self.engine.typed_blind(data)                 # counted, not drawn: no model yet
-            self._want_model(channel)
-            return
-        if self._unfed:
-            self._catch_up(now)                           # the truth the guesses build on
-        self.engine.keys(data, self.truth, now)
-        self._show_predictions(now)
-
-    def tick(self, now: float, srtt: float, channel: Channel) -> None:
-        """The prediction timer (or the RTT) moved: show or hide what it says."""
-        if self.engine is None:
-            return
-        self.engine.set_srtt(srtt)
-        if channel.diff_mode is DiffMode.RELIABLE:
-            if not self.engine.wanted and self._in_step and not self.engine.pending:
-                self._in_step = False                     # stop paying for the model
-                self._model = None
-                self._unfed.clear()
-                return
-            if not self._in_step:
-                self._want_model(channel)
-                return
-        self._show_predictions(now)
-
-    def get_timer(self) -> float | None:
-        return None if self.engine is None else self.engine.get_timer()
-
-    def connected(self, input_received: int) -> None:
-        """A new or resumed connection, whose server has had this many keystroke bytes
-        (and, in ``reliable``, goes on with the output from ``shown``, or says SKIP)."""
-        if self.engine is not None:
-            self.engine.rebase(input_received)
-        self._acks.clear()
-        self._echo_ack = input_received
-        self._in_step = self._resync_asked = False
-        self._unfed.clear()
-
-    def _take_acks(self, now: float) -> None:
-        """Echo acks whose state has been applied take effect."""
-        applied = self._model_state
-        ready = [a for a in self._acks if a[0] <= applied or applied < 0]
-        if not ready:
-            return
-        self._acks = [a for a in self._acks if a not in ready]
-        newest = max(ready, key=lambda a: a[1])
-        self._echo_ack = max(self._echo_ack, newest[1])
-        self._echo_flags = ready[-1][2]
-
-    def _judge(self, acked: int, flags: int, now: float) -> None:
-        self._echo_ack, self._echo_flags = max(self._echo_ack, acked), flags
-        if self.engine is None:
-            return
-        self.engine.truth(self.truth, self._echo_ack, self._echo_flags, now)
-        self._show_predictions(now)
-
-    def _show_predictions(self, now: float) -> None:
-        if self._unfed or (self._model is not None and not self._model.at_rest):
-            return                     # the truth is behind, or mid-sequence: nothing may go in
-        assert self.engine is not None
-        shown = self.engine.display(self.truth, now)
-        if shown != self.displayed:
-            self.output += render_diff(self.displayed, shown, scroll=False).encode()
-            self.displayed = shown
-
-    def _lift_predictions(self) -> None:
-        """Put back the truth where predictions are drawn, before server bytes follow."""
-        if self.displayed != self.truth:
-            self.output += render_diff(self.displayed, self.truth, scroll=False).encode()
-            self.displayed = self.truth
-
-    def resize(self, cols: int, rows: int, channel: Channel) -> None:
-        self.cols, self.rows = clamp_window(cols, rows)
-        if self.engine is not None:
-            self.engine.reset()
-        channel.send_resize(self.cols, self.rows)
-
-    def take_output(self) -> bytes:
-        after = self._insert_waiting_rows()
-        if after is not None:                 # the screen shown, drawn again below them
-            self.output += render_diff(after, self.displayed, scroll=False).encode()
-        data = bytes(self.output)
-        self.output.clear()
         return data

@@ -63,17 +63,18 @@ def test_output_continues_when_the_client_roams(server, home):
 @pytest.mark.parametrize("mode", [DiffMode.STATESYNC, DiffMode.DATAGRAM])
 def test_screen_modes_end_to_end_under_loss(server, home, mode):
     from moshpit.protocol.events import ScreenUpdate
-    from moshpit.session import ClientSession
+    from moshpit.clientsession import ClientSession
     from moshpit.terminal.model import TerminalModel
     _, key = home
     client, relay = through_relay(server, key, mode=mode, loss=0.3, seed=3)
     session, terminal = ClientSession(80, 24), TerminalModel(80, 24)
+    session.attach(client.channel, 0)
     original_service = client.service
 
     def service():
         original_service()
         for event in [e for e in client.events if isinstance(e, ScreenUpdate)]:
-            session.on_event(event, client.channel, time.monotonic())
+            session.on_event(event, time.monotonic())
             terminal.feed(session.take_output())
         client.events.clear()
     client.service = service

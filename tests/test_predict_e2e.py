@@ -79,7 +79,7 @@ def test_nothing_typed_at_a_password_prompt_is_drawn(slow_link):
         return [row for row in terminal_of(running).state.text() if "pass: " in row and "printf" not in row]
     assert running.wait_for(prompt, timeout=5), terminal_of(running).state.text()
     from moshpit.terminal.predict import ICANON
-    assert running.wait_for(lambda: running.client.session._echo_flags == ICANON)   # echo off, said
+    assert running.wait_for(lambda: running.client.session.echo_flags == ICANON)   # echo off, said
     for byte in b"hunter2":
         running.type(bytes([byte]))
         gevent.sleep(0.08)

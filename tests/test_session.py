@@ -6,7 +6,8 @@ import random
 import pytest
 
 from moshpit.protocol.handshake import DiffMode
-from moshpit.session import ClientSession, ServerSession
+from moshpit.clientsession import ClientSession
+from moshpit.session import ServerSession
 from moshpit.terminal.model import TerminalModel
 from simnet import Link, SimNet
 from terminal_corpus import CORPUS
@@ -23,6 +24,7 @@ class Pair:
                           event_hook=self._event, down=Link(loss=loss, duplicate=0.05, reorder=0.1),
                           up=Link(loss=loss, duplicate=0.05, reorder=0.1))
         self.server.attach(self.net.server.channel)
+        self.client.attach(self.net.client.channel, 0)
 
         self.written: bytearray | None = None
 
@@ -30,7 +32,7 @@ class Pair:
         if endpoint is self.net.server:
             self.server.on_event(event, self.net.now)
         else:
-            self.client.on_event(event, endpoint.channel, self.net.now)
+            self.client.on_event(event, self.net.now)
             out = self.client.take_output()
             if self.written is not None:
                 self.written += out
@@ -87,7 +89,7 @@ def test_keystrokes_and_terminal_replies_reach_the_pty():
 
 def test_resize_reaches_the_screen_model():
     pair = Pair(DiffMode.STATESYNC)
-    pair.client.resize(100, 30, pair.net.client.channel)
+    pair.client.resize(100, 30)
     pair.run(1.0)
     assert (pair.server.model.state.cols, pair.server.model.state.rows) == (100, 30)
 
@@ -160,7 +162,7 @@ def test_a_frame_rendered_while_output_is_pending_is_labelled_with_the_state_it_
     updates = [e for e in iter(client.next_event, None) if isinstance(e, ScreenUpdate)]
     assert updates
     for update in updates:
-        pair.client.on_event(update, client, now)
+        pair.client.on_event(update, now)
         assert pair.client.displayed == pair.server._states[update.state]
 
 
@@ -292,8 +294,9 @@ def test_an_older_screen_completing_after_a_newer_one_does_not_turn_the_screen_b
     older.feed(b"$ echo hi\r\n")
     newer.feed(b"$ echo hi\r\nhi\r\n$ ")
     client, channel = ClientSession(80, 24), Channel()
-    client.on_event(ScreenUpdate(0, 13, render_full(newer.state).encode()), channel, 0.0)
-    client.on_event(ScreenUpdate(0, 12, render_full(older.state).encode()), channel, 0.0)
+    client.attach(channel, 0)
+    client.on_event(ScreenUpdate(0, 13, render_full(newer.state).encode()), 0.0)
+    client.on_event(ScreenUpdate(0, 12, render_full(older.state).encode()), 0.0)
     assert client.truth.text() == newer.state.text()
     assert channel.applied == [13]
 
@@ -338,6 +341,7 @@ def test_clipboard_writes_reach_the_terminal_in_the_screen_modes_as_in_reliable(
     from transcript import transcript_lines
     pair = Pair(mode)
     pair.client = ClientSession(80, 24, clipboard_max_bytes=allowed)
+    pair.client.attach(pair.net.client.channel, 0)
     seen = pair.record()
     pair.pty(b"1\r\n2\r\n\x1b]52;c;aGVsbG8=\x07\x1b]52;c;?\x07\x1b]52;c;" + b"QUFB" * 100 + b"\x07"
              + b"".join(b"%d\r\n" % i for i in range(3, 41)))

@@ -29,7 +29,7 @@ from moshpit.gevent import udp as udpio
 from moshpit.gevent.exchange import KeyExchange
 from moshpit.gevent.hubtimer import HubTimer
 from moshpit.gevent.routes import ClientError, TcpRoute
-from moshpit.session import ClientSession
+from moshpit.clientsession import ClientSession
 from moshpit.terminal.predict import Policy
 from moshpit.terminal.render import render_full
 from moshpit.terminal.tty import REMOVE_STATUS_BAR, SANE_MODES, RawMode, status_bar, window_size
@@ -180,7 +180,7 @@ class Client:
         self._open_channel(params, address)
         self._session = ClientSession(cols, rows, self.clipboard_max_bytes, predict=self.predict,
                                      shown=self.shown if params.resumed else (0, 0))
-        self.session.connected(params.input_received)
+        self.session.attach(self.channel, params.input_received)
         self._replay.connected(params.input_received)
 
     def _key_exchange(self, cols: int, rows: int, token: bytes | None, *, resume_only: bool,
@@ -233,7 +233,7 @@ class Client:
         """Switch to the resumed connection; resend the keystrokes the old one may have lost."""
         self.link.close()
         self._open_channel(params, address)
-        self.session.connected(params.input_received)
+        self.session.attach(self.channel, params.input_received)
         self.reconnects += 1
         undelivered, lost = self._replay.resumed(params.input_received)
         if lost:
@@ -331,7 +331,7 @@ class Client:
             return
         if self.channel.accepts_data:
             self.channel.send_data(data)
-            self.session.keys(data, time.monotonic(), self.channel.rtt.srtt or 0.0, self.channel)
+            self.session.keys(data, time.monotonic())
         self._replay.sent(data, in_contact=not self._silent and self._reconnector is None)
 
     def _suspend(self) -> None:
@@ -352,7 +352,7 @@ class Client:
         self._terminal.apply()
         cols, rows = window_size(self.stdout_fd)
         if (cols, rows) != (self.session.cols, self.session.rows):
-            self.session.resize(cols, rows, self.channel)
+            self.session.resize(cols, rows)
         self._repaint()
         self.service()
 
@@ -391,7 +391,7 @@ class Client:
 
     def _resized(self) -> None:
         cols, rows = window_size(self.stdout_fd)
-        self.session.resize(cols, rows, self.channel)
+        self.session.resize(cols, rows)
         self.service()
 
     def quit(self, message: str) -> None:
@@ -424,7 +424,7 @@ class Client:
 
     def _take_events(self) -> None:
         while (event := self.channel.next_event()) is not None:
-            self.session.on_event(event, self.channel, time.monotonic())
+            self.session.on_event(event, time.monotonic())
             if isinstance(event, PeerSilent):
                 self._silent = True
                 self._status(f"mp: Last contact {int(event.seconds)} seconds ago. [To quit: Ctrl-^ .]")
@@ -453,7 +453,7 @@ class Client:
     def _on_timer(self) -> None:
         now = time.monotonic()
         self.channel.handle_timer(now)
-        self.session.tick(now, self.channel.rtt.srtt or 0.0, self.channel)
+        self.session.handle_timer(now)
         self.service()
 
     def _status(self, text: str | None) -> None:

@@ -82,7 +82,8 @@ def warm_up(seconds: float = 1.0) -> None:
     from moshpit import crypto
     from moshpit.protocol.channel import Channel, Role
     from moshpit.protocol.handshake import DiffMode
-    from moshpit.session import ClientSession, ServerSession
+    from moshpit.clientsession import ClientSession
+    from moshpit.session import ServerSession
     direction = crypto.DirectionKeys(bytes(range(32)), bytes(range(64)))
     keys = crypto.TrafficKeys(direction, direction)
     output = (b"\x1b[H\x1b[2Jwarm \x1b[1;31mup\x1b[0m\r\n" + b"line of text \x1b[K\r\n" * 30
@@ -94,6 +95,7 @@ def warm_up(seconds: float = 1.0) -> None:
         client_channel = Channel(Role.CLIENT, keys, 1, mode, now=now, peer_addr=("127.0.0.1", 9))
         client = ClientSession(80, 24)
         server.attach(server_channel)
+        client.attach(client_channel, 0)
         while now < seconds:
             now += 0.01
             if int(now * 100) % 10 == 0:
@@ -107,7 +109,7 @@ def warm_up(seconds: float = 1.0) -> None:
             while (event := server_channel.next_event()) is not None:
                 server.on_event(event, now)
             while (event := client_channel.next_event()) is not None:
-                client.on_event(event, client_channel, now)
+                client.on_event(event, now)
             server.take_pty_input()
             client.take_output()
 

@@ -38,7 +38,7 @@ from moshpit.gevent.logins import LoginRecords, login_records_for, pty_line
 from moshpit.gevent.session_process import SessionProcess, SessionProcesses
 from moshpit.gevent.shell import ShellSession
 from moshpit.gevent.spawn import accepted_env, login_argv, shell_environment, spawn_shell
-from moshpit.session import clamp_window
+from moshpit.terminal.model import clamp_window
 
 log = logging.getLogger("moshpit.server")
 

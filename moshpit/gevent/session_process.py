@@ -31,7 +31,7 @@ from moshpit.gevent.forkserver import ForkServer, describe_status
 from moshpit.gevent.logins import pty_line
 from moshpit.gevent.shell import ShellSession
 from moshpit.gevent.spawn import drop_privileges, forbid_tracing, spawn_shell
-from moshpit.session import clamp_window
+from moshpit.terminal.model import clamp_window
 
 log = logging.getLogger("moshpit.server")
 

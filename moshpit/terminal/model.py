@@ -30,6 +30,11 @@ MAX_COLUMNS = 1000
 MAX_ROWS = 500
 
 
+def clamp_window(cols: int, rows: int) -> tuple[int, int]:
+    """A window size the model holds: a client may ask for up to 65535x65535."""
+    return max(1, min(cols, MAX_COLUMNS)), max(1, min(rows, MAX_ROWS))
+
+
 class Line(tuple):
     """A row of a ``ScreenState``: its cells, and ``written``, how far from the left the
     program wrote in the row rather than only erased (``screen.Row.written``, and at

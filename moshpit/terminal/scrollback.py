@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from moshpit.terminal.screen import BLANK
+
+if TYPE_CHECKING:
+    from moshpit.terminal.model import ScreenState
 
 CSI = "\x1b["
 _PEN = BLANK[1:]
@@ -45,7 +49,7 @@ def _relative(move: re.Match) -> str:
     return "\r" if column == 1 else f"\r{CSI}{column - 1}C"
 
 
-def insert_rows(shown, lines: list[str], known: bool = True) -> tuple[str, object]:
+def insert_rows(shown: ScreenState, lines: list[str], known: bool = True) -> tuple[str, ScreenState]:
     """Write ``lines`` into the scrollback of a terminal showing ``shown`` (a ScreenState;
     not ``known``: the terminal shows something else, as before the first paint).
 

@@ -38,7 +38,8 @@ from moshpit.protocol.events import (AuthRequested, HandshakeComplete, Handshake
 from moshpit.protocol.handshake import ClientHandshake, DiffMode, ServerHandshake
 from moshpit.protocol.screensync import ScreenAssembler, chunk_screen
 from moshpit.replay import ReplayWindow
-from moshpit.session import ClientSession, ServerSession
+from moshpit.clientsession import ClientSession
+from moshpit.session import ServerSession
 from moshpit.terminal.model import TerminalModel
 from moshpit.terminal.queries import QueryFilter
 from moshpit.terminal.render import render_diff, render_full
@@ -506,6 +507,7 @@ class ChannelRig:
         self.server_session.attach(self.server)
         self.client_session = ClientSession(cp.cols, cp.rows)
         self.client = Channel.from_params(Role.CLIENT, cp, now=0.0, peer_addr=SERVER_ADDR)
+        self.client_session.attach(self.client, 0)
         self.client_addr = CLIENT_ADDR
         self.sent: list[tuple[bool, bytes]] = []      # authentic datagrams delivered: (to server, bytes)
         self.events: set[str] = set()
@@ -558,7 +560,7 @@ class ChannelRig:
             self.server_session.on_event(event, self.now)
         while (event := self.client.next_event()) is not None:
             self.events.add("c" + type(event).__name__)
-            self.client_session.on_event(event, self.client, self.now)
+            self.client_session.on_event(event, self.now)
 
     # -- the program --------------------------------------------------------------
     def _number(self, inp: Input, anchor: int) -> int:
@@ -642,7 +644,7 @@ class ChannelRig:
                 if choice == 0 and self.client.accepts_data:
                     self.client.send_data(inp.take(1 + inp.byte() % 32))
                 elif choice == 1:                       # the user's own window: up to 256x80
-                    self.client_session.resize(1 + inp.byte(), 1 + inp.byte() % 80, self.client)
+                    self.client_session.resize(1 + inp.byte(), 1 + inp.byte() % 80)
                 elif choice == 2:
                     self.client.request_repaint()
                 elif choice == 3:
@@ -862,7 +864,7 @@ def _real_traffic(diff_mode: DiffMode):
     rig = ChannelRig(diff_mode)
     script = [lambda: rig.server_session.pty_output(b"$ ls\r\nREADME.md  moshpit\r\n\x1b[1;32m$ \x1b[m", rig.now),
               lambda: rig.client.send_data(b"ls\r") if rig.client.accepts_data else None,
-              lambda: rig.client_session.resize(100, 30, rig.client),
+              lambda: rig.client_session.resize(100, 30),
               lambda: rig.client.request_repaint(),
               lambda: rig.server_session.pty_output(b"\x1b]0;title\x07\x1b[2J\x1b[Hvim\x1b[?1049h", rig.now),
               lambda: rig.server.close(1, "shell exited", now=rig.now, exit_status=3)]
