@@ -109,6 +109,12 @@ class ClientSession:
         assert self.channel is not None, "attach() first"
         self.channel.send_resize(self.cols, self.rows)
 
+    def redraw(self) -> None:
+        """The terminal lost what it showed (a stop and ``fg``, a status bar taken away):
+        draw it again, from the truth held here or, where the stream is the screen, by
+        asking the server for a repaint."""
+        self.view.redraw()
+
     def take_output(self) -> bytes:
         self.view.before_output()
         data = bytes(self.output)
@@ -294,6 +300,10 @@ class StreamView:
     def before_output(self) -> None:
         pass
 
+    def redraw(self) -> None:
+        if self._s.channel is not None:
+            self._s.channel.request_repaint()             # the stream has no screen to redraw from
+
     def _catch_up(self, now: float) -> None:
         """Feed the model what the terminal has had, then judge and show."""
         s = self._s
@@ -385,6 +395,9 @@ class ScreenView:
 
     def ready_for_timer(self) -> bool:
         return True
+
+    def redraw(self) -> None:
+        self._s.output += render_full(self._s.displayed).encode()
 
     def before_output(self) -> None:
         after = self._insert_waiting_rows()

@@ -26,6 +26,12 @@ FRAME_PADDING: int
 FRAME_OSN: int
 FRAME_ECHO_ACK: int
 FRAME_SKIP: int
+FRAME_STREAM_OPEN: int
+FRAME_STREAM_DATA: int
+FRAME_STREAM_WINDOW: int
+FRAME_STREAM_FIN: int
+FRAME_STREAM_RESET: int
+FRAME_FORWARD: int
 FRAME_NAMES: dict[int, str]
 
 def frame_body_ok(frame_type: int, length: int) -> bool: ...

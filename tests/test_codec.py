@@ -8,7 +8,9 @@ from moshpit.errors import DecodeError, LocalProtocolError
 
 FIXED = {codec.FRAME_ACK: 8, codec.FRAME_PING: 10, codec.FRAME_RESIZE: 4,
          codec.FRAME_STATE_ACK: 8, codec.FRAME_REPAINT: 8, codec.FRAME_OSN: 8, codec.FRAME_ECHO_ACK: 17,
-         codec.FRAME_SKIP: 16}
+         codec.FRAME_SKIP: 16, codec.FRAME_STREAM_WINDOW: 20, codec.FRAME_STREAM_FIN: 12}
+MINIMUM = {codec.FRAME_STREAM_OPEN: 7, codec.FRAME_STREAM_DATA: 13, codec.FRAME_STREAM_RESET: 5,
+           codec.FRAME_FORWARD: 4}
 
 
 def body_for(frame_type):
@@ -20,6 +22,8 @@ def body_for(frame_type):
         return st.binary(min_size=20, max_size=300)
     if frame_type == codec.FRAME_CLOSE:
         return st.binary(min_size=2, max_size=300)     # code and exit status, then the reason
+    if frame_type in MINIMUM:                          # a header, then a host, reason or data
+        return st.binary(min_size=MINIMUM[frame_type], max_size=MINIMUM[frame_type] + 255)
     return st.binary(min_size=1, max_size=300)
 
 

@@ -78,16 +78,24 @@ FRAME_PADDING = 0x0B      # ignored; lets a client earn a bigger anti-amplificat
 FRAME_OSN = 0x0C          # u64: ordered sequence number of the ordered frames that follow
 FRAME_ECHO_ACK = 0x0D     # u64 screen state, u64 keystroke bytes it accounts for, u8 tty flags
 FRAME_SKIP = 0x0E         # u64 stream offset, u64 lines: output from here on; the lines before it are not sent
+FRAME_STREAM_OPEN = 0x0F  # u32 stream, u8 kind, u16 port, UTF-8 host (forwarding: streams.py)
+FRAME_STREAM_DATA = 0x10  # u32 stream, u64 offset, data
+FRAME_STREAM_WINDOW = 0x11  # u32 stream, u64 received, u64 limit
+FRAME_STREAM_FIN = 0x12   # u32 stream, u64 final size
+FRAME_STREAM_RESET = 0x13  # u32 stream, u8 code, UTF-8 reason
+FRAME_FORWARD = 0x14      # u8 kind, u8 status, u16 port, UTF-8 host or reason
 
 FRAME_NAMES = {
     FRAME_DATA: "DATA", FRAME_ACK: "ACK", FRAME_NAK: "NAK", FRAME_PING: "PING",
     FRAME_RESIZE: "RESIZE", FRAME_SCREEN: "SCREEN", FRAME_STATE_ACK: "STATE_ACK",
     FRAME_REPAINT: "REPAINT", FRAME_CLOSE: "CLOSE", FRAME_GONE: "GONE",
     FRAME_PADDING: "PADDING", FRAME_OSN: "OSN", FRAME_ECHO_ACK: "ECHO_ACK", FRAME_SKIP: "SKIP",
+    FRAME_STREAM_OPEN: "STREAM_OPEN", FRAME_STREAM_DATA: "STREAM_DATA", FRAME_STREAM_WINDOW: "STREAM_WINDOW",
+    FRAME_STREAM_FIN: "STREAM_FIN", FRAME_STREAM_RESET: "STREAM_RESET", FRAME_FORWARD: "FORWARD",
 }
 
 cdef enum:
-    _MAX_TYPE = 0x0E
+    _MAX_TYPE = 0x14
     _ANY = 1216  # the largest body that fits a payload: 1280 - 61 - 3
 
 # Body length rules per frame type: minimum, maximum, and the step the length
@@ -118,6 +126,12 @@ _rule(FRAME_PADDING, 0, _ANY, 1)
 _rule(FRAME_OSN, 8, 8, 1)
 _rule(FRAME_ECHO_ACK, 17, 17, 1)
 _rule(FRAME_SKIP, 16, 16, 1)
+_rule(FRAME_STREAM_OPEN, 7, 7 + 255, 1)
+_rule(FRAME_STREAM_DATA, 13, _ANY, 1)
+_rule(FRAME_STREAM_WINDOW, 20, 20, 1)
+_rule(FRAME_STREAM_FIN, 12, 12, 1)
+_rule(FRAME_STREAM_RESET, 5, 5 + 255, 1)
+_rule(FRAME_FORWARD, 4, 4 + 255, 1)
 
 
 cdef inline bint _body_length_ok(int frame_type, Py_ssize_t n) noexcept:

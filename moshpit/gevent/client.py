@@ -357,10 +357,8 @@ class Client:
         self.service()
 
     def _repaint(self) -> None:
-        if self.diff_mode is DiffMode.RELIABLE:
-            self.channel.request_repaint()               # the stream has no screen to redraw from
-        else:
-            gevent.os.nb_write(self.stdout_fd, render_full(self.session.displayed).encode())
+        self.session.redraw()
+        self._flush_output()
         if self._silent:
             self._bar.shown = False
             self._status(self._bar.text)
@@ -459,10 +457,8 @@ class Client:
     def _status(self, text: str | None) -> None:
         """The top-row notice while the server is silent, as Mosh shows it."""
         if self._bar.show(text):                         # taken away: bring back what it covered
-            if self.diff_mode is DiffMode.RELIABLE:
-                self.channel.request_repaint()
-            else:
-                gevent.os.nb_write(self.stdout_fd, render_full(self.session.displayed).encode())
+            self.session.redraw()
+            self._flush_output()
 
     def _flush_output(self) -> None:
         data = memoryview(self.session.take_output())    # partial writes: no copy of the rest

@@ -41,8 +41,9 @@ from moshpit.protocol.events import (AddressChanged, AddressValidated, Connectio
 from moshpit.protocol.handshake import DiffMode, SessionParams
 from moshpit.protocol.liveness import Liveness
 from moshpit.protocol.parts import ChannelConfig, ChannelParts, Role
+from moshpit.protocol.streams import StreamSet
 from moshpit.protocol.transmit import Transmitter
-from moshpit.protocol.wire import parse_payload
+from moshpit.protocol.wire import STREAM_FRAMES, parse_payload
 
 __all__ = ["Channel", "ChannelConfig", "ChannelState", "CloseCode", "Role"]
 
@@ -116,13 +117,8 @@ class Channel:
         """Server: the newest screen the client acknowledged."""
         return self._p.screens_out.acked if self._p.screens_out is not None else 0
 
-    @property
-    def srtt(self) -> float | None:
-        return self.rtt.srtt
-
-    @property
-    def rto(self) -> float:
-        return self.rtt.rto
+    srtt = property(lambda self: self.rtt.srtt)
+    rto = property(lambda self: self.rtt.rto)
 
     @property
     def closed(self) -> bool:
@@ -150,6 +146,10 @@ class Channel:
         if not self.accepts_data:
             return 0
         return self._p.send.unsent_room(self.rtt.srtt, self.config.max_datagram_size - codec.OVERHEAD)
+
+    def attach_streams(self, streams: StreamSet) -> None:
+        """Carry ``streams`` (forwarded connections, which outlive a channel: see streams.py)."""
+        self._p.send.streams = streams
 
     def next_event(self) -> Event | None:
         events = self._p.events
@@ -356,6 +356,8 @@ class Channel:
                 self._p.events.append(EchoAcknowledged(value.state, value.keystrokes, value.flags))
         elif frame_type == F.FRAME_CLOSE:
             self._on_close(*value)
+        elif frame_type in STREAM_FRAMES and self._p.send.streams is not None:
+            self._p.send.streams.on_frame(frame_type, value)
         elif frame_type == F.FRAME_SKIP:
             if self.state is not ChannelState.CLOSED:
                 self._p.events.append(OutputSkipped(value.offset, value.lines))

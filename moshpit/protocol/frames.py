@@ -168,3 +168,132 @@ def unpack_skip(body: bytes) -> Skip:
     if lines > offset:
         raise DecodeError("more lines than bytes before a skip")
     return Skip(offset, lines)
+
+
+# --- forwarded byte streams (streams.py) --------------------------------------------------
+MAX_HOST_BYTES = 255
+_STREAM_OPEN = struct.Struct("!IBH")
+_STREAM_DATA = struct.Struct("!IQ")
+_STREAM_WINDOW = struct.Struct("!IQQ")
+_STREAM_FIN = struct.Struct("!IQ")
+_STREAM_RESET = struct.Struct("!IB")
+_FORWARD = struct.Struct("!BBH")
+STREAM_DATA_HEADER_SIZE = _STREAM_DATA.size
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpen:
+    stream: int
+    kind: int                 # streams.AGENT, streams.TCP
+    port: int                 # TCP: where to connect (or, from the server, the listener's port)
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamData:
+    stream: int
+    offset: int               # of data[0] in the stream
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamWindow:
+    stream: int
+    received: int             # every byte below this offset arrived
+    limit: int                # the sender may send bytes below this offset
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFin:
+    stream: int
+    size: int                 # the stream's final length
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReset:
+    stream: int
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A forwarding request (client to server) or its answer (server to client)."""
+    kind: int                 # streams.AGENT, streams.LISTEN
+    status: int               # request: 0; answer: streams.FORWARD_OK or a refusal code
+    port: int                 # LISTEN: the server port asked for
+    host: str                 # LISTEN: the bind address; an answer: the refusal's reason
+
+
+def _text(body: bytes, what: str) -> str:
+    if len(body) > MAX_HOST_BYTES:
+        raise DecodeError(f"{what} longer than {MAX_HOST_BYTES} bytes")
+    try:
+        return bytes(body).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError(f"{what} is not UTF-8") from None
+
+
+def _short(text: str) -> bytes:
+    return text.encode("utf-8")[:MAX_HOST_BYTES].decode("utf-8", "ignore").encode("utf-8")
+
+
+def pack_stream_open(stream: int, kind: int, port: int, host: str) -> bytes:
+    return _STREAM_OPEN.pack(stream, kind, port) + _short(host)
+
+
+def unpack_stream_open(body: bytes) -> StreamOpen:
+    stream, kind, port = _STREAM_OPEN.unpack_from(body)
+    return StreamOpen(stream, kind, port, _text(body[_STREAM_OPEN.size:], "host"))
+
+
+def pack_stream_data(stream: int, offset: int, data: bytes) -> bytes:
+    return _STREAM_DATA.pack(stream, offset) + data
+
+
+def unpack_stream_data(body: bytes) -> StreamData:
+    stream, offset = _STREAM_DATA.unpack_from(body)
+    data = bytes(body[_STREAM_DATA.size:])
+    if offset + len(data) > codec.MAX_SEQ:
+        raise DecodeError("stream offset out of range")
+    return StreamData(stream, offset, data)
+
+
+def pack_stream_window(stream: int, received: int, limit: int) -> bytes:
+    return _STREAM_WINDOW.pack(stream, received, limit)
+
+
+def unpack_stream_window(body: bytes) -> StreamWindow:
+    stream, received, limit = _STREAM_WINDOW.unpack(body)
+    if received > limit or limit > codec.MAX_SEQ:
+        raise DecodeError("stream window below what was received")
+    return StreamWindow(stream, received, limit)
+
+
+def pack_stream_fin(stream: int, size: int) -> bytes:
+    return _STREAM_FIN.pack(stream, size)
+
+
+def unpack_stream_fin(body: bytes) -> StreamFin:
+    stream, size = _STREAM_FIN.unpack(body)
+    if size > codec.MAX_SEQ:
+        raise DecodeError("stream size out of range")
+    return StreamFin(stream, size)
+
+
+def pack_stream_reset(stream: int, code: int, reason: str) -> bytes:
+    return _STREAM_RESET.pack(stream, code) + _short(reason)
+
+
+def unpack_stream_reset(body: bytes) -> StreamReset:
+    stream, code = _STREAM_RESET.unpack_from(body)
+    return StreamReset(stream, code, _text(body[_STREAM_RESET.size:], "reason"))
+
+
+def pack_forward(kind: int, status: int, port: int, text: str) -> bytes:
+    return _FORWARD.pack(kind, status, port) + _short(text)
+
+
+def unpack_forward(body: bytes) -> Forward:
+    kind, status, port = _FORWARD.unpack_from(body)
+    return Forward(kind, status, port, _text(body[_FORWARD.size:], "forward text"))

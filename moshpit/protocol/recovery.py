@@ -16,12 +16,14 @@ from collections import deque
 
 from moshpit import codec as F
 from moshpit.protocol import frames
+from moshpit.protocol.streams import StreamSet
 from moshpit.protocol.wire import FRAME_OVERHEAD
 from moshpit.retransmit import RetransmitBuffer
 
 # Output in flight is cut back while the RTT is more than this above the path's own: a
 # queue on the path (bufferbloat) that a Ctrl-C waits behind.
 QUEUE_ALLOWANCE = 0.020
+STREAM_SHARE = 0.75         # of the window, at most, in flight with forwarded streams' data
 
 # Unsent output is held to about what the window sends in UNSENT_TIME (TCP_NOTSENT_LOWAT's
 # idea): whatever waits here must cross before anything typed after a Ctrl-C is answered,
@@ -92,6 +94,8 @@ class SendFlow:
         self.gone: set[int] = set()     # NAKed, no longer held: say GONE
         self.probe_at: float | None = None
         self.probes = 0
+        self.streams: StreamSet | None = None     # forwarded streams, sent after the queue
+        self._streams_may_go = False
 
     # --- the queue ---------------------------------------------------------------------
     @property
@@ -130,12 +134,25 @@ class SendFlow:
 
     def may_go(self, srtt: float | None, min_rtt: float | None) -> bool:
         """New frames may go only while the window allows and the ring can keep every
-        unacknowledged bundle (so nothing NAKable is ever evicted)."""
-        return bool(self.queue) and self.in_flight < min(self.window.queue_free(srtt, min_rtt), self.window_cap)
+        unacknowledged bundle (so nothing NAKable is ever evicted). Forwarded streams
+        (``streams``) may fill only part of it: the rest is the terminal's, so a bulk
+        transfer never holds an echo back for a window's worth of its data."""
+        limit = min(self.window.queue_free(srtt, min_rtt), self.window_cap)
+        self._streams_may_go = self.in_flight < limit * STREAM_SHARE
+        if self.queue:
+            return self.in_flight < limit
+        return self._streams_may_go and self.streams is not None and self.streams.wants_to_send()
 
     def take(self, room: int) -> list[tuple[int, bytes]]:
-        """Queued frames for one bundle, at most ``room`` bytes encoded."""
+        """Queued frames for one bundle, at most ``room`` bytes encoded; then, in the
+        room left, the forwarded streams' frames."""
         taken: list[tuple[int, bytes]] = []
+        used = self._take_queued(room, taken)
+        if self.streams is not None and self._streams_may_go and room - used > FRAME_OVERHEAD:
+            taken += self.streams.frames_to_send(room - used)
+        return taken
+
+    def _take_queued(self, room: int, taken: list[tuple[int, bytes]]) -> int:
         used = 0
         while self.queue:
             frame_type, body = self.queue[0]
@@ -157,7 +174,7 @@ class SendFlow:
                 taken.append((frame_type, bytes(body)))
                 used += FRAME_OVERHEAD + len(body)
             self.queue.popleft()
-        return taken
+        return used
 
     def bundle(self, ordered: list[tuple[int, bytes]], now: float, rto: float) -> tuple[int, bytes]:
         """Number ``ordered`` as the next bundle and keep it for resending: (OSN, bytes)."""

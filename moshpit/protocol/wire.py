@@ -21,8 +21,10 @@ OSN_SIZE = FRAME_OVERHEAD + 8
 RANGE_SIZE = 10
 
 # Frames that travel in an ordered bundle (after an OSN frame) when their flow is reliable.
+STREAM_FRAMES = frozenset({F.FRAME_STREAM_OPEN, F.FRAME_STREAM_DATA, F.FRAME_STREAM_WINDOW,
+                           F.FRAME_STREAM_FIN, F.FRAME_STREAM_RESET, F.FRAME_FORWARD})
 ORDERED = frozenset({F.FRAME_DATA, F.FRAME_RESIZE, F.FRAME_SCREEN, F.FRAME_CLOSE, F.FRAME_REPAINT,
-                     F.FRAME_ECHO_ACK, F.FRAME_SKIP})
+                     F.FRAME_ECHO_ACK, F.FRAME_SKIP}) | STREAM_FRAMES
 SERVER_ONLY = frozenset({F.FRAME_SCREEN, F.FRAME_ECHO_ACK, F.FRAME_SKIP})        # never from a client
 CLIENT_ONLY = frozenset({F.FRAME_RESIZE, F.FRAME_REPAINT, F.FRAME_STATE_ACK})     # never from a server
 
@@ -36,6 +38,9 @@ _DECODERS = {
     F.FRAME_CLOSE: frames.unpack_close,
     F.FRAME_ECHO_ACK: frames.unpack_echo_ack,
     F.FRAME_SKIP: frames.unpack_skip,
+    F.FRAME_STREAM_OPEN: frames.unpack_stream_open, F.FRAME_STREAM_DATA: frames.unpack_stream_data,
+    F.FRAME_STREAM_WINDOW: frames.unpack_stream_window, F.FRAME_STREAM_FIN: frames.unpack_stream_fin,
+    F.FRAME_STREAM_RESET: frames.unpack_stream_reset, F.FRAME_FORWARD: frames.unpack_forward,
 }
 
 

@@ -30,7 +30,7 @@ import nacl.signing
 from moshpit import codec
 from moshpit.crypto import PacketOpener
 from moshpit.errors import DatagramDropped, DecodeError, RemoteProtocolError
-from moshpit.protocol import frames, link
+from moshpit.protocol import frames, link, streams
 from moshpit.protocol import handshake as hs
 from moshpit.protocol.channel import Channel, ChannelState, Role
 from moshpit.protocol.events import (AuthRequested, HandshakeComplete, HandshakeRefused,
@@ -104,7 +104,11 @@ SERVER_ADDR = ("203.0.113.5", 50001)
 _RULES = {codec.FRAME_DATA: (1, 1216, 1), codec.FRAME_ACK: (8, 8, 1), codec.FRAME_NAK: (10, 1216, 10),
           codec.FRAME_PING: (10, 10, 1), codec.FRAME_RESIZE: (4, 4, 1), codec.FRAME_SCREEN: (20, 1216, 1),
           codec.FRAME_STATE_ACK: (8, 8, 1), codec.FRAME_REPAINT: (8, 8, 1), codec.FRAME_CLOSE: (2, 1216, 1),
-          codec.FRAME_GONE: (10, 1216, 10), codec.FRAME_PADDING: (0, 1216, 1), codec.FRAME_OSN: (8, 8, 1)}
+          codec.FRAME_GONE: (10, 1216, 10), codec.FRAME_PADDING: (0, 1216, 1), codec.FRAME_OSN: (8, 8, 1),
+          codec.FRAME_ECHO_ACK: (17, 17, 1), codec.FRAME_SKIP: (16, 16, 1),
+          codec.FRAME_STREAM_OPEN: (7, 262, 1), codec.FRAME_STREAM_DATA: (13, 1216, 1),
+          codec.FRAME_STREAM_WINDOW: (20, 20, 1), codec.FRAME_STREAM_FIN: (12, 12, 1),
+          codec.FRAME_STREAM_RESET: (5, 260, 1), codec.FRAME_FORWARD: (4, 259, 1)}
 
 
 def _body_ok(frame_type: int, n: int) -> bool:
@@ -210,14 +214,31 @@ def _typed(frame_type: int, body: bytes):
             if len(body) - 2 <= frames.MAX_REASON_BYTES:
                 check(frames.pack_close(code, reason, status) == body, "CLOSE round trip")
             return "close"
+        if frame_type in _STREAM_CODECS:
+            unpack, pack = _STREAM_CODECS[frame_type]
+            value = unpack(body)
+            check(pack(value) == body, f"{codec.FRAME_NAMES[frame_type]} round trip")
+            return codec.FRAME_NAMES[frame_type].lower()
         return "raw"
     except DecodeError as exc:
         return "refused", str(exc)[:12]
 
 
+_STREAM_CODECS = {
+    codec.FRAME_STREAM_OPEN: (frames.unpack_stream_open, lambda v: frames.pack_stream_open(
+        v.stream, v.kind, v.port, v.host)),
+    codec.FRAME_STREAM_DATA: (frames.unpack_stream_data, lambda v: frames.pack_stream_data(v.stream, v.offset, v.data)),
+    codec.FRAME_STREAM_WINDOW: (frames.unpack_stream_window, lambda v: frames.pack_stream_window(
+        v.stream, v.received, v.limit)),
+    codec.FRAME_STREAM_FIN: (frames.unpack_stream_fin, lambda v: frames.pack_stream_fin(v.stream, v.size)),
+    codec.FRAME_STREAM_RESET: (frames.unpack_stream_reset, lambda v: frames.pack_stream_reset(
+        v.stream, v.code, v.reason)),
+    codec.FRAME_FORWARD: (frames.unpack_forward, lambda v: frames.pack_forward(v.kind, v.status, v.port, v.host)),
+}
+_STREAM_TYPES = tuple(_STREAM_CODECS)
 _DECODED_TYPES = (codec.FRAME_PING, codec.FRAME_ACK, codec.FRAME_NAK, codec.FRAME_RESIZE,
                   codec.FRAME_SCREEN, codec.FRAME_STATE_ACK, codec.FRAME_REPAINT, codec.FRAME_CLOSE,
-                  codec.FRAME_GONE, codec.FRAME_OSN)
+                  codec.FRAME_GONE, codec.FRAME_OSN, *_STREAM_CODECS)
 
 
 def fuzz_frames(data: bytes):
@@ -508,6 +529,8 @@ class ChannelRig:
         self.client_session = ClientSession(cp.cols, cp.rows)
         self.client = Channel.from_params(Role.CLIENT, cp, now=0.0, peer_addr=SERVER_ADDR)
         self.client_session.attach(self.client, 0)
+        self.server.attach_streams(streams.StreamSet(is_client=False))
+        self.client.attach_streams(streams.StreamSet(is_client=True))
         self.client_addr = CLIENT_ADDR
         self.sent: list[tuple[bool, bytes]] = []      # authentic datagrams delivered: (to server, bytes)
         self.events: set[str] = set()
@@ -574,7 +597,9 @@ class ChannelRig:
         """One frame, mostly well formed, numbers mostly near the receiver's counters."""
         receiver = self.server if to_server else self.client
         kind = inp.byte()
-        frame_type = kind % 13
+        frame_type = kind % 19
+        if frame_type >= 13:                      # the forwarded streams' frames
+            frame_type = _STREAM_TYPES[frame_type - 13]
         expected = receiver._p.receive.next_expected
         if kind >= 0xF0:                          # anything: type and body as they come
             body = inp.take(inp.u16() % 300)
@@ -608,6 +633,16 @@ class ChannelRig:
             body = bytes(inp.byte() % 64)
         elif frame_type == codec.FRAME_OSN:
             body = frames.pack_u64(min(self._number(inp, expected), 2**64 - 1))
+        elif frame_type in _STREAM_CODECS:          # small ids, offsets near the windows
+            sid, number = inp.byte() % 8, min(self._number(inp, streams.INITIAL_WINDOW), codec.MAX_SEQ)
+            body = {codec.FRAME_STREAM_OPEN: lambda: frames.pack_stream_open(sid, inp.byte() % 4, inp.u16(), "h"),
+                    codec.FRAME_STREAM_DATA: lambda: frames.pack_stream_data(sid, number, inp.take(1 + inp.byte())
+                                                                             or b"x"),
+                    codec.FRAME_STREAM_WINDOW: lambda: frames.pack_stream_window(sid, number, number + inp.u16()),
+                    codec.FRAME_STREAM_FIN: lambda: frames.pack_stream_fin(sid, number),
+                    codec.FRAME_STREAM_RESET: lambda: frames.pack_stream_reset(sid, inp.byte() % 8, "r"),
+                    codec.FRAME_FORWARD: lambda: frames.pack_forward(inp.byte() % 4, inp.byte() % 3, inp.u16(), "h"),
+                    }[frame_type]()
         else:
             body = inp.take(inp.byte() % 16)
         return bytes([frame_type]) + len(body).to_bytes(2, "big") + body
