@@ -228,3 +228,18 @@ def test_keystrokes_go_before_a_bulk_stream():
     net.client.channel.send_data(b"k")
     assert net.run_until(lambda: transfer() or bytes(net.server.received) == b"k", timeout=5)
     assert net.now - typed_at < 0.15                   # one-way delay, not a window behind
+
+
+def test_a_forward_request_and_its_answers_reach_the_other_side():
+    client, server = StreamSet(is_client=True), StreamSet(is_client=False)
+    client.ask_forward(streams.AGENT)
+    client.ask_forward(streams.LISTEN, "0.0.0.0", 8022)
+    carry(client, server)
+    asked = events_of(server)
+    assert asked == [streams.ForwardAsked(streams.AGENT, "", 0), streams.ForwardAsked(streams.LISTEN, "0.0.0.0", 8022)]
+    server.answer_forward(asked[0], ok=True)
+    server.answer_forward(asked[1], ok=False, reason="gateway_ports is off")
+    carry(server, client)
+    assert events_of(client) == [streams.ForwardAnswered(streams.AGENT, "", 0, True, ""),
+                                 streams.ForwardAnswered(streams.LISTEN, "", 8022, False, "gateway_ports is off")]
+    assert client.violations == server.violations == 0

@@ -36,8 +36,9 @@ from moshpit.protocol import frames
 AGENT = 1               # stream kinds: a connection to the peer's ssh agent...
 TCP = 2                 # ...or a TCP connection (host, port)
 LISTEN = 2              # forward kinds: AGENT (a socket for the shell), LISTEN (-R)
-FORWARD_OK = 0          # forward answer statuses
-FORWARD_REFUSED = 1
+FORWARD_ASK = 0         # forward statuses: a request (client to server)...
+FORWARD_OK = 1          # ...or the server's answer
+FORWARD_REFUSED = 2
 
 INITIAL_WINDOW = 64 << 10      # each new stream may carry this much before any WINDOW
 STREAM_CREDIT = 256 << 10      # a stream's window, refilled as it is consumed...
@@ -190,7 +191,7 @@ class StreamSet:
 
     def ask_forward(self, kind: int, host: str = "", port: int = 0) -> None:
         """Client: ask the server for an agent socket (AGENT) or a listener (LISTEN)."""
-        self._control.append((F.FRAME_FORWARD, frames.pack_forward(kind, 0, port, host)))
+        self._control.append((F.FRAME_FORWARD, frames.pack_forward(kind, FORWARD_ASK, port, host)))
 
     def answer_forward(self, asked: ForwardAsked, ok: bool, reason: str = "") -> None:
         status = FORWARD_OK if ok else FORWARD_REFUSED
@@ -369,13 +370,13 @@ class StreamSet:
         if value.kind not in (AGENT, LISTEN):
             self.violations += 1
         elif self.is_client:
-            if value.status == 0:
+            if value.status == FORWARD_ASK:
                 self.violations += 1      # a request from the server: never
             else:
                 ok = value.status == FORWARD_OK
                 self._events.append(ForwardAnswered(value.kind, value.host if ok else "", value.port, ok,
                                                     "" if ok else value.host))
-        elif value.status != 0:
+        elif value.status != FORWARD_ASK:
             self.violations += 1          # an answer from the client: never
         else:
             self._events.append(ForwardAsked(value.kind, value.host, value.port))
