@@ -128,6 +128,7 @@ class AuthRequested(Event):
     env: dict
     resume_only: bool = False     # reconnecting by itself: refuse rather than open a new session
     shown: tuple[int, int] | None = None   # (bytes, lines) of output its terminal has, if known
+    forward_agent: bool = False   # it forwards its ssh agent (mp -A)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,8 +41,9 @@ from moshpit.keys import fingerprint
 from moshpit.protocol.events import (AuthRequested, Event, HandshakeComplete,
                                      HandshakeRefused, HostKeyReceived)
 
-VERSION = 5             # 2: resume-only requests, input count in SERVER_ACCEPT; 3: exit status in CLOSE;
-                        # 4: ECHO_ACK frames (keystroke prediction); 5: output shown in CLIENT_AUTH, SKIP
+VERSION = 6             # 2: resume-only requests, input count in SERVER_ACCEPT; 3: exit status in CLOSE;
+                        # 4: ECHO_ACK frames (keystroke prediction); 5: output shown in CLIENT_AUTH, SKIP;
+                        # 6: forwarded streams (STREAM_* and FORWARD frames), the agent flag
 _UNKNOWN = 0xFFFFFFFFFFFFFFFF   # "shown" not known: a fresh client with nothing to go on
 MAX_MESSAGE_BODY = 4096
 DEFAULT_TIMEOUT = 10.0
@@ -73,6 +74,7 @@ class DiffMode(enum.Enum):
 _MODE_CODES = {DiffMode.RELIABLE: 0, DiffMode.DATAGRAM: 1, DiffMode.STATESYNC: 2}
 _CODE_MODES = {v: k for k, v in _MODE_CODES.items()}
 _RESUME_ONLY = 0x80        # in the diff-mode byte: re-attach or refuse, never open a new session
+_FORWARD_AGENT = 0x40      # ...and: this client forwards its ssh agent (mp -A)
 
 
 class Failure(enum.IntEnum):
@@ -192,6 +194,7 @@ class SessionParams:
     env: dict
     input_received: int = 0    # keystroke bytes the session's shell got before this connection
     shown: tuple[int, int] | None = None   # (bytes, lines) of output the client's terminal has
+    forward_agent: bool = False            # the client forwards its ssh agent (mp -A)
 
 
 class _Reader:
@@ -405,7 +408,7 @@ class ClientHandshake(_Handshake):
                  diff_mode: DiffMode = DiffMode.RELIABLE, cols: int = 80, rows: int = 24,
                  env: dict | None = None, resume_token: bytes | None = None,
                  resume_only: bool = False, shown: tuple[int, int] | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, rng=os.urandom):
+                 forward_agent: bool = False, timeout: float = DEFAULT_TIMEOUT, rng=os.urandom):
         """``shown``: (bytes, lines) of the session's output this terminal already has,
         when resuming and known: the server goes on from there rather than repaint."""
         super().__init__(now, timeout, rng)
@@ -417,6 +420,7 @@ class ClientHandshake(_Handshake):
         if resume_only and resume_token is None:
             raise LocalProtocolError("resume_only needs a resume token")
         self._resume_only = resume_only
+        self._forward_agent = forward_agent
         if not (0 < cols < 65536 and 0 < rows < 65536):
             raise LocalProtocolError("window size out of range")
         self._identity = identity
@@ -464,7 +468,8 @@ class ClientHandshake(_Handshake):
         fields = b"".join([
             bytes([len(user)]), user, bytes(self._identity.verify_key),
             bytes([len(token)]), token,
-            bytes([_MODE_CODES[self._mode] | (_RESUME_ONLY if self._resume_only else 0)]),
+            bytes([_MODE_CODES[self._mode] | (_RESUME_ONLY if self._resume_only else 0)
+                   | (_FORWARD_AGENT if self._forward_agent else 0)]),
             struct.pack("!HHQQ", self._cols, self._rows, *(self._shown or (_UNKNOWN, _UNKNOWN))),
             bytes([len(env)]),
             *(bytes([len(k)]) + k + struct.pack("!H", len(v)) + v for k, v in env),
@@ -496,7 +501,7 @@ class ClientHandshake(_Handshake):
             resumed=bool(flags & 1), diff_mode=self._mode, keys=self._keys,
             client_key=bytes(self._identity.verify_key), host_key=self._host_key,
             user=self._user, cols=self._cols, rows=self._rows, env=self._env,
-            input_received=input_received)
+            input_received=input_received, forward_agent=self._forward_agent)
         self.state = State.DONE
         self._events.append(HandshakeComplete(self.params))
 
@@ -555,7 +560,7 @@ class ServerHandshake(_Handshake):
             raise HandshakeError(Failure.MALFORMED, f"resume token of {token_len} bytes")
         token = reader.take(token_len) or None
         mode_byte = reader.u8()
-        mode = _CODE_MODES.get(mode_byte & ~_RESUME_ONLY)
+        mode = _CODE_MODES.get(mode_byte & ~(_RESUME_ONLY | _FORWARD_AGENT))
         if mode is None or (mode_byte & _RESUME_ONLY and token is None):
             raise HandshakeError(Failure.MALFORMED, "unknown diff mode")
         cols, rows = reader.u16(), reader.u16()
@@ -580,7 +585,8 @@ class ServerHandshake(_Handshake):
         self._transcript.append(plaintext)
         self._keys = crypto.traffic_keys(self._prk, self._th())
         self._request = AuthRequested(user, client_key, fingerprint(client_key), token,
-                                      mode.value, cols, rows, env, bool(mode_byte & _RESUME_ONLY), shown)
+                                      mode.value, cols, rows, env, bool(mode_byte & _RESUME_ONLY), shown,
+                                      bool(mode_byte & _FORWARD_AGENT))
         self.state = State.AUTH_DECISION
         self._events.append(self._request)
 
@@ -606,7 +612,8 @@ class ServerHandshake(_Handshake):
             resumed=resumed, diff_mode=DiffMode(request.diff_mode), keys=self._keys,
             client_key=request.client_key, host_key=bytes(self._host_key.verify_key),
             user=request.user, cols=request.cols, rows=request.rows, env=request.env,
-            input_received=input_received, shown=request.shown if resumed else None)
+            input_received=input_received, shown=request.shown if resumed else None,
+            forward_agent=request.forward_agent)
         self.state = State.DONE
         self._events.append(HandshakeComplete(self.params))
         return self.params

@@ -130,7 +130,8 @@ def params_to_json(params: SessionParams) -> dict:
             "s2c": [keys.server_to_client.aead_key.hex(), keys.server_to_client.mac_key.hex()],
             "client_key": params.client_key.hex(), "host_key": params.host_key.hex(), "user": params.user,
             "cols": params.cols, "rows": params.rows, "env": params.env,
-            "input_received": params.input_received, "shown": params.shown}
+            "input_received": params.input_received, "shown": params.shown,
+            "forward_agent": params.forward_agent}
 
 
 def params_from_json(data: dict) -> SessionParams:
@@ -142,4 +143,5 @@ def params_from_json(data: dict) -> SessionParams:
                          client_key=bytes.fromhex(data["client_key"]), host_key=bytes.fromhex(data["host_key"]),
                          user=data["user"], cols=data["cols"], rows=data["rows"], env=data["env"],
                          input_received=data["input_received"],
-                         shown=tuple(data["shown"]) if data.get("shown") is not None else None)
+                         shown=tuple(data["shown"]) if data.get("shown") is not None else None,
+                         forward_agent=bool(data.get("forward_agent", False)))
