@@ -94,6 +94,12 @@ class ServerConfig:
     permit_root: bool = True
     session_processes: bool = True  # each session in a process of its own, as its user
     control_socket: str = ""        # mps sessions asks here; empty: /run/moshpit/mps.ctl as root
+    # forwarding, as sshd_config (mp -A, -L, -R, -D)
+    allow_agent_forwarding: bool = True
+    allow_tcp_forwarding: bool = True
+    gateway_ports: bool = False     # a -R listener on anything but loopback
+    permit_open: tuple = ()         # -L/-D targets allowed, "host:port" ("*" wildcards); empty: any
+    permit_listen: tuple = ()       # -R listeners allowed, "[bind:]port"; empty: any
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -110,6 +116,11 @@ class ClientConfig:
     clipboard_max_bytes: int = field(default=0, metadata=_check(_between(0, 1 << 20)))   # 0: no OSC 52
     ssh_command: str = "ssh"        # mp --ssh: how to run ssh (split as a shell would)
     ssh_server: str = "mps"         # mp --ssh: the server command on the remote PATH
+    # forwarding, as ssh's options (the command line adds to these)
+    forward_agent: bool = False     # -A
+    local_forward: tuple = ()       # -L specs, "[bind:]port:host:hostport"
+    remote_forward: tuple = ()      # -R specs
+    dynamic_forward: tuple = ()     # -D specs, "[bind:]port"
     log: LogConfig = field(default_factory=LogConfig)
 
 

@@ -121,6 +121,15 @@ class ForwardPolicy:
     permit_open: tuple[str, ...] = field(default=())      # empty: any
     permit_listen: tuple[str, ...] = field(default=())
 
+    @classmethod
+    def from_dict(cls, data: dict) -> ForwardPolicy:
+        """From ``dataclasses.asdict`` after a trip through JSON (lists back to tuples)."""
+        return cls(allow_agent_forwarding=bool(data.get("allow_agent_forwarding", True)),
+                   allow_tcp_forwarding=bool(data.get("allow_tcp_forwarding", True)),
+                   gateway_ports=bool(data.get("gateway_ports", False)),
+                   permit_open=tuple(data.get("permit_open", ())),
+                   permit_listen=tuple(data.get("permit_listen", ())))
+
     def may_open(self, host: str, port: int) -> str | None:
         """None if a -L (or -D) connection to ``host:port`` may be made, else why not."""
         if not self.allow_tcp_forwarding:

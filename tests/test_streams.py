@@ -243,3 +243,59 @@ def test_a_forward_request_and_its_answers_reach_the_other_side():
     assert events_of(client) == [streams.ForwardAnswered(streams.AGENT, "", 0, True, ""),
                                  streams.ForwardAnswered(streams.LISTEN, "", 8022, False, "gateway_ports is off")]
     assert client.violations == server.violations == 0
+
+
+def test_a_resume_from_the_same_client_carries_on_and_another_client_ends_the_old_streams():
+    server = StreamSet(is_client=False)
+    first = StreamSet(is_client=True, epoch=b"\x01" * 8)
+    for side in (first, server):
+        side.new_channel()
+    sid = first.open(streams.TCP, "h", 1)
+    first.send(sid, b"before")
+    carry(first, server)
+    assert [type(e) for e in events_of(server)] == [StreamOpened, StreamDataReceived]
+    # the same process resumes: the stream goes on
+    for side in (first, server):
+        side.new_channel()
+    assert not server.wants_to_send()                  # paused until it knows whose channel it is
+    first.send(sid, b"after")
+    carry(first, server)
+    assert events_of(server) == [StreamDataReceived(sid, b"after")]
+    # another process takes over: the old stream ends, and the new one's stream 0 is its own
+    second = StreamSet(is_client=True, epoch=b"\x02" * 8)
+    for side in (second, server):
+        side.new_channel()
+    new = second.open(streams.TCP, "other", 2)
+    second.send(new, b"fresh")
+    carry(second, server)
+    got = events_of(server)
+    assert got[0] == StreamClosed(sid, streams.ResetCode.SESSION_ENDED, "another client took the session over")
+    assert isinstance(got[1], streams.ClientChanged)
+    assert got[2] == StreamOpened(new, streams.TCP, "other", 2) and got[3] == StreamDataReceived(new, b"fresh")
+    carry(server, second)
+    assert not [e for e in events_of(second) if isinstance(e, StreamClosed)]   # nothing reset the new one
+    assert server.violations == 0
+
+
+def test_a_stream_closed_both_ways_is_forgotten_on_both_sides():
+    client, server = StreamSet(is_client=True), StreamSet(is_client=False)
+    sid = client.open(streams.TCP, "h", 1)
+    client.send(sid, b"request")
+    client.finish(sid)
+    reader = Reader(server)
+    for _ in range(3):
+        carry(client, server)
+        reader.take()
+        carry(server, client)
+    server.send(sid, b"answer")
+    server.finish(sid)
+    back = Reader(client)
+    for _ in range(4):
+        carry(server, client)
+        back.take()
+        carry(client, server)
+        reader.take()
+    assert bytes(reader.got[sid]) == b"request" and bytes(back.got[sid]) == b"answer"
+    assert isinstance(back.events[-1], StreamFinished)
+    assert len(client) == 0 and len(server) == 0
+    assert client.violations == server.violations == 0

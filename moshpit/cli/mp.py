@@ -1,8 +1,8 @@
 """mp: the moshpit client.
 
 Usage:
-  mp [-v... | -q...] [-c PATH] [-t PATH] [-l USER] [-p PORT] [-i KEY] [-k PUB] [--diff-mode MODE] [--predict MODE] [--host-key-check POLICY] [--] DEST
-  mp [-v... | -q...] [-c PATH] [-t PATH] [-l USER] [--diff-mode MODE] [--predict MODE] --ssh=COMMAND [--server=COMMAND] [--udp-ports LOW-HIGH] [--] DEST [COMMAND...]
+  mp [-v... | -q...] [-c PATH] [-t PATH] [-l USER] [-p PORT] [-i KEY] [-k PUB] [--diff-mode MODE] [--predict MODE] [--host-key-check POLICY] [-A] [-L SPEC]... [-R SPEC]... [-D SPEC]... [--] DEST
+  mp [-v... | -q...] [-c PATH] [-t PATH] [-l USER] [--diff-mode MODE] [--predict MODE] [-A] [-L SPEC]... [-R SPEC]... [-D SPEC]... --ssh=COMMAND [--server=COMMAND] [--udp-ports LOW-HIGH] [--] DEST [COMMAND...]
   mp [-v... | -q...] [-c PATH] [-t PATH] [--diff-mode MODE] [--predict MODE] --local
   mp (-h | --help)
   mp (-V | --version)
@@ -27,6 +27,17 @@ Options:
   --server=COMMAND         With --ssh: the moshpit server command on the remote host
                            (default: mps, found on the remote PATH).
   --udp-ports LOW-HIGH     With --ssh: the UDP ports the server may use (default: its own).
+  -A                       Forward your ssh agent (SSH_AUTH_SOCK): the remote shell's ssh
+                           and ssh-add use it. Anyone who can use the socket on the server
+                           (you, and root) can use your keys while you are connected.
+  -L SPEC                  [BIND:]PORT:HOST:HOSTPORT: connections to BIND:PORT here (default
+                           BIND: loopback) go to HOST:HOSTPORT as seen from the server.
+  -R SPEC                  [BIND:]PORT:HOST:HOSTPORT: the server listens on BIND:PORT (loopback
+                           unless its gateway_ports allows more) and connections go to
+                           HOST:HOSTPORT as seen from here.
+  -D SPEC                  [BIND:]PORT: a SOCKS4/5 proxy here whose connections are made
+                           from the server. Forwarded connections survive roaming, outages
+                           and sleep, as the session does.
   --local                  Start a private server on loopback with throwaway keys and connect
                            to it: the quickest way to try moshpit. Leaves nothing behind.
   -c PATH                  Configuration file (default: ~/.config/moshpit/moshpit.toml).
@@ -66,8 +77,7 @@ from moshpit.terminal.tty import window_size
 
 # Options an ssh user reaches for, and what to do instead.
 SSH_HABITS = {
-    "-L": ": mp forwards no ports", "-R": ": mp forwards no ports", "-D": ": mp forwards no ports",
-    "-A": ": mp forwards no agent", "-X": ": mp forwards no X11", "-Y": ": mp forwards no X11",
+    "-X": ": mp forwards no X11", "-Y": ": mp forwards no X11",
     "-J": ": mp has no jump hosts", "-o": ": settings go in ~/.config/moshpit/moshpit.toml "
     "or MOSHPIT_* variables (see mp --help)", "-s": ": the server port is -p PORT",
     "-N": ": mp always opens a shell",
@@ -134,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                       required=bool(args["-c"]))
         setup_logging(False, args["-t"] or config.log.file or "~/.config/moshpit/logs/moshpit.log",
                       args["-v"] - args["-q"], config.log.level)
+        args["forwards"] = _forwards(config, args)     # a spec that means nothing: before anything
         if via_ssh:
             return _run_ssh(config, args)
         _quiet_interrupts()
@@ -186,7 +197,8 @@ def _run_ssh(config, args) -> int:
                     resume_token=bytes.fromhex(kept["token"]) if kept else None,
                     max_reconnect_backoff=config.max_reconnect_backoff_secs,
                     clipboard_max_bytes=config.clipboard_max_bytes, on_resumed=remember,
-                    shown=sessions.load_shown(), on_output=sessions.shown_writer())
+                    shown=sessions.load_shown(), on_output=sessions.shown_writer(),
+                    forwards=args["forwards"])
     client.connect()
     remember(client.params)
     code = client.run()
@@ -194,6 +206,27 @@ def _run_ssh(config, args) -> int:
         sessions.remove()
     _say_goodbye(client)
     return code
+
+
+def _forwards(config, args):
+    """What to forward: the configuration's, then the command line's (as ssh adds -L to
+    LocalForward); a spec that means nothing is one clear line."""
+    from moshpit.forwarding import SpecError, parse_dynamic, parse_forward
+    from moshpit.gevent.client import ClientForwards
+    agent = None
+    if args["-A"] or config.forward_agent:
+        agent = os.environ.get("SSH_AUTH_SOCK") or None
+        if agent is None:
+            print("mp: -A: no ssh agent here (SSH_AUTH_SOCK is not set); none is forwarded", file=sys.stderr)
+    parsed = {}
+    for flag, key, parse in (("-L", "local_forward", parse_forward), ("-R", "remote_forward", parse_forward),
+                             ("-D", "dynamic_forward", parse_dynamic)):
+        specs = list(getattr(config, key)) + list(args.get(flag) or [])
+        try:
+            parsed[flag] = tuple(parse(spec) for spec in specs)
+        except SpecError as exc:
+            raise MoshpitError(f"bad {flag}: {exc}") from None
+    return ClientForwards(agent=agent, local=parsed["-L"], remote=parsed["-R"], dynamic=parsed["-D"])
 
 
 def _forwarded_env(config) -> dict:
@@ -221,7 +254,8 @@ def _run_remote(config, args) -> int:
                     clipboard_max_bytes=config.clipboard_max_bytes,
                     on_resumed=lambda params: sessions.save(host, config.server_port, user,
                                                             params.resume_token),
-                    shown=sessions.load_shown(), on_output=sessions.shown_writer())
+                    shown=sessions.load_shown(), on_output=sessions.shown_writer(),
+                    forwards=args["forwards"])
     client.connect()
     assert client.params is not None                  # (connected)
     sessions.save(host, config.server_port, user, client.params.resume_token)

@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         host_key = load_signing_key(config.host_key, args["-k"], missing=(
             "no host key at {path}; create one with: mp-keygen generate --host --no-passphrase -f {path}"))
         from moshpit.accounts import LoginPolicy
+        from moshpit.forwarding import ForwardPolicy
         from moshpit.gevent.server import Server       # gevent only once the arguments are good
         policy = LoginPolicy(allow_users=config.allow_users, deny_users=config.deny_users,
                              permit_root=config.permit_root)
@@ -179,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
                         max_sessions_per_user=config.max_sessions_per_user,
                         max_sessions_per_key=config.max_sessions_per_key,
                         processes=config.session_processes, control=control_path(config),
-                        control_mode=0o666 if os.getuid() == 0 else 0o600)
+                        control_mode=0o666 if os.getuid() == 0 else 0o600,
+                        forward_policy=ForwardPolicy(
+                            allow_agent_forwarding=config.allow_agent_forwarding,
+                            allow_tcp_forwarding=config.allow_tcp_forwarding, gateway_ports=config.gateway_ports,
+                            permit_open=config.permit_open, permit_listen=config.permit_listen))
         server.start()
     except (ConfigError, MoshpitError) as exc:
         print(f"mps: {exc}", file=sys.stderr)

@@ -19,14 +19,17 @@ import gevent
 import gevent.event
 import gevent.os
 
+from moshpit.forwarding import Forward
 from moshpit.keys import HostKeyJudge, HostKeyPolicy
 from moshpit.keystrokes import EscapeKeys, KeystrokeReplay
 from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import (ConnectionClosed, MoveRequested, PeerReachable, PeerSilent)
 from moshpit.protocol.backoff import Backoff
 from moshpit.protocol.handshake import DiffMode, RefuseCode, SessionParams
+from moshpit.protocol.streams import StreamSet
 from moshpit.gevent import udp as udpio
 from moshpit.gevent.exchange import KeyExchange
+from moshpit.gevent.forward import ClientForwarder, StreamPump
 from moshpit.gevent.hubtimer import HubTimer
 from moshpit.gevent.routes import ClientError, TcpRoute
 from moshpit.clientsession import ClientSession
@@ -80,6 +83,15 @@ class StatusBar:
         return True
 
 
+@dataclass(frozen=True)
+class ClientForwards:
+    """What a client forwards: its agent (the SSH_AUTH_SOCK path), -L, -R and -D."""
+    agent: str | None = None
+    local: tuple[Forward, ...] = ()
+    remote: tuple[Forward, ...] = ()
+    dynamic: tuple[Forward, ...] = ()
+
+
 @dataclass
 class Connection:
     """What one key exchange gave: swapped whole when the session is resumed."""
@@ -95,11 +107,12 @@ class Client:
                  stdin_fd: int = 0, stdout_fd: int = 1, resume_token: bytes | None = None,
                  max_reconnect_backoff: float = 3600, on_resumed=None, clipboard_max_bytes: int = 0,
                  predict: str = "never", route=None, shown: tuple[int, int] | None = None,
-                 on_output=None):
+                 on_output=None, forwards: ClientForwards | None = None):
         """``route``: how to reach the key exchange (routes.py); TCP to ``host:port`` by default.
         ``shown``: with ``resume_token``, how much of the session's output this terminal
         has (bytes, lines), as an earlier client left it; ``on_output(bytes, lines)`` is
-        told the same after each write, to keep it so (the session file)."""
+        told the same after each write, to keep it so (the session file). ``forwards``:
+        what to forward (mp -A, -L, -R, -D)."""
         self.host, self.port = host, port
         self.user = user
         self.diff_mode = DiffMode(diff_mode)
@@ -126,9 +139,15 @@ class Client:
         self._replay = KeystrokeReplay()   # what to send again after a reconnect
         self._path_dead = False       # sends fail for want of a route: resuming elsewhere
         self._terminal: RawMode | None = None
+        forwards = forwards or ClientForwards()
         self._exchange = KeyExchange(route or TcpRoute(host, port), host, port, identity, user,
                                      self.diff_mode, dict(env or {}, TERM=term), known_hosts, policy, ask,
-                                     self.notice)
+                                     self.notice, forward_agent=forwards.agent is not None)
+        # forwarded streams outlive a connection: this process's name carries them over a resume
+        self.streams = StreamSet(is_client=True, epoch=os.urandom(8))
+        self._pump = StreamPump(self.streams, self.service)
+        self._forwarder = ClientForwarder(self.streams, self._pump, self.notice, local=forwards.local,
+                                          remote=forwards.remote, dynamic=forwards.dynamic, agent=forwards.agent)
 
     @property
     def params(self) -> SessionParams | None:
@@ -193,6 +212,9 @@ class Client:
         self.conn = Connection(params, udpio.UdpLink(family, (host, params.udp_port), self._on_datagrams),
                                Channel.from_params(Role.CLIENT, params, now=time.monotonic(),
                                                    peer_addr=(host, params.udp_port)))
+        self.channel.attach_streams(self.streams)
+        self.streams.new_channel()
+        self._forwarder.start()
 
     # --- reconnecting ---------------------------------------------------------------
     def _start_reconnecting(self) -> None:
@@ -271,6 +293,7 @@ class Client:
                     if greenlet is not None:
                         greenlet.kill(block=False)
                 self.link.close()
+                self._forwarder.close()
                 self._timer.cancel()
                 self._leave_screen()
                 self._log_prediction()
@@ -405,6 +428,9 @@ class Client:
         """Events and the screen first (the user is waiting for them), then sending."""
         now = time.monotonic()
         self._take_events()
+        while (event := self.streams.next_event()) is not None:
+            self._pump.handle(event)
+            self._forwarder.handle(event)
         for data, _ in self.channel.datagrams_to_send(now):
             error = self.link.send(data)
             if error is not None and self.channel.send_failed(error, now):
@@ -415,6 +441,7 @@ class Client:
             log.info("no route to the server from here; resuming over a new key exchange")
             self._start_reconnecting()                   # over whichever address works
         self._take_events()
+        self._pump.poke()
         if self._done.is_set():
             self._timer.cancel()
         else:

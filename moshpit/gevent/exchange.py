@@ -24,11 +24,12 @@ NOT_AUTHORISED_HINT = (". The server tells a client no more; its log says why (m
 
 class KeyExchange:
     def __init__(self, route, host: str, port: int, identity, user: str, diff_mode: DiffMode, env: dict,
-                 known_hosts: HostKeyJudge, policy: HostKeyPolicy, ask, notice):
+                 known_hosts: HostKeyJudge, policy: HostKeyPolicy, ask, notice, *, forward_agent: bool = False):
         self.route, self.host, self.port = route, host, port
         self.identity, self.user, self.diff_mode, self.env = identity, user, diff_mode, env
         self.known_hosts, self.policy, self.ask, self.notice = known_hosts, policy, ask, notice
         self.trusted_just_now = False     # the user said yes to a new host key in this exchange
+        self.forward_agent = forward_agent
 
     def run(self, cols: int, rows: int, token: bytes | None, *, resume_only: bool,
             shown: tuple[int, int] | None, same_key_as: bytes | None = None):
@@ -38,7 +39,7 @@ class KeyExchange:
         stream, address = self.route.open(interactive=not resume_only)
         hs = ClientHandshake(self.identity, self.user, now=time.monotonic(), diff_mode=self.diff_mode,
                              cols=cols, rows=rows, env=self.env, resume_token=token,
-                             resume_only=resume_only, shown=shown)
+                             resume_only=resume_only, shown=shown, forward_agent=self.forward_agent)
         try:
             stream.sendall(hs.data_to_send())
             while hs.params is None:

@@ -10,6 +10,7 @@ as its user (``processes=True``, mps's default: session_process.py, forkserver.p
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pwd
@@ -25,6 +26,7 @@ from gevent.server import StreamServer
 from moshpit import sessionlist
 from moshpit.accounts import LoginPolicy, valid_user_name
 from moshpit.errors import RemoteProtocolError, printable
+from moshpit.forwarding import ForwardPolicy
 from moshpit.keys import check_authorized
 from moshpit.protocol.channel import CloseCode
 from moshpit.protocol.events import AuthRequested
@@ -34,6 +36,7 @@ from moshpit.protocol.sessions import PortPool, PortsExhausted, SessionGone, Ses
 from moshpit.gevent import udp
 from moshpit.gevent.control import ControlSocket
 from moshpit.gevent.forkserver import ForkServer
+from moshpit.gevent.forward import AgentSocket
 from moshpit.gevent.logins import LoginRecords, login_records_for, pty_line
 from moshpit.gevent.session_process import SessionProcess, SessionProcesses
 from moshpit.gevent.shell import ShellSession
@@ -78,7 +81,8 @@ class Server:
                  processes: bool = False, listener=None, single_session: bool = False,
                  control: str | None = None, control_mode: int = 0o600, unix_peer: str = "local",
                  via: str = "mps", name: str = "", notice: str = "", base_env: dict | None = None,
-                 first_contact_timeout: float = FIRST_CONTACT_TIMEOUT):
+                 first_contact_timeout: float = FIRST_CONTACT_TIMEOUT,
+                 forward_policy: ForwardPolicy | None = None):
         """``authorize(client_key, user) -> Authorization`` replaces the authorized_keys
         check (an embedder's own key store; ``mp --local``'s one key in memory).
         ``processes``: run each session in a process of its own, as its user (see
@@ -91,7 +95,8 @@ class Server:
         if no key exchange made it one. ``control``: a Unix socket path
         answering ``mps sessions`` (``via`` and ``name`` label our sessions there).
         ``notice``: told to each new session first, besides its user's detached sessions here.
-        ``base_env``: the environment a shell starts from (``mp --ssh``: the ssh login's)."""
+        ``base_env``: the environment a shell starts from (``mp --ssh``: the ssh login's).
+        ``forward_policy``: what clients may forward (mp -A, -L, -R, -D); sshd's defaults."""
         self.host_key = host_key
         self.bind = bind
         self.listener = listener
@@ -111,6 +116,7 @@ class Server:
         self.accept_env = tuple(accept_env)
         self.base_env = base_env
         self.first_contact_timeout = first_contact_timeout
+        self.forward_policy = forward_policy or ForwardPolicy()
         self.detached_timeout = detached_timeout
         self.limiter = limiter or HandshakeLimiter()
         self.registry = SessionRegistry(PortPool(range(udp_ports[0], udp_ports[1] + 1)),
@@ -422,6 +428,9 @@ class Server:
     def _start_shell(self, record, request: AuthRequested, user, host: str):
         """A UDP socket and a shell for a new session, or nothing at all (no port kept)."""
         env = self.shell_env(user, request.env)
+        agent = request.forward_agent and self.forward_policy.may_forward_agent() is None
+        if request.forward_agent and not agent:
+            log.info("agent forwarding for %s refused: %s", user.pw_name, self.forward_policy.may_forward_agent())
         argv = self.shell_argv(user)
         others = self.session_list(None, user=user.pw_name, patience=NOTICE_PATIENCE)
         notice = self.notice + sessionlist.detached_notice(others)
@@ -429,13 +438,18 @@ class Server:
         try:
             if self._processes is not None:
                 spec = {"user": user.pw_name, "argv": argv, "env": env, "cols": request.cols,
-                        "rows": request.rows, "detached_timeout": self.detached_timeout, "notice": notice}
+                        "rows": request.rows, "detached_timeout": self.detached_timeout, "notice": notice,
+                        "agent": agent, "forward_policy": dataclasses.asdict(self.forward_policy)}
                 return self._processes.start(spec, record, host, sock)
             cols, rows = clamp_window(request.cols, request.rows)
             early, self._early_shell = self._early_shell, None
+            agent_socket = AgentSocket(user.pw_uid, user.pw_gid) if agent and not early else None
+            if agent_socket is not None:
+                env = dict(env, SSH_AUTH_SOCK=agent_socket.path)
             pid, fd = early or spawn_shell(argv, env, user, cols, rows)
             local = _InProcessHost(self, record, user.pw_name, host)
-            shell = ShellSession(local, sock, pid, fd, cols, rows)
+            shell = ShellSession(local, sock, pid, fd, cols, rows, forward_policy=self.forward_policy,
+                                 agent=agent_socket)
         except BaseException:
             sock.close()
             raise

@@ -30,6 +30,8 @@ from moshpit.protocol.channel import CloseCode
 from moshpit.gevent.forkserver import ForkServer, describe_status
 from moshpit.gevent.logins import pty_line
 from moshpit.gevent.shell import ShellSession
+from moshpit.forwarding import ForwardPolicy
+from moshpit.gevent.forward import AgentSocket
 from moshpit.gevent.spawn import drop_privileges, forbid_tracing, spawn_shell
 from moshpit.terminal.model import clamp_window
 
@@ -73,7 +75,11 @@ def run(spec: dict, udp_fd: int, link_fd: int) -> int:
     sock = socket.socket(fileno=udp_fd)          # a plain socket, as udp.open_udp makes: it
     sock.setblocking(False)                      # says "nothing more" rather than wait
     cols, rows = clamp_window(spec["cols"], spec["rows"])
-    pid, fd = spawn_shell(spec["argv"], spec["env"], user, cols, rows)
+    env = spec["env"]
+    agent = AgentSocket(user.pw_uid, user.pw_gid) if spec.get("agent") else None   # (as root: handed over)
+    if agent is not None:
+        env = dict(env, SSH_AUTH_SOCK=agent.path)
+    pid, fd = spawn_shell(spec["argv"], env, user, cols, rows)
     host = _LinkHost(link_sock, spec["detached_timeout"])
     host.send(link.STARTED, shell_pid=pid, tty=pty_line(fd))
     if os.environ.get(TEST_HOOK):
@@ -81,7 +87,8 @@ def run(spec: dict, udp_fd: int, link_fd: int) -> int:
     if os.getuid() == 0 and user.pw_uid != 0:
         drop_privileges(user)                     # before a single datagram is read
     forbid_tracing()                              # after the drop: changing ids resets it
-    shell = ShellSession(host, sock, pid, fd, cols, rows)
+    policy = ForwardPolicy.from_dict(spec.get("forward_policy", {}))
+    shell = ShellSession(host, sock, pid, fd, cols, rows, forward_policy=policy, agent=agent)
     shell.notice = spec.get("notice", "")
     reader = gevent.spawn(_serve_link, link_sock, shell, host)
     if os.environ.get(TEST_HOOK):                 # only root, starting mps, can set this

@@ -29,7 +29,10 @@ from moshpit.protocol.channel import Channel, CloseCode, Role
 from moshpit.protocol.events import ConnectionClosed, Resized
 from moshpit.protocol.handshake import DiffMode
 from moshpit.gevent import udp
+from moshpit.forwarding import ForwardPolicy
+from moshpit.gevent.forward import AgentSocket, ServerForwarder, StreamPump
 from moshpit.gevent.hubtimer import HubTimer
+from moshpit.protocol.streams import StreamSet
 from moshpit.gevent.spawn import set_window_size
 from moshpit.session import ServerSession
 from moshpit.terminal.predict import ECHO, ICANON
@@ -50,7 +53,9 @@ def _address(addr) -> str:
 class ShellSession:
     """One shell on a PTY, its screen, its UDP socket and whichever channel is attached."""
 
-    def __init__(self, host, sock, pid: int, fd: int, cols: int, rows: int):
+    def __init__(self, host, sock, pid: int, fd: int, cols: int, rows: int, *,
+                 forward_policy: ForwardPolicy | None = None, agent: AgentSocket | None = None):
+        """``agent``: the socket the shell's SSH_AUTH_SOCK names (mp -A), made before it started."""
         self.host = host
         self.sock = sock
         self.udp_port = sock.getsockname()[1]
@@ -75,6 +80,10 @@ class ShellSession:
         self._drained = gevent.event.Event()             # the path has room for more output
         self.pid, self.fd = pid, fd
         self._pty_readable = udp.Readable(self.fd)
+        # forwarded streams outlive a connection: a resume from the same client carries them on
+        self.streams = StreamSet(is_client=False)
+        self._pump = StreamPump(self.streams, self.service)
+        self.forwarder = ServerForwarder(self.streams, self._pump, forward_policy or ForwardPolicy(), agent)
         self._pty_window = self.session.window           # the size the shell's terminal has
         set_window_size(self.fd, *self._pty_window)
         self._greenlets += [gevent.spawn(self._guarded, work)
@@ -144,6 +153,9 @@ class ShellSession:
         self.channels[channel.conn_id] = channel
         self.channel = channel
         self._heard_on_channel = False
+        channel.attach_streams(self.streams)
+        self.streams.new_channel()
+        self.forwarder.attached(getattr(params, "forward_agent", False))
         if resumed:                                      # the window may have changed meanwhile
             self.session.on_event(Resized(params.cols, params.rows), time.monotonic())
         self.session.attach(channel, resumed, params.shown)
@@ -317,6 +329,9 @@ class ShellSession:
         now = time.monotonic()
         for channel in list(self.channels.values()):
             self._take_events(channel)
+        while (event := self.streams.next_event()) is not None:
+            if not self._pump.handle(event):
+                self.forwarder.handle(event)
         self.session.pump()                              # acknowledgements made room for output
         pending = self.session.take_pty_input()
         if pending and self.exit_status is None:
@@ -343,6 +358,7 @@ class ShellSession:
                 self._retired.add(channel.conn_id)
         if not (self.session.backlogged or self.session.holding_output):
             self._drained.set()
+        self._pump.poke()
         self._arm(now)
 
     def _take_events(self, channel: Channel) -> None:
@@ -389,6 +405,7 @@ class ShellSession:
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
         self._timer.cancel()
+        self.forwarder.close()
         if self.exit_status is None:
             try:
                 os.kill(self.pid, 1)

@@ -35,7 +35,8 @@ from moshpit.protocol import frames
 
 AGENT = 1               # stream kinds: a connection to the peer's ssh agent...
 TCP = 2                 # ...or a TCP connection (host, port)
-LISTEN = 2              # forward kinds: AGENT (a socket for the shell), LISTEN (-R)
+LISTEN = 2              # forward kinds: AGENT (a socket for the shell), LISTEN (-R),
+HELLO = 3               # and HELLO: which client process is speaking (first on every channel)
 FORWARD_ASK = 0         # forward statuses: a request (client to server)...
 FORWARD_OK = 1          # ...or the server's answer
 FORWARD_REFUSED = 2
@@ -55,6 +56,12 @@ class ResetCode(enum.IntEnum):
     TOO_MANY = 3          # MAX_STREAMS reached
     PROTOCOL = 4          # an impossible frame for this stream
     SESSION_ENDED = 5     # the session (or the client that opened it) is gone
+
+
+@dataclass(frozen=True)
+class ClientChanged:
+    """Server: another client process took the session over; its streams ended (and the
+    runtime closes the listeners the old one asked for)."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,8 @@ class _Stream:
         self.granted = INITIAL_WINDOW     # what we let the peer send up to
         self.credit = credit              # granted - consumed may not pass this
         self.peer_fin: int | None = None
+        self.told_finished = False
+        self.fin_acked = False            # the peer's WINDOW closed at our final size
         self.window_due = False
 
     @property
@@ -130,8 +139,12 @@ class StreamSet:
     delivered (``on_frame``), take its frames for the ordered flow (``frames_to_send``),
     and read its events (``next_event``)."""
 
-    def __init__(self, *, is_client: bool):
+    def __init__(self, *, is_client: bool, epoch: bytes = b""):
+        """``epoch``: client, a random name for this process (a resume from the same
+        process carries its streams on; one from another ends them)."""
         self.is_client = is_client
+        self._epoch = epoch.hex()
+        self._paused = False             # server: a new channel, its client not yet known
         self._next_id = 0 if is_client else 1
         self._streams: dict[int, _Stream] = {}
         self._control: deque[tuple[int, bytes]] = deque()   # OPEN, FIN, RESET, FORWARD
@@ -185,6 +198,8 @@ class StreamSet:
         if stream is None:
             return
         stream.consumed = min(stream.received, stream.consumed + count)
+        if stream.told_finished:
+            return                        # nothing more will come: no credit to give
         if stream.granted - stream.consumed <= stream.credit // 2:
             stream.granted = stream.consumed + stream.credit
             stream.window_due = True
@@ -203,6 +218,15 @@ class StreamSet:
         for sid in list(self._streams):
             self.reset(sid, ResetCode.SESSION_ENDED, reason)
             self._events.append(StreamClosed(sid, ResetCode.SESSION_ENDED, reason))
+
+    def new_channel(self) -> None:
+        """A channel (the first, or a resumed connection's) carries the streams from now.
+        The client names itself first; the server waits to hear whose channel it is."""
+        if self.is_client:
+            self.rewind()
+            self._control.appendleft((F.FRAME_FORWARD, frames.pack_forward(HELLO, FORWARD_ASK, 0, self._epoch)))
+        else:
+            self._paused = True
 
     def rewind(self) -> None:
         """A new channel (a resumed connection): what the old one carried may be lost.
@@ -231,6 +255,8 @@ class StreamSet:
 
     # --- the channel's side ----------------------------------------------------------------
     def wants_to_send(self) -> bool:
+        if self._paused:
+            return False
         return bool(self._control) or any(
             s.window_due or (s.unsent and s.next < s.limit) or (s.fin_queued and not s.fin_sent and not s.unsent)
             for s in self._streams.values())
@@ -239,6 +265,8 @@ class StreamSet:
         """Stream frames for one bundle, within ``room`` bytes (frame headers counted):
         control first, then windows, then data round robin."""
         out: list[tuple[int, bytes]] = []
+        if self._paused:
+            return out
         overhead = F.FRAME_HEADER_SIZE
         while self._control and len(self._control[0][1]) + overhead <= room:
             frame = self._control.popleft()
@@ -349,6 +377,9 @@ class StreamSet:
             stream.base = value.received
         stream.next = max(stream.next, stream.base)
         stream.limit = max(stream.limit, value.limit)
+        if stream.fin_sent and value.received == value.limit == stream.next:
+            stream.fin_acked = True
+        self._maybe_done(stream)
 
     def _on_fin(self, value: frames.StreamFin) -> None:
         stream = self._streams.get(value.stream)
@@ -362,12 +393,26 @@ class StreamSet:
             self._maybe_finished(stream)
 
     def _maybe_finished(self, stream: _Stream) -> None:
-        if stream.peer_fin is not None and stream.received == stream.peer_fin:
-            stream.peer_fin = -1          # told once
+        if stream.peer_fin is not None and not stream.told_finished and stream.received == stream.peer_fin:
+            stream.told_finished = True
+            stream.granted = stream.received  # a window closed at the end: "your FIN arrived"
+            stream.window_due = True
             self._events.append(StreamFinished(stream.id))
+            self._maybe_done(stream)
+
+    def _maybe_done(self, stream: _Stream) -> None:
+        """Both halves closed, each side's FIN known to have arrived: forget it (a last
+        WINDOW still goes, so the peer learns its FIN arrived)."""
+        if stream.told_finished and stream.fin_acked:
+            if stream.window_due:
+                self._control.append((F.FRAME_STREAM_WINDOW,
+                                      frames.pack_stream_window(stream.id, stream.received, stream.granted)))
+            del self._streams[stream.id]
 
     def _on_forward(self, value: frames.Forward) -> None:
-        if value.kind not in (AGENT, LISTEN):
+        if value.kind == HELLO and not self.is_client and value.status == FORWARD_ASK:
+            self._on_hello(value.host)
+        elif value.kind not in (AGENT, LISTEN):
             self.violations += 1
         elif self.is_client:
             if value.status == FORWARD_ASK:
@@ -380,6 +425,23 @@ class StreamSet:
             self.violations += 1          # an answer from the client: never
         else:
             self._events.append(ForwardAsked(value.kind, value.host, value.port))
+
+    def _on_hello(self, epoch: str) -> None:
+        """Server: whose channel this is. The same client: carry on from where it says it
+        is. Another: the old one's streams end, with a reason, on both sides."""
+        if epoch == self._epoch:
+            self.rewind()
+        else:
+            if self._epoch:                # (nothing goes on the wire: that client is gone,
+                self._control.clear()      # and this one will number its streams afresh)
+                reason = "another client took the session over"
+                for sid in list(self._streams):
+                    del self._streams[sid]
+                    self._events.append(StreamClosed(sid, ResetCode.SESSION_ENDED, reason))
+                self._events.append(ClientChanged())
+            self._epoch = epoch
+            self._peer_next = 0
+        self._paused = False
 
     def _never_opened(self, sid: int) -> bool:
         return sid >= (self._next_id if self._ours(sid) else self._peer_next)

@@ -1,0 +1,270 @@
+"""mp -L, -R, -D and -A as a person uses them: mp typed into a real terminal, a real mps,
+real sockets at both ends, a real ssh-agent and sshd for the agent."""
+
+import hashlib
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from test_mp import MP, Shell, mps  # noqa: F401  (mps is a fixture)
+
+FILE_SIZE = 8 << 20
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class FileServer:
+    """Sends ``data`` to each connection, then closes; counts connections."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._send, args=(conn,), daemon=True).start()
+
+    def _send(self, conn):
+        with conn:
+            conn.sendall(self.data)
+
+    def close(self):
+        self.sock.close()
+
+
+class EchoServer:
+    """Echoes each connection's bytes back, upper-cased, until it half-closes."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn):
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data.upper())
+
+    def close(self):
+        self.sock.close()
+
+
+def fetch(port: int, timeout: float = 60.0, send: bytes = b"") -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            break
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, f"nothing listens on {port}"
+            time.sleep(0.1)
+    with sock:
+        if send:
+            sock.sendall(send)
+            sock.shutdown(socket.SHUT_WR)
+        got = bytearray()
+        while data := sock.recv(1 << 16):
+            got += data
+        return bytes(got)
+
+
+@pytest.fixture
+def shell(tmp_path):
+    terminal = Shell(tmp_path)
+    yield terminal
+    terminal.kill()
+
+
+def connect(shell, port, *flags):
+    shell.type(f"{MP} --host-key-check accept-new -p {port} {' '.join(flags)} 127.0.0.1\r")
+    shell.type("echo in-$((3*3))\r")
+    assert shell.expect(b"in-9", timeout=30)
+
+
+def test_local_forward_fetches_a_file_exactly_while_typing_works(shell, mps):  # noqa: F811
+    port, _, _ = mps
+    data = os.urandom(FILE_SIZE)
+    files = FileServer(data)
+    local = free_port()
+    try:
+        connect(shell, port, f"-L {local}:127.0.0.1:{files.port}")
+        got = fetch(local)
+        assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
+        assert files.connections == 1
+        shell.type("echo after-$((2*5))\r")
+        assert shell.expect(b"after-10")
+        # both directions and a half-close, twice at once
+        echo = EchoServer()
+        shell.type("exit\r")
+        assert shell.expect(b"mp: shell exited with status 0")
+        echo.close()
+    finally:
+        files.close()
+
+
+def test_local_forward_carries_both_ways_with_half_close(shell, mps):  # noqa: F811
+    port, _, _ = mps
+    echo = EchoServer()
+    local = free_port()
+    try:
+        connect(shell, port, f"-L {local}:127.0.0.1:{echo.port}")
+        payload = os.urandom(300_000).hex().encode()
+        results = [None, None]
+
+        def run(i):
+            results[i] = fetch(local, send=payload)
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert results == [payload.upper()] * 2
+    finally:
+        echo.close()
+
+
+def test_remote_forward_serves_from_the_client_side(shell, mps):  # noqa: F811
+    port, _, _ = mps
+    data = os.urandom(FILE_SIZE // 4)
+    files = FileServer(data)
+    remote = free_port()
+    try:
+        connect(shell, port, f"-R {remote}:127.0.0.1:{files.port}")
+        got = fetch(remote)                           # the server's listener, the client's file
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    finally:
+        files.close()
+
+
+def test_dynamic_forward_is_a_socks_proxy(shell, mps):  # noqa: F811
+    port, _, _ = mps
+    data = os.urandom(100_000)
+    files = FileServer(data)
+    local = free_port()
+    try:
+        connect(shell, port, f"-D {local}")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                sock = socket.create_connection(("127.0.0.1", local), timeout=20)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        with sock:
+            sock.sendall(b"\x05\x01\x00")
+            assert sock.recv(2) == b"\x05\x00"
+            sock.sendall(b"\x05\x01\x00\x03\x09localhost" + struct.pack("!H", files.port))
+            reply = b""
+            while len(reply) < 10:
+                reply += sock.recv(10 - len(reply))
+            assert reply[:2] == b"\x05\x00"
+            got = bytearray()
+            while chunk := sock.recv(65536):
+                got += chunk
+        assert bytes(got) == data
+    finally:
+        files.close()
+
+
+@pytest.fixture
+def strict_mps(tmp_path):
+    """An mps whose configuration allows -L only to port 1 and no listener off loopback."""
+    import sys
+    import nacl.signing
+    from moshpit.keyfiles import write_key_pair
+    from moshpit.keys import format_public_key
+    host_key, client_key = nacl.signing.SigningKey.generate(), nacl.signing.SigningKey.generate()
+    write_key_pair(tmp_path / ".mp" / "mps_host_ed25519_key", host_key)
+    write_key_pair(tmp_path / ".mp" / "id_ed25519", client_key)
+    (tmp_path / ".mp" / "authorized_keys").write_text(format_public_key(bytes(client_key.verify_key)) + "\n")
+    (tmp_path / "mps.toml").write_text('permit_open = ["127.0.0.1:1"]\n')
+    env = dict(os.environ, HOME=str(tmp_path), MOSHPITS_AUTHORIZED_KEYS_FILE=str(tmp_path / ".mp" / "authorized_keys"),
+               MOSHPITS_CONTROL_SOCKET=str(tmp_path / "mps.ctl"))
+    server = subprocess.Popen([sys.executable, "-m", "moshpit.cli.mps", "-e", "-c", str(tmp_path / "mps.toml"),
+                               "--bind", "127.0.0.1", "--port", "0", "--udp-ports", "53400-53499"],
+                              cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    line = ""
+    while "mps: listening" not in line:
+        line = server.stderr.readline()
+        assert line, "mps exited before listening"
+    yield int(re.search(r"port (\d+)", line).group(1))
+    server.terminate()
+    server.wait(10)
+
+
+def test_a_forward_the_server_forbids_is_one_line_and_the_session_goes_on(shell, strict_mps):
+    files = FileServer(b"secret")
+    local, remote = free_port(), free_port()
+    try:
+        connect(shell, strict_mps, f"-L {local}:127.0.0.1:{files.port}", f"-R 0.0.0.0:{remote}:127.0.0.1:1")
+        assert shell.expect(b"needs gateway_ports on the server")
+        assert fetch(local) == b""                     # refused: closed at once, nothing sent
+        assert shell.expect(b"not in the server's permit_open")
+        assert files.connections == 0
+        shell.type("echo still-$((4*4))\r")
+        assert shell.expect(b"still-16")
+    finally:
+        files.close()
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="needs ssh-agent")
+def test_agent_forwarding_lists_the_key_in_the_remote_shell(tmp_path, mps):  # noqa: F811
+    port, _, _ = mps
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "forwarded-key",
+                    "-f", str(tmp_path / "agent_key")], check=True)
+    agent = subprocess.run(["ssh-agent", "-s", "-a", str(tmp_path / "agent.sock")], check=True,
+                           capture_output=True, text=True).stdout
+    agent_pid = int(re.search(r"SSH_AGENT_PID=(\d+)", agent).group(1))
+    env = {"SSH_AUTH_SOCK": str(tmp_path / "agent.sock")}
+    try:
+        subprocess.run(["ssh-add", "-q", str(tmp_path / "agent_key")], check=True, env=dict(os.environ, **env))
+        shell = Shell(tmp_path, **env)
+        try:
+            connect(shell, port, "-A")
+            shell.output.clear()
+            shell.type("ssh-add -l; echo sock=$SSH_AUTH_SOCK; stat -c %a $(dirname $SSH_AUTH_SOCK)\r")
+            assert shell.expect(b"forwarded-key", timeout=20)
+            found = shell.expect_re(rb"sock=(\S+)\s+(\d+)")
+            assert found.group(1) != env["SSH_AUTH_SOCK"].encode() and found.group(2) == b"700"
+        finally:
+            shell.kill()
+    finally:
+        os.kill(agent_pid, 15)
+
+
+def test_without_minus_a_the_remote_shell_has_no_agent(shell, mps):  # noqa: F811
+    port, _, _ = mps
+    connect(shell, port)
+    shell.output.clear()
+    shell.type("echo agent=[$SSH_AUTH_SOCK]\r")
+    assert shell.expect(b"agent=[]")
