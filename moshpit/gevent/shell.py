@@ -150,6 +150,8 @@ class ShellSession:
 
     def _attach_channel(self, channel: Channel, params, resumed: bool = False) -> None:
         self.displace()
+        if self.channel is not None:
+            self.channel.attach_streams(None)            # the new one carries them on
         self.channels[channel.conn_id] = channel
         self.channel = channel
         self._heard_on_channel = False

@@ -147,8 +147,8 @@ class Channel:
             return 0
         return self._p.send.unsent_room(self.rtt.srtt, self.config.max_datagram_size - codec.OVERHEAD)
 
-    def attach_streams(self, streams: StreamSet) -> None:
-        """Carry ``streams`` (forwarded connections, which outlive a channel: see streams.py)."""
+    def attach_streams(self, streams: StreamSet | None) -> None:
+        """Carry ``streams`` (forwarded connections, which outlive a channel: see streams.py), or no more."""
         self._p.send.streams = streams
 
     def next_event(self) -> Event | None:
