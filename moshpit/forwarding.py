@@ -122,6 +122,13 @@ class ForwardPolicy:
     permit_listen: tuple[str, ...] = field(default=())
 
     @classmethod
+    def from_config(cls, config) -> ForwardPolicy:
+        """From mps's configuration (config.ServerConfig)."""
+        return cls(allow_agent_forwarding=config.allow_agent_forwarding,
+                   allow_tcp_forwarding=config.allow_tcp_forwarding, gateway_ports=config.gateway_ports,
+                   permit_open=tuple(config.permit_open), permit_listen=tuple(config.permit_listen))
+
+    @classmethod
     def from_dict(cls, data: dict) -> ForwardPolicy:
         """From ``dataclasses.asdict`` after a trip through JSON (lists back to tuples)."""
         return cls(allow_agent_forwarding=bool(data.get("allow_agent_forwarding", True)),

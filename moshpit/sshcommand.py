@@ -34,7 +34,7 @@ class SshProcess(subprocess.Popen):
 class SshCommand:
     def __init__(self, ssh: str, destination: str, host: str, *, server: str = DEFAULT_SERVER, name: str,
                  command: Sequence[str] = (), udp_ports: str | None = None, window: tuple[int, int] | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, agent: bool = False):
         """``name`` picks the session on the server (the same name resumes it); ``window``
         and ``env`` (TERM, the locale) let a new session's shell start before the key
         exchange, as mosh passes them on its command line."""
@@ -45,6 +45,7 @@ class SshCommand:
         self.command = list(command)
         self.udp_ports = udp_ports
         self.window, self.env = window, dict(env or {})
+        self.agent = agent                                        # mp --ssh -A
 
     def remote_command(self, *, resume_only: bool = False) -> str:
         """One string, as ssh hands it to the remote user's shell. The server command is
@@ -59,6 +60,8 @@ class SshCommand:
             words += ["--window", f"{self.window[0]}x{self.window[1]}"]
             for key, value in self.env.items():
                 words += ["--env", f"{key}={value}"]
+            if self.agent:
+                words += ["--agent"]
         if self.command:
             words += ["--", *self.command]
         if self.server_text == DEFAULT_SERVER:

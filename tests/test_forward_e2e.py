@@ -4,7 +4,6 @@ real sockets at both ends, a real ssh-agent and sshd for the agent."""
 import hashlib
 import os
 import re
-import shutil
 import socket
 import struct
 import subprocess
@@ -13,6 +12,7 @@ import time
 
 import pytest
 
+import sshd
 from test_mp import MP, Shell, mps  # noqa: F401  (mps is a fixture)
 
 FILE_SIZE = 8 << 20
@@ -237,29 +237,73 @@ def test_a_forward_the_server_forbids_is_one_line_and_the_session_goes_on(shell,
         files.close()
 
 
-@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="needs ssh-agent")
-def test_agent_forwarding_lists_the_key_in_the_remote_shell(tmp_path, mps):  # noqa: F811
+@pytest.fixture(scope="module")
+def real_sshd(tmp_path_factory):
+    if not sshd.available():
+        pytest.skip("needs root, sshd and ssh")
+    daemon = sshd.Sshd(tmp_path_factory.mktemp("sshd"))
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def agent(tmp_path, real_sshd):
+    """A real ssh-agent holding the key the sshd takes; the environment that names it."""
+    sock = tmp_path / "agent.sock"
+    out = subprocess.run(["ssh-agent", "-s", "-a", str(sock)], check=True, capture_output=True, text=True).stdout
+    pid = int(re.search(r"SSH_AGENT_PID=(\d+)", out).group(1))
+    env = {"SSH_AUTH_SOCK": str(sock)}
+    subprocess.run(["ssh-add", "-q", str(real_sshd.dir / "client_key")], check=True, env=dict(os.environ, **env))
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", str(real_sshd.dir / "client_key.pub")], check=True,
+                                 capture_output=True, text=True).stdout.split()[1]
+    yield env, fingerprint
+    os.kill(pid, 15)
+
+
+def ssh_through_the_agent(real_sshd) -> str:
+    """What the person types in the remote shell: ssh with no key of its own."""
+    real_sshd.ssh_command()                            # (writes its known_hosts)
+    return (f"ssh -F none -p {real_sshd.port} -o BatchMode=yes -o StrictHostKeyChecking=yes "
+            f"-o UserKnownHostsFile={real_sshd.dir / 'known_hosts'} root@127.0.0.1 echo via-agent-$((6*7))\r")
+
+
+def check_the_forwarded_agent(shell, real_sshd, fingerprint):
+    shell.output.clear()
+    shell.type("ssh-add -l; echo sock=$SSH_AUTH_SOCK; stat -c %a:%U $(dirname $SSH_AUTH_SOCK)\r")
+    assert shell.expect(fingerprint.encode(), timeout=20)
+    found = shell.expect_re(rb"sock=(\S+)\s+(\d+):(\S+)")
+    assert found.group(2) == b"700"
+    shell.output.clear()
+    shell.type(ssh_through_the_agent(real_sshd))
+    assert shell.expect(b"via-agent-42", timeout=30)
+    return found.group(1)
+
+
+def test_agent_forwarding_logs_in_to_a_real_sshd(tmp_path, mps, real_sshd, agent):  # noqa: F811
     port, _, _ = mps
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "forwarded-key",
-                    "-f", str(tmp_path / "agent_key")], check=True)
-    agent = subprocess.run(["ssh-agent", "-s", "-a", str(tmp_path / "agent.sock")], check=True,
-                           capture_output=True, text=True).stdout
-    agent_pid = int(re.search(r"SSH_AGENT_PID=(\d+)", agent).group(1))
-    env = {"SSH_AUTH_SOCK": str(tmp_path / "agent.sock")}
+    env, fingerprint = agent
+    shell = Shell(tmp_path, **env)
     try:
-        subprocess.run(["ssh-add", "-q", str(tmp_path / "agent_key")], check=True, env=dict(os.environ, **env))
-        shell = Shell(tmp_path, **env)
-        try:
-            connect(shell, port, "-A")
-            shell.output.clear()
-            shell.type("ssh-add -l; echo sock=$SSH_AUTH_SOCK; stat -c %a $(dirname $SSH_AUTH_SOCK)\r")
-            assert shell.expect(b"forwarded-key", timeout=20)
-            found = shell.expect_re(rb"sock=(\S+)\s+(\d+)")
-            assert found.group(1) != env["SSH_AUTH_SOCK"].encode() and found.group(2) == b"700"
-        finally:
-            shell.kill()
+        connect(shell, port, "-A")
+        remote_sock = check_the_forwarded_agent(shell, real_sshd, fingerprint)
+        assert remote_sock != env["SSH_AUTH_SOCK"].encode()
     finally:
-        os.kill(agent_pid, 15)
+        shell.kill()
+
+
+def test_agent_forwarding_with_mp_ssh(tmp_path, real_sshd, agent):
+    env, fingerprint = agent
+    shell = Shell(tmp_path, **env)
+    try:
+        remote = f"{MP.replace('moshpit.cli.mp', 'moshpit.cli.mps')} -t {tmp_path}/server.log"
+        shell.type(f"{MP} --ssh='{real_sshd.ssh_command()}' --server='{remote}' -A root@127.0.0.1\r")
+        shell.type("echo in-$((3*3))\r")
+        assert shell.expect(b"in-9", timeout=30)
+        check_the_forwarded_agent(shell, real_sshd, fingerprint)
+        shell.type("exit\r")
+        assert shell.expect(b"mp: shell exited with status 0")
+    finally:
+        shell.kill()
 
 
 def test_without_minus_a_the_remote_shell_has_no_agent(shell, mps):  # noqa: F811

@@ -173,7 +173,8 @@ def _run_ssh(config, args) -> int:
     env = _forwarded_env(config)
     command = SshCommand(args["--ssh"] or config.ssh_command, destination, host,
                          server=args["--server"] or config.ssh_server, name=name, command=args["COMMAND"],
-                         udp_ports=args["--udp-ports"], window=window_size(1), env=env)
+                         udp_ports=args["--udp-ports"], window=window_size(1), env=env,
+                         agent=args["forwards"].agent is not None)
     try:
         first = command.start(interactive=True)        # ssh connects while we load the rest
     except OSError as exc:

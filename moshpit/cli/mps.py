@@ -4,7 +4,7 @@ Usage:
   mps [-v... | -q...] [-e] [-c PATH] [-t PATH] [-p KEY] [-k PUB] [--bind ADDR] [--port N] [--udp-ports LOW-HIGH]
   mps --check-config [-e] [-c PATH] [-p KEY] [-k PUB] [--bind ADDR] [--port N] [--udp-ports LOW-HIGH]
   mps sessions [-c PATH]
-  mps --ssh-session NAME [-v... | -q...] [-c PATH] [-t PATH] [--udp-ports LOW-HIGH] [--detached-timeout SECS] [--resume-only] [--window COLSxROWS] [--env NAME=VALUE]... [--] [COMMAND...]
+  mps --ssh-session NAME [-v... | -q...] [-c PATH] [-t PATH] [--udp-ports LOW-HIGH] [--detached-timeout SECS] [--resume-only] [--window COLSxROWS] [--env NAME=VALUE]... [--agent] [--] [COMMAND...]
   mps (-h | --help)
   mps (-V | --version)
 
@@ -32,6 +32,8 @@ Options:
   --window COLSxROWS    With --ssh-session: the client's window, and with --env its TERM
                         and locale, to start a new session's shell before the key exchange.
   --env NAME=VALUE      (Repeatable.)
+  --agent               With --window: the client forwards its ssh agent (mp --ssh -A); the
+                        shell starts with SSH_AUTH_SOCK, if allow_agent_forwarding.
   -h --help             Show this help.
   -V --version          Show the version.
 
@@ -124,13 +126,13 @@ def check_config(config, host_key) -> str:
             f"host key {fingerprint(bytes(host_key.verify_key))}")
 
 
-def _terminal(window: str | None, env: list[str]) -> dict | None:
+def _terminal(window: str | None, env: list[str], agent: bool = False) -> dict | None:
     """--window and --env as start_shell_early takes them, or None if not given or unusable."""
     cols, _, rows = (window or "").partition("x")
     if not (cols.isdigit() and rows.isdigit()):
         return None
     pairs = dict(item.split("=", 1) for item in env if "=" in item)
-    return {"cols": int(cols), "rows": int(rows), "env": pairs}
+    return {"cols": int(cols), "rows": int(rows), "env": pairs, "agent": agent}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             setup_logging(False, args["-t"] or config.log.file or DEFAULT_LOG, args["-v"] - args["-q"],
                           config.log.level)
             return ssh_session.run(args["--ssh-session"], config, args["COMMAND"], servers_to_ask(config),
-                                   _terminal(args["--window"], args["--env"]),
+                                   _terminal(args["--window"], args["--env"], args["--agent"]),
                                    resume_only=args["--resume-only"])
         except (ConfigError, MoshpitError) as exc:
             print(f"mps: {exc}", file=sys.stderr)
@@ -181,10 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                         max_sessions_per_key=config.max_sessions_per_key,
                         processes=config.session_processes, control=control_path(config),
                         control_mode=0o666 if os.getuid() == 0 else 0o600,
-                        forward_policy=ForwardPolicy(
-                            allow_agent_forwarding=config.allow_agent_forwarding,
-                            allow_tcp_forwarding=config.allow_tcp_forwarding, gateway_ports=config.gateway_ports,
-                            permit_open=config.permit_open, permit_listen=config.permit_listen))
+                        forward_policy=ForwardPolicy.from_config(config))
         server.start()
     except (ConfigError, MoshpitError) as exc:
         print(f"mps: {exc}", file=sys.stderr)

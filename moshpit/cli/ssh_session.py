@@ -166,12 +166,18 @@ def _detach_server(listener, path, name: str, config, command: list[str], notice
 def _serve(listener, path, name: str, config, command: list[str], notice: str, terminal: dict | None) -> None:
     import pwd
     from moshpit.gevent.spawn import login_argv, shell_environment, spawn_shell
-    early = None
+    from moshpit.forwarding import ForwardPolicy
+    from moshpit.gevent.forward import AgentSocket
+    early, agent = None, None
+    policy = ForwardPolicy.from_config(config)
     if terminal is not None:                      # the shell first: its start-up overlaps ours
         user = pwd.getpwuid(os.getuid())
-        early = spawn_shell(command or login_argv(user),
-                            shell_environment(user, terminal["env"], config.accept_env, dict(os.environ)),
-                            user, max(1, min(terminal["cols"], 4096)), max(1, min(terminal["rows"], 4096)))
+        env = shell_environment(user, terminal["env"], config.accept_env, dict(os.environ))
+        if terminal.get("agent") and policy.may_forward_agent() is None:
+            agent = AgentSocket(user.pw_uid, user.pw_gid)      # mp --ssh -A
+            env = dict(env, SSH_AUTH_SOCK=agent.path)
+        early = spawn_shell(command or login_argv(user), env, user,
+                            max(1, min(terminal["cols"], 4096)), max(1, min(terminal["rows"], 4096)))
     import gevent
     import nacl.signing
     from moshpit.gevent.server import Server
@@ -186,9 +192,9 @@ def _serve(listener, path, name: str, config, command: list[str], notice: str, t
                     command=command or None, accept_env=config.accept_env,
                     detached_timeout=config.detached_timeout_secs,
                     control=os.fspath(path.with_suffix(".ctl")), unix_peer=client_at or "ssh",
-                    via="ssh", name=name, notice=notice, base_env=dict(os.environ))
+                    via="ssh", name=name, notice=notice, base_env=dict(os.environ), forward_policy=policy)
     if early is not None:
-        server.adopt_early_shell(early)
+        server.adopt_early_shell(early, agent)
     gevent.signal_handler(signal.SIGTERM, server.stop)
     gevent.signal_handler(signal.SIGHUP, lambda: None)
     ours = os.stat(path).st_ino                   # bound for us before the fork

@@ -104,6 +104,7 @@ class Server:
         self.control_path, self.control_mode = control, control_mode
         self._control: ControlSocket | None = None
         self._early_shell: tuple[int, int] | None = None     # (pid, PTY fd): start_shell_early
+        self._early_agent: AgentSocket | None = None
         self.unix_peer, self.via, self.name, self.notice = unix_peer, via, name, notice
         self.udp_host = udp_host if udp_host is not None else bind[0]
         self.authorized_keys = authorized_keys
@@ -186,6 +187,8 @@ class Server:
         if self._early_shell is not None:              # started for a client that never came
             pid, fd = self._early_shell
             self._early_shell = None
+            if self._early_agent is not None:
+                self._early_agent.close()
             os.close(fd)
             try:
                 os.kill(pid, signal.SIGHUP)
@@ -419,11 +422,12 @@ class Server:
     def shell_argv(self, user) -> list[str]:
         return self.command or login_argv(user)
 
-    def adopt_early_shell(self, shell: tuple[int, int]) -> None:
+    def adopt_early_shell(self, shell: tuple[int, int], agent: AgentSocket | None = None) -> None:
         """single_session: a shell (pid, PTY fd) started before the client's key exchange,
         so a login shell's start-up overlaps ours (see cli/ssh_session.py). The session
         the exchange makes takes it; if none does, it is hung up on at stop()."""
         self._early_shell = shell
+        self._early_agent = agent                 # its SSH_AUTH_SOCK's socket (mp --ssh -A)
 
     def _start_shell(self, record, request: AuthRequested, user, host: str):
         """A UDP socket and a shell for a new session, or nothing at all (no port kept)."""
@@ -443,7 +447,10 @@ class Server:
                 return self._processes.start(spec, record, host, sock)
             cols, rows = clamp_window(request.cols, request.rows)
             early, self._early_shell = self._early_shell, None
-            agent_socket = AgentSocket(user.pw_uid, user.pw_gid) if agent and not early else None
+            if early:
+                agent_socket, self._early_agent = self._early_agent, None
+            else:
+                agent_socket = AgentSocket(user.pw_uid, user.pw_gid) if agent else None
             if agent_socket is not None:
                 env = dict(env, SSH_AUTH_SOCK=agent_socket.path)
             pid, fd = early or spawn_shell(argv, env, user, cols, rows)
