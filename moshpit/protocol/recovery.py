@@ -24,6 +24,8 @@ from moshpit.retransmit import RetransmitBuffer
 # queue on the path (bufferbloat) that a Ctrl-C waits behind.
 QUEUE_ALLOWANCE = 0.020
 STREAM_SHARE = 0.75         # of the window, at most, in flight with forwarded streams' data
+STREAM_BURST = 8            # bundles of stream data per send turn: the loop gets back to the
+                            # terminal (a keystroke, its echo) between bursts
 
 # Unsent output is held to about what the window sends in UNSENT_TIME (TCP_NOTSENT_LOWAT's
 # idea): whatever waits here must cross before anything typed after a Ctrl-C is answered,
@@ -96,6 +98,7 @@ class SendFlow:
         self.probes = 0
         self.streams: StreamSet | None = None     # forwarded streams, sent after the queue
         self._streams_may_go = False
+        self.stream_bundles = 0         # in this send turn (see STREAM_BURST)
 
     # --- the queue ---------------------------------------------------------------------
     @property
@@ -138,7 +141,7 @@ class SendFlow:
         (``streams``) may fill only part of it: the rest is the terminal's, so a bulk
         transfer never holds an echo back for a window's worth of its data."""
         limit = min(self.window.queue_free(srtt, min_rtt), self.window_cap)
-        self._streams_may_go = self.in_flight < limit * STREAM_SHARE
+        self._streams_may_go = self.in_flight < limit * STREAM_SHARE and self.stream_bundles < STREAM_BURST
         if self.queue:
             return self.in_flight < limit
         return self._streams_may_go and self.streams is not None and self.streams.wants_to_send()
@@ -149,8 +152,17 @@ class SendFlow:
         taken: list[tuple[int, bytes]] = []
         used = self._take_queued(room, taken)
         if self.streams is not None and self._streams_may_go and room - used > FRAME_OVERHEAD:
-            taken += self.streams.frames_to_send(room - used)
+            streamed = self.streams.frames_to_send(room - used)
+            if streamed:
+                self.stream_bundles += 1
+                taken += streamed
         return taken
+
+    @property
+    def streams_held(self) -> bool:
+        """Stream data is held back only by this turn's burst: send again soon."""
+        return (self.stream_bundles >= STREAM_BURST and self.streams is not None
+                and self.streams.wants_to_send())
 
     def _take_queued(self, room: int, taken: list[tuple[int, bytes]]) -> int:
         used = 0
