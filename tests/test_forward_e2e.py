@@ -312,3 +312,42 @@ def test_without_minus_a_the_remote_shell_has_no_agent(shell, mps):  # noqa: F81
     shell.output.clear()
     shell.type("echo agent=[$SSH_AUTH_SOCK]\r")
     assert shell.expect(b"agent=[]")
+
+
+def test_a_far_end_that_never_reads_stalls_neither_the_terminal_nor_memory(shell, mps):  # noqa: F811
+    """The target accepts and never reads; the local application writes as fast as it can.
+    Flow control stops it after a bounded amount (the kernel's buffers at three sockets,
+    the stream's window and send buffer), and typing goes on meanwhile."""
+    port, _, _ = mps
+    sink = socket.create_server(("127.0.0.1", 0))
+    held = []
+    threading.Thread(target=lambda: held.append(sink.accept()), daemon=True).start()
+    local = free_port()
+    connect(shell, port, f"-L {local}:127.0.0.1:{sink.getsockname()[1]}")
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            app = socket.create_connection(("127.0.0.1", local), timeout=20)
+            break
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    app.setblocking(False)
+    written, chunk = 0, bytes(1 << 16)
+    stalled_since = None
+    while written < 200 << 20:
+        try:
+            written += app.send(chunk)
+            stalled_since = None
+        except BlockingIOError:
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since > 3:
+                break                                  # nothing taken for 3 s: held back
+            time.sleep(0.05)
+    print(f"taken before the stall: {written} bytes")
+    assert written < 32 << 20, f"{written} bytes taken by a connection nobody reads"
+    shell.output.clear()
+    shell.type("echo typing-$((7*6))\r")
+    assert shell.expect(b"typing-42", timeout=5)
+    app.close()
+    sink.close()

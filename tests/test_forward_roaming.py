@@ -174,3 +174,33 @@ def start_mp_with(hosts, home, port, spec, dest=None):  # noqa: F811
     return PtyProgram(hosts.in_client([sys.executable, "-m", "moshpit.cli.mp", "-p", str(port),
                                        "--host-key-check", "accept-new", *spec.split(), dest or hosts.SERVER4]),
                       env=env, cwd=str(home))
+
+
+def test_the_forwarded_agent_answers_after_a_move(hosts, server, tmp_path):  # noqa: F811
+    """A real ssh-agent on the client's host; in the remote shell ``ssh-add -l`` lists its
+    key before and after the client's address is replaced."""
+    import os
+    import re
+    sock = tmp_path / "agent.sock"
+    out = subprocess.run(["ssh-agent", "-s", "-a", str(sock)], check=True, capture_output=True, text=True).stdout
+    agent_pid = int(re.search(r"SSH_AGENT_PID=(\d+)", out).group(1))
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "roaming-key", "-f",
+                    str(tmp_path / "key")], check=True)
+    subprocess.run(["ssh-add", "-q", str(tmp_path / "key")], check=True, env=dict(os.environ, SSH_AUTH_SOCK=str(sock)))
+    from pty_driver import PtyProgram
+    env = dict(os.environ, HOME=str(tmp_path), TERM="xterm-256color", SSH_AUTH_SOCK=str(sock))
+    mp = PtyProgram(hosts.in_client([sys.executable, "-m", "moshpit.cli.mp", "-p", str(server), "-A",
+                                     "--host-key-check", "accept-new", hosts.SERVER4]), env=env, cwd=str(tmp_path))
+    try:
+        typed_and_shown(mp, 1, timeout=20)
+        mp.write(b"ssh-add -l | sed 's/^/agent-says: /'\r")
+        assert mp.expect(b"roaming-key", timeout=20)
+        hosts.readdress(hosts.CLIENT4, "10.77.0.3")
+        typed_and_shown(mp, 2, timeout=20)
+        mp.output.clear()
+        mp.write(b"ssh-add -l | sed 's/^/after-move: /'\r")
+        assert mp.expect(b"roaming-key", timeout=20)
+    finally:
+        mp.write(b"\x1e.")
+        mp.expect(b"", timeout=2)
+        os.kill(agent_pid, 15)
