@@ -52,3 +52,4 @@ echo "== benchmark smoke runs"
 .venv/bin/python benchmarks/bench_e2e.py --quick
 .venv/bin/python benchmarks/bench_load.py --quick
 .venv/bin/python benchmarks/bench_predict.py --quick
+.venv/bin/python benchmarks/bench_forward.py --quick

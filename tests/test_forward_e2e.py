@@ -103,29 +103,55 @@ def shell(tmp_path):
     terminal.kill()
 
 
+@pytest.fixture(params=["processes", "in-process"])
+def any_mps(request, tmp_path):
+    """A real mps with sessions in processes of their own (its default) or in-process."""
+    import sys
+    import nacl.signing
+    from moshpit.keyfiles import write_key_pair
+    from moshpit.keys import format_public_key
+    host_key, client_key = nacl.signing.SigningKey.generate(), nacl.signing.SigningKey.generate()
+    write_key_pair(tmp_path / ".mp" / "mps_host_ed25519_key", host_key)
+    write_key_pair(tmp_path / ".mp" / "id_ed25519", client_key)
+    (tmp_path / ".mp" / "authorized_keys").write_text(format_public_key(bytes(client_key.verify_key)) + "\n")
+    env = dict(os.environ, HOME=str(tmp_path), MOSHPITS_AUTHORIZED_KEYS_FILE=str(tmp_path / ".mp" / "authorized_keys"),
+               MOSHPITS_CONTROL_SOCKET=str(tmp_path / "mps.ctl"),
+               MOSHPITS_SESSION_PROCESSES="true" if request.param == "processes" else "false")
+    server = subprocess.Popen([sys.executable, "-m", "moshpit.cli.mps", "-e", "--bind", "127.0.0.1", "--port", "0",
+                               "--udp-ports", "53500-53599"], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = ""
+    while "mps: listening" not in line:
+        line = server.stderr.readline()
+        assert line, "mps exited before listening"
+    yield int(re.search(r"port (\d+)", line).group(1))
+    server.terminate()
+    server.wait(10)
+
+
+MODES = ["reliable", "datagram", "statesync"]
+
+
 def connect(shell, port, *flags):
     shell.type(f"{MP} --host-key-check accept-new -p {port} {' '.join(flags)} 127.0.0.1\r")
     shell.type("echo in-$((3*3))\r")
     assert shell.expect(b"in-9", timeout=30)
 
 
-def test_local_forward_fetches_a_file_exactly_while_typing_works(shell, mps):  # noqa: F811
-    port, _, _ = mps
+@pytest.mark.parametrize("mode", MODES)
+def test_local_forward_fetches_a_file_exactly_while_typing_works(shell, any_mps, mode):
     data = os.urandom(FILE_SIZE)
     files = FileServer(data)
     local = free_port()
     try:
-        connect(shell, port, f"-L {local}:127.0.0.1:{files.port}")
+        connect(shell, any_mps, f"--diff-mode {mode} -L {local}:127.0.0.1:{files.port}")
         got = fetch(local)
         assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
         assert files.connections == 1
         shell.type("echo after-$((2*5))\r")
         assert shell.expect(b"after-10")
-        # both directions and a half-close, twice at once
-        echo = EchoServer()
         shell.type("exit\r")
         assert shell.expect(b"mp: shell exited with status 0")
-        echo.close()
     finally:
         files.close()
 
@@ -151,13 +177,13 @@ def test_local_forward_carries_both_ways_with_half_close(shell, mps):  # noqa: F
         echo.close()
 
 
-def test_remote_forward_serves_from_the_client_side(shell, mps):  # noqa: F811
-    port, _, _ = mps
+@pytest.mark.parametrize("mode", MODES)
+def test_remote_forward_serves_from_the_client_side(shell, any_mps, mode):
     data = os.urandom(FILE_SIZE // 4)
     files = FileServer(data)
     remote = free_port()
     try:
-        connect(shell, port, f"-R {remote}:127.0.0.1:{files.port}")
+        connect(shell, any_mps, f"--diff-mode {mode} -R {remote}:127.0.0.1:{files.port}")
         got = fetch(remote)                           # the server's listener, the client's file
         assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
     finally:
@@ -279,12 +305,11 @@ def check_the_forwarded_agent(shell, real_sshd, fingerprint):
     return found.group(1)
 
 
-def test_agent_forwarding_logs_in_to_a_real_sshd(tmp_path, mps, real_sshd, agent):  # noqa: F811
-    port, _, _ = mps
+def test_agent_forwarding_logs_in_to_a_real_sshd(tmp_path, any_mps, real_sshd, agent):
     env, fingerprint = agent
     shell = Shell(tmp_path, **env)
     try:
-        connect(shell, port, "-A")
+        connect(shell, any_mps, "-A")
         remote_sock = check_the_forwarded_agent(shell, real_sshd, fingerprint)
         assert remote_sock != env["SSH_AUTH_SOCK"].encode()
     finally:
@@ -351,3 +376,25 @@ def test_a_far_end_that_never_reads_stalls_neither_the_terminal_nor_memory(shell
     assert shell.expect(b"typing-42", timeout=5)
     app.close()
     sink.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_forwarding_through_mp_ssh(tmp_path, real_sshd, mode):
+    """mp --ssh: -L and -R through a session that ssh started."""
+    data = os.urandom(FILE_SIZE // 4)
+    files = FileServer(data)
+    local, remote = free_port(), free_port()
+    shell = Shell(tmp_path)
+    try:
+        server = f"{MP.replace('moshpit.cli.mp', 'moshpit.cli.mps')} -t {tmp_path}/server.log"
+        shell.type(f"{MP} --ssh='{real_sshd.ssh_command()}' --server='{server}' --diff-mode {mode} "
+                   f"-L {local}:127.0.0.1:{files.port} -R {remote}:127.0.0.1:{files.port} root@127.0.0.1\r")
+        shell.type("echo in-$((3*3))\r")
+        assert shell.expect(b"in-9", timeout=30)
+        assert hashlib.sha256(fetch(local)).digest() == hashlib.sha256(data).digest()
+        assert hashlib.sha256(fetch(remote)).digest() == hashlib.sha256(data).digest()
+        shell.type("exit\r")
+        assert shell.expect(b"mp: shell exited with status 0")
+    finally:
+        shell.kill()
+        files.close()

@@ -87,8 +87,8 @@ def wait_progress(fetcher, at_least: int, timeout: float) -> int:
     pytest.fail(f"no progress to {at_least} bytes")
 
 
-@pytest.mark.parametrize("direction", ["-L", "-R"])
-def test_a_transfer_survives_a_move_and_an_8s_outage(hosts, server, tmp_path, direction):  # noqa: F811
+@pytest.mark.parametrize("direction, mode", [("-L", "reliable"), ("-R", "reliable"), ("-L", "statesync")])
+def test_a_transfer_survives_a_move_and_an_8s_outage(hosts, server, tmp_path, direction, mode):  # noqa: F811
     """-L: the file server is on the server's host, the reader on the client's; -R the
     other way round. The client moves to a new address mid-transfer, then loses its
     address for 8 s, then gets another."""
@@ -102,7 +102,7 @@ def test_a_transfer_survives_a_move_and_an_8s_outage(hosts, server, tmp_path, di
         spec = f"-R 127.0.0.1:{listen_port}:127.0.0.1:{file_port}"
         reader_side = hosts.in_server
     assert files.stdout.readline().strip() == "ready"
-    mp = start_mp_with(hosts, tmp_path, server, spec)
+    mp = start_mp_with(hosts, tmp_path, server, f"--diff-mode {mode} {spec}")
     fetcher = None
     try:
         typed_and_shown(mp, 1, timeout=20)
