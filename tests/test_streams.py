@@ -182,6 +182,7 @@ def test_any_interleaving_of_streams_arrives_exactly(writes, room):
         reader.take()
         carry(server, client, room)
     assert {sid: bytes(reader.got.get(sid, b"")) for sid in sids} == {s: bytes(d) for s, d in expected.items()}
+    assert client.buffered() == 0                      # every byte received is let go
 
 
 # --- over real channels ---------------------------------------------------------------------

@@ -438,7 +438,7 @@ class Server:
         argv = self.shell_argv(user)
         others = self.session_list(None, user=user.pw_name, patience=NOTICE_PATIENCE)
         notice = self.notice + sessionlist.detached_notice(others)
-        sock = self._bind_udp(record)
+        sock = bind_udp(self.udp_host, record, self.registry.ports)
         try:
             if self._processes is not None:
                 spec = {"user": user.pw_name, "argv": argv, "env": env, "cols": request.cols,
@@ -465,18 +465,21 @@ class Server:
         shell.notice = notice
         return shell
 
-    def _bind_udp(self, record):
-        family = gsocket.AF_INET6 if ":" in self.udp_host else gsocket.AF_INET
-        for _ in range(64):
-            sock = udp.open_udp(family)
-            try:
-                sock.bind((self.udp_host, record.udp_port))
-                return sock
-            except OSError:
-                sock.close()
-                self.registry.ports.release(record.udp_port)
-                record.udp_port = self.registry.ports.allocate()
-        raise PortsExhausted("no UDP port could be bound")
+
+def bind_udp(udp_host: str, record, ports: PortPool):
+    """The session's UDP socket at its record's port, or at another free one if that is
+    taken after all (another program's), the record told which."""
+    family = gsocket.AF_INET6 if ":" in udp_host else gsocket.AF_INET
+    for _ in range(64):
+        sock = udp.open_udp(family)
+        try:
+            sock.bind((udp_host, record.udp_port))
+            return sock
+        except OSError:
+            sock.close()
+            ports.release(record.udp_port)
+            record.udp_port = ports.allocate()
+    raise PortsExhausted("no UDP port could be bound")
 
 
 def _describe(shell, via: str, name: str) -> dict:

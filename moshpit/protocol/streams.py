@@ -42,11 +42,14 @@ FORWARD_OK = 1          # ...or the server's answer
 FORWARD_REFUSED = 2
 
 INITIAL_WINDOW = 64 << 10      # each new stream may carry this much before any WINDOW
-STREAM_CREDIT = 256 << 10      # a stream's window, refilled as it is consumed...
-SESSION_CREDIT = 1 << 20       # ...out of this much for the whole session...
+STREAM_CREDIT = 1 << 20        # a stream's window, refilled as it is consumed (a long path's
+                               # bandwidth-delay product: 4 MB/s at 250 ms)...
+SESSION_CREDIT = 4 << 20       # ...out of this much for the whole session...
 MIN_CREDIT = 16 << 10          # ...but never less than this per stream (none starves)
-SEND_BUFFER = 256 << 10        # bytes kept per stream: unsent, or sent and not yet received
+SEND_BUFFER = 1 << 20          # bytes kept per stream: unsent, or sent and not yet received...
+SESSION_SEND_BUFFER = 4 << 20  # ...and for all of a session's streams together
 MAX_STREAMS = 64
+RECEIPT_EVERY = 256 << 10      # a WINDOW says what arrived at least this often
 
 
 class ResetCode(enum.IntEnum):
@@ -124,6 +127,7 @@ class _Stream:
         self.consumed = 0
         self.granted = INITIAL_WINDOW     # what we let the peer send up to
         self.credit = credit              # granted - consumed may not pass this
+        self.reported = 0                 # the ``received`` our last WINDOW said
         self.peer_fin: int | None = None
         self.told_finished = False
         self.fin_acked = False            # the peer's WINDOW closed at our final size
@@ -151,6 +155,7 @@ class StreamSet:
         self._events: deque = deque()
         self._turn = 0                   # round robin among streams with data
         self._peer_next = 1 if is_client else 0   # the peer has opened every id of its below this
+        self._buffered = 0               # bytes in all send buffers
         self.violations = 0
 
     # --- the application's side ----------------------------------------------------------
@@ -172,13 +177,14 @@ class StreamSet:
         stream = self._streams.get(sid)
         if stream is None or stream.fin_queued:
             return 0
-        return max(0, SEND_BUFFER - len(stream.buf))
+        return max(0, min(SEND_BUFFER - len(stream.buf), SESSION_SEND_BUFFER - self._buffered))
 
     def send(self, sid: int, data: bytes) -> int:
         """Queue what ``room`` allows of ``data``; returns how much was taken."""
         take = min(len(data), self.room(sid))
         if take:
             self._streams[sid].buf += data[:take]
+            self._buffered += take
         return take
 
     def finish(self, sid: int) -> None:
@@ -189,7 +195,7 @@ class StreamSet:
 
     def reset(self, sid: int, code: int = ResetCode.CLOSED, reason: str = "") -> None:
         """End ``sid`` at once, both ways (the socket failed, or was refused)."""
-        if self._streams.pop(sid, None) is not None:
+        if self._drop(sid) is not None:
             self._control.append((F.FRAME_STREAM_RESET, frames.pack_stream_reset(sid, code, reason)))
 
     def consumed(self, sid: int, count: int) -> None:
@@ -203,6 +209,8 @@ class StreamSet:
         if stream.granted - stream.consumed <= stream.credit // 2:
             stream.granted = stream.consumed + stream.credit
             stream.window_due = True
+        elif stream.consumed == stream.received > stream.reported:
+            stream.window_due = True      # caught up: the sender may let all of it go
 
     def ask_forward(self, kind: int, host: str = "", port: int = 0) -> None:
         """Client: ask the server for an agent socket (AGENT) or a listener (LISTEN)."""
@@ -251,7 +259,7 @@ class StreamSet:
 
     def buffered(self) -> int:
         """Bytes held for sending, all streams (the memory bound's measure)."""
-        return sum(len(s.buf) for s in self._streams.values())
+        return self._buffered
 
     # --- the channel's side ----------------------------------------------------------------
     def wants_to_send(self) -> bool:
@@ -277,6 +285,7 @@ class StreamSet:
                 out.append((F.FRAME_STREAM_WINDOW,
                             frames.pack_stream_window(stream.id, stream.received, stream.granted)))
                 stream.window_due = False
+                stream.reported = stream.received
                 room -= overhead + 20
         order = sorted(self._streams)
         if order:
@@ -312,7 +321,7 @@ class StreamSet:
         elif frame_type == F.FRAME_STREAM_FIN:
             self._on_fin(value)
         elif frame_type == F.FRAME_STREAM_RESET:
-            if self._streams.pop(value.stream, None) is not None:
+            if self._drop(value.stream) is not None:
                 self._events.append(StreamClosed(value.stream, value.code, value.reason))
         elif frame_type == F.FRAME_FORWARD:
             self._on_forward(value)
@@ -362,6 +371,8 @@ class StreamSet:
         if fresh:
             stream.received = end
             self._events.append(StreamDataReceived(stream.id, fresh))
+            if stream.received - stream.reported >= RECEIPT_EVERY:
+                stream.window_due = True  # the sender may let go of what arrived
         self._maybe_finished(stream)
 
     def _on_window(self, value: frames.StreamWindow) -> None:
@@ -374,6 +385,7 @@ class StreamSet:
         stream.open_unconfirmed = False
         if value.received > stream.base:
             del stream.buf[:value.received - stream.base]
+            self._buffered -= value.received - stream.base
             stream.base = value.received
         stream.next = max(stream.next, stream.base)
         stream.limit = max(stream.limit, value.limit)
@@ -407,7 +419,7 @@ class StreamSet:
             if stream.window_due:
                 self._control.append((F.FRAME_STREAM_WINDOW,
                                       frames.pack_stream_window(stream.id, stream.received, stream.granted)))
-            del self._streams[stream.id]
+            self._drop(stream.id)
 
     def _on_forward(self, value: frames.Forward) -> None:
         if value.kind == HELLO and not self.is_client and value.status == FORWARD_ASK:
@@ -436,12 +448,18 @@ class StreamSet:
                 self._control.clear()      # and this one will number its streams afresh)
                 reason = "another client took the session over"
                 for sid in list(self._streams):
-                    del self._streams[sid]
+                    self._drop(sid)
                     self._events.append(StreamClosed(sid, ResetCode.SESSION_ENDED, reason))
                 self._events.append(ClientChanged())
             self._epoch = epoch
             self._peer_next = 0
         self._paused = False
+
+    def _drop(self, sid: int) -> _Stream | None:
+        stream = self._streams.pop(sid, None)
+        if stream is not None:
+            self._buffered -= len(stream.buf)
+        return stream
 
     def _never_opened(self, sid: int) -> bool:
         return sid >= (self._next_id if self._ours(sid) else self._peer_next)
