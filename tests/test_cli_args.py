@@ -20,7 +20,7 @@ def test_ssh_letters_mean_what_they_mean_to_ssh():
 @pytest.mark.parametrize("doc, argv, message", [
     (mp, ["--frobnicate", "host"], "unknown option --frobnicate"),
     (mp, ["-vZ", "host"], "unknown option -Z"),
-    (mp, ["-L", "80:h:80", "host"], "unknown option -L: mp forwards no ports"),
+    (mp, ["-X", "host"], "unknown option -X: mp forwards no X11"),
     (mp, ["-l"], "option -l needs a value"),
     (mp, ["host", "--port"], "option --port needs a value"),
     (mps, ["--bogus"], "unknown option --bogus"),

@@ -305,11 +305,12 @@ def check_the_forwarded_agent(shell, real_sshd, fingerprint):
     return found.group(1)
 
 
-def test_agent_forwarding_logs_in_to_a_real_sshd(tmp_path, any_mps, real_sshd, agent):
+@pytest.mark.parametrize("mode", MODES)
+def test_agent_forwarding_logs_in_to_a_real_sshd(tmp_path, any_mps, real_sshd, agent, mode):
     env, fingerprint = agent
     shell = Shell(tmp_path, **env)
     try:
-        connect(shell, any_mps, "-A")
+        connect(shell, any_mps, f"--diff-mode {mode} -A")
         remote_sock = check_the_forwarded_agent(shell, real_sshd, fingerprint)
         assert remote_sock != env["SSH_AUTH_SOCK"].encode()
     finally:
