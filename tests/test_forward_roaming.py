@@ -87,11 +87,48 @@ def wait_progress(fetcher, at_least: int, timeout: float) -> int:
     pytest.fail(f"no progress to {at_least} bytes")
 
 
-@pytest.mark.parametrize("direction, mode", [("-L", "reliable"), ("-R", "reliable"), ("-L", "statesync")])
+@pytest.mark.parametrize("direction, mode", [("-L", "reliable"), ("-R", "reliable"), ("-L", "statesync"),
+                                             ("-R", "datagram")])
 def test_a_transfer_survives_a_move_and_an_8s_outage(hosts, server, tmp_path, direction, mode):  # noqa: F811
     """-L: the file server is on the server's host, the reader on the client's; -R the
     other way round. The client moves to a new address mid-transfer, then loses its
     address for 8 s, then gets another."""
+    transfer_across_a_move_and_an_outage(hosts, server, tmp_path, direction, mode)
+
+
+@pytest.fixture
+def in_process_server(hosts, tmp_path):  # noqa: F811
+    """As test_roaming_netns's ``server``, with every session inside mps."""
+    import os
+    import re
+    import nacl.signing
+    from moshpit.keyfiles import write_key_pair
+    from moshpit.keys import format_public_key
+    client_key = nacl.signing.SigningKey.generate()
+    write_key_pair(tmp_path / ".mp" / "mps_host_ed25519_key", nacl.signing.SigningKey.generate())
+    write_key_pair(tmp_path / ".mp" / "id_ed25519", client_key)
+    keys = tmp_path / ".mp" / "authorized_keys"
+    keys.write_text(format_public_key(bytes(client_key.verify_key)) + "\n")
+    env = dict(os.environ, HOME=str(tmp_path), MOSHPITS_AUTHORIZED_KEYS_FILE=str(keys),
+               MOSHPITS_SESSION_PROCESSES="false")
+    proc = subprocess.Popen(hosts.in_server([sys.executable, "-m", "moshpit.cli.mps", "-e", "--bind", "::",
+                                             "--port", "0", "--udp-ports", "54100-54199"]),
+                            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    line = ""
+    while "mps: listening" not in line:
+        line = proc.stderr.readline()
+        assert line, "mps exited before listening"
+    yield int(re.search(r"port (\d+)", line).group(1))
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_a_transfer_survives_a_move_and_an_outage_with_sessions_in_process(hosts, in_process_server, tmp_path):  # noqa: F811
+    transfer_across_a_move_and_an_outage(hosts, in_process_server, tmp_path, "-L", "reliable")
+
+
+def transfer_across_a_move_and_an_outage(hosts, server, tmp_path, direction, mode):  # noqa: F811
     file_port, listen_port = 47001, 47002
     if direction == "-L":
         files = run_python(hosts.in_server, SERVE, SIZE, file_port)
