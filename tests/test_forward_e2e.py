@@ -77,16 +77,19 @@ class EchoServer:
         self.sock.close()
 
 
-def fetch(port: int, timeout: float = 60.0, send: bytes = b"") -> bytes:
+def dial(port: int, timeout: float = 60.0) -> socket.socket:
+    """A connection to a forward's listener, once it listens (mp makes it as it starts)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-            break
+            return socket.create_connection(("127.0.0.1", port), timeout=timeout)
         except ConnectionRefusedError:
             assert time.monotonic() < deadline, f"nothing listens on {port}"
             time.sleep(0.1)
-    with sock:
+
+
+def fetch(port: int, timeout: float = 60.0, send: bytes = b"") -> bytes:
+    with dial(port, timeout) as sock:
         if send:
             sock.sendall(send)
             sock.shutdown(socket.SHUT_WR)
@@ -103,9 +106,8 @@ def shell(tmp_path):
     terminal.kill()
 
 
-@pytest.fixture(params=["processes", "in-process"])
-def any_mps(request, tmp_path):
-    """A real mps with sessions in processes of their own (its default) or in-process."""
+def start_server(tmp_path, udp_ports: str, *args: str, **env: str) -> tuple[subprocess.Popen, int]:
+    """A real mps on loopback for this home (keys made here), with ``env`` added."""
     import sys
     import nacl.signing
     from moshpit.keyfiles import write_key_pair
@@ -114,17 +116,24 @@ def any_mps(request, tmp_path):
     write_key_pair(tmp_path / ".mp" / "mps_host_ed25519_key", host_key)
     write_key_pair(tmp_path / ".mp" / "id_ed25519", client_key)
     (tmp_path / ".mp" / "authorized_keys").write_text(format_public_key(bytes(client_key.verify_key)) + "\n")
-    env = dict(os.environ, HOME=str(tmp_path), MOSHPITS_AUTHORIZED_KEYS_FILE=str(tmp_path / ".mp" / "authorized_keys"),
-               MOSHPITS_CONTROL_SOCKET=str(tmp_path / "mps.ctl"),
-               MOSHPITS_SESSION_PROCESSES="true" if request.param == "processes" else "false")
-    server = subprocess.Popen([sys.executable, "-m", "moshpit.cli.mps", "-e", "--bind", "127.0.0.1", "--port", "0",
-                               "--udp-ports", "53500-53599"], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    full_env = dict(os.environ, HOME=str(tmp_path), MOSHPITS_CONTROL_SOCKET=str(tmp_path / "mps.ctl"),
+                    MOSHPITS_AUTHORIZED_KEYS_FILE=str(tmp_path / ".mp" / "authorized_keys"), **env)
+    server = subprocess.Popen([sys.executable, "-m", "moshpit.cli.mps", "-e", *args, "--bind", "127.0.0.1",
+                               "--port", "0", "--udp-ports", udp_ports], cwd=tmp_path, env=full_env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = ""
     while "mps: listening" not in line:
         line = server.stderr.readline()
         assert line, "mps exited before listening"
-    yield int(re.search(r"port (\d+)", line).group(1))
+    return server, int(re.search(r"port (\d+)", line).group(1))
+
+
+@pytest.fixture(params=["processes", "in-process"])
+def any_mps(request, tmp_path):
+    """A real mps with sessions in processes of their own (its default) or in-process."""
+    server, port = start_server(tmp_path, "53500-53599",
+                                MOSHPITS_SESSION_PROCESSES="true" if request.param == "processes" else "false")
+    yield port
     server.terminate()
     server.wait(10)
 
@@ -197,15 +206,7 @@ def test_dynamic_forward_is_a_socks_proxy(shell, mps):  # noqa: F811
     local = free_port()
     try:
         connect(shell, port, f"-D {local}")
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                sock = socket.create_connection(("127.0.0.1", local), timeout=20)
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        with sock:
+        with dial(local) as sock:
             sock.sendall(b"\x05\x01\x00")
             assert sock.recv(2) == b"\x05\x00"
             sock.sendall(b"\x05\x01\x00\x03\x09localhost" + struct.pack("!H", files.port))
@@ -224,26 +225,9 @@ def test_dynamic_forward_is_a_socks_proxy(shell, mps):  # noqa: F811
 @pytest.fixture
 def strict_mps(tmp_path):
     """An mps whose configuration allows -L only to port 1 and no listener off loopback."""
-    import sys
-    import nacl.signing
-    from moshpit.keyfiles import write_key_pair
-    from moshpit.keys import format_public_key
-    host_key, client_key = nacl.signing.SigningKey.generate(), nacl.signing.SigningKey.generate()
-    write_key_pair(tmp_path / ".mp" / "mps_host_ed25519_key", host_key)
-    write_key_pair(tmp_path / ".mp" / "id_ed25519", client_key)
-    (tmp_path / ".mp" / "authorized_keys").write_text(format_public_key(bytes(client_key.verify_key)) + "\n")
     (tmp_path / "mps.toml").write_text('permit_open = ["127.0.0.1:1"]\n')
-    env = dict(os.environ, HOME=str(tmp_path), MOSHPITS_AUTHORIZED_KEYS_FILE=str(tmp_path / ".mp" / "authorized_keys"),
-               MOSHPITS_CONTROL_SOCKET=str(tmp_path / "mps.ctl"))
-    server = subprocess.Popen([sys.executable, "-m", "moshpit.cli.mps", "-e", "-c", str(tmp_path / "mps.toml"),
-                               "--bind", "127.0.0.1", "--port", "0", "--udp-ports", "53400-53499"],
-                              cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    line = ""
-    while "mps: listening" not in line:
-        line = server.stderr.readline()
-        assert line, "mps exited before listening"
-    yield int(re.search(r"port (\d+)", line).group(1))
+    server, port = start_server(tmp_path, "53400-53499", "-c", str(tmp_path / "mps.toml"))
+    yield port
     server.terminate()
     server.wait(10)
 
@@ -352,14 +336,7 @@ def test_a_far_end_that_never_reads_stalls_neither_the_terminal_nor_memory(shell
     threading.Thread(target=lambda: held.append(sink.accept()), daemon=True).start()
     local = free_port()
     connect(shell, port, f"-L {local}:127.0.0.1:{sink.getsockname()[1]}")
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            app = socket.create_connection(("127.0.0.1", local), timeout=20)
-            break
-        except ConnectionRefusedError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    app = dial(local)
     app.setblocking(False)
     written, chunk = 0, bytes(1 << 16)
     stalled_since = None

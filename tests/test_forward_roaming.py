@@ -12,7 +12,7 @@ import time
 import pytest
 
 import netns
-from test_roaming_netns import hosts, server, start_mp, typed_and_shown, rows_with  # noqa: F401
+from test_roaming_netns import hosts, server, start_mp, start_server, typed_and_shown, rows_with  # noqa: F401
 
 if not netns.available():
     pytest.skip("needs root and iproute2 for network namespaces", allow_module_level=True)
@@ -99,27 +99,8 @@ def test_a_transfer_survives_a_move_and_an_8s_outage(hosts, server, tmp_path, di
 @pytest.fixture
 def in_process_server(hosts, tmp_path):  # noqa: F811
     """As test_roaming_netns's ``server``, with every session inside mps."""
-    import os
-    import re
-    import nacl.signing
-    from moshpit.keyfiles import write_key_pair
-    from moshpit.keys import format_public_key
-    client_key = nacl.signing.SigningKey.generate()
-    write_key_pair(tmp_path / ".mp" / "mps_host_ed25519_key", nacl.signing.SigningKey.generate())
-    write_key_pair(tmp_path / ".mp" / "id_ed25519", client_key)
-    keys = tmp_path / ".mp" / "authorized_keys"
-    keys.write_text(format_public_key(bytes(client_key.verify_key)) + "\n")
-    env = dict(os.environ, HOME=str(tmp_path), MOSHPITS_AUTHORIZED_KEYS_FILE=str(keys),
-               MOSHPITS_SESSION_PROCESSES="false")
-    proc = subprocess.Popen(hosts.in_server([sys.executable, "-m", "moshpit.cli.mps", "-e", "--bind", "::",
-                                             "--port", "0", "--udp-ports", "54100-54199"]),
-                            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    line = ""
-    while "mps: listening" not in line:
-        line = proc.stderr.readline()
-        assert line, "mps exited before listening"
-    yield int(re.search(r"port (\d+)", line).group(1))
+    proc, port = start_server(hosts, tmp_path, "54100-54199", MOSHPITS_SESSION_PROCESSES="false")
+    yield port
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -161,13 +142,7 @@ def transfer_across_a_move_and_an_outage(hosts, server, tmp_path, direction, mod
         assert moved_at < SIZE
         assert rows_with(mp, "mark-3-42") == 1                  # typed once, shown once
     finally:
-        if fetcher is not None and fetcher.poll() is None:
-            fetcher.kill()
-        mp.write(b"\x1e.")
-        mp.expect(b"", timeout=2)
-        files.stdin.close()
-        connections = files.stdout.read()
-        files.wait(10)
+        connections = wind_up(mp, fetcher, files)
     assert "connections 1" in connections                       # never restarted
 
 
@@ -194,14 +169,20 @@ def test_a_transfer_goes_on_over_a_resumed_connection(hosts, server, tmp_path): 
         log = (tmp_path / ".config" / "moshpit" / "logs" / "moshpit.log").read_text()
         assert "resumed the session" in log                     # a new channel carried it
     finally:
-        if fetcher is not None and fetcher.poll() is None:
-            fetcher.kill()
-        mp.write(b"\x1e.")
-        mp.expect(b"", timeout=2)
-        files.stdin.close()
-        connections = files.stdout.read()
-        files.wait(10)
+        connections = wind_up(mp, fetcher, files)
     assert "connections 1" in connections
+
+
+def wind_up(mp, fetcher, files) -> str:
+    """Stop the reader, end the session, stop the file server; what it says of its connections."""
+    if fetcher is not None and fetcher.poll() is None:
+        fetcher.kill()
+    mp.write(b"\x1e.")
+    mp.expect(b"", timeout=2)
+    files.stdin.close()
+    connections = files.stdout.read()
+    files.wait(10)
+    return connections
 
 
 def start_mp_with(hosts, home, port, spec, dest=None):  # noqa: F811

@@ -43,25 +43,30 @@ def hosts(tmp_path):
     etc.rmdir()
 
 
-@pytest.fixture
-def server(hosts, tmp_path):
-    """A real mps in the server host, on both address families."""
+def start_server(hosts, tmp_path, udp_ports: str, **env: str) -> tuple[subprocess.Popen, int]:
+    """A real mps in the server host, on both address families, with ``env`` added."""
     client_key = nacl.signing.SigningKey.generate()
     write_key_pair(tmp_path / ".mp" / "mps_host_ed25519_key", nacl.signing.SigningKey.generate())
     write_key_pair(tmp_path / ".mp" / "id_ed25519", client_key)
     keys = tmp_path / ".mp" / "authorized_keys"
     keys.write_text(format_public_key(bytes(client_key.verify_key)) + "\n")
-    env = dict(os.environ, HOME=str(tmp_path),
-               MOSHPITS_AUTHORIZED_KEYS_FILE=str(keys))
     proc = subprocess.Popen(hosts.in_server([sys.executable, "-m", "moshpit.cli.mps", "-e", "--bind", "::",
-                                             "--port", "0", "--udp-ports", "54000-54099"]),
-                            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                                             "--port", "0", "--udp-ports", udp_ports]),
+                            cwd=tmp_path, env=dict(os.environ, HOME=str(tmp_path),
+                                                   MOSHPITS_AUTHORIZED_KEYS_FILE=str(keys), **env),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     line = ""
     while "mps: listening" not in line:
         line = proc.stderr.readline()
         assert line, "mps exited before listening"
-    yield int(re.search(r"port (\d+)", line).group(1))
+    return proc, int(re.search(r"port (\d+)", line).group(1))
+
+
+@pytest.fixture
+def server(hosts, tmp_path):
+    """A real mps in the server host, on both address families."""
+    proc, port = start_server(hosts, tmp_path, "54000-54099")
+    yield port
     proc.terminate()
     proc.wait(timeout=10)
 
