@@ -24,11 +24,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class FileServer:
-    """Sends ``data`` to each connection, then closes; counts connections."""
+class ThreadedServer:
+    """A TCP server on loopback answering each connection with ``handle`` in a thread;
+    counts connections."""
 
-    def __init__(self, data: bytes):
-        self.data = data
+    def __init__(self):
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.connections = 0
@@ -41,40 +41,36 @@ class FileServer:
             except OSError:
                 return
             self.connections += 1
-            threading.Thread(target=self._send, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
-    def _send(self, conn):
+    def _answer(self, conn):
         with conn:
-            conn.sendall(self.data)
+            self.handle(conn)
+
+    def handle(self, conn) -> None:
+        raise NotImplementedError
 
     def close(self):
         self.sock.close()
 
 
-class EchoServer:
+class FileServer(ThreadedServer):
+    """Sends ``data`` to each connection, then closes."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        super().__init__()
+
+    def handle(self, conn):
+        conn.sendall(self.data)
+
+
+class EchoServer(ThreadedServer):
     """Echoes each connection's bytes back, upper-cased, until it half-closes."""
 
-    def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _echo(conn):
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data.upper())
-
-    def close(self):
-        self.sock.close()
+    def handle(self, conn):
+        while data := conn.recv(65536):
+            conn.sendall(data.upper())
 
 
 def dial(port: int, timeout: float = 60.0) -> socket.socket:
