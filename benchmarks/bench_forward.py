@@ -30,11 +30,16 @@ from bench_e2e import (BIN, Moshpit, Slow, Ssh, Terminal, echo_latency, free_por
 
 
 PULL = """
-import socket, sys
+import signal, socket, sys, time
+total, start = 0, time.perf_counter()
+def report(*_):
+    print(total / (time.perf_counter() - start) / 1e6, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, report)
 while True:
     with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as sock:
-        while sock.recv(1 << 18):
-            pass
+        while data := sock.recv(1 << 18):
+            total += len(data)
 """
 
 
@@ -112,13 +117,13 @@ def measure(tool, rtt: float, args, files: FileServer) -> dict:
         size, seconds = download(local)
         idle = echo_latency(term, args.keys)
         # the download again and again, from a process of its own (not this one's GIL)
-        pulling = subprocess.Popen([sys.executable, "-c", PULL, str(local)])
+        pulling = subprocess.Popen([sys.executable, "-c", PULL, str(local)], stdout=subprocess.PIPE)
         time.sleep(0.5)
         busy = echo_latency(term, args.keys)
-        pulling.kill()
-        pulling.wait()
+        pulling.terminate()
+        busy_mbps = float(pulling.communicate(timeout=30)[0] or 0)
         tool.quit(term)
-        return {"mbps": size / seconds / 1e6, "bytes": size, "idle": percentiles(idle), "busy": percentiles(busy)}
+        return {"mbps": size / seconds / 1e6, "busy_mbps": busy_mbps, "bytes": size, "idle": percentiles(idle), "busy": percentiles(busy)}
     finally:
         if slow:
             slow.__exit__(None, None, None)
@@ -143,7 +148,7 @@ def main() -> None:
     tools = ([Moshpit(work, "reliable")] if "mp" in names else []) + ([Ssh(work)] if "ssh" in names else [])
     files = FileServer(int(args.mb * (1 << 20)))
     print(f"-L download of {args.mb:g} MB; echo p50/p90 in ms ({args.keys} keys), idle and during the download")
-    print(f"{'path':>10}  {'tool':<18}{'MB/s':>8}  {'echo idle':>14}  {'echo busy':>14}  {'busy/idle p90':>13}")
+    print(f"{'path':>10}  {'tool':<18}{'MB/s':>8}  {'echo idle':>14}  {'echo busy':>14}  {'busy/idle p90':>13}  {'MB/s typing':>11}")
     for rtt in rtts:
         for tool in tools:
             try:
@@ -154,7 +159,7 @@ def main() -> None:
             (i50, i90), (b50, b90) = result["idle"], result["busy"]
             path = f"{rtt:g} ms" if rtt else "loopback"
             print(f"{path:>10}  {tool.name:<18}{result['mbps']:>8.1f}  {i50:>6.1f} /{i90:>6.1f}  "
-                  f"{b50:>6.1f} /{b90:>6.1f}  {b90 / max(i90, 1e-3):>12.1f}x", flush=True)
+                  f"{b50:>6.1f} /{b90:>6.1f}  {b90 / max(i90, 1e-3):>12.1f}x  {result['busy_mbps']:>11.1f}", flush=True)
         if not args.quick:
             print(f"{f'{rtt:g} ms' if rtt else 'loopback':>10}  {'mosh':<18}  (forwards no ports)")
     files.close()

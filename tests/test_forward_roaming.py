@@ -12,7 +12,8 @@ import time
 import pytest
 
 import netns
-from test_roaming_netns import hosts, server, start_mp, start_server, typed_and_shown, rows_with  # noqa: F401
+from test_roaming_netns import (hosts, server, sshd_in_server, start_mp, start_server, typed_and_shown,  # noqa: F401
+                               rows_with)
 
 if not netns.available():
     pytest.skip("needs root and iproute2 for network namespaces", allow_module_level=True)
@@ -109,7 +110,15 @@ def test_a_transfer_survives_a_move_and_an_outage_with_sessions_in_process(hosts
     transfer_across_a_move_and_an_outage(hosts, in_process_server, tmp_path, "-L", "reliable")
 
 
-def transfer_across_a_move_and_an_outage(hosts, server, tmp_path, direction, mode):  # noqa: F811
+@pytest.mark.parametrize("direction, mode", [("-L", "reliable"), ("-R", "statesync")])
+def test_an_mp_ssh_transfer_survives_a_move_and_an_outage(hosts, sshd_in_server, tmp_path, direction, mode):  # noqa: F811
+    """The same through mp --ssh: the session's server started by a real sshd in the
+    server's host, which is gone once the session runs; the forwards are the session's."""
+    transfer_across_a_move_and_an_outage(hosts, None, tmp_path, direction, mode, ssh=sshd_in_server)
+
+
+def transfer_across_a_move_and_an_outage(hosts, server, tmp_path, direction, mode, ssh=None):  # noqa: F811
+    """``server``: mps's port, or with ``ssh`` (an Sshd in the server's host) none: mp --ssh."""
     file_port, listen_port = 47001, 47002
     if direction == "-L":
         files = run_python(hosts.in_server, SERVE, SIZE, file_port)
@@ -120,7 +129,12 @@ def transfer_across_a_move_and_an_outage(hosts, server, tmp_path, direction, mod
         spec = f"-R 127.0.0.1:{listen_port}:127.0.0.1:{file_port}"
         reader_side = hosts.in_server
     assert files.stdout.readline().strip() == "ready"
-    mp = start_mp_with(hosts, tmp_path, server, f"--diff-mode {mode} {spec}")
+    if ssh is None:
+        mp = start_mp_with(hosts, tmp_path, server, f"--diff-mode {mode} {spec}")
+    else:
+        mp = start_mp_with(hosts, tmp_path, None, ["--diff-mode", mode, *spec.split(),
+                                                   f"--ssh={ssh.ssh_command('mpserver')}",
+                                                   f"--server={sys.executable} -m moshpit.cli.mps"], dest="mpserver")
     fetcher = None
     try:
         typed_and_shown(mp, 1, timeout=20)
@@ -189,8 +203,10 @@ def start_mp_with(hosts, home, port, spec, dest=None):  # noqa: F811
     import os
     from pty_driver import PtyProgram
     env = dict(os.environ, HOME=str(home), TERM="xterm-256color")
-    return PtyProgram(hosts.in_client([sys.executable, "-m", "moshpit.cli.mp", "-p", str(port),
-                                       "--host-key-check", "accept-new", *spec.split(), dest or hosts.SERVER4]),
+    port_args = [] if port is None else ["-p", str(port), "--host-key-check", "accept-new"]
+    args = spec.split() if isinstance(spec, str) else spec
+    return PtyProgram(hosts.in_client([sys.executable, "-m", "moshpit.cli.mp", *port_args,
+                                       *args, dest or hosts.SERVER4]),
                       env=env, cwd=str(home))
 
 

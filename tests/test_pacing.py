@@ -4,8 +4,12 @@ import pytest
 from hypothesis import given, strategies as st
 
 from moshpit.protocol.handshake import DiffMode
-from moshpit.protocol.pacing import FramePacer
+from moshpit.protocol import streams
+from moshpit.protocol.pacing import FramePacer, StreamPacer
+from moshpit.protocol.recovery import STREAM_BURST
+from moshpit.protocol.streams import StreamDataReceived, StreamSet
 from moshpit.session import BATCH_DELAY, QUIET_DELAY
+from simnet import Link, SimNet, random_bytes
 from test_session import Pair
 
 
@@ -74,3 +78,69 @@ def test_continuous_output_is_sent_at_most_twenty_times_a_second(mode):
     assert _screen_messages(pair) - before <= 2 / 0.05 + 2 + 1
     pair.run(0.5)
     assert pair.settled()
+
+
+# --- forwarded streams yield to typing (StreamPacer) --------------------------------------
+
+def test_stream_data_goes_in_full_bursts_until_someone_types_then_one_burst_per_gap():
+    pacer = StreamPacer(8, hold=1.0, gap=0.001)
+    assert pacer.allowance(5.0) == 8
+    pacer.spent(8, 5.0)
+    assert pacer.allowance(5.0) == 8                      # nobody types: no pause at all
+    pacer.typed()
+    assert pacer.allowance(6.0) == 8                      # the first burst after a key...
+    pacer.spent(8, 6.0)
+    assert pacer.allowance(6.0) == 0                      # ...then a pause of ``gap``
+    assert pacer.resume_at == pytest.approx(6.001)
+    assert pacer.allowance(6.001) == 8
+    pacer.spent(0, 6.001)                                 # nothing sent: no pause owed
+    assert pacer.allowance(6.001) == 8
+    pacer.spent(3, 6.5)
+    assert pacer.allowance(6.5005) == 0
+    assert pacer.allowance(7.0) == 8                      # ``hold`` after the key: full speed
+    pacer.spent(8, 7.0)
+    assert pacer.allowance(7.0) == 8
+
+
+def stream_datagrams(net: SimNet, side: str, start: float, end: float) -> int:
+    addr = net.server.addr if side == "server" else net.client.addr
+    return sum(1 for at, src, _, _ in net.tap if src == addr and start <= at < end)
+
+
+@pytest.mark.parametrize("sender", ["server", "client"])
+def test_a_forwarded_transfer_yields_to_keystrokes_and_comes_back_after(sender):
+    """A keystroke (received by the server for its -L data, typed at the client for
+    its -R data) slows the sender's stream data to a burst a millisecond, for a
+    second; the bytes still all arrive, in order."""
+    net = SimNet(DiffMode.RELIABLE, seed=3, up=Link(delay=0.005, jitter=0), down=Link(delay=0.005, jitter=0))
+    client, server = StreamSet(is_client=True), StreamSet(is_client=False)
+    net.client.channel.attach_streams(client)
+    net.server.channel.attach_streams(server)
+    src, dst = (server, client) if sender == "server" else (client, server)
+    sid = src.open(streams.TCP, "127.0.0.1", 22)
+    block = random_bytes(1 << 20, seed=5)
+    sent, got = 0, bytearray()
+
+    def transfer():
+        nonlocal sent
+        offset = sent % len(block)
+        sent += src.send(sid, block[offset:] + block[:offset])
+        for event in list(iter(dst.next_event, None)):
+            if isinstance(event, StreamDataReceived):
+                got.extend(event.data)
+                dst.consumed(sid, len(event.data))
+        return False
+
+    net.run_until(transfer, timeout=0.2)
+    free = stream_datagrams(net, sender, 0.1, 0.2)
+    typed_at = net.now
+    net.client.channel.send_data(b"k")
+    net.run_until(transfer, timeout=0.2)
+    typing = stream_datagrams(net, sender, typed_at + 0.1, typed_at + 0.2)
+    net.run_until(transfer, timeout=1.0)
+    after = stream_datagrams(net, sender, typed_at + 1.1, typed_at + 1.2)
+    assert bytes(net.server.received) == b"k"
+    assert typing <= 0.1 / 0.001 * STREAM_BURST * 1.2          # a burst a millisecond, at most
+    assert free > 2 * typing and after > 2 * typing
+    assert len(got) > 4 * len(block)
+    assert all(got[i:i + len(block)] == block[:len(got) - i] for i in range(0, len(got), len(block)))

@@ -163,6 +163,8 @@ class Channel:
             raise LocalProtocolError(f"cannot send on a {self.state.value} channel")
         if data:
             self._p.send.add_data(data)
+            if self.role is Role.CLIENT:
+                self._p.send.stream_pacer.typed()     # keystrokes: our forwards yield
 
     def send_skip(self, offset: int, lines: int) -> None:
         """Server, reliable: the stream goes on from ``offset`` (``lines`` newlines before
@@ -337,6 +339,8 @@ class Channel:
     def _on_ordered(self, frame_type: int, value, now: float) -> None:
         if frame_type == F.FRAME_DATA:
             if self.state is not ChannelState.CLOSED:
+                if self.role is Role.SERVER:
+                    self._p.send.stream_pacer.typed()     # keystrokes: our forwards yield
                 self._p.events.append(DataReceived(bytes(value)))
         elif frame_type == F.FRAME_RESIZE:
             self._p.events.append(Resized(*value))

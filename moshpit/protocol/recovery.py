@@ -16,6 +16,7 @@ from collections import deque
 
 from moshpit import codec as F
 from moshpit.protocol import frames
+from moshpit.protocol.pacing import StreamPacer
 from moshpit.protocol.streams import StreamSet
 from moshpit.protocol.wire import FRAME_OVERHEAD
 from moshpit.retransmit import RetransmitBuffer
@@ -99,6 +100,16 @@ class SendFlow:
         self.streams: StreamSet | None = None     # forwarded streams, sent after the queue
         self._streams_may_go = False
         self.stream_bundles = 0         # in this send turn (see STREAM_BURST)
+        self.stream_pacer = StreamPacer(STREAM_BURST)
+        self._stream_allowance = STREAM_BURST
+
+    def start_turn(self, now: float) -> None:
+        """A send turn begins: how much stream data it may carry (see StreamPacer)."""
+        self.stream_bundles = 0
+        self._stream_allowance = self.stream_pacer.allowance(now)
+
+    def end_turn(self, now: float) -> None:
+        self.stream_pacer.spent(self.stream_bundles, now)
 
     # --- the queue ---------------------------------------------------------------------
     @property
@@ -141,7 +152,7 @@ class SendFlow:
         (``streams``) may fill only part of it: the rest is the terminal's, so a bulk
         transfer never holds an echo back for a window's worth of its data."""
         limit = min(self.window.queue_free(srtt, min_rtt), self.window_cap)
-        self._streams_may_go = self.in_flight < limit * STREAM_SHARE and self.stream_bundles < STREAM_BURST
+        self._streams_may_go = self.in_flight < limit * STREAM_SHARE and self.stream_bundles < self._stream_allowance
         if self.queue:
             return self.in_flight < limit
         return self._streams_may_go and self.streams is not None and self.streams.wants_to_send()
@@ -160,8 +171,9 @@ class SendFlow:
 
     @property
     def streams_held(self) -> bool:
-        """Stream data is held back only by this turn's burst: send again soon."""
-        return (self.stream_bundles >= STREAM_BURST and self.streams is not None
+        """Stream data is held back only by the pacer (this turn's burst, or typing):
+        send again at ``stream_pacer.resume_at``, or at once when that has passed."""
+        return (self.stream_bundles >= self._stream_allowance and self.streams is not None
                 and self.streams.wants_to_send())
 
     def _take_queued(self, room: int, taken: list[tuple[int, bytes]]) -> int:

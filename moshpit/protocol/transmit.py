@@ -82,9 +82,11 @@ class Transmitter:
                          p.send.probe_at, self._screen_deadline(), self._close_resend_at()):
             if deadline is not None:
                 deadlines.append(deadline)
-        if p.screens_in.ack_pending or p.send.streams_held:
-            deadlines.append(self.last_send)  # at once: the server diffs from what we ack;
-        return deadlines                      # the next burst of stream data, after a turn
+        if p.screens_in.ack_pending:
+            deadlines.append(self.last_send)  # at once: the server diffs from what we ack
+        if p.send.streams_held:               # the next burst of stream data, after a turn
+            deadlines.append(max(self.last_send, p.send.stream_pacer.resume_at))
+        return deadlines
 
     def handle_timer(self, now: float, last_heard: float, heard_any: bool) -> None:
         p = self._p
@@ -148,13 +150,14 @@ class Transmitter:
         self._prepare_screen(now)
         if not p.network.validated:
             p.intent.elicit = True     # one "answer me" per batch, never a burst of them
-        p.send.stream_bundles = 0
+        p.send.start_turn(now)
         payloads = self._resends(now)
         while True:
             payload = self._build_payload(now)
             if payload is None:
                 break
             payloads.append(payload)
+        p.send.end_turn(now)
         if not payloads:                     # the common answer on a quiet channel: no call
             return []
         return [(datagram, peer) for datagram in self._sealer.seal_many(payloads)]   # one call a turn
