@@ -195,6 +195,36 @@ def test_remote_forward_serves_from_the_client_side(shell, any_mps, mode):
         files.close()
 
 
+def test_remote_forward_to_port_zero_reports_the_port_the_server_chose(shell, mps):  # noqa: F811
+    """-R 0:host:port, twice: each listener gets a port of the system's choosing, told
+    as ssh tells it, and each serves its own target."""
+    import re
+    port, _, _ = mps
+    first, second = os.urandom(50_000), os.urandom(60_000)
+    servers = [FileServer(first), FileServer(second)]
+    try:
+        connect(shell, port, *(f"-R 0:127.0.0.1:{files.port}" for files in servers))
+        told = {int(target): int(chosen) for chosen, target in re.findall(
+            rb"Allocated port (\d+) for remote forward to 127\.0\.0\.1:(\d+)", bytes(shell.output))}
+        assert set(told) == {files.port for files in servers}
+        assert 0 not in told.values() and len(set(told.values())) == 2
+        assert fetch(told[servers[0].port]) == first
+        assert fetch(told[servers[1].port]) == second
+    finally:
+        for files in servers:
+            files.close()
+
+
+def test_remote_listeners_past_the_cap_are_refused_and_the_rest_work(shell, mps):  # noqa: F811
+    from moshpit.gevent.forward import MAX_LISTENERS
+    port, _, _ = mps
+    connect(shell, port, *["-R 0:127.0.0.1:9"] * (MAX_LISTENERS + 1))
+    assert shell.expect(b"too many -R listeners in one session", timeout=10)
+    assert bytes(shell.output).count(b"Allocated port") == MAX_LISTENERS
+    shell.type("echo still-$((4*4))\r")
+    assert shell.expect(b"still-16")
+
+
 def test_dynamic_forward_is_a_socks_proxy(shell, mps):  # noqa: F811
     port, _, _ = mps
     data = os.urandom(100_000)

@@ -29,6 +29,7 @@ from moshpit.socks import SocksError, SocksRequest
 log = logging.getLogger("moshpit.forward")
 
 READ_SIZE = 64 << 10
+MAX_LISTENERS = 16         # -R listeners a session may hold (sshd has no cap; a client is one user)
 CONNECT_TIMEOUT = 10.0
 
 
@@ -232,6 +233,8 @@ class ClientForwarder:
         self._listeners: list = []
         self._greenlets: list[gevent.Greenlet] = []
         self._started = False
+        self._allocated: dict[int, Forward] = {}     # the port the server chose -> the -R 0 it serves
+        self._unallocated = [spec for spec in self.remote if spec.listen_port == 0]
 
     def start(self) -> None:
         """Listen for -L and -D, ask the server for -R (once: a resume keeps them)."""
@@ -289,11 +292,23 @@ class ClientForwarder:
     def handle(self, event) -> None:
         if isinstance(event, st.StreamOpened):
             self._opened(event)
-        elif isinstance(event, st.ForwardAnswered) and not event.ok:
-            what = "agent forwarding" if event.kind == st.AGENT else f"-R port {event.port}"
-            self.notice(f"mp: the server refused {what}: {event.reason}")
+        elif isinstance(event, st.ForwardAnswered):
+            self._answered(event)
         elif isinstance(event, st.StreamClosed) and event.code == st.ResetCode.REFUSED and event.reason:
             self.notice(f"mp: a forwarded connection was refused: {event.reason}")
+
+    def _answered(self, event: st.ForwardAnswered) -> None:
+        """A refusal is one line; a port the server chose for -R 0 is told, as ssh does.
+        (Answers come in the order asked, so the n-th choice is the n-th -R 0's.)"""
+        if event.ok and self._unallocated and not any(r.listen_port == event.port for r in self.remote):
+            spec = self._unallocated.pop(0)
+            self._allocated[event.port] = spec
+            self.notice(f"Allocated port {event.port} for remote forward to {spec.host}:{spec.port}")
+        elif not event.ok:
+            if event.port == 0 and self._unallocated:
+                self._unallocated.pop(0)
+            what = "agent forwarding" if event.kind == st.AGENT else f"-R port {event.port}"
+            self.notice(f"mp: the server refused {what}: {event.reason}")
 
     def _opened(self, event: st.StreamOpened) -> None:
         if event.kind == st.AGENT:
@@ -303,7 +318,8 @@ class ClientForwarder:
             path = self.agent
             self.pump.connect_then_adopt(event.stream, lambda: _unix_connect(path), "the ssh agent")
             return
-        spec = next((r for r in self.remote if r.listen_port == event.port), None)
+        spec = next((r for r in self.remote if r.listen_port == event.port and r.listen_port),
+                    self._allocated.get(event.port))
         if spec is None:
             self.streams.reset(event.stream, st.ResetCode.REFUSED, "no -R for that port")
             return
@@ -422,23 +438,27 @@ class ServerForwarder:
         self.pump.connect_then_adopt(event.stream, lambda: _tcp_connect(host, port), f"{host}:{port}")
 
     def _asked(self, event: st.ForwardAsked) -> None:
-        if event.kind == st.AGENT:
-            refusal = self.policy.may_forward_agent() or (None if self.agent else "no agent socket")
-            self.streams.answer_forward(event, refusal is None, refusal or "")
-            return
-        refusal = self.policy.may_listen(event.host, event.port)
-        if refusal is None and (event.host, event.port) not in self._listeners:
+        """A -R listener, as policy allows. Port 0: the system picks one, and the answer
+        names it (as sshd does); the streams from it carry the port it listens on."""
+        if event.kind != st.LISTEN:
+            refusal: str | None = "an agent socket is asked for at login"
+        elif len(self._listeners) >= MAX_LISTENERS:
+            refusal = f"too many -R listeners in one session ({MAX_LISTENERS})"
+        else:
+            refusal = self.policy.may_listen(event.host, event.port)
+        bound = event.port
+        if refusal is None and (event.port == 0 or (event.host, event.port) not in self._listeners):
             try:
                 sock = _listen(event.host, event.port)
             except OSError as exc:
                 refusal = f"cannot listen on {event.host}:{event.port}: {exc.strerror or exc}"
             else:
-                bind, port = event.host, event.port
-                greenlet = _serve(sock, lambda conn: self._accept_remote(conn, bind, port))
-                self._listeners[(bind, port)] = (sock, greenlet)
+                bind, bound = event.host, sock.getsockname()[1]
+                greenlet = _serve(sock, lambda conn: self._accept_remote(conn, bind, bound))
+                self._listeners[(bind, bound)] = (sock, greenlet)
         if refusal is not None:
             log.info("-R %s:%d refused: %s", event.host, event.port, refusal)
-        self.streams.answer_forward(event, refusal is None, refusal or "")
+        self.streams.answer_forward(event, refusal is None, refusal or "", port=bound)
 
     def _accept_remote(self, conn, bind: str, port: int) -> None:
         if not self.streams.can_open:

@@ -216,10 +216,13 @@ class StreamSet:
         """Client: ask the server for an agent socket (AGENT) or a listener (LISTEN)."""
         self._control.append((F.FRAME_FORWARD, frames.pack_forward(kind, FORWARD_ASK, port, host)))
 
-    def answer_forward(self, asked: ForwardAsked, ok: bool, reason: str = "") -> None:
+    def answer_forward(self, asked: ForwardAsked, ok: bool, reason: str = "", port: int | None = None) -> None:
+        """Server: grant (naming the ``port`` it listens on, which differs from the one
+        asked only for port 0) or refuse, with a ``reason``."""
         status = FORWARD_OK if ok else FORWARD_REFUSED
         text = asked.host if ok else reason
-        self._control.append((F.FRAME_FORWARD, frames.pack_forward(asked.kind, status, asked.port, text)))
+        port = asked.port if port is None or not ok else port
+        self._control.append((F.FRAME_FORWARD, frames.pack_forward(asked.kind, status, port, text)))
 
     def end_all(self, reason: str) -> None:
         """The session is over (or its client replaced): every stream closes, with a reason."""
