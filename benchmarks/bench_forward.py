@@ -8,7 +8,8 @@ mps's UDP behind a Gateway, ssh's TCP through a delaying relay):
 - throughput: MB/s of a download of ``--mb`` MB through ``-L`` (a file server on
   loopback, the client reading as fast as it can), from connect to the last byte;
 - echo latency in the same session, idle and then while that download runs in a loop
-  (median and p90 of ``--keys`` keystrokes typed into ``cat``, as bench_e2e.py).
+  (median and p90 of ``--keys`` keystrokes typed into ``cat``, as bench_e2e.py), and
+  the download's MB/s while those keys are typed.
 
 mosh forwards nothing; it is listed so that the table says so. moshpit runs with
 its defaults (reliable, sessions in processes).
@@ -123,7 +124,8 @@ def measure(tool, rtt: float, args, files: FileServer) -> dict:
         pulling.terminate()
         busy_mbps = float(pulling.communicate(timeout=30)[0] or 0)
         tool.quit(term)
-        return {"mbps": size / seconds / 1e6, "busy_mbps": busy_mbps, "bytes": size, "idle": percentiles(idle), "busy": percentiles(busy)}
+        return {"mbps": size / seconds / 1e6, "busy_mbps": busy_mbps, "bytes": size,
+                "idle": percentiles(idle), "busy": percentiles(busy)}
     finally:
         if slow:
             slow.__exit__(None, None, None)
@@ -148,7 +150,8 @@ def main() -> None:
     tools = ([Moshpit(work, "reliable")] if "mp" in names else []) + ([Ssh(work)] if "ssh" in names else [])
     files = FileServer(int(args.mb * (1 << 20)))
     print(f"-L download of {args.mb:g} MB; echo p50/p90 in ms ({args.keys} keys), idle and during the download")
-    print(f"{'path':>10}  {'tool':<18}{'MB/s':>8}  {'echo idle':>14}  {'echo busy':>14}  {'busy/idle p90':>13}  {'MB/s typing':>11}")
+    print(f"{'path':>10}  {'tool':<18}{'MB/s':>8}  {'echo idle':>14}  {'echo busy':>14}  {'busy/idle p90':>13}"
+          f"  {'MB/s typing':>11}")
     for rtt in rtts:
         for tool in tools:
             try:
