@@ -97,6 +97,34 @@ def test_a_transfer_survives_a_move_and_an_8s_outage(hosts, server, tmp_path, di
     transfer_across_a_move_and_an_outage(hosts, server, tmp_path, direction, mode)
 
 
+def test_a_transfer_survives_the_client_sleeping(hosts, server, tmp_path):  # noqa: F811
+    """The laptop's lid closed mid-download: mp stopped (SIGSTOP) for 20 s, the network
+    unchanged, then woken. The server's end waits on the window; the reader's
+    connection stays open; the bytes go on from where they stopped."""
+    import os
+    import signal
+    files = run_python(hosts.in_server, SERVE, SIZE, 47021)
+    assert files.stdout.readline().strip() == "ready"
+    mp = start_mp_with(hosts, tmp_path, server, "-L 127.0.0.1:47022:127.0.0.1:47021")
+    fetcher = None
+    try:
+        typed_and_shown(mp, 1, timeout=20)
+        fetcher = run_python(hosts.in_client, FETCH, 47022, RATE)
+        wait_progress(fetcher, 8 << 20, timeout=60)
+        os.kill(mp.pid, signal.SIGSTOP)
+        time.sleep(20)
+        os.kill(mp.pid, signal.SIGCONT)
+        typed_and_shown(mp, 2, timeout=20)
+        out, _ = fetcher.communicate(timeout=120)
+        done = [line for line in out.splitlines() if line.startswith("done")]
+        assert done, out[-500:]
+        _, size, digest = done[0].split()
+        assert int(size) == SIZE and digest == expected_digest()
+    finally:
+        connections = wind_up(mp, fetcher, files)
+    assert "connections 1" in connections
+
+
 @pytest.fixture
 def in_process_server(hosts, tmp_path):  # noqa: F811
     """As test_roaming_netns's ``server``, with every session inside mps."""
