@@ -17,9 +17,11 @@ from moshpit.protocol.channel import Channel, ChannelConfig, Role
 from moshpit.protocol.events import DataReceived, ScreenUpdate
 from moshpit.protocol.handshake import ClientHandshake, DiffMode, ServerHandshake
 from moshpit.protocol.sessions import PortPool, SessionRegistry
+from moshpit.protocol.streampath import StreamAddress, is_stream
 
 CLIENT_ADDR = ("127.0.0.1", 41000)
 SERVER_ADDR = ("127.0.0.1", 50001)
+STREAM = StreamAddress("tcp", 1)      # the key exchange's connection, kept as a path
 
 
 # --- a toy screen: states are byte strings, a diff keeps a common prefix -----
@@ -186,7 +188,9 @@ class SimNet:
             Role.SERVER, server_params, now=0.0, config=config,
             screen_source=screen_source or self.server_screen.source), SERVER_ADDR)
         self.event_hook = event_hook
-        self.links = {"down": down or Link(), "up": up or Link()}
+        # "stream": the kept TCP connection, both ways: in order, nothing lost (``up`` False:
+        # stalled, everything held back... here, as good as lost)
+        self.links = {"down": down or Link(), "up": up or Link(), "stream": Link(jitter=0)}
         self.queue: list[_InFlight] = []
         self._order = 0
         self.sent = {"client": 0, "server": 0}
@@ -209,6 +213,12 @@ class SimNet:
         self.sent[src.name] += 1
         self.tap.append((self.now, src.addr, dst_addr, data))
         dst = self.server if src is self.client else self.client
+        if is_stream(dst_addr):
+            if dst_addr == STREAM and self.links["stream"].up:
+                self._order += 1
+                heapq.heappush(self.queue, _InFlight(self.now + self.links["stream"].delay, self._order,
+                                                     data, STREAM, dst))
+            return
         link = self.links["up" if src is self.client else "down"]
         if dst_addr != dst.addr and dst is self.client:
             return  # sent to an address nobody listens on any more

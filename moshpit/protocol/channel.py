@@ -41,6 +41,7 @@ from moshpit.protocol.events import (AddressChanged, AddressValidated, Connectio
 from moshpit.protocol.handshake import DiffMode, SessionParams
 from moshpit.protocol.liveness import Liveness
 from moshpit.protocol.parts import ChannelConfig, ChannelParts, Role
+from moshpit.protocol.streampath import is_stream
 from moshpit.protocol.streams import StreamSet
 from moshpit.protocol.transmit import Transmitter
 from moshpit.protocol.wire import STREAM_FRAMES, parse_payload
@@ -205,6 +206,16 @@ class Channel:
         """Client: our source address changed (new socket); tell the server at once."""
         self._tx.path_changed()
 
+    def use_path(self, addr) -> None:
+        """Client: send to ``addr`` from now on: the server's UDP address, or a
+        ``StreamAddress`` (the runtime's choice, see transport.py). The server follows
+        the first datagram it gets from the new path, as it follows a roaming client.
+        Onto a stream, what is in flight goes again, once; after that a stream's
+        bundles are not resent (see ``SendFlow.path_is_stream``)."""
+        if self.role is not Role.CLIENT:
+            raise LocalProtocolError("only the client chooses its path")
+        self._tx.use_path(addr)
+
     def send_echo_ack(self, keystrokes: int, flags: int, now: float) -> None:
         """Server: the shell has had ``keystrokes`` bytes of input long enough to echo
         them, and its terminal's ECHO/ICANON are ``flags``. In ``reliable`` it travels in
@@ -302,6 +313,7 @@ class Channel:
             return  # the server does not roam; the client keeps sending where it connected
         old = self._p.network.addr
         if self._p.network.heard_from(addr, newest, size):
+            self._p.send.path_is_stream(is_stream(addr))
             self._p.intent.force = True            # send the challenge right away
             self.stats["address_changes"] += 1
             self._p.events.append(AddressChanged(old, addr))

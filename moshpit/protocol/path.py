@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from moshpit import codec
 from moshpit.protocol.roaming import PathMonitor
+from moshpit.protocol.streampath import is_stream
 from moshpit.protocol.rtt import RttEstimator
 from moshpit.protocol.wire import ACK_SIZE, PING_SIZE
 
@@ -40,9 +41,11 @@ class NetworkPath:
         return allowance is None or allowance >= size
 
     def move_to(self, addr) -> None:
-        """A newer datagram came from ``addr``: send there, unproven, from a zero budget."""
+        """A newer datagram came from ``addr``: send there, unproven, from a zero budget.
+        (A stream is proven: a connection the key exchange ran over, not a forgeable
+        source address.)"""
         self.addr = addr
-        self.validated = False
+        self.validated = is_stream(addr)
         self.bytes_from = self.bytes_to = 0
         self.challenge_ts = None
 

@@ -101,6 +101,7 @@ class SendFlow:
         self._streams_may_go = False
         self.stream_bundles = 0         # in this send turn (see STREAM_BURST)
         self.stream_pacer = StreamPacer(STREAM_BURST)
+        self.on_stream = False          # the path is a byte stream (streampath.py): it loses nothing
         self._stream_allowance = STREAM_BURST
 
     def start_turn(self, now: float) -> None:
@@ -226,9 +227,21 @@ class SendFlow:
         self.probe_at = now + rto if self.in_flight else None
         return newly
 
+    def path_is_stream(self, on_stream: bool) -> None:
+        """The path became a byte stream, or a datagram path again. Onto a stream, every
+        bundle in flight goes once more (the old path may have lost it); from then on
+        the stream delivers what it is given, in order, so NAKs and probes resend
+        nothing (TCP is already resending; a second queue of ours would only grow)."""
+        if on_stream and not self.on_stream:
+            self.resend.update(osn for osn in range(self.peer_ack, self.next_osn) if osn in self.ring)
+        self.on_stream = on_stream
+
     def naked(self, ranges) -> tuple[int, bool]:
         """The peer misses these bundles: (how many are gone for good, whether this is a
-        new loss event)."""
+        new loss event). Ignored on a stream: what it carries arrives (and what the old
+        path lost was sent again onto it)."""
+        if self.on_stream:
+            return 0, False
         gone = 0
         for first, last in ranges:
             first = max(first, self.peer_ack)
@@ -249,8 +262,10 @@ class SendFlow:
 
     def probe(self, now: float, rto: float, closing: bool) -> None:
         """Nothing acknowledged for a while: resend the newest bundle. If the tail was
-        lost, the peer now sees the gap and NAKs the rest."""
-        self.resend_newest()
+        lost, the peer now sees the gap and NAKs the rest. (Not on a stream: there only
+        silence tells, and the runtime acts on it.)"""
+        if not self.on_stream:
+            self.resend_newest()
         self.probes += 1
         backoff = 1 if closing else 2 ** min(self.probes, 6)
         self.probe_at = now + rto * backoff if self.in_flight else None

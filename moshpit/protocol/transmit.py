@@ -18,6 +18,7 @@ from moshpit.protocol.builder import PayloadBuilder
 from moshpit.protocol.closing import ChannelState, CloseCode
 from moshpit.protocol.events import MoveRequested
 from moshpit.protocol.parts import ChannelParts
+from moshpit.protocol.streampath import is_stream
 from moshpit.protocol.wire import ACK_SIZE, FRAME_OVERHEAD, OSN_SIZE, PING_SIZE
 
 F = codec  # frame type constants live in the codec
@@ -43,6 +44,16 @@ class Transmitter:
             p.path.changed()
         p.send.resend_newest()
         p.stats["path_moves"] += 1
+
+    def use_path(self, addr) -> None:
+        """Client: send to ``addr`` now (see Channel.use_path)."""
+        p = self._p
+        if addr == p.network.addr:
+            return
+        p.network.move_to(addr)
+        p.network.validated = True       # the client's own choice of where to send
+        p.send.path_is_stream(is_stream(addr))
+        self.path_changed()
 
     def echo_ack(self, keystrokes: int, flags: int, now: float) -> None:
         """In the ordered flow, after the output it accounts for; else labelled with the
