@@ -8,6 +8,8 @@ from moshpit import codec
 from moshpit.errors import RemoteProtocolError
 from moshpit.protocol.handshake import DiffMode
 from moshpit.protocol.streampath import LENGTH_SIZE, Deframer, StreamAddress, frame, is_stream
+from moshpit.protocol.transport import (FALLBACK_AFTER, FIRST_PROBE, PROBE_INTERVAL, PROBE_PATIENCE, PathChooser,
+                                        Step, Transport)
 from simnet import SERVER_ADDR, STREAM, Link, SimNet, random_bytes
 
 datagrams = st.lists(st.binary(min_size=1, max_size=codec.MAX_DATAGRAM_SIZE), max_size=12)
@@ -119,3 +121,72 @@ def test_on_a_stream_a_silent_peer_is_not_answered_with_resends():
     assert len(sent) == len(set(sent))
     assert len(net.tap) - before < 40                     # keepalives and ACKs, no resend storm
     assert any(type(event).__name__ == "PeerSilent" for _, event in net.client.events)
+
+
+# --- the client's choice of path (protocol/transport.py) -----------------------------------
+
+def test_auto_starts_on_udp_and_falls_back_when_nothing_answers_within_the_limit():
+    chooser = PathChooser(Transport.AUTO, 0.0, stream=True)
+    assert chooser.first_steps() == [] and not chooser.on_stream
+    assert chooser.get_timer() == FALLBACK_AFTER
+    assert chooser.handle_timer(FALLBACK_AFTER) == [Step.USE_STREAM]
+    assert chooser.on_stream
+
+
+def test_auto_stays_on_udp_that_answers_and_udp_never_moves():
+    chooser = PathChooser(Transport.AUTO, 0.0, stream=True)
+    assert chooser.heard_udp(0.1) == []
+    assert chooser.get_timer() is None and chooser.handle_timer(10.0) == []
+    plain = PathChooser(Transport.UDP, 0.0, stream=True)
+    assert plain.get_timer() is None and plain.udp_silent(5.0) == [] and not plain.stream_up
+    forced = PathChooser(Transport.STREAM, 0.0, stream=True)
+    assert forced.first_steps() == [Step.USE_STREAM]
+    assert forced.udp_silent(1.0) == [] and forced.get_timer() is None     # never probes
+
+
+def test_on_the_stream_udp_is_probed_and_an_answer_moves_back():
+    chooser = PathChooser(Transport.AUTO, 0.0, stream=True)
+    chooser.heard_udp(0.1)
+    assert chooser.udp_silent(30.0) == [Step.USE_STREAM]           # mid-session silence
+    assert chooser.heard_udp(30.2) == []                            # a late one from before: not an answer
+    assert chooser.get_timer() == 30.0 + FIRST_PROBE
+    assert chooser.handle_timer(31.0) == [Step.PROBE_UDP]
+    assert chooser.handle_timer(31.0 + PROBE_PATIENCE) == [Step.RECALL]   # no answer: call the server back
+    probes = []
+    now = 32.0
+    while now < 60:
+        now = chooser.get_timer()
+        probes += [now] if Step.PROBE_UDP in chooser.handle_timer(now) else []
+    gaps = [b - a for a, b in zip(probes, probes[1:])]
+    assert gaps and max(gaps) == PROBE_INTERVAL                      # backing off, to a limit
+    chooser.handle_timer(chooser.get_timer())
+    assert chooser.heard_udp(now + 0.2) == [Step.USE_UDP] and not chooser.on_stream
+    assert chooser.get_timer() is None
+
+
+def test_without_a_stream_nothing_moves():
+    chooser = PathChooser(Transport.AUTO, 0.0, stream=False)
+    assert chooser.get_timer() is None and chooser.udp_silent(3.0) == []
+    chooser = PathChooser(Transport.AUTO, 0.0, stream=True)
+    chooser.stream_lost()
+    assert chooser.handle_timer(FALLBACK_AFTER) == [] and chooser.udp_silent(3.0) == []
+
+
+def test_a_probe_brings_the_server_back_to_udp_once_udp_works():
+    """The client on the stream (UDP was blocked); UDP opens again; a probe goes over
+    it: the server answers there and follows; the client moves back; typing goes on."""
+    net = SimNet(DiffMode.RELIABLE, seed=8)
+    net.links["up"].up = net.links["down"].up = False
+    net.client.channel.use_path(STREAM)
+    net.client.channel.send_data(b"one ")
+    assert net.run_until(lambda: bytes(net.server.received) == b"one ", timeout=2)
+    net.links["up"].up = net.links["down"].up = True
+    probed_at = net.now
+    net._transmit(net.client, net.client.channel.probe_datagram(net.now), SERVER_ADDR)
+    assert net.run_until(lambda: net.server.channel.peer_addr == net.client.addr, timeout=1)
+    assert net.run_until(lambda: any(at >= probed_at and to == net.client.addr   # answered over UDP
+                                     for at, _, to, _ in net.tap), timeout=1)
+    net.client.channel.use_path(SERVER_ADDR)
+    net.client.channel.send_data(b"two")
+    assert net.run_until(lambda: bytes(net.server.received) == b"one two", timeout=2)
+    assert net.run_until(lambda: net.server.channel.addr_validated, timeout=2)

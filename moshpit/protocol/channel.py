@@ -216,6 +216,13 @@ class Channel:
             raise LocalProtocolError("only the client chooses its path")
         self._tx.use_path(addr)
 
+    def probe_datagram(self, now: float) -> bytes:
+        """Client: a datagram to send on the path not in use, to learn whether it works
+        (the server answers it there, and follows it; see transport.py)."""
+        if self.role is not Role.CLIENT:
+            raise LocalProtocolError("only the client probes paths")
+        return self._tx.probe_datagram(now)
+
     def send_echo_ack(self, keystrokes: int, flags: int, now: float) -> None:
         """Server: the shell has had ``keystrokes`` bytes of input long enough to echo
         them, and its terminal's ECHO/ICANON are ``flags``. In ``reliable`` it travels in

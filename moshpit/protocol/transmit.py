@@ -46,14 +46,30 @@ class Transmitter:
         p.stats["path_moves"] += 1
 
     def use_path(self, addr) -> None:
-        """Client: send to ``addr`` now (see Channel.use_path)."""
+        """Client: send to ``addr`` now (see Channel.use_path); the same path again: a
+        datagram goes on it at once (a server that followed a probe elsewhere comes back)."""
         p = self._p
         if addr == p.network.addr:
+            p.intent.force = True
             return
         p.network.move_to(addr)
         p.network.validated = True       # the client's own choice of where to send
         p.send.path_is_stream(is_stream(addr))
         self.path_changed()
+
+    def probe_datagram(self, now: float) -> bytes:
+        """Client: one padded datagram for the path not in use (transport.py): a PING
+        the server answers, and follows, and nothing of the ordered flow."""
+        p = self._p
+        out = PayloadBuilder(self._max_payload)
+        out.add(F.FRAME_PING, frames.pack_ping(p.clock.next_ts(now), *p.clock.echo(now, frames.NO_ECHO)))
+        out.add(F.FRAME_ACK, frames.pack_u64(p.receive.next_expected))
+        out.pad()
+        payload = out.payload()
+        p.stats["path_probes"] += 1
+        p.stats["datagrams_sent"] += 1
+        p.stats["bytes_sent"] += len(payload) + codec.OVERHEAD
+        return self._sealer.seal_many([payload])[0]
 
     def echo_ack(self, keystrokes: int, flags: int, now: float) -> None:
         """In the ordered flow, after the output it accounts for; else labelled with the
