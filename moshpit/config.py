@@ -111,6 +111,7 @@ class ClientConfig:
     host_key_check: str = field(default="ask", metadata=_check(_choice("ask", "accept-new", "strict")))
     diff_mode: str = field(default="reliable", metadata=_check(_choice("reliable", "datagram", "statesync")))
     predict: str = field(default="adaptive", metadata=_check(_choice("adaptive", "always", "never")))
+    transport: str = field(default="auto", metadata=_check(_choice("auto", "udp", "stream")))
     max_reconnect_backoff_secs: int = field(default=3600, metadata=_check(_between(2, 86400)))
     term: str = "xterm-256color"
     clipboard_max_bytes: int = field(default=0, metadata=_check(_between(0, 1 << 20)))   # 0: no OSC 52

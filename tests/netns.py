@@ -18,6 +18,11 @@ def available() -> bool:
     return os.geteuid() == 0 and shutil.which("ip") is not None
 
 
+def firewall_available() -> bool:
+    """nftables, for ``block_udp`` (ci/ci.sh installs it)."""
+    return available() and shutil.which("nft") is not None
+
+
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
@@ -65,6 +70,24 @@ class TwoHosts:
     def remove(self, address: str) -> None:
         prefix = "64" if ":" in address else "24"
         _ip("-n", self.client_ns, "addr", "del", f"{address}/{prefix}", "dev", self.client_if)
+
+    def block_udp(self, where: str = "client") -> None:
+        """A firewall that drops every UDP datagram, both ways, TCP going on: in the
+        client's host (its sends fail: EPERM), or in the server's (the client hears
+        nothing, as behind a hotel's firewall)."""
+        rules = ("add table inet mptblock\n"
+                 "add chain inet mptblock out { type filter hook output priority 0 ; }\n"
+                 "add chain inet mptblock in { type filter hook input priority 0 ; }\n"
+                 "add rule inet mptblock out meta l4proto udp drop\n"
+                 "add rule inet mptblock in meta l4proto udp drop\n")
+        ns = self.client_ns if where == "client" else self.server_ns
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True,
+                       check=True, capture_output=True)
+        self._blocked = ns
+
+    def allow_udp(self) -> None:
+        subprocess.run(["ip", "netns", "exec", self._blocked, "nft", "delete", "table", "inet", "mptblock"],
+                       check=True, capture_output=True)
 
     def close(self) -> None:
         for ns in (self.server_ns, self.client_ns):          # the veth pair goes with them

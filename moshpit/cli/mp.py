@@ -1,7 +1,7 @@
 """mp: the moshpit client.
 
 Usage:
-  mp [-v... | -q...] [-c PATH] [-t PATH] [-l USER] [-p PORT] [-i KEY] [-k PUB] [--diff-mode MODE] [--predict MODE] [--host-key-check POLICY] [-A] [-L SPEC]... [-R SPEC]... [-D SPEC]... [--] DEST
+  mp [-v... | -q...] [-c PATH] [-t PATH] [-l USER] [-p PORT] [-i KEY] [-k PUB] [--diff-mode MODE] [--predict MODE] [--transport KIND] [--host-key-check POLICY] [-A] [-L SPEC]... [-R SPEC]... [-D SPEC]... [--] DEST
   mp [-v... | -q...] [-c PATH] [-t PATH] [-l USER] [--diff-mode MODE] [--predict MODE] [-A] [-L SPEC]... [-R SPEC]... [-D SPEC]... --ssh=COMMAND [--server=COMMAND] [--udp-ports LOW-HIGH] [--] DEST [COMMAND...]
   mp [-v... | -q...] [-c PATH] [-t PATH] [--diff-mode MODE] [--predict MODE] --local
   mp (-h | --help)
@@ -18,6 +18,9 @@ Options:
   -k PUB                   Identity public key, checked against the private key.
   --diff-mode MODE         reliable, datagram or statesync (default: reliable).
   --predict MODE           Keystroke prediction: adaptive (on slow links), always or never.
+  --transport KIND         auto, udp or stream (default: auto): the session's datagrams go
+                           over UDP, and where UDP gets no answer (a firewall), over the key
+                           exchange's TCP connection, moving back to UDP once it answers.
   --host-key-check POLICY  ask, accept-new or strict (default: ask): what to do about a
                            server whose host key is not in ~/.mp/known_hosts yet.
   --ssh=COMMAND            Start the session through ssh, as mosh does: no mps needs to be
@@ -138,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                       max_positional=None if via_ssh else 1, extra_hint=REMOTE_COMMAND_HINT)
     args["COMMAND"] = (args["COMMAND"] or []) + remote_command
     cli = {"server_port": args["--port"], "diff_mode": args["--diff-mode"], "predict": args["--predict"],
+           "transport": args["--transport"],
            "host_key_check": args["--host-key-check"], "identity": args["-i"]}
     try:
         config = load("moshpit", os.path.expanduser(args["-c"]) if args["-c"] else None, cli=cli,
@@ -199,7 +203,7 @@ def _run_ssh(config, args) -> int:
                     max_reconnect_backoff=config.max_reconnect_backoff_secs,
                     clipboard_max_bytes=config.clipboard_max_bytes, on_resumed=remember,
                     shown=sessions.load_shown(), on_output=sessions.shown_writer(),
-                    forwards=args["forwards"])
+                    forwards=args["forwards"], transport=config.transport)
     client.connect()
     remember(client.params)
     code = client.run()
@@ -256,7 +260,7 @@ def _run_remote(config, args) -> int:
                     on_resumed=lambda params: sessions.save(host, config.server_port, user,
                                                             params.resume_token),
                     shown=sessions.load_shown(), on_output=sessions.shown_writer(),
-                    forwards=args["forwards"])
+                    forwards=args["forwards"], transport=config.transport)
     client.connect()
     assert client.params is not None                  # (connected)
     sessions.save(host, config.server_port, user, client.params.resume_token)

@@ -27,7 +27,9 @@ from moshpit.protocol.events import (ConnectionClosed, MoveRequested, PeerReacha
 from moshpit.protocol.backoff import Backoff
 from moshpit.protocol.handshake import DiffMode, RefuseCode, SessionParams
 from moshpit.protocol.streams import StreamSet
+from moshpit.protocol.transport import Transport
 from moshpit.gevent import udp as udpio
+from moshpit.gevent.clientpaths import ClientPaths
 from moshpit.gevent.exchange import KeyExchange
 from moshpit.gevent.forward import ClientForwarder, StreamPump
 from moshpit.gevent.hubtimer import HubTimer
@@ -96,7 +98,7 @@ class ClientForwards:
 class Connection:
     """What one key exchange gave: swapped whole when the session is resumed."""
     params: SessionParams
-    link: udpio.UdpLink
+    paths: ClientPaths
     channel: Channel
 
 
@@ -107,15 +109,16 @@ class Client:
                  stdin_fd: int = 0, stdout_fd: int = 1, resume_token: bytes | None = None,
                  max_reconnect_backoff: float = 3600, on_resumed=None, clipboard_max_bytes: int = 0,
                  predict: str = "never", route=None, shown: tuple[int, int] | None = None,
-                 on_output=None, forwards: ClientForwards | None = None):
+                 on_output=None, forwards: ClientForwards | None = None, transport: str = "auto"):
         """``route``: how to reach the key exchange (routes.py); TCP to ``host:port`` by default.
         ``shown``: with ``resume_token``, how much of the session's output this terminal
         has (bytes, lines), as an earlier client left it; ``on_output(bytes, lines)`` is
         told the same after each write, to keep it so (the session file). ``forwards``:
-        what to forward (mp -A, -L, -R, -D)."""
+        what to forward (mp -A, -L, -R, -D). ``transport``: auto, udp or stream (transport.py)."""
         self.host, self.port = host, port
         self.user = user
         self.diff_mode = DiffMode(diff_mode)
+        self.transport = Transport(transport)
         self.predict = Policy(predict)
         self.stdin_fd, self.stdout_fd = stdin_fd, stdout_fd
         self.resume_token = resume_token
@@ -167,7 +170,12 @@ class Client:
     @property
     def link(self) -> udpio.UdpLink:
         assert self.conn is not None, "connect() first"
-        return self.conn.link
+        return self.conn.paths.udp
+
+    @property
+    def paths(self) -> ClientPaths:
+        assert self.conn is not None, "connect() first"
+        return self.conn.paths
 
     @property
     def session(self) -> ClientSession:
@@ -182,8 +190,8 @@ class Client:
         patience = time.monotonic() + BUSY_PATIENCE
         while True:
             try:
-                params, address = self._key_exchange(cols, rows, self.resume_token, resume_only=False,
-                                                     shown=self.shown)
+                params, address, kept = self._key_exchange(cols, rows, self.resume_token, resume_only=False,
+                                                           shown=self.shown)
                 break
             except ClientError as exc:
                 if exc.retry_after is not None and time.monotonic() + exc.retry_after <= patience:
@@ -196,7 +204,7 @@ class Client:
                 # the key is known now, so a second exchange asks nothing.
                 self._exchange.trusted_just_now = False
                 log.info("key exchange after the host-key question failed (%s); trying again", exc)
-        self._open_channel(params, address)
+        self._open_channel(params, address, kept)
         self._session = ClientSession(cols, rows, self.clipboard_max_bytes, predict=self.predict,
                                      shown=self.shown if params.resumed else (0, 0))
         self.session.attach(self.channel, params.input_received)
@@ -207,11 +215,15 @@ class Client:
         return self._exchange.run(cols, rows, token, resume_only=resume_only, shown=shown,
                                   same_key_as=self.params.host_key if self.params is not None else None)
 
-    def _open_channel(self, params, address) -> None:
+    def _open_channel(self, params, address, kept) -> None:
+        """The connection's channel, its UDP link, and ``kept`` (the exchange's stream, or None)."""
         family, host = address
-        self.conn = Connection(params, udpio.UdpLink(family, (host, params.udp_port), self._on_datagrams),
-                               Channel.from_params(Role.CLIENT, params, now=time.monotonic(),
-                                                   peer_addr=(host, params.udp_port)))
+        now = time.monotonic()
+        channel = Channel.from_params(Role.CLIENT, params, now=now, peer_addr=(host, params.udp_port))
+        paths = ClientPaths(udpio.UdpLink(family, (host, params.udp_port), self._on_datagrams), kept, channel,
+                            self.transport, now, on_stream_datagrams=self._on_datagrams,
+                            on_stream_closed=self._stream_lost, say=self._say)
+        self.conn = Connection(params, paths, channel)
         self.channel.attach_streams(self.streams)
         self.streams.new_channel()
         self._forwarder.start()
@@ -233,9 +245,9 @@ class Client:
                 if not (self._silent or self._path_dead) or self._done.is_set():
                     return                           # the old path came back by itself
                 try:
-                    params, address = self._key_exchange(self.session.cols, self.session.rows,
-                                                         self.channel_params.resume_token, resume_only=True,
-                                                         shown=self.session.shown)
+                    params, address, kept = self._key_exchange(self.session.cols, self.session.rows,
+                                                               self.channel_params.resume_token, resume_only=True,
+                                                               shown=self.session.shown)
                 except ClientError as exc:
                     self.reconnect_failures += 1
                     log.info("reconnect attempt %d failed: %s", backoff.attempts, exc)
@@ -246,15 +258,15 @@ class Client:
                         self._done.set()
                         return
                     continue
-                self._adopt(params, address)
+                self._adopt(params, address, kept)
                 return
         finally:
             self._reconnector = None
 
-    def _adopt(self, params, address) -> None:
+    def _adopt(self, params, address, kept) -> None:
         """Switch to the resumed connection; resend the keystrokes the old one may have lost."""
-        self.link.close()
-        self._open_channel(params, address)
+        self.paths.close()
+        self._open_channel(params, address, kept)
         self.session.attach(self.channel, params.input_received)
         self.reconnects += 1
         undelivered, lost = self._replay.resumed(params.input_received)
@@ -292,7 +304,7 @@ class Client:
                 for greenlet in (stdin_reader, self._reconnector):
                     if greenlet is not None:
                         greenlet.kill(block=False)
-                self.link.close()
+                self.paths.close()
                 self._forwarder.close()
                 self._timer.cancel()
                 self._leave_screen()
@@ -312,12 +324,30 @@ class Client:
                  "unknown" if srtt is None else f"{srtt * 1000:.0f} ms", stats.predicted, stats.shown,
                  stats.confirmed, stats.wrong, stats.glitches)
 
-    def _on_datagrams(self, batch: list[bytes]) -> None:
+    def _on_datagrams(self, batch: list[bytes], addr=None) -> None:
+        """From UDP, or with ``addr`` from the kept stream."""
         now = time.monotonic()
-        self.channel.receive_datagrams(batch, self.channel.peer_addr, now)
-        if self._backoff.attempts and self.channel.stats["datagrams_received"]:
-            self._backoff.reset()            # this connection works: start afresh next time
+        heard = self.channel.stats["datagrams_received"]
+        self.channel.receive_datagrams(batch, addr or self.link.server_addr, now)
+        if self.channel.stats["datagrams_received"] > heard:
+            if self._backoff.attempts:
+                self._backoff.reset()        # this connection works: start afresh next time
+            if addr is None:
+                self.paths.heard_udp(now)
         self.service()
+
+    def _stream_lost(self) -> None:
+        """The stream the session was using closed: back to UDP, and resume at once over
+        a new key exchange (which keeps a new stream) unless UDP answers first."""
+        log.info("the TCP connection carrying the session closed; reconnecting")
+        self._path_dead = True
+        self._start_reconnecting()
+
+    def _say(self, text: str) -> None:
+        """A notice on the status bar for a few seconds (unless the server is silent)."""
+        if not self._silent and self._terminal is not None:
+            self._status(text)
+            gevent.spawn_later(3.0, lambda: None if self._silent or self._bar.text != text else self._status(None))
 
     def _read_stdin(self) -> None:
         readable = udpio.Readable(self.stdin_fd)
@@ -431,11 +461,9 @@ class Client:
         while (event := self.streams.next_event()) is not None:
             self._pump.handle(event)
             self._forwarder.handle(event)
-        for data, _ in self.channel.datagrams_to_send(now):
-            error = self.link.send(data)
-            if error is not None and self.channel.send_failed(error, now):
-                self._move(f"sending failed: {os.strerror(error)}")
-                self.link.send(data)                     # a loss if this fails too: resent later
+        error = self.paths.send(self.channel.datagrams_to_send(now), now)
+        if error is not None and self.channel.send_failed(error, now):
+            self._move(f"sending failed: {os.strerror(error)}")   # (a loss: resent later)
         if self.channel.path_unreachable and not self._path_dead:
             self._path_dead = True                       # no route in this family: resume now,
             log.info("no route to the server from here; resuming over a new key exchange")
@@ -445,7 +473,7 @@ class Client:
         if self._done.is_set():
             self._timer.cancel()
         else:
-            self._timer.arm([self.channel.get_timer(), self.session.get_timer()], now)
+            self._timer.arm([self.channel.get_timer(), self.session.get_timer(), self.paths.get_timer()], now)
 
     def _take_events(self) -> None:
         while (event := self.channel.next_event()) is not None:
@@ -456,6 +484,7 @@ class Client:
                 self._start_reconnecting()
             elif isinstance(event, MoveRequested):
                 self._move(f"nothing heard for {event.silent_for:.1f} s")
+                self.paths.udp_silent(time.monotonic())
             elif isinstance(event, PeerReachable):
                 self._silent = False
                 self._status(None)
@@ -479,6 +508,7 @@ class Client:
         now = time.monotonic()
         self.channel.handle_timer(now)
         self.session.handle_timer(now)
+        self.paths.handle_timer(now)
         self.service()
 
     def _status(self, text: str | None) -> None:

@@ -33,10 +33,13 @@ class KeyExchange:
 
     def run(self, cols: int, rows: int, token: bytes | None, *, resume_only: bool,
             shown: tuple[int, int] | None, same_key_as: bytes | None = None):
-        """One key exchange over the route; returns the session parameters and the address
-        to send UDP to. A reconnect (``resume_only``) asks the user nothing;
-        ``same_key_as``: the host key the server must hold (a reconnect's)."""
+        """One key exchange over the route; returns the session parameters, the address
+        to send UDP to, and the connection it ran over if the route keeps it (``keeps``:
+        the session's datagrams may go over it where UDP is blocked), else None. A
+        reconnect (``resume_only``) asks the user nothing; ``same_key_as``: the host key
+        the server must hold (a reconnect's)."""
         stream, address = self.route.open(interactive=not resume_only)
+        kept = None
         hs = ClientHandshake(self.identity, self.user, now=time.monotonic(), diff_mode=self.diff_mode,
                              cols=cols, rows=rows, env=self.env, resume_token=token,
                              resume_only=resume_only, shown=shown, forward_agent=self.forward_agent)
@@ -53,6 +56,9 @@ class KeyExchange:
                         raise ClientError(f"{self.host} refused: {event.reason}{hint}", refusal=event.code,
                                           permanent=event.code != RefuseCode.SERVER_BUSY)
                 stream.sendall(hs.data_to_send())
+            if getattr(self.route, "keeps_stream", False):
+                stream.settimeout(None)              # from now on an idle path, read by a greenlet
+                kept = stream
         except ServerBusy as exc:
             raise ClientError(f"{self.host} is busy (too many key exchanges); it said to try again "
                               f"in {exc.retry_after} s", retry_after=exc.retry_after) from None
@@ -63,8 +69,9 @@ class KeyExchange:
         except OSError as exc:
             raise ClientError(f"connection to {self.host} lost during the key exchange: {exc}") from None
         finally:
-            stream.close()
-        return hs.params, address
+            if kept is None:
+                stream.close()
+        return hs.params, address, kept
 
     def _check_host_key(self, hs: ClientHandshake, stream, host_key: bytes, same_key_as: bytes | None) -> None:
         if same_key_as is not None:                  # reconnecting: it must be the same server

@@ -49,7 +49,10 @@ class ClientError(MoshpitError):
 
 
 class TcpRoute:
-    """mps's key-exchange port."""
+    """mps's key-exchange port. Its connection is kept after the exchange
+    (``keeps_stream``): the session's datagrams go over it where UDP is blocked."""
+
+    keeps_stream = True
 
     def __init__(self, host: str, port: int):
         self.host, self.port = host, port

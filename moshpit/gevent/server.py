@@ -250,6 +250,7 @@ class Server:
             address = (self.unix_peer, 0)
         host = address[0]
         first = b""
+        kept = False
         try:
             wait = self.limiter.connect(host, time.monotonic())
             if wait is not None:
@@ -264,13 +265,14 @@ class Server:
                     self._say_busy(sock, host, wait)
                     return
                 try:
-                    self._handshake(sock, address, first)
+                    kept = self._handshake(sock, address, first)
                 finally:
                     self.limiter.done(host)
             finally:
-                self.limiter.disconnect(host)
+                self.limiter.disconnect(host)    # a kept connection is the session's, not a slot
         finally:
-            sock.close()
+            if not kept:
+                sock.close()
             if self.single_session and first and not self.sessions:
                 gevent.spawn(self.stop)              # the one key exchange made no session
 
@@ -290,22 +292,28 @@ class Server:
         except OSError:
             pass
 
-    def _handshake(self, sock, address, first: bytes) -> None:
+    def _handshake(self, sock, address, first: bytes) -> bool:
+        """The key exchange on ``sock``; whether the connection was handed to the session
+        it attached (kept as a path for its datagrams, see streampath.py)."""
         hs = ServerHandshake(self.host_key, now=time.monotonic(), timeout=self.handshake_timeout)
         data = first
+        attached = None
         try:
             with gevent.Timeout(self.handshake_timeout + 1):
                 while True:
                     hs.receive_data(data, time.monotonic())
                     event = hs.next_event()
                     if isinstance(event, AuthRequested):
-                        self._decide(hs, event, address)
+                        attached = self._decide(hs, event, address)
                     out = hs.data_to_send()
                     if out:
                         sock.sendall(out)
                     if hs.finished:
                         break
                     data = sock.recv(4096)
+            if attached is not None and hs.params is not None:
+                shell, conn_id = attached
+                return shell.attach_stream(conn_id, sock)
         except (RemoteProtocolError, HandshakeError) as exc:
             log.info("handshake from %s failed: %s", address, exc)
             out = hs.data_to_send()
@@ -316,6 +324,7 @@ class Server:
                     pass
         except (OSError, gevent.Timeout) as exc:
             log.info("handshake from %s ended: %s", address, exc)
+        return False
 
     def target_user(self, name: str) -> pwd.struct_passwd | None:
         """Whom a login as ``name`` runs as: anyone when we are root, else only ourselves."""
@@ -332,7 +341,7 @@ class Server:
         return check_authorized(client_key, user=user.pw_name, home=user.pw_dir, uid=user.pw_uid,
                                 template=self.authorized_keys)
 
-    def _decide(self, hs: ServerHandshake, request: AuthRequested, address) -> None:
+    def _decide(self, hs: ServerHandshake, request: AuthRequested, address):
         """Authorise the client, admit it to a session (new or resumed), take that session
         over and attach the connection; each step refuses on its own terms."""
         user = self._authorise(hs, request, address)
@@ -340,7 +349,7 @@ class Server:
         taken = self._take_session(hs, request, user, admission.session, address) \
             if user is not None and admission is not None else None
         if taken is None or admission is None:
-            return
+            return None
         shell, input_received = taken
         record = admission.session
         params = hs.accept(conn_id=record.conn_id, udp_port=record.udp_port, session_id=record.session_id,
@@ -351,6 +360,7 @@ class Server:
         shell.attach(params, admission.resumed)
         log.info("%s session for %s (%s) on UDP %d", "resumed" if admission.resumed else "new",
                  request.user, request.fingerprint, record.udp_port)
+        return shell, params.conn_id
 
     def _authorise(self, hs: ServerHandshake, request: AuthRequested, address) -> pwd.struct_passwd | None:
         """The account the client may log in as, or None (refused, logged)."""

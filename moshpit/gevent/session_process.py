@@ -111,12 +111,18 @@ def _serve_link(link_sock, shell: ShellSession, host: _LinkHost) -> None:
     """The listener's orders, until it says stop or goes away (then the client is told)."""
     while True:
         try:
-            data = link_sock.recv(link.MAX_MESSAGE)
+            data, fds, _, _ = socket.recv_fds(link_sock, link.MAX_MESSAGE, 1)
         except OSError:
-            data = b""
+            data, fds = b"", []
         if not data:
             break
         message = link.decode(data)
+        if message["op"] == link.STREAM and fds:
+            stream = gsocket.socket(fileno=fds.pop())
+            if not shell.attach_stream(message["conn_id"], stream):
+                stream.close()
+        for fd in fds:                                   # (none comes with anything else)
+            os.close(fd)
         if message["op"] == link.ATTACH:
             shell.attach(link.params_from_json(message["params"]), message["resumed"])
         elif message["op"] == link.PREPARE_RESUME:
@@ -207,6 +213,15 @@ class SessionProcess:
 
     def attach(self, params, resumed: bool = False) -> None:
         self._ask(link.ATTACH, link.HEARD, params=link.params_to_json(params), resumed=resumed)
+
+    def attach_stream(self, conn_id: int, sock) -> bool:
+        """Hand the session process the connection its key exchange ran over (a path
+        for its datagrams); ours is then closed by the caller (False: not kept here)."""
+        try:
+            socket.send_fds(self.link, [link.encode({"op": link.STREAM, "conn_id": conn_id})], [sock.fileno()])
+        except OSError as exc:
+            log.info("could not hand session process %d its stream: %s", self.pid, exc)
+        return False
 
     def prepare_resume(self) -> int | None:
         """Ask the session to let go of its old connection; its input count, or None if it

@@ -30,8 +30,10 @@ from moshpit.protocol.events import ConnectionClosed, Resized
 from moshpit.protocol.handshake import DiffMode
 from moshpit.gevent import udp
 from moshpit.forwarding import ForwardPolicy
+from moshpit.gevent.datagramstream import DatagramStream
 from moshpit.gevent.forward import AgentSocket, ServerForwarder, StreamPump
 from moshpit.gevent.hubtimer import HubTimer
+from moshpit.protocol.streampath import StreamAddress, is_stream
 from moshpit.protocol.streams import StreamSet
 from moshpit.gevent.spawn import set_window_size
 from moshpit.session import ServerSession
@@ -86,6 +88,7 @@ class ShellSession:
         self.forwarder = ServerForwarder(self.streams, self._pump, forward_policy or ForwardPolicy(), agent)
         self._pty_window = self.session.window           # the size the shell's terminal has
         set_window_size(self.fd, *self._pty_window)
+        self._streams: dict[int, DatagramStream] = {}    # conn_id -> its kept key-exchange stream
         self._greenlets += [gevent.spawn(self._guarded, work)
                             for work in (self._read_pty, self._read_udp, self._write_pty)]
 
@@ -129,6 +132,33 @@ class ShellSession:
             self.notice = ""
         return channel
 
+    def attach_stream(self, conn_id: int, sock) -> bool:
+        """The key exchange's connection for ``conn_id``, kept: that connection's datagrams
+        may come and go over it where UDP is blocked (streampath.py). Whether it was
+        taken (a connection already displaced is not)."""
+        channel = self.channels.get(conn_id)
+        if channel is None or channel.closed or self.closed:
+            return False
+        old = self._streams.pop(conn_id, None)
+        if old is not None:
+            old.close()
+        self._streams[conn_id] = DatagramStream(sock, StreamAddress("tcp", conn_id), self._on_stream_datagrams)
+        return True
+
+    def _on_stream_datagrams(self, datagrams: list[bytes], addr: StreamAddress) -> None:
+        channel = self.channels.get(addr.serial)
+        if channel is None:
+            return
+        channel.receive_datagrams(datagrams, addr, time.monotonic())
+        self._note_heard()
+        self.service()
+
+    def _note_heard(self) -> None:
+        if not self._heard_on_channel and self.channel is not None \
+                and self.channel.stats["datagrams_received"]:
+            self._heard_on_channel = True            # the client has its new token: the
+            self.host.heard()                        # old one is spent
+
     def displace(self) -> None:
         """A resume is on its way: the old connection stops taking keystrokes now."""
         if self.channel is not None and not self.channel.closed:
@@ -170,6 +200,9 @@ class ShellSession:
             return {"attached": False, "peer": ""}
         idle = now - channel.last_heard
         peer = channel.peer_addr
+        if is_stream(peer):                              # the TCP connection's far end
+            stream = self._streams.get(channel.conn_id)
+            peer = stream.peer if stream is not None else None
         return {"attached": not channel.closed and idle < channel.config.silence_threshold,
                 "idle": round(idle, 1), "peer": _address(peer) if peer else ""}
 
@@ -281,10 +314,7 @@ class ShellSession:
                 run.append(data)
             if run and run_to is not None:
                 run_to[0].receive_datagrams(run, run_to[1], now)
-            if not self._heard_on_channel and self.channel is not None \
-                    and self.channel.stats["datagrams_received"]:
-                self._heard_on_channel = True            # the client has its new token: the
-                self.host.heard()                        # old one is spent
+            self._note_heard()
             self.service()
 
     def _write_some(self) -> None:
@@ -344,6 +374,11 @@ class ShellSession:
             set_window_size(self.fd, *self._pty_window)
         for channel in list(self.channels.values()):
             out = channel.datagrams_to_send(now)
+            if out and is_stream(out[0][1]):
+                stream = self._streams.get(channel.conn_id)
+                if stream is not None:
+                    stream.send_many([data for data, _ in out])
+                out = []
             while out:                                   # runs to one address go as one GSO send
                 addr = out[0][1]
                 run = 1
@@ -358,6 +393,9 @@ class ShellSession:
             if channel.closed and channel is not self.channel:
                 self.channels.pop(channel.conn_id, None)
                 self._retired.add(channel.conn_id)
+                stream = self._streams.pop(channel.conn_id, None)
+                if stream is not None:
+                    stream.close()
         if not (self.session.backlogged or self.session.holding_output):
             self._drained.set()
         self._pump.poke()
@@ -408,6 +446,8 @@ class ShellSession:
             greenlet.kill(block=False)
         self._timer.cancel()
         self.forwarder.close()
+        for stream in self._streams.values():
+            stream.close()
         if self.exit_status is None:
             try:
                 os.kill(self.pid, 1)

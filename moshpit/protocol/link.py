@@ -27,6 +27,7 @@ ATTACH = "attach"              # a new connection: params (keys, window), resume
 PREPARE_RESUME = "prepare"     # a resume is authenticated: drop the old connection, say input_received
 STOP = "stop"                  # the server is stopping: tell the client, then end
 QUERY = "query"                # say STATUS now (for a listing)
+STREAM = "stream"              # conn_id, with the key exchange's connection (SCM_RIGHTS): a path kept
 
 # session process -> listener
 STARTED = "started"            # shell_pid, tty (sent once, before the process drops privileges)

@@ -75,10 +75,13 @@ class PathChooser:
             return []
         return self._move(to_stream=True, now=now)
 
-    def stream_lost(self) -> None:
-        """The stream closed (the runtime resumes over a new key exchange if it was in use)."""
-        self.stream_up = False
+    def stream_lost(self) -> bool:
+        """The stream closed; whether it was in use (then the runtime goes back to UDP
+        and resumes over a new key exchange, which brings a new stream)."""
+        was_in_use = self.on_stream
+        self.stream_up = self.on_stream = False
         self._fallback_at = self._probe_at = self._recall_at = None
+        return was_in_use
 
     def get_timer(self) -> float | None:
         deadlines = [d for d in (self._fallback_at, self._probe_at, self._recall_at) if d is not None]

@@ -1,0 +1,99 @@
+"""The session's datagrams over a kept byte stream, on gevent: the runtime half of
+``protocol/streampath.py``, the same at both ends.
+
+A reader greenlet cuts what arrives into datagrams and hands each batch on with the
+stream's address; ``send_many`` frames datagrams into an outbox that a writer
+greenlet drains, so a sender never waits on TCP. The outbox is bounded by what the
+channel lets fly (its window); past OUTBOX_LIMIT the stream counts as stalled and
+is closed (the channel then finds the peer silent, as on a dead UDP path).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import gevent
+import gevent.event
+
+from moshpit.errors import RemoteProtocolError
+from moshpit.protocol.streampath import Deframer, StreamAddress, frame
+
+log = logging.getLogger("moshpit.stream")
+
+READ_SIZE = 64 << 10
+OUTBOX_LIMIT = 4 << 20
+
+
+class DatagramStream:
+    def __init__(self, sock, addr: StreamAddress, on_datagrams: Callable[[list[bytes], StreamAddress], None],
+                 on_closed: Callable[[DatagramStream], None] | None = None, *, reader=None):
+        """``sock``: a gevent socket (``recv``, ``send``, ``close``), or for a pipe pair,
+        ``reader`` (a callable returning bytes, b"" at the end) with ``sock`` the writer."""
+        self.sock, self.addr = sock, addr
+        self._on_datagrams, self._on_closed = on_datagrams, on_closed
+        self._recv = reader or (lambda: sock.recv(READ_SIZE))
+        self._deframer = Deframer()
+        self._outbox = bytearray()
+        self._ready = gevent.event.Event()
+        self.closed = False
+        self.bytes_in = self.bytes_out = 0
+        try:
+            peer = sock.getpeername()
+        except (AttributeError, OSError):
+            peer = None
+        self.peer = peer if isinstance(peer, tuple) else None     # (host, port, ...) of a TCP peer
+        self._greenlets = [gevent.spawn(self._read), gevent.spawn(self._write)]
+
+    def send_many(self, datagrams: list[bytes]) -> None:
+        if self.closed or not datagrams:
+            return
+        self._outbox += frame(datagrams)
+        if len(self._outbox) > OUTBOX_LIMIT:
+            log.info("%s stalled (%d bytes unsent); closing it", self.addr, len(self._outbox))
+            self.close()
+            return
+        self._ready.set()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                data = self._recv()
+                if not data:
+                    break
+                self.bytes_in += len(data)
+                datagrams = self._deframer.feed(data)
+                if datagrams:
+                    self._on_datagrams(datagrams, self.addr)
+        except RemoteProtocolError as exc:
+            log.warning("%s: %s; closing it", self.addr, exc)
+        except OSError as exc:
+            log.info("%s: %s", self.addr, exc)
+        self.close()
+
+    def _write(self) -> None:
+        try:
+            while True:
+                self._ready.wait()
+                self._ready.clear()
+                while self._outbox:
+                    sent = self.sock.send(self._outbox[:READ_SIZE])
+                    self.bytes_out += sent
+                    del self._outbox[:sent]
+        except OSError as exc:
+            log.info("%s: %s", self.addr, exc)
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for greenlet in self._greenlets:
+            if greenlet is not gevent.getcurrent():
+                greenlet.kill(block=False)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        if self._on_closed is not None:
+            self._on_closed(self)
