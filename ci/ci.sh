@@ -8,10 +8,12 @@ echo "== python: $(python3 --version) on $(uname -m)"
 
 # tmux is the independent oracle of the terminal tests; iproute2 makes the network
 # namespaces of the roaming tests; a real sshd and ssh carry the mp --ssh tests (they
-# run as root, and are skipped otherwise); libutempter writes mp --ssh's login records.
+# run as root, and are skipped otherwise); libutempter writes mp --ssh's login records;
+# nftables is the firewall of the tests where UDP is blocked.
 missing=""
 command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+[ -x /usr/sbin/nft ] || command -v nft >/dev/null 2>&1 || missing="$missing nftables"
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
 command -v ssh >/dev/null 2>&1 || missing="$missing openssh-client"
 ldconfig -p 2>/dev/null | grep 'libutempter\.so\.0' >/dev/null || missing="$missing libutempter0"

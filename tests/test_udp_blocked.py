@@ -10,6 +10,7 @@ import pytest
 
 import netns
 from moshpit.protocol.handshake import DiffMode
+from test_forward_roaming import in_process_server  # noqa: F401
 from test_roaming_netns import hosts, rows_with, server, start_mp, typed_and_shown, wait_shown  # noqa: F401
 
 if not netns.firewall_available():
@@ -84,6 +85,37 @@ def test_udp_blocked_mid_session_moves_to_tcp_in_the_middle_of_typing(hosts, ser
         assert ON_TCP in client_log(tmp_path)
         typed_and_shown(mp, 3, timeout=5)
         assert rows_with(mp, "mark-2-42") == 1 and rows_with(mp, "mark-3-42") == 1
+    finally:
+        mp.write(b"\x1e.")
+        mp.expect(b"", timeout=2)
+
+
+def test_sessions_in_process_go_over_tcp_too(hosts, in_process_server, tmp_path):  # noqa: F811
+    mp = start_mp(hosts, tmp_path, in_process_server, DiffMode.STATESYNC, hosts.SERVER4)
+    try:
+        typed_and_shown(mp, 1, timeout=10)
+        hosts.block_udp("server")
+        assert typed_and_shown(mp, 2, timeout=10) < 3.0
+        assert ON_TCP in client_log(tmp_path)
+        assert rows_with(mp, "mark-2-42") == 1
+    finally:
+        mp.write(b"\x1e.")
+        mp.expect(b"", timeout=2)
+
+
+def test_roaming_while_on_tcp_reconnects_and_resumes(hosts, server, tmp_path):  # noqa: F811
+    """On TCP (UDP blocked), the client's address changes: that TCP connection is dead
+    (its address is gone); the client finds the session silent, runs a new key
+    exchange from the new address, resumes, and goes on over its new connection."""
+    hosts.block_udp("client")
+    mp = start_mp(hosts, tmp_path, server, DiffMode.RELIABLE, hosts.SERVER4)
+    try:
+        typed_and_shown(mp, 1, timeout=10)
+        hosts.readdress(hosts.CLIENT4, "10.77.0.3")
+        typed_and_shown(mp, 2, timeout=30)
+        log = client_log(tmp_path)
+        assert "resumed the session" in log and log.count(ON_TCP) >= 2
+        assert rows_with(mp, "mark-2-42") == 1
     finally:
         mp.write(b"\x1e.")
         mp.expect(b"", timeout=2)

@@ -250,7 +250,6 @@ class Server:
             address = (self.unix_peer, 0)
         host = address[0]
         first = b""
-        kept = False
         try:
             wait = self.limiter.connect(host, time.monotonic())
             if wait is not None:
@@ -265,14 +264,13 @@ class Server:
                     self._say_busy(sock, host, wait)
                     return
                 try:
-                    kept = self._handshake(sock, address, first)
+                    self._handshake(sock, address, first)
                 finally:
                     self.limiter.done(host)
             finally:
                 self.limiter.disconnect(host)    # a kept connection is the session's, not a slot
         finally:
-            if not kept:
-                sock.close()
+            sock.close()                             # (a session keeps a copy: see _handshake)
             if self.single_session and first and not self.sessions:
                 gevent.spawn(self.stop)              # the one key exchange made no session
 
@@ -292,9 +290,9 @@ class Server:
         except OSError:
             pass
 
-    def _handshake(self, sock, address, first: bytes) -> bool:
-        """The key exchange on ``sock``; whether the connection was handed to the session
-        it attached (kept as a path for its datagrams, see streampath.py)."""
+    def _handshake(self, sock, address, first: bytes) -> None:
+        """The key exchange on ``sock``. The session it attaches gets a copy of the
+        connection, kept as a path for its datagrams (streampath.py)."""
         hs = ServerHandshake(self.host_key, now=time.monotonic(), timeout=self.handshake_timeout)
         data = first
         attached = None
@@ -313,7 +311,7 @@ class Server:
                     data = sock.recv(4096)
             if attached is not None and hs.params is not None:
                 shell, conn_id = attached
-                return shell.attach_stream(conn_id, sock)
+                shell.attach_stream(conn_id, sock)
         except (RemoteProtocolError, HandshakeError) as exc:
             log.info("handshake from %s failed: %s", address, exc)
             out = hs.data_to_send()
@@ -324,7 +322,6 @@ class Server:
                     pass
         except (OSError, gevent.Timeout) as exc:
             log.info("handshake from %s ended: %s", address, exc)
-        return False
 
     def target_user(self, name: str) -> pwd.struct_passwd | None:
         """Whom a login as ``name`` runs as: anyone when we are root, else only ourselves."""

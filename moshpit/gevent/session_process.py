@@ -119,7 +119,7 @@ def _serve_link(link_sock, shell: ShellSession, host: _LinkHost) -> None:
         message = link.decode(data)
         if message["op"] == link.STREAM and fds:
             stream = gsocket.socket(fileno=fds.pop())
-            if not shell.attach_stream(message["conn_id"], stream):
+            if not shell.attach_stream(message["conn_id"], stream, copy=False):
                 stream.close()
         for fd in fds:                                   # (none comes with anything else)
             os.close(fd)
@@ -216,7 +216,7 @@ class SessionProcess:
 
     def attach_stream(self, conn_id: int, sock) -> bool:
         """Hand the session process the connection its key exchange ran over (a path
-        for its datagrams); ours is then closed by the caller (False: not kept here)."""
+        for its datagrams); ours is then closed by the caller."""
         try:
             socket.send_fds(self.link, [link.encode({"op": link.STREAM, "conn_id": conn_id})], [sock.fileno()])
         except OSError as exc:

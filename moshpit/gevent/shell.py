@@ -132,13 +132,15 @@ class ShellSession:
             self.notice = ""
         return channel
 
-    def attach_stream(self, conn_id: int, sock) -> bool:
+    def attach_stream(self, conn_id: int, sock, *, copy: bool = True) -> bool:
         """The key exchange's connection for ``conn_id``, kept: that connection's datagrams
         may come and go over it where UDP is blocked (streampath.py). Whether it was
-        taken (a connection already displaced is not)."""
+        taken (a connection already displaced is not). ``copy``: keep a duplicate (the
+        caller closes ``sock``), else ``sock`` itself."""
         channel = self.channels.get(conn_id)
         if channel is None or channel.closed or self.closed:
             return False
+        sock = sock.dup() if copy else sock
         old = self._streams.pop(conn_id, None)
         if old is not None:
             old.close()
