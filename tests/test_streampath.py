@@ -190,3 +190,15 @@ def test_a_probe_brings_the_server_back_to_udp_once_udp_works():
     net.client.channel.send_data(b"two")
     assert net.run_until(lambda: bytes(net.server.received) == b"one two", timeout=2)
     assert net.run_until(lambda: net.server.channel.addr_validated, timeout=2)
+
+
+def test_the_spec_vector_frames_and_deframes():
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    (block,) = re.findall(r"```stream-vector\n(.*?)```", text, re.S)
+    fields = dict(line.split(": ", 1) for line in block.strip().splitlines())
+    sent = [bytes.fromhex(d) for d in fields["datagrams"].split()]
+    stream = bytes.fromhex(fields["stream"])
+    assert frame(sent) == stream
+    assert Deframer().feed(stream) == sent
