@@ -85,6 +85,36 @@ class StatusBar:
         return True
 
 
+def leave_screen(fd: int, bar: StatusBar, session: ClientSession | None) -> None:
+    """No status bar, no mode the remote program switched on, the cursor on a fresh line:
+    what the shell (or mp's last message) finds when we let go of the terminal."""
+    if not os.isatty(fd):
+        return
+    out = ""
+    if bar.shown:
+        out += REMOVE_STATUS_BAR if bar.reliable or session is None else render_full(session.displayed)
+        bar.shown = False
+    out += SANE_MODES
+    if session is not None and not session.at_line_start:
+        out += "\r\n"
+    try:
+        gevent.os.nb_write(fd, out.encode())
+    except OSError:
+        pass                                         # the terminal is gone (SIGHUP)
+
+
+def log_prediction(session: ClientSession | None, srtt: float | None) -> None:
+    """Why keys were or were not shown at once, for ``mp -v`` and the log."""
+    engine = session.engine if session is not None else None
+    if engine is None:
+        return
+    stats = engine.stats
+    log.info("prediction (%s): SRTT %s, %d keys predicted, %d shown at once, %d confirmed, "
+             "%d wrong while hidden, %d glitches", engine.policy.value,
+             "unknown" if srtt is None else f"{srtt * 1000:.0f} ms", stats.predicted, stats.shown,
+             stats.confirmed, stats.wrong, stats.glitches)
+
+
 @dataclass(frozen=True)
 class ClientForwards:
     """What a client forwards: its agent (the SSH_AUTH_SOCK path), -L, -R and -D."""
@@ -308,21 +338,9 @@ class Client:
                 self._forwarder.close()
                 self._timer.cancel()
                 self._leave_screen()
-                self._log_prediction()
+                log_prediction(self._session, self.channel.rtt.srtt)
         self._terminal = None
         return self.exit_code
-
-    def _log_prediction(self) -> None:
-        """Why keys were or were not shown at once, for ``mp -v`` and the log."""
-        engine = self._session.engine if self._session is not None else None
-        if engine is None:
-            return
-        srtt = self.channel.rtt.srtt
-        stats = engine.stats
-        log.info("prediction (%s): SRTT %s, %d keys predicted, %d shown at once, %d confirmed, "
-                 "%d wrong while hidden, %d glitches", engine.policy.value,
-                 "unknown" if srtt is None else f"{srtt * 1000:.0f} ms", stats.predicted, stats.shown,
-                 stats.confirmed, stats.wrong, stats.glitches)
 
     def _on_datagrams(self, batch: list[bytes], addr=None) -> None:
         """From UDP, or with ``addr`` from the kept stream."""
@@ -417,22 +435,7 @@ class Client:
             self._status(self._bar.text)
 
     def _leave_screen(self) -> None:
-        """No status bar, no mode the remote program switched on, the cursor on a fresh line:
-        what the shell (or mp's last message) finds when we let go of the terminal."""
-        if not os.isatty(self.stdout_fd):
-            return
-        out = ""
-        if self._bar.shown:
-            out += REMOVE_STATUS_BAR if self.diff_mode is DiffMode.RELIABLE else \
-                render_full(self.session.displayed)
-            self._bar.shown = False
-        out += SANE_MODES
-        if self._session is not None and not self._session.at_line_start:
-            out += "\r\n"
-        try:
-            gevent.os.nb_write(self.stdout_fd, out.encode())
-        except OSError:
-            pass                                         # the terminal is gone (SIGHUP)
+        leave_screen(self.stdout_fd, self._bar, self._session)
 
     def _terminated(self, signum: int) -> None:
         self.exit_code = 128 + signum

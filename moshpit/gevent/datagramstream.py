@@ -97,3 +97,34 @@ class DatagramStream:
             pass
         if self._on_closed is not None:
             self._on_closed(self)
+
+
+class KeptStreams:
+    """A server session's kept key-exchange connections, one per connection id."""
+
+    def __init__(self, on_datagrams: Callable[[list[bytes], StreamAddress], None]):
+        self._on_datagrams = on_datagrams
+        self._by_conn: dict[int, DatagramStream] = {}
+
+    def attach(self, conn_id: int, sock) -> None:
+        self.drop(conn_id)
+        self._by_conn[conn_id] = DatagramStream(sock, StreamAddress("tcp", conn_id), self._on_datagrams)
+
+    def send(self, conn_id: int, datagrams: list[bytes]) -> None:
+        stream = self._by_conn.get(conn_id)
+        if stream is not None:
+            stream.send_many(datagrams)
+
+    def peer(self, conn_id: int):
+        """The far end's (host, port) of a TCP connection, or None."""
+        stream = self._by_conn.get(conn_id)
+        return stream.peer if stream is not None else None
+
+    def drop(self, conn_id: int) -> None:
+        stream = self._by_conn.pop(conn_id, None)
+        if stream is not None:
+            stream.close()
+
+    def close(self) -> None:
+        for conn_id in list(self._by_conn):
+            self.drop(conn_id)

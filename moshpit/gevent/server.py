@@ -291,11 +291,9 @@ class Server:
             pass
 
     def _handshake(self, sock, address, first: bytes) -> None:
-        """The key exchange on ``sock``. The session it attaches gets a copy of the
-        connection, kept as a path for its datagrams (streampath.py)."""
+        """The key exchange on ``sock``; the session it attaches keeps a copy (streampath.py)."""
         hs = ServerHandshake(self.host_key, now=time.monotonic(), timeout=self.handshake_timeout)
-        data = first
-        attached = None
+        data, attached = first, None
         try:
             with gevent.Timeout(self.handshake_timeout + 1):
                 while True:
@@ -310,8 +308,7 @@ class Server:
                         break
                     data = sock.recv(4096)
             if attached is not None and hs.params is not None:
-                shell, conn_id = attached
-                shell.attach_stream(conn_id, sock)
+                attached[0].attach_stream(attached[1], sock)     # (the session, its conn_id)
         except (RemoteProtocolError, HandshakeError) as exc:
             log.info("handshake from %s failed: %s", address, exc)
             out = hs.data_to_send()

@@ -30,7 +30,7 @@ from moshpit.protocol.events import ConnectionClosed, Resized
 from moshpit.protocol.handshake import DiffMode
 from moshpit.gevent import udp
 from moshpit.forwarding import ForwardPolicy
-from moshpit.gevent.datagramstream import DatagramStream
+from moshpit.gevent.datagramstream import KeptStreams
 from moshpit.gevent.forward import AgentSocket, ServerForwarder, StreamPump
 from moshpit.gevent.hubtimer import HubTimer
 from moshpit.protocol.streampath import StreamAddress, is_stream
@@ -88,7 +88,7 @@ class ShellSession:
         self.forwarder = ServerForwarder(self.streams, self._pump, forward_policy or ForwardPolicy(), agent)
         self._pty_window = self.session.window           # the size the shell's terminal has
         set_window_size(self.fd, *self._pty_window)
-        self._streams: dict[int, DatagramStream] = {}    # conn_id -> its kept key-exchange stream
+        self._kept = KeptStreams(self._on_stream_datagrams)   # key-exchange connections kept
         self._greenlets += [gevent.spawn(self._guarded, work)
                             for work in (self._read_pty, self._read_udp, self._write_pty)]
 
@@ -140,11 +140,7 @@ class ShellSession:
         channel = self.channels.get(conn_id)
         if channel is None or channel.closed or self.closed:
             return False
-        sock = sock.dup() if copy else sock
-        old = self._streams.pop(conn_id, None)
-        if old is not None:
-            old.close()
-        self._streams[conn_id] = DatagramStream(sock, StreamAddress("tcp", conn_id), self._on_stream_datagrams)
+        self._kept.attach(conn_id, sock.dup() if copy else sock)
         return True
 
     def _on_stream_datagrams(self, datagrams: list[bytes], addr: StreamAddress) -> None:
@@ -203,8 +199,7 @@ class ShellSession:
         idle = now - channel.last_heard
         peer = channel.peer_addr
         if is_stream(peer):                              # the TCP connection's far end
-            stream = self._streams.get(channel.conn_id)
-            peer = stream.peer if stream is not None else None
+            peer = self._kept.peer(channel.conn_id)
         return {"attached": not channel.closed and idle < channel.config.silence_threshold,
                 "idle": round(idle, 1), "peer": _address(peer) if peer else ""}
 
@@ -377,9 +372,7 @@ class ShellSession:
         for channel in list(self.channels.values()):
             out = channel.datagrams_to_send(now)
             if out and is_stream(out[0][1]):
-                stream = self._streams.get(channel.conn_id)
-                if stream is not None:
-                    stream.send_many([data for data, _ in out])
+                self._kept.send(channel.conn_id, [data for data, _ in out])
                 out = []
             while out:                                   # runs to one address go as one GSO send
                 addr = out[0][1]
@@ -395,9 +388,7 @@ class ShellSession:
             if channel.closed and channel is not self.channel:
                 self.channels.pop(channel.conn_id, None)
                 self._retired.add(channel.conn_id)
-                stream = self._streams.pop(channel.conn_id, None)
-                if stream is not None:
-                    stream.close()
+                self._kept.drop(channel.conn_id)
         if not (self.session.backlogged or self.session.holding_output):
             self._drained.set()
         self._pump.poke()
@@ -448,8 +439,7 @@ class ShellSession:
             greenlet.kill(block=False)
         self._timer.cancel()
         self.forwarder.close()
-        for stream in self._streams.values():
-            stream.close()
+        self._kept.close()
         if self.exit_status is None:
             try:
                 os.kill(self.pid, 1)

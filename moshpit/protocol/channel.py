@@ -207,21 +207,19 @@ class Channel:
         self._tx.path_changed()
 
     def use_path(self, addr) -> None:
-        """Client: send to ``addr`` from now on: the server's UDP address, or a
-        ``StreamAddress`` (the runtime's choice, see transport.py). The server follows
-        the first datagram it gets from the new path, as it follows a roaming client.
-        Onto a stream, what is in flight goes again, once; after that a stream's
-        bundles are not resent (see ``SendFlow.path_is_stream``)."""
-        if self.role is not Role.CLIENT:
-            raise LocalProtocolError("only the client chooses its path")
+        """Client: send to ``addr`` now, UDP's or a ``StreamAddress`` (transport.py); the
+        server follows. Onto a stream, what is in flight goes once more, then never again."""
+        self._client_only("chooses its path")
         self._tx.use_path(addr)
 
     def probe_datagram(self, now: float) -> bytes:
-        """Client: a datagram to send on the path not in use, to learn whether it works
-        (the server answers it there, and follows it; see transport.py)."""
-        if self.role is not Role.CLIENT:
-            raise LocalProtocolError("only the client probes paths")
+        """Client: one datagram for the path not in use; the server answers (and follows) it."""
+        self._client_only("probes paths")
         return self._tx.probe_datagram(now)
+
+    def _client_only(self, what: str) -> None:
+        if self.role is not Role.CLIENT:
+            raise LocalProtocolError(f"only the client {what}")
 
     def send_echo_ack(self, keystrokes: int, flags: int, now: float) -> None:
         """Server: the shell has had ``keystrokes`` bytes of input long enough to echo
@@ -235,10 +233,7 @@ class Channel:
         """Client: a datagram could not be sent (``error`` is the errno). Returns whether
         to re-open the socket now: then re-open it, call ``path_changed`` and send again."""
         self.stats["send_errors"] += 1
-        if self.path is None or not self.path.send_failed(error, now):
-            return False
-        self.path.moved(now)
-        return True
+        return self.path is not None and self.path.reopen_after(error, now)
 
     @property
     def path_unreachable(self) -> bool:

@@ -75,6 +75,13 @@ class PathMonitor:
             self._failures_in_a_row += 1
         return now - self._moved_at >= REOPEN_INTERVAL
 
+    def reopen_after(self, error: int, now: float) -> bool:
+        """``send_failed``, and when it says re-open, counted as moved."""
+        if not self.send_failed(error, now):
+            return False
+        self.moved(now)
+        return True
+
     @property
     def unreachable(self) -> bool:
         """Sends keep failing for want of a route, new sockets or not, and nothing has
