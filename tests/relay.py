@@ -107,12 +107,16 @@ class Relay:
 
 
 class Gateway:
-    """The server at ``127.0.0.2``: TCP port ``tcp_port`` forwarded, UDP ``udp_port`` relayed."""
+    """The server at ``127.0.0.2``: TCP port ``tcp_port`` forwarded, UDP ``udp_port`` relayed.
+    The relay's ``block_up``/``block_down`` drop UDP (a firewall); with ``stall_tcp`` they
+    stall the TCP connections too, each way (the network gone: the bytes go on when it
+    comes back, as TCP's would; a session kept going over TCP waits with it)."""
 
     def __init__(self, tcp_port: int, udp_port: int, **impairments):
         from gevent.server import StreamServer
         self.relay = Relay(("127.0.0.1", udp_port), front=("127.0.0.2", udp_port), **impairments)
         self.tcp_open = True
+        self.stall_tcp = False
         self.drop_accepts = 0          # this many key exchanges lose the server's last message
         self._tcp = StreamServer(("127.0.0.2", tcp_port), self._forward)
         self._tcp.start()
@@ -131,6 +135,8 @@ class Gateway:
                     if from_server and chunks == 2 and self.drop_accepts > 0:
                         self.drop_accepts -= 1
                         break                        # SERVER_ACCEPT lost with the connection
+                    while self.stall_tcp and (self.relay.block_down if from_server else self.relay.block_up):
+                        gevent.sleep(0.05)
                     dst.sendall(data)
             except OSError:
                 pass
@@ -272,6 +278,8 @@ def main(argv=None) -> None:
             if isinstance(path, DelayedTcp):
                 path.stalled = blocked
             else:
+                if isinstance(relay, Gateway):
+                    relay.stall_tcp = True           # "block": the network gone, not a firewall
                 path.block_up = path.block_down = blocked
             sys.stdout.write(f"{command.strip().decode()}ed\n")
             sys.stdout.flush()

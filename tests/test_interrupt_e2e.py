@@ -87,6 +87,7 @@ def test_lines_printed_during_an_outage_reach_the_scrollback_once_in_order(delay
     watcher = Watcher(running)
     assert running.wait_for(lambda: watcher.shows("200"), timeout=30)
     relay = gateway.relay
+    gateway.stall_tcp = True                                  # the network gone: TCP too
     relay.block_up = relay.block_down = True                  # 8 s with no UDP at all
     gevent.sleep(8.0)
     relay.block_up = relay.block_down = False

@@ -16,6 +16,7 @@ from moshpit.gevent.server import Server
 from moshpit.keys import HostKeyPolicy, KnownHosts
 from moshpit.protocol.backoff import Backoff
 from moshpit.protocol.handshake import DiffMode
+from moshpit.protocol.streampath import StreamAddress
 from moshpit.terminal.model import TerminalModel
 from relay import Gateway
 
@@ -99,10 +100,13 @@ def gateway_server(home, **impairments):
 
 @pytest.fixture
 def behind_gateway(home, request):
+    """A client with ``transport = udp``: a dead UDP path with TCP alive is then a
+    reconnect (with ``auto`` the session would go over the kept TCP connection, see
+    test_auto_goes_over_tcp_while_udp_is_dead_and_comes_back)."""
     path, key = home
     mode = getattr(request, "param", DiffMode.RELIABLE)
     server, gateway = gateway_server(home)
-    running = RunningClient(gateway, key, server.user.pw_name, path, mode)
+    running = RunningClient(gateway, key, server.user.pw_name, path, mode, transport="udp")
     yield server, gateway, running
     running.close()
     gateway.close()
@@ -185,6 +189,37 @@ def test_reconnecting_keeps_trying_while_the_server_refuses_tcp(behind_gateway):
     gateway.relay.block_up = gateway.relay.block_down = False
     running.type(b"echo back-$((5*5))\r")
     assert running.wait_for(lambda: b"back-25" in running.output)
+
+
+@pytest.mark.parametrize("mode", list(DiffMode))
+def test_auto_goes_over_tcp_while_udp_is_dead_and_comes_back(home, tmp_path, mode):
+    """The default transport: UDP dies both ways (TCP alive, a firewall); the session goes
+    on over the kept TCP connection at once, no reconnect, each keystroke once; UDP
+    back, the session moves back to it."""
+    path, key = home
+    server, gateway = gateway_server(home)
+    running = RunningClient(gateway, key, server.user.pw_name, path, mode)
+    hits = tmp_path / "hits"
+    try:
+        running.type(b"echo hit >> %s\r" % bytes(hits))
+        assert running.wait_for(lambda: lines(hits) == 1)
+        gateway.relay.block_up = gateway.relay.block_down = True
+        running.type(b"echo hit >> %s\r" % bytes(hits))
+        assert running.wait_for(lambda: lines(hits) == 2, timeout=5)
+        assert running.client.paths.on_stream and running.client.reconnects == 0
+        shell = next(iter(server.sessions.values()))
+        assert running.wait_for(lambda: isinstance(shell.channel.peer_addr, StreamAddress), timeout=2)
+        gateway.relay.block_up = gateway.relay.block_down = False
+        assert running.wait_for(lambda: not running.client.paths.on_stream, timeout=10)
+        running.type(b"echo hit >> %s; echo back-$((6*7))\r" % bytes(hits))
+        assert running.wait_for(lambda: running.shows("back-42"), timeout=5)
+        gevent.sleep(0.5)
+        assert lines(hits) == 3 and running.client.reconnects == 0
+        assert not isinstance(shell.channel.peer_addr, StreamAddress)
+    finally:
+        running.close()
+        gateway.close()
+        server.stop()
 
 
 def test_backoff_doubles_up_to_the_cap_with_bounded_jitter():
