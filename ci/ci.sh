@@ -55,3 +55,4 @@ echo "== benchmark smoke runs"
 .venv/bin/python benchmarks/bench_load.py --quick
 .venv/bin/python benchmarks/bench_predict.py --quick
 .venv/bin/python benchmarks/bench_forward.py --quick
+.venv/bin/python benchmarks/bench_fallback.py --quick

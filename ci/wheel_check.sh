@@ -2,7 +2,9 @@
 # The manylinux wheel that ci/wheels.sh made (made now if there is none): install
 # it into a fresh virtual environment with binaries only (nothing may compile), prove
 # it carries no sources or C files, and run mp --version and the test suite against
-# it from outside the source tree.
+# it from outside the source tree: all of it but the slowest end-to-end files (network
+# namespaces, 50 MB transfers, outages), which the source pass has just run on the
+# same compiled kernels; that keeps CI well under 30 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -35,4 +37,8 @@ cd "$work"
 import moshpit, moshpit.codec, moshpit.replay, moshpit.seqtrack, moshpit.retransmit, moshpit.protect, moshpit.vtscan, moshpit.crypto, moshpit.terminal.model
 assert '$root' not in moshpit.__file__, moshpit.__file__
 print('imports from', moshpit.__file__)"
-"$work/venv/bin/pytest" -q --rootdir="$root" -c "$root/pyproject.toml" "$root/tests" "$root/_ext" -p no:cacheprovider
+slow="test_forward_roaming test_roaming_netns test_udp_blocked test_forward_e2e test_interrupt_e2e test_predict_e2e"
+ignores=()
+for name in $slow; do ignores+=(--ignore="$root/tests/$name.py"); done
+"$work/venv/bin/pytest" -q --rootdir="$root" -c "$root/pyproject.toml" "$root/tests" "$root/_ext" -p no:cacheprovider \
+    "${ignores[@]}"

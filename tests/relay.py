@@ -247,7 +247,8 @@ class DelayedTcp:
 def main(argv=None) -> None:
     """A relay in a process of its own. It prints ``ready PORT`` (the port to connect to;
     a gateway is at 127.0.0.2) and then reads lines: ``block`` cuts the path off both
-    ways (UDP dropped, TCP stalled), ``unblock`` restores it; end of input ends it."""
+    ways (UDP dropped, TCP stalled), ``firewall`` drops UDP only, ``unblock`` restores
+    it; end of input ends it."""
     import argparse
     import gevent.os
     import sys
@@ -274,12 +275,13 @@ def main(argv=None) -> None:
         pending += chunk
         while b"\n" in pending:
             command, pending = pending.split(b"\n", 1)
-            blocked = command.strip() == b"block"
+            word = command.strip()
+            blocked = word in (b"block", b"firewall")
             if isinstance(path, DelayedTcp):
                 path.stalled = blocked
             else:
-                if isinstance(relay, Gateway):
-                    relay.stall_tcp = True           # "block": the network gone, not a firewall
+                if isinstance(relay, Gateway):       # "block": the network gone; "firewall":
+                    relay.stall_tcp = word == b"block"   # UDP dropped, TCP going on
                 path.block_up = path.block_down = blocked
             sys.stdout.write(f"{command.strip().decode()}ed\n")
             sys.stdout.flush()

@@ -506,6 +506,12 @@ def test_a_session_printing_costly_escapes_does_not_stall_another_sessions_echo(
         assert flooder.wait_for(lambda: any("stopped-42" in row for s in srv.sessions.values()
                                             for row in s.session.model.state.text()), timeout=20)
     finally:
+        shells = [s.pid for s in srv.sessions.values()]
         flooder.close()
         typist.close()
         srv.stop()
+        for pid in shells:                                  # a flood left behind would slow every
+            try:                                            # test after this one
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass

@@ -171,6 +171,7 @@ class Client:
         self._silent = False
         self._replay = KeystrokeReplay()   # what to send again after a reconnect
         self._path_dead = False       # sends fail for want of a route: resuming elsewhere
+        self._exchanging = False      # a reconnect's key exchange is under way
         self._terminal: RawMode | None = None
         forwards = forwards or ClientForwards()
         self._exchange = KeyExchange(route or TcpRoute(host, port), host, port, identity, user,
@@ -274,11 +275,13 @@ class Client:
                 gevent.sleep(0 if self._path_dead and backoff.attempts == 1 else delay)
                 if not (self._silent or self._path_dead) or self._done.is_set():
                     return                           # the old path came back by itself
-                try:
+                self._exchanging = True          # the old channel's output from now on would
+                try:                             # come again from ``shown``: not taken meanwhile
                     params, address, kept = self._key_exchange(self.session.cols, self.session.rows,
                                                                self.channel_params.resume_token, resume_only=True,
                                                                shown=self.session.shown)
                 except ClientError as exc:
+                    self._exchanging = False
                     self.reconnect_failures += 1
                     log.info("reconnect attempt %d failed: %s", backoff.attempts, exc)
                     if exc.permanent:
@@ -291,10 +294,11 @@ class Client:
                 self._adopt(params, address, kept)
                 return
         finally:
-            self._reconnector = None
+            self._reconnector, self._exchanging = None, False
 
     def _adopt(self, params, address, kept) -> None:
         """Switch to the resumed connection; resend the keystrokes the old one may have lost."""
+        self._exchanging = False
         self.paths.close()
         self._open_channel(params, address, kept)
         self.session.attach(self.channel, params.input_received)
@@ -344,6 +348,8 @@ class Client:
 
     def _on_datagrams(self, batch: list[bytes], addr=None) -> None:
         """From UDP, or with ``addr`` from the kept stream."""
+        if self._exchanging:
+            return                           # unacknowledged, so sent again if this channel stays
         now = time.monotonic()
         heard = self.channel.stats["datagrams_received"]
         self.channel.receive_datagrams(batch, addr or self.link.server_addr, now)
