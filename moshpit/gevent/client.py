@@ -199,11 +199,6 @@ class Client:
         return self.conn.channel
 
     @property
-    def link(self) -> udpio.UdpLink:
-        assert self.conn is not None, "connect() first"
-        return self.conn.paths.udp
-
-    @property
     def paths(self) -> ClientPaths:
         assert self.conn is not None, "connect() first"
         return self.conn.paths
@@ -347,12 +342,13 @@ class Client:
         return self.exit_code
 
     def _on_datagrams(self, batch: list[bytes], addr=None) -> None:
-        """From UDP, or with ``addr`` from the kept stream."""
+        """From UDP, or with ``addr`` from the kept stream (none while a reconnect's key
+        exchange runs: unacknowledged, they come again if this channel stays)."""
         if self._exchanging:
-            return                           # unacknowledged, so sent again if this channel stays
+            return
         now = time.monotonic()
         heard = self.channel.stats["datagrams_received"]
-        self.channel.receive_datagrams(batch, addr or self.link.server_addr, now)
+        self.channel.receive_datagrams(batch, addr or self.paths.udp.server_addr, now)
         if self.channel.stats["datagrams_received"] > heard:
             if self._backoff.attempts:
                 self._backoff.reset()        # this connection works: start afresh next time
@@ -361,9 +357,7 @@ class Client:
         self.service()
 
     def _stream_lost(self) -> None:
-        """The stream the session was using closed: back to UDP, and resume at once over
-        a new key exchange (which keeps a new stream) unless UDP answers first."""
-        log.info("the TCP connection carrying the session closed; reconnecting")
+        """The stream in use closed: resume at once, over a new key exchange (a new stream)."""
         self._path_dead = True
         self._start_reconnecting()
 
@@ -510,7 +504,7 @@ class Client:
         """To a new socket (a new source port): the channel asked, after a silence or a
         local send error. The server follows the first authentic datagram from it."""
         log.info("moving to a new socket: %s", why)
-        self.link.reopen()
+        self.paths.udp.reopen()
         self.channel.path_changed()
 
     def _on_timer(self) -> None:

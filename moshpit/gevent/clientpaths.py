@@ -94,6 +94,7 @@ class ClientPaths:
 
     def _stream_closed(self, stream: DatagramStream) -> None:
         if self.chooser.stream_lost():
+            log.info("the TCP connection carrying the session closed; reconnecting")
             self.channel.use_path(self.udp.server_addr)
             self._on_stream_closed()
 
