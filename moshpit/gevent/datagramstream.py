@@ -11,6 +11,7 @@ is closed (the channel then finds the peer silent, as on a dead UDP path).
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 
 import gevent
@@ -43,6 +44,11 @@ class DatagramStream:
         except (AttributeError, OSError):
             peer = None
         self.peer = peer if isinstance(peer, tuple) else None     # (host, port, ...) of a TCP peer
+        if self.peer is not None:
+            try:                                 # each datagram at once: a keystroke must not
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # wait for an ACK
+            except (AttributeError, OSError):
+                pass
         self._greenlets = [gevent.spawn(self._read), gevent.spawn(self._write)]
 
     def send_many(self, datagrams: list[bytes]) -> None:
