@@ -7,9 +7,9 @@
   with ``--transport stream`` (its datagrams over the TCP connection), and ssh;
 - the move: moshpit (``transport = auto``) behind tests/relay.py's Gateway (127.0.0.2);
   the relay starts dropping UDP both ways (``firewall``: TCP goes on), a key is typed at
-  once, and the time to its echo is the time to fall back; then UDP comes back, and the
-  time until mp logs that the session is on UDP again is the time to move back
-  (``--rounds`` of each: median and worst).
+  once, and the time to its echo is the time to fall back; ``--hold`` seconds later UDP
+  comes back, and the time until mp logs that the session is on UDP again is the time
+  to move back (``--rounds`` of each: median and worst).
 
 mosh cannot run where UDP is blocked; it is listed so that the table says so.
 """
@@ -68,7 +68,7 @@ def wait_for(predicate, timeout: float) -> bool:
     return False
 
 
-def moves(work: Path, rounds: int) -> tuple[list[float], list[float]]:
+def moves(work: Path, rounds: int, hold: float) -> tuple[list[float], list[float]]:
     """Seconds to the first echo after UDP is dropped, and to mp's "on UDP" after it is back."""
     tool = MoshpitOver(work, "auto")
     tool.start_server(udp_ports=1)
@@ -88,9 +88,10 @@ def moves(work: Path, rounds: int) -> tuple[list[float], list[float]]:
             if not term.expect(b"fb-%d" % (i + 1), timeout=30):
                 raise RuntimeError("no echo after UDP was dropped")
             fallbacks.append(time.perf_counter() - start)
+            time.sleep(hold)                         # on TCP a while: the probes back off
             path.block(False)
             start = time.perf_counter()
-            if not wait_for(lambda: log_text(tool).count("the session goes over UDP now") > back, 60):
+            if not wait_for(lambda back=back: log_text(tool).count("the session goes over UDP now") > back, 60):
                 raise RuntimeError("the session did not move back to UDP")
             returns.append(time.perf_counter() - start)
             term.drain(0.5)
@@ -107,9 +108,10 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=100)
     parser.add_argument("--mb", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--hold", type=float, default=10.0, help="seconds on TCP before UDP comes back")
     args = parser.parse_args()
     if args.quick:
-        args.keys, args.mb, args.rounds = 10, 1.0, 1
+        args.keys, args.mb, args.rounds, args.hold = 10, 1.0, 1, 1.0
     work = Path(tempfile.mkdtemp(prefix="bench-fallback-"))
     big = work / "big.txt"
     make_file(big, args.mb)
@@ -125,8 +127,9 @@ def main() -> None:
             continue
         print(f"{tool.name:<28}{p50:>9.1f} /{p90:>7.1f}{seconds:>9.2f}", flush=True)
     print(f"{'mosh':<28}(UDP only: cannot run where UDP is blocked)")
-    fallbacks, returns = moves(work, args.rounds)
-    print(f"moshpit auto, {args.rounds} rounds: UDP dropped -> next echo (fall back to TCP): median "
+    fallbacks, returns = moves(work, args.rounds, args.hold)
+    print(f"moshpit auto, {args.rounds} rounds, {args.hold:g} s on TCP each: UDP dropped -> next echo "
+          f"(fall back to TCP): median "
           f"{statistics.median(fallbacks):.2f} s, worst {max(fallbacks):.2f} s; UDP back -> on UDP again: "
           f"median {statistics.median(returns):.2f} s, worst {max(returns):.2f} s")
 

@@ -36,6 +36,8 @@ class ClientPaths:
                                          self._stream_closed)
         elif stream_sock is not None:
             stream_sock.close()
+        if transport is Transport.STREAM and self.stream is None:
+            log.warning("transport = stream, but this route keeps no connection (mp --ssh): using UDP")
         self.chooser = PathChooser(transport, now, stream=self.stream is not None)
         self.apply(self.chooser.first_steps(), now)
 
