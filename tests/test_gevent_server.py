@@ -515,3 +515,39 @@ def test_a_session_printing_costly_escapes_does_not_stall_another_sessions_echo(
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+
+
+def test_a_shell_starts_with_every_signal_at_its_default_whatever_the_server_ignored(tmp_path):
+    """A server started as a background job or under nohup ignores SIGINT, SIGQUIT or
+    SIGHUP, and exec would pass that on: the shell's Ctrl-C would stop nothing. The
+    shell gets what sshd gives one: nothing ignored, nothing blocked."""
+    import signal
+    from moshpit.gevent.spawn import spawn_shell
+    import pwd
+    user = pwd.getpwuid(os.getuid())
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)}
+    try:
+        pid, fd = spawn_shell(["/bin/sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/$$/status"], dict(os.environ),
+                              user, 80, 24)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    out, deadline = b"", time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            time.sleep(0.02)
+            continue
+        except OSError:                                     # EIO: the shell is gone, all read
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    os.waitpid(pid, 0)
+    masks = dict(line.split(":") for line in out.decode().split("\r\n") if ":" in line)
+    ignored, blocked = int(masks["SigIgn"], 16), int(masks["SigBlk"], 16)
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGPIPE):
+        assert not ignored & (1 << (sig - 1)), f"{signal.Signals(sig).name} ignored in the shell"
+    assert blocked == 0

@@ -63,10 +63,18 @@ def login_argv(user: pwd.struct_passwd) -> list[str]:
 
 
 def _reset_signals() -> None:
-    """In the shell's child: Python ignores SIGPIPE and SIGXFSZ and gevent may block some
-    signals; exec keeps both, so without this `yes | head -1` complains of a broken pipe."""
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
+    """In the shell's child: every signal as sshd and login hand it to a shell, default and
+    unblocked. exec keeps what is ignored and blocked: Python ignores SIGPIPE and SIGXFSZ
+    (`yes | head -1` would complain of a broken pipe), gevent may block some, and whoever
+    started the server may have had SIGINT and SIGQUIT (a background job) or SIGHUP
+    (nohup) ignored: the shell's Ctrl-C would then stop nothing, and a hang-up not end it."""
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError, RuntimeError):
+            pass                                  # (one that cannot be set: nothing to undo)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
