@@ -66,6 +66,15 @@ FETCH = textwrap.dedent("""
 """)
 
 
+def assert_fetched_whole(fetcher) -> None:
+    """The reader finished with every byte of the file server's stream, once."""
+    out, _ = fetcher.communicate(timeout=120)
+    done = [line for line in out.splitlines() if line.startswith("done")]
+    assert done, out[-500:]
+    _, size, digest = done[0].split()
+    assert int(size) == SIZE and digest == expected_digest()
+
+
 def expected_digest() -> str:
     import random
     return hashlib.sha256(random.Random(7).randbytes(SIZE)).hexdigest()
@@ -115,11 +124,7 @@ def test_a_transfer_survives_the_client_sleeping(hosts, server, tmp_path):  # no
         time.sleep(20)
         os.kill(mp.pid, signal.SIGCONT)
         typed_and_shown(mp, 2, timeout=20)
-        out, _ = fetcher.communicate(timeout=120)
-        done = [line for line in out.splitlines() if line.startswith("done")]
-        assert done, out[-500:]
-        _, size, digest = done[0].split()
-        assert int(size) == SIZE and digest == expected_digest()
+        assert_fetched_whole(fetcher)
     finally:
         connections = wind_up(mp, fetcher, files)
     assert "connections 1" in connections
@@ -176,11 +181,7 @@ def transfer_across_a_move_and_an_outage(hosts, server, tmp_path, direction, mod
         subprocess.run(["ip", "-n", hosts.client_ns, "addr", "add", "10.77.0.4/24", "dev", hosts.client_if],
                        check=True)
         typed_and_shown(mp, 3, timeout=40)                      # the session is back
-        out, _ = fetcher.communicate(timeout=120)
-        done = [line for line in out.splitlines() if line.startswith("done")]
-        assert done, out[-500:]
-        _, size, digest = done[0].split()
-        assert int(size) == SIZE and digest == expected_digest()
+        assert_fetched_whole(fetcher)
         assert moved_at < SIZE
         assert rows_with(mp, "mark-3-42") == 1                  # typed once, shown once
     finally:
@@ -203,11 +204,7 @@ def test_a_transfer_goes_on_over_a_resumed_connection(hosts, server, tmp_path): 
         wait_progress(fetcher, 12 << 20, timeout=60)
         hosts.remove(hosts.CLIENT4)
         typed_and_shown(mp, 2, timeout=30)
-        out, _ = fetcher.communicate(timeout=120)
-        done = [line for line in out.splitlines() if line.startswith("done")]
-        assert done, out[-500:]
-        _, size, digest = done[0].split()
-        assert int(size) == SIZE and digest == expected_digest()
+        assert_fetched_whole(fetcher)
         log = (tmp_path / ".config" / "moshpit" / "logs" / "moshpit.log").read_text()
         assert "resumed the session" in log                     # a new channel carried it
     finally:

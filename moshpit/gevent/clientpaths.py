@@ -58,14 +58,17 @@ class ClientPaths:
         return error
 
     def _send(self, datagrams: list[tuple[bytes, object]]) -> int | None:
+        """One turn's datagrams, all to the channel's one path."""
+        if not datagrams:
+            return None
+        if is_stream(datagrams[0][1]):
+            if self.stream is not None:
+                self.stream.send_many([data for data, _ in datagrams])
+            return None
         error = None
-        stream_run = [data for data, addr in datagrams if is_stream(addr)]
-        if stream_run and self.stream is not None:
-            self.stream.send_many(stream_run)
-        for data, addr in datagrams:
-            if not is_stream(addr):
-                failed = self.udp.send(data)
-                error = error if error is not None else failed
+        for data, _ in datagrams:
+            failed = self.udp.send(data)
+            error = error if error is not None else failed
         return error
 
     def heard_udp(self, now: float) -> None:
@@ -104,5 +107,4 @@ class ClientPaths:
         self.udp.close()
         if self.stream is not None:
             stream, self.stream = self.stream, None
-            stream._on_closed = None
-            stream.close()
+            stream.close()                       # (closed here: not a loss to act on)

@@ -28,17 +28,15 @@ OUTBOX_LIMIT = 4 << 20
 
 class DatagramStream:
     def __init__(self, sock, addr: StreamAddress, on_datagrams: Callable[[list[bytes], StreamAddress], None],
-                 on_closed: Callable[[DatagramStream], None] | None = None, *, reader=None):
-        """``sock``: a gevent socket (``recv``, ``send``, ``close``), or for a pipe pair,
-        ``reader`` (a callable returning bytes, b"" at the end) with ``sock`` the writer."""
+                 on_closed: Callable[[DatagramStream], None] | None = None):
+        """``sock``: a connected gevent socket; ``on_closed``: told when the stream ends by
+        itself (the peer closed it, an error, a stall), not when it is closed."""
         self.sock, self.addr = sock, addr
         self._on_datagrams, self._on_closed = on_datagrams, on_closed
-        self._recv = reader or (lambda: sock.recv(READ_SIZE))
         self._deframer = Deframer()
         self._outbox = bytearray()
         self._ready = gevent.event.Event()
         self.closed = False
-        self.bytes_in = self.bytes_out = 0
         try:
             peer = sock.getpeername()
         except (AttributeError, OSError):
@@ -57,17 +55,16 @@ class DatagramStream:
         self._outbox += frame(datagrams)
         if len(self._outbox) > OUTBOX_LIMIT:
             log.info("%s stalled (%d bytes unsent); closing it", self.addr, len(self._outbox))
-            self.close()
+            self._ended()
             return
         self._ready.set()
 
     def _read(self) -> None:
         try:
             while True:
-                data = self._recv()
+                data = self.sock.recv(READ_SIZE)
                 if not data:
                     break
-                self.bytes_in += len(data)
                 datagrams = self._deframer.feed(data)
                 if datagrams:
                     self._on_datagrams(datagrams, self.addr)
@@ -75,7 +72,7 @@ class DatagramStream:
             log.warning("%s: %s; closing it", self.addr, exc)
         except OSError as exc:
             log.info("%s: %s", self.addr, exc)
-        self.close()
+        self._ended()
 
     def _write(self) -> None:
         try:
@@ -84,11 +81,16 @@ class DatagramStream:
                 self._ready.clear()
                 while self._outbox:
                     sent = self.sock.send(self._outbox[:READ_SIZE])
-                    self.bytes_out += sent
                     del self._outbox[:sent]
         except OSError as exc:
             log.info("%s: %s", self.addr, exc)
+            self._ended()
+
+    def _ended(self) -> None:
+        if not self.closed:
             self.close()
+            if self._on_closed is not None:
+                self._on_closed(self)
 
     def close(self) -> None:
         if self.closed:
@@ -101,8 +103,6 @@ class DatagramStream:
             self.sock.close()
         except OSError:
             pass
-        if self._on_closed is not None:
-            self._on_closed(self)
 
 
 class KeptStreams:

@@ -1,12 +1,12 @@
 """The session's datagrams over a byte stream, for networks that block UDP (no I/O).
 
-The key exchange's TCP connection to ``mps`` (or ``mp --ssh``'s ssh channel) stays
-open and carries the very datagrams UDP would, sealed the same way, each behind a
-16-bit big-endian length. To the channel the stream is one more address, a
-``StreamAddress``, so roaming, replay protection and "keystrokes exactly once" are
-the ones it already has; what changes on a stream is only what need not be done
-twice: the stream delivers every byte in order, so bundles are not resent on a NAK
-or a probe while it carries them (see ``SendFlow.on_stream``).
+The key exchange's TCP connection to ``mps`` stays open and carries the very
+datagrams UDP would, sealed the same way, each behind a 16-bit big-endian length.
+To the channel the stream is one more address, a ``StreamAddress``, so roaming,
+replay protection and "keystrokes exactly once" are the ones it already has; what
+changes on a stream is only what need not be done twice: the stream delivers every
+byte in order, so bundles are not resent on a NAK or a probe while it carries them
+(see ``SendFlow.path_is_stream``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ LENGTH_SIZE = _LENGTH.size
 
 
 class StreamAddress(NamedTuple):
-    """Where datagrams go when they go over a stream: ``kind`` is "tcp" or "ssh" (for
-    logs and the status bar), ``serial`` tells one stream from the next (a reconnect
-    makes a new one). Never equal to a socket address."""
+    """Where datagrams go when they go over a stream: ``kind`` names it in logs ("tcp"),
+    ``serial`` tells one stream from the next (a reconnect makes a new one). A socket
+    address is (an IP address, a port): never one of these."""
     kind: str
     serial: int
 
