@@ -11,24 +11,97 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shlex
 import subprocess
-import tempfile
+import threading
 from collections.abc import Sequence
-from typing import IO
+
+from moshpit.errors import printable
 
 log = logging.getLogger("moshpit.client")
 
 CONNECT_TIMEOUT = 10
 DEFAULT_SERVER = "mps"
+STDERR_KEPT = 4096                # of ssh's stderr, the tail is kept for messages and the log
 # The default server is looked for on the remote PATH, then where ``pip install --user``
 # and pipx put it, which a non-interactive ssh command's PATH rarely has.
 FIND_DEFAULT = 'command -v "$0" >/dev/null 2>&1 || PATH="$PATH:$HOME/.local/bin"; exec "$0" "$@"'
 
 
+class SshStderr:
+    """ssh's stderr, read by a thread of its own from the moment ssh starts (before mp
+    has loaded gevent) so that ssh never waits on us, however much ``-vvv`` says.
+
+    While ``echo`` (an interactive login) each chunk is copied to our stderr, the
+    user's terminal, as if ssh had it: its warnings land in order with its prompts
+    (which it writes to /dev/tty). ``quiet()`` stops that once mp draws the session
+    in raw mode or lets ssh go: what ssh says from then on ("Broken pipe" from a kept
+    ssh) goes to the log, line by line, never to the screen. The last STDERR_KEPT
+    bytes are kept for messages."""
+
+    def __init__(self, pipe, *, echo: bool):
+        self._pipe, self._echo = pipe, echo
+        self.echoed = False                   # the user has seen some of it
+        self._logging = False                 # quiet: each line to the log as it comes
+        self._tail, self._line = bytearray(), b""
+        self._lock = threading.Lock()
+        self.done = threading.Event()
+        threading.Thread(target=self._run, name="ssh-stderr", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            while chunk := os.read(self._pipe.fileno(), 65536):
+                with self._lock:
+                    if self._echo:
+                        _write_all(2, chunk)
+                        self.echoed = True
+                    self._tail += chunk
+                    del self._tail[:-STDERR_KEPT]
+                    if self._logging:
+                        *lines, self._line = (self._line + chunk).split(b"\n")
+                        for line in lines:
+                            log.info("ssh: %s", printable(line, 300))
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                if self._logging and self._line.strip():
+                    log.info("ssh: %s", printable(self._line, 300))
+            self._pipe.close()
+            self.done.set()
+
+    def quiet(self) -> None:
+        """No more to the screen; what was said so far goes to the log now, in one line."""
+        with self._lock:
+            self._echo = False
+            if not self._logging:
+                self._logging = True
+                if self._tail.strip():
+                    log.info("ssh said: %s", " | ".join(printable(line, 300) for line in
+                                                        self._tail.strip().splitlines()[-20:]))
+                self._line = b"" if self._tail.endswith(b"\n") else self._tail.rsplit(b"\n", 1)[-1]
+
+    def tail(self) -> bytes:
+        with self._lock:
+            return bytes(self._tail)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to ``fd``, which may be non-blocking (a terminal mp shares)."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+        except OSError:
+            return
+
+
 class SshProcess(subprocess.Popen):
-    """ssh running; ``errors``: the file its stderr goes to, in the background."""
-    errors: IO[bytes] | None = None
+    """ssh running; ``said``: its stderr, read as it comes."""
+    said: SshStderr
 
 
 class SshCommand:
@@ -75,22 +148,17 @@ class SshCommand:
         return [*self.ssh, *batch, "-T", "--", self.destination, self.remote_command(resume_only=not interactive)]
 
     def start(self, *, interactive: bool) -> SshProcess:
-        """ssh, running: its stdin and stdout are the channel. Interactive, its stderr is
-        the user's terminal (prompts, its own errors). In the background it has no
-        terminal at all (its own session: no ssh it runs, a ProxyJump's included, can
-        prompt across the user's screen, which mp holds in raw mode), and its stderr goes
-        to a file (``errors``), read for the log once it is done: however much ``-vvv``
-        says, ssh never waits on us."""
+        """ssh, running: its stdin and stdout are the channel, its stderr a pipe we read
+        (SshStderr), copied to the user's terminal during an interactive login. In the
+        background it has no terminal at all (its own session: no ssh it runs, a
+        ProxyJump's included, can prompt across the user's screen, which mp holds in raw
+        mode) and nothing it says is shown."""
         argv = self.argv(interactive=interactive)
         log.info("running %s", shlex.join(argv))
         if interactive:
-            return SshProcess(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        errors = tempfile.TemporaryFile()
-        try:
-            proc = SshProcess(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
-                                    start_new_session=True, env=dict(os.environ, SSH_ASKPASS_REQUIRE="never"))
-        except BaseException:
-            errors.close()
-            raise
-        proc.errors = errors
+            proc = SshProcess(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        else:
+            proc = SshProcess(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              start_new_session=True, env=dict(os.environ, SSH_ASKPASS_REQUIRE="never"))
+        proc.said = SshStderr(proc.stderr, echo=interactive)
         return proc

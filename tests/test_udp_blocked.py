@@ -2,8 +2,12 @@
 nftables in the client's host dropping every UDP datagram, both ways. The session goes
 over the key exchange's TCP connection (protocol/streampath.py, transport.py), moves
 back to UDP when UDP works again, and to TCP again when it stops, with every keystroke
-once."""
+once. The same through ``mp --ssh`` and a real sshd: the session rides the ssh
+connection that started it."""
 
+import os
+import shlex
+import sys
 import time
 
 import pytest
@@ -11,7 +15,9 @@ import pytest
 import netns
 from moshpit.protocol.handshake import DiffMode
 from test_forward_roaming import in_process_server  # noqa: F401
-from test_roaming_netns import hosts, rows_with, server, start_mp, typed_and_shown, wait_shown  # noqa: F401
+from pty_driver import PtyProgram
+from test_roaming_netns import (hosts, rows_with, server, sshd_in_server, start_mp, typed_and_shown,  # noqa: F401
+                                wait_shown)
 
 if not netns.firewall_available():
     pytest.skip("needs root, iproute2 and nftables", allow_module_level=True)
@@ -31,6 +37,7 @@ def wait_log(home, text: str, timeout: float) -> bool:
 
 
 ON_TCP = "the session goes over TCP now"
+ON_SSH = "the session goes over the ssh connection now"
 ON_UDP = "the session goes over UDP now"
 
 
@@ -119,3 +126,91 @@ def test_roaming_while_on_tcp_reconnects_and_resumes(hosts, server, tmp_path):  
     finally:
         mp.write(b"\x1e.")
         mp.expect(b"", timeout=2)
+
+
+# --- mp --ssh: the session rides the ssh connection ---------------------------------
+
+def start_mp_ssh(hosts, home, daemon, mode, *, ssh: str | None = None):
+    """mp --ssh through the real sshd in the server's host; ``ssh``: the ssh command, if
+    not the plain one (a wrapper around it)."""
+    env = dict(os.environ, HOME=str(home), TERM="xterm-256color")
+    return PtyProgram(hosts.in_client([sys.executable, "-m", "moshpit.cli.mp", "--diff-mode", mode.value,
+                                       f"--ssh={ssh or daemon.ssh_command('mpserver')}",
+                                       f"--server={sys.executable} -m moshpit.cli.mps", "mpserver"]),
+                      env=env, cwd=str(home))
+
+
+def end(mp) -> None:
+    mp.write(b"\x1e.")
+    mp.expect(b"", timeout=2)
+
+
+@pytest.mark.parametrize("mode, where", WHERE)
+def test_mp_ssh_with_udp_blocked_connects_and_echoes_within_5_s(hosts, sshd_in_server, tmp_path, mode, where):  # noqa: F811
+    hosts.block_udp(where)
+    started = time.monotonic()
+    mp = start_mp_ssh(hosts, tmp_path, sshd_in_server, mode)
+    try:
+        typed_and_shown(mp, 1, timeout=10)
+        assert time.monotonic() - started < 5.0
+        assert ON_SSH in client_log(tmp_path)
+        mp.write(b"seq 1 12 | sed 's/^/line-/'; echo done-$((6*7))\r")
+        assert wait_shown(mp, "done-42", 10)
+        assert rows_with(mp, "line-12") == 1 and rows_with(mp, "mark-1-42") == 1
+    finally:
+        end(mp)
+
+
+def test_mp_ssh_moves_to_udp_when_it_is_allowed_and_back_when_it_is_blocked(hosts, sshd_in_server, tmp_path):  # noqa: F811
+    hosts.block_udp("server")
+    mp = start_mp_ssh(hosts, tmp_path, sshd_in_server, DiffMode.STATESYNC)
+    try:
+        typed_and_shown(mp, 1, timeout=10)
+        hosts.allow_udp()
+        allowed = time.monotonic()
+        for n in range(2, 5):                                      # typing on meanwhile
+            typed_and_shown(mp, n, timeout=10)
+        assert wait_log(tmp_path, ON_UDP, 10 - (time.monotonic() - allowed))
+        hosts.block_udp("server")
+        assert typed_and_shown(mp, 5, timeout=10) < 3.0
+        assert client_log(tmp_path).count(ON_SSH) == 2
+        for n in range(1, 6):
+            assert rows_with(mp, f"mark-{n}-42") == 1                 # each once
+        assert "running ssh" in client_log(tmp_path) and "resumed the session" not in client_log(tmp_path)
+    finally:
+        end(mp)
+
+
+@pytest.mark.parametrize("mode", list(DiffMode))
+def test_mp_ssh_udp_blocked_mid_session_moves_to_ssh_in_the_middle_of_typing(hosts, sshd_in_server, tmp_path,  # noqa: F811
+                                                                            mode):
+    mp = start_mp_ssh(hosts, tmp_path, sshd_in_server, mode)
+    try:
+        typed_and_shown(mp, 1, timeout=20)
+        hosts.block_udp("client")
+        elapsed = typed_and_shown(mp, 2, timeout=10)
+        assert elapsed < 3.0, f"{elapsed:.1f} s"
+        assert ON_SSH in client_log(tmp_path)
+        typed_and_shown(mp, 3, timeout=5)
+        assert rows_with(mp, "mark-2-42") == 1 and rows_with(mp, "mark-3-42") == 1
+    finally:
+        end(mp)
+
+
+def test_what_ssh_says_at_login_is_shown_and_what_it_says_later_only_logged(hosts, sshd_in_server, tmp_path):  # noqa: F811
+    """The ssh kept for the session writes to stderr before the login (shown, as ssh's
+    own warnings are) and during the session (a lost connection): that must not land
+    on the screen mp draws in raw mode, but in its log."""
+    ssh = sshd_in_server.ssh_command('mpserver') + ' "$@"'
+    wrapper = (f'[ "$1" = -G ] && exec {ssh}; '                 # (mp's look-up of the host name)
+               f"echo warned-before-login >&2; (sleep 4; echo said-$((6*7))-during-the-session >&2) & exec {ssh}")
+    mp = start_mp_ssh(hosts, tmp_path, sshd_in_server, DiffMode.RELIABLE,
+                      ssh=shlex.join(["sh", "-c", wrapper, "ssh"]))
+    try:
+        typed_and_shown(mp, 1, timeout=20)
+        assert b"warned-before-login" in mp.output
+        assert wait_log(tmp_path, "ssh: said-42-during-the-session", 10)
+        typed_and_shown(mp, 2, timeout=5)
+        assert b"said-42" not in mp.output
+    finally:
+        end(mp)

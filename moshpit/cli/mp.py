@@ -2,7 +2,7 @@
 
 Usage:
   mp [-v... | -q...] [-c PATH] [-t PATH] [-l USER] [-p PORT] [-i KEY] [-k PUB] [--diff-mode MODE] [--predict MODE] [--transport KIND] [--host-key-check POLICY] [-A] [-L SPEC]... [-R SPEC]... [-D SPEC]... [--] DEST
-  mp [-v... | -q...] [-c PATH] [-t PATH] [-l USER] [--diff-mode MODE] [--predict MODE] [-A] [-L SPEC]... [-R SPEC]... [-D SPEC]... --ssh=COMMAND [--server=COMMAND] [--udp-ports LOW-HIGH] [--] DEST [COMMAND...]
+  mp [-v... | -q...] [-c PATH] [-t PATH] [-l USER] [--diff-mode MODE] [--predict MODE] [--transport KIND] [-A] [-L SPEC]... [-R SPEC]... [-D SPEC]... --ssh=COMMAND [--server=COMMAND] [--udp-ports LOW-HIGH] [--] DEST [COMMAND...]
   mp [-v... | -q...] [-c PATH] [-t PATH] [--diff-mode MODE] [--predict MODE] --local
   mp (-h | --help)
   mp (-V | --version)
@@ -20,7 +20,8 @@ Options:
   --predict MODE           Keystroke prediction: adaptive (on slow links), always or never.
   --transport KIND         auto, udp or stream (default: auto): the session's datagrams go
                            over UDP, and where UDP gets no answer (a firewall), over the key
-                           exchange's TCP connection, moving back to UDP once it answers.
+                           exchange's TCP connection (with --ssh: the ssh connection),
+                           moving back to UDP once it answers.
   --host-key-check POLICY  ask, accept-new or strict (default: ask): what to do about a
                            server whose host key is not in ~/.mp/known_hosts yet.
   --ssh=COMMAND            Start the session through ssh, as mosh does: no mps needs to be

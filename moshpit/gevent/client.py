@@ -248,7 +248,8 @@ class Client:
         channel = Channel.from_params(Role.CLIENT, params, now=now, peer_addr=(host, params.udp_port))
         paths = ClientPaths(udpio.UdpLink(family, (host, params.udp_port), self._on_datagrams), kept, channel,
                             self.transport, now, on_stream_datagrams=self._on_datagrams,
-                            on_stream_closed=self._stream_lost, say=self._say)
+                            on_stream_closed=self._stream_lost, say=self._say,
+                            stream_kind=getattr(self._exchange.route, "stream_kind", "tcp"))
         self.conn = Connection(params, paths, channel)
         self.channel.attach_streams(self.streams)
         self.streams.new_channel()

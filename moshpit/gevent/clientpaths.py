@@ -20,24 +20,27 @@ log = logging.getLogger("moshpit.client")
 
 _serials = itertools.count(1)
 FIREWALLED = frozenset({errno.EPERM, errno.EACCES})     # a local firewall said no to a datagram
+SPOKEN = {"tcp": "TCP", "ssh": "the ssh connection"}      # a stream's kind, for the user
 
 
 class ClientPaths:
     def __init__(self, udp: udpio.UdpLink, stream_sock, channel: Channel, transport: Transport, now: float, *,
                  on_stream_datagrams: Callable[[list[bytes], StreamAddress], None],
-                 on_stream_closed: Callable[[], None], say: Callable[[str], None]):
-        """``stream_sock``: the key exchange's connection, kept (None: the route keeps none).
-        ``say``: a short-lived notice for the user (the status bar)."""
+                 on_stream_closed: Callable[[], None], say: Callable[[str], None], stream_kind: str = "tcp"):
+        """``stream_sock``: the key exchange's connection (or ssh's pipes), kept (None: the
+        route keeps none), of ``stream_kind``. ``say``: a short-lived notice for the user
+        (the status bar)."""
         self.udp, self.channel, self._say = udp, channel, say
         self._on_stream_closed = on_stream_closed
         self.stream: DatagramStream | None = None
+        self._spoken = SPOKEN.get(stream_kind, stream_kind)
         if stream_sock is not None and transport is not Transport.UDP:
-            self.stream = DatagramStream(stream_sock, StreamAddress("tcp", next(_serials)), on_stream_datagrams,
-                                         self._stream_closed)
+            self.stream = DatagramStream(stream_sock, StreamAddress(stream_kind, next(_serials)),
+                                         on_stream_datagrams, self._stream_closed)
         elif stream_sock is not None:
             stream_sock.close()
         if transport is Transport.STREAM and self.stream is None:
-            log.warning("transport = stream, but this route keeps no connection (mp --ssh): using UDP")
+            log.warning("transport = stream, but no connection was kept: using UDP")
         self.chooser = PathChooser(transport, now, stream=self.stream is not None)
         self.apply(self.chooser.first_steps(), now)
 
@@ -88,8 +91,8 @@ class ClientPaths:
             if step in (Step.USE_STREAM, Step.RECALL) and self.stream is not None:
                 self.channel.use_path(self.stream.addr)
                 if step is Step.USE_STREAM:
-                    log.info("no answer over UDP: the session goes over TCP now")
-                    self._say("mp: UDP gets no answer here; the session goes over TCP.")
+                    log.info("no answer over UDP: the session goes over %s now", self._spoken)
+                    self._say(f"mp: UDP gets no answer here; the session goes over {self._spoken}.")
             elif step is Step.USE_UDP:
                 self.channel.use_path(self.udp.server_addr)
                 log.info("UDP answers again: the session goes over UDP now")
@@ -99,7 +102,7 @@ class ClientPaths:
 
     def _stream_closed(self, stream: DatagramStream) -> None:
         if self.chooser.stream_lost():
-            log.info("the TCP connection carrying the session closed; reconnecting")
+            log.info("%s carrying the session closed; reconnecting", stream.addr)
             self.channel.use_path(self.udp.server_addr)
             self._on_stream_closed()
 

@@ -30,7 +30,6 @@ log = logging.getLogger("moshpit.client")
 CONNECT_TIMEOUT = 10.0
 MAX_CHATTER = 65536               # what a noisy login script may print before it
 BATCH_TIMEOUT = 30.0              # a reconnect through ssh that takes longer has failed
-STDERR_KEPT = 4096                # of a background ssh's stderr, the tail goes to the log
 
 
 class ClientError(MoshpitError):
@@ -53,6 +52,7 @@ class TcpRoute:
     (``keeps_stream``): the session's datagrams go over it where UDP is blocked."""
 
     keeps_stream = True
+    stream_kind = "tcp"
 
     def __init__(self, host: str, port: int):
         self.host, self.port = host, port
@@ -84,7 +84,12 @@ class TcpRoute:
 class SshRoute:
     """A route through ssh (sshcommand.py builds the command line). ``first``: an ssh
     already started for the first key exchange (mp starts it before importing the rest
-    of itself, so ssh's connection overlaps our start-up)."""
+    of itself, so ssh's connection overlaps our start-up). ssh is kept after the
+    exchange (``keeps_stream``): where UDP is blocked the session's datagrams go over
+    its channel, relayed by ``mps --ssh-session``."""
+
+    keeps_stream = True
+    stream_kind = "ssh"
 
     def __init__(self, command: SshCommand, *, first=None):
         self.command = command
@@ -138,12 +143,10 @@ class SshRoute:
     def _failure(self, stream: PipeStream, output: bytes) -> ClientError:
         status = stream.wait(5.0)
         said = printable((output.decode("utf-8", "replace").strip().splitlines() or [""])[-1], 200)
-        if stream.stderr:
-            log.info("ssh said: %s", stream.stderr_text())
         if status == 255:
-            return ClientError(f"ssh to {self.destination} failed" +
-                               (f": {stream.stderr_line()}" if stream.stderr_line() else
-                                " (it says why above)"))
+            why = (" (it says why above)" if stream.said.echoed else
+                   f": {stream.stderr_line()}" if stream.stderr_line() else "")
+            return ClientError(f"ssh to {self.destination} failed{why}")
         if status == 127:
             searched = " (PATH, ~/.local/bin)" if self.command.server_text == DEFAULT_SERVER else ""
             return ClientError(f"{self.server[0]} was not found on {self.host}{searched}: install moshpit "
@@ -212,8 +215,9 @@ def _printed_address(host: str, text: str) -> tuple[int, str]:
 
 
 class PipeStream:
-    """ssh's stdin and stdout as the key exchange's byte stream (socket-like). ssh is a
-    plain ``subprocess.Popen`` (mp starts it before gevent is loaded): it is polled."""
+    """ssh's stdin and stdout as a byte stream (socket-like): the key exchange's, then,
+    kept, the session's datagrams where UDP is blocked. ssh is a plain
+    ``subprocess.Popen`` (mp starts it before gevent is loaded): it is polled."""
 
     def __init__(self, proc):
         self.proc = proc
@@ -222,7 +226,25 @@ class PipeStream:
             os.set_blocking(fd, False)
         self._pending = b""
         self.timeout: float | None = CONNECT_TIMEOUT
-        self.stderr = b""
+        self._closed = False
+
+    @property
+    def said(self):
+        return self.proc.said
+
+    @property
+    def stderr(self) -> bytes:
+        """The tail of what ssh wrote to stderr so far."""
+        return self.said.tail()
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.timeout = timeout
+
+    def keep(self) -> None:
+        """The exchange is done and the stream stays, under a screen in raw mode: no
+        timeout on reads (an idle path), and ssh's stderr goes to the log only."""
+        self.timeout = None
+        self.said.quiet()
 
     def unread(self, data: bytes) -> None:
         self._pending = data + self._pending
@@ -248,6 +270,9 @@ class PipeStream:
         except OSError:
             return b""
 
+    def send(self, data) -> int:
+        return gevent.os.nb_write(self._in, data)
+
     def sendall(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
@@ -256,20 +281,15 @@ class PipeStream:
     def wait(self, timeout: float) -> int | None:
         """ssh's exit status, or None if it is still running after ``timeout`` (polled:
         the process may be a plain ``subprocess.Popen``, whose wait would block the loop).
-        A background ssh's stderr (a file) is read then: its last lines, for the log."""
+        Its stderr is read to the end then, up to a second more."""
         deadline = time.monotonic() + timeout
         while (status := self.proc.poll()) is None:
             if time.monotonic() >= deadline:
                 return None
             gevent.sleep(0.02)
-        errors = getattr(self.proc, "errors", None)
-        if errors is not None and not errors.closed:
-            try:
-                size = errors.seek(0, os.SEEK_END)
-                errors.seek(max(0, size - STDERR_KEPT))
-                self.stderr = errors.read()
-            except OSError:
-                pass
+        ends = time.monotonic() + 1.0
+        while not self.said.done.is_set() and time.monotonic() < ends:
+            gevent.sleep(0.01)
         return status
 
     def stderr_line(self) -> str:
@@ -277,15 +297,15 @@ class PipeStream:
         lines = self.stderr.decode("utf-8", "replace").strip().splitlines()
         return printable(lines[-1], 200) if lines else ""
 
-    def stderr_text(self) -> str:
-        """The lines of ssh's stderr kept, safe to log, joined with ' | '."""
-        lines = self.stderr.decode("utf-8", "replace").strip().splitlines()
-        return " | ".join(printable(line, 300) for line in lines[-20:])
-
     def close(self) -> None:
         """The pipes at once; ssh ends once the server is done, and is waited for (and
         stopped if it does not end) in a greenlet of its own: the session, ready by
-        then, does not wait the 40 ms ssh takes to go."""
+        then, does not wait the 40 ms ssh takes to go. What it says from now on is for
+        the log, not the screen."""
+        if self._closed:
+            return
+        self._closed = True
+        self.said.quiet()
         for pipe in (self.proc.stdin, self.proc.stdout):
             try:
                 pipe.close()
@@ -297,8 +317,3 @@ class PipeStream:
         if self.wait(2.0) is None:
             self.proc.kill()
             self.wait(5.0)
-        if self.stderr:
-            log.info("ssh said: %s", self.stderr_text())
-        errors = getattr(self.proc, "errors", None)
-        if errors is not None:
-            errors.close()
