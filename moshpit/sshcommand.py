@@ -77,10 +77,11 @@ class SshStderr:
             self._echo = False
             if not self._logging:
                 self._logging = True
-                if self._tail.strip():
+                said = bytes(self._tail)
+                if said.strip():
                     log.info("ssh said: %s", " | ".join(printable(line, 300) for line in
-                                                        self._tail.strip().splitlines()[-20:]))
-                self._line = b"" if self._tail.endswith(b"\n") else self._tail.rsplit(b"\n", 1)[-1]
+                                                        said.strip().splitlines()[-20:]))
+                self._line = b"" if said.endswith(b"\n") else said.rsplit(b"\n", 1)[-1]
 
     def tail(self) -> bytes:
         with self._lock:
