@@ -4,7 +4,8 @@
 
 - echo latency (median and p90 of ``--keys`` keystrokes into ``cat``, as bench_e2e.py)
   and ``cat`` of a ``--mb`` MB file, on loopback: moshpit reliable over UDP, the same
-  with ``--transport stream`` (its datagrams over the TCP connection), and ssh;
+  with ``--transport stream`` (its datagrams over the TCP connection), ``mp --ssh
+  --transport stream`` (over the ssh connection, relayed by mps --ssh-session), and ssh;
 - the move: moshpit (``transport = auto``) behind tests/relay.py's Gateway (127.0.0.2);
   the relay starts dropping UDP both ways (``firewall``: TCP goes on), a key is typed at
   once, and the time to its echo is the time to fall back; ``--hold`` seconds later UDP
@@ -17,6 +18,7 @@ mosh cannot run where UDP is blocked; it is listed so that the table says so.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -39,6 +41,22 @@ class MoshpitOver(Moshpit):
     def connect(self, host: str = "127.0.0.1"):
         return Terminal([str(BIN / "mp"), "-i", str(self.work / ".mp" / "id_ed25519"), "-p", str(self.port),
                          "--host-key-check", "accept-new", "--transport", self.transport, host], self.env)
+
+
+class MpSshOverSsh(Ssh):
+    """mp --ssh, its datagrams over the ssh connection (``--transport stream``), through
+    the same kind of sshd as the ssh row."""
+    name = "moshpit reliable, ssh conn."
+
+    def connect(self, port: int | None = None):
+        ssh = self.work / "ssh"
+        command = (f"ssh -i {ssh / 'id'} -p {port or self.port} -o StrictHostKeyChecking=no "
+                   f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
+        return Terminal([str(BIN / "mp"), f"--ssh={command}", f"--server={BIN / 'mps'} -q", "--transport", "stream",
+                         f"{os.environ.get('USER', 'root')}@127.0.0.1"], self.env)
+
+    def quit(self, term):
+        Moshpit.quit(None, term)
 
 
 def echo_and_cat(tool, args, big: Path) -> tuple[tuple[float, float], float]:
@@ -115,7 +133,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-fallback-"))
     big = work / "big.txt"
     make_file(big, args.mb)
-    tools = [MoshpitOver(work, "udp"), MoshpitOver(work, "stream")] + ([] if args.quick else [Ssh(work)])
+    tools = [MoshpitOver(work, "udp"), MoshpitOver(work, "stream"), MpSshOverSsh(work)] + \
+        ([] if args.quick else [Ssh(work)])
     print(f"loopback, 80x24 (moshpit's default prediction: nothing shown on loopback); "
           f"echo p50/p90 of {args.keys} keys; cat of {args.mb:g} MB")
     print(f"{'tool':<28}{'echo p50 / p90 ms':>20}{'cat s':>9}")

@@ -214,3 +214,24 @@ def test_what_ssh_says_at_login_is_shown_and_what_it_says_later_only_logged(host
         assert b"said-42" not in mp.output
     finally:
         end(mp)
+
+
+def test_mp_ssh_roaming_while_on_the_ssh_connection_logs_in_again_and_resumes(hosts, sshd_in_server, tmp_path):  # noqa: F811
+    """On the ssh connection (UDP blocked), the client's address changes: that connection
+    is dead. mp finds the session silent, runs ssh again in batch mode from the new
+    address, resumes the same shell and goes on over the new ssh connection."""
+    hosts.prefer_ipv4()
+    hosts.block_udp("client")
+    mp = start_mp_ssh(hosts, tmp_path, sshd_in_server, DiffMode.RELIABLE)
+    try:
+        mp.write(b"kept=$((6*7)); echo set-$kept-\r")
+        assert wait_shown(mp, "set-42-", 20), mp.output[-600:]
+        hosts.readdress(hosts.CLIENT4, "10.77.0.3")
+        typed_and_shown(mp, 2, timeout=30, typed=b"echo mark-2-$kept\r")     # the same shell
+        log = client_log(tmp_path)
+        assert "resumed the session" in log and log.count(ON_SSH) >= 2
+        ssh_runs = [line for line in log.splitlines() if "running ssh " in line]
+        assert len(ssh_runs) == 2 and "BatchMode=yes" in ssh_runs[1]
+        assert rows_with(mp, "mark-2-42") == 1
+    finally:
+        end(mp)
