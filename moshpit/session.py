@@ -23,7 +23,7 @@ from moshpit.terminal.render import render_diff, render_full
 from moshpit.terminal.scrollback import marker_line
 
 BATCH_DELAY = 0.008            # gather PTY output this long before re-reading the screen...
-QUIET_DELAY = 0.002            # ...or only this long when it follows a quiet spell (an echo)
+QUIET_DELAY = 0.002            # ...or only this long when it follows a quiet spell or input (an echo)
 QUIET_AFTER = 0.050            # output this long after the last is "after a quiet spell"
 BATCH_LIMIT = 256 * 1024       # ...or this much, whichever comes first
 KEPT_STATES = 64               # screen states kept as possible diff bases...
@@ -167,7 +167,8 @@ class ServerSession:
         self._pending += data
         if self._pending_since is None:
             self._pending_since = now
-            quiet = now - self._last_output_at >= QUIET_AFTER
+            answer = bool(self._input_times) and self._input_times[-1][1] > self._last_output_at
+            quiet = answer or now - self._last_output_at >= QUIET_AFTER    # an echo, say
             self._gather = QUIET_DELAY if quiet else BATCH_DELAY
         self._last_output_at = now
         if len(self._pending) >= BATCH_LIMIT:

@@ -7,6 +7,7 @@ from moshpit.protocol.handshake import DiffMode
 from moshpit.protocol import streams
 from moshpit.protocol.pacing import FramePacer, StreamPacer
 from moshpit.protocol.recovery import STREAM_BURST
+from moshpit.protocol.screenflow import ANSWER_FLOOR
 from moshpit.protocol.streams import StreamDataReceived, StreamSet
 from moshpit.session import BATCH_DELAY, QUIET_DELAY
 from simnet import Link, SimNet, random_bytes
@@ -144,3 +145,58 @@ def test_a_forwarded_transfer_yields_to_keystrokes_and_comes_back_after(sender):
     assert free > 2 * typing and after > 2 * typing
     assert len(got) > 4 * len(block)
     assert all(got[i:i + len(block)] == block[:len(got) - i] for i in range(0, len(got), len(block)))
+
+
+def _type_and_echo(pair, keys: bytes, gap: float, output_every: float | None = None) -> list[float]:
+    """Keys typed ``gap`` apart whatever the screen shows, each echoed by the 'shell' as
+    soon as it gets it (and, with ``output_every``, other output meanwhile); for each
+    key, the time from the server's getting it to the client's terminal showing it,
+    less the link's delay."""
+    start = pair.net.now
+    got_at: dict[int, float] = {}
+    latencies: dict[int, float] = {}
+    typed = 0
+    next_output = start
+    while len(latencies) < len(keys):
+        if typed < len(keys) and pair.net.now >= start + typed * gap:
+            pair.net.client.channel.send_data(keys[typed:typed + 1])
+            typed += 1
+        pair.run(0.0005)
+        if output_every is not None and pair.net.now >= next_output:
+            pair.pty(b"\x1b[s\x1b[20;1Hflood %.3f\x1b[u" % pair.net.now)    # elsewhere on the screen
+            next_output = pair.net.now + output_every
+        echo = pair.server.take_pty_input()
+        if echo:
+            got_at.update((key, pair.net.now) for key in echo)
+            pair.pty(echo)
+        screen = "".join(pair.terminal.state.text())
+        for key, when in got_at.items():
+            if key not in latencies and chr(key) in screen:
+                latencies[key] = pair.net.now - when - pair.net.links["down"].delay
+        assert pair.net.now < start + len(keys) * gap + 1.0, "a key was not echoed"
+    return [latencies[key] for key in keys]
+
+
+@pytest.mark.parametrize("mode", [DiffMode.STATESYNC, DiffMode.DATAGRAM])
+def test_keys_typed_20_ms_apart_are_echoed_without_waiting_for_the_frame_pacer(mode):
+    """At 50 keys a second the pacer alone (20 frames a second) would hold most echoes
+    up to 50 ms: a screen that answers input goes as soon as ANSWER_FLOOR allows."""
+    pair = Pair(mode)
+    for link in pair.net.links.values():
+        link.jitter = link.reorder = 0.0
+    pair.run(1.0)
+    latencies = _type_and_echo(pair, b"abcdefghijklmnopqrstuvwxyz", 0.020)
+    assert max(latencies) <= QUIET_DELAY + ANSWER_FLOOR + 0.002, latencies
+
+
+def test_typing_into_a_flood_adds_at_most_one_frame_per_key():
+    """Output nobody typed for is still paced to 20 a second; each keystroke lets one
+    more frame go early, no more."""
+    pair = Pair(DiffMode.STATESYNC)
+    pair.run(1.0)
+    before, start = _screen_messages(pair), pair.net.now
+    _type_and_echo(pair, b"abcdefghijklmnopqrstuvwxyz", 0.040, output_every=0.003)
+    seconds = pair.net.now - start
+    assert _screen_messages(pair) - before <= seconds / 0.050 + 2 + 26
+    pair.run(0.5)
+    assert pair.settled()
