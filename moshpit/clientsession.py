@@ -129,6 +129,7 @@ class ClientSession:
         """The prediction timer (or the RTT) moved: show or hide what it says."""
         if self.engine is None:
             return
+        self.engine.handle_timer(now)
         self._set_srtt()
         if self.view.ready_for_timer():
             self.show_predictions(now)

@@ -200,3 +200,28 @@ def test_typing_into_a_flood_adds_at_most_one_frame_per_key():
     assert _screen_messages(pair) - before <= seconds / 0.050 + 2 + 26
     pair.run(0.5)
     assert pair.settled()
+
+
+def test_messages_sent_without_credit_leave_no_debt():
+    """Answers to input go without waiting for credit; the next paced message must
+    then wait one interval at most, not one per answer (it held a prompt 1.3 s after
+    typing 104 keys fast)."""
+    pacer = FramePacer(0.05, burst=2)
+    for i in range(100):
+        pacer.sent(10.0 + i * 0.02)                       # 50 a second, faster than the rate
+    assert pacer.next_allowed() <= 10.0 + 99 * 0.02 + 0.05 + 1e-9
+
+
+def test_output_after_fast_typing_is_not_held_for_the_answers_sent():
+    pair = Pair(DiffMode.STATESYNC)
+    for link in pair.net.links.values():
+        link.jitter = link.reorder = 0.0
+    pair.run(1.0)
+    _type_and_echo(pair, b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", 0.020)
+    pair.run(0.005)
+    start = pair.net.now
+    pair.pty(b"\r\nprompt$ ")                             # output nobody typed for
+    while not any("prompt$" in row for row in pair.terminal.state.text()):
+        pair.run(0.001)
+        assert pair.net.now - start < 1.0
+    assert pair.net.now - start <= 0.050 + BATCH_DELAY + pair.net.links["down"].delay + 0.003

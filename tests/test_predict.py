@@ -195,3 +195,26 @@ def test_enter_into_a_program_the_kernel_echoes_for_confirms_its_epoch_by_the_cu
         engine.truth(shell.model.state, 1, flags, 0.3)
         engine.keys(b"h", shell.model.state, 1.0)
         assert (engine.display(shell.model.state, 1.0) != shell.model.state) is shown
+
+
+def test_the_slow_echo_timer_fires_once_for_the_same_guesses():
+    """A look that could not draw the guesses (the screen mid-update) must not leave its
+    deadline in the past: the loop would wake for it again at once, for as long as the
+    echo takes (it spun a CPU through a flood after fast typing)."""
+    shell = FakeShell("echo")
+    engine = PredictionEngine(Policy.ADAPTIVE)
+    engine.set_srtt(0.01)
+    engine.keys(b"a", shell.model.state, 0.0)
+    shell.take(b"a")
+    engine.truth(shell.model.state, 1, shell.flags, 0.01)
+    engine.keys(b"b", shell.model.state, 0.02)
+    assert engine.get_timer() == 0.02 + 0.25
+    engine.handle_timer(0.1)                             # early: still wanted
+    assert engine.get_timer() == 0.02 + 0.25
+    engine.handle_timer(0.3)
+    assert engine.get_timer() is None                    # looked; no deadline left behind
+    assert engine.display(shell.model.state, 0.3).text()[0].startswith("$ ab")   # still shown when drawn
+    shell.take(b"b")
+    engine.truth(shell.model.state, 2, shell.flags, 0.31)
+    engine.keys(b"c", shell.model.state, 1.0)            # new guesses: a new look
+    assert engine.get_timer() == 1.0 + 0.25

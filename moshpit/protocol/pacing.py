@@ -24,8 +24,11 @@ class FramePacer:
         return self._at + (1 - self._credit) * self.interval
 
     def sent(self, now: float) -> None:
+        """A message went. One sent without credit (an answer to input, which does not
+        wait for the pacer) leaves none, not a debt: the next paced message waits one
+        interval at most, not one for every answer sent while typing."""
         elapsed = now - self._at
-        self._credit = min(self.burst, self._credit + elapsed / self.interval) - 1
+        self._credit = max(0.0, min(self.burst, self._credit + elapsed / self.interval) - 1)
         self._at = now
 
 

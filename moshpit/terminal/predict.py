@@ -93,6 +93,7 @@ class PredictionEngine:
         self._flags = 0                    # the shell's terminal, once the server has said
         self._glitch_credit = 0
         self._unconfirmed_since: float | None = None
+        self._looked_for: float | None = None   # the _unconfirmed_since whose timer has fired
 
     # --- inputs -------------------------------------------------------------------
     def set_srtt(self, srtt: float) -> None:
@@ -219,10 +220,19 @@ class PredictionEngine:
         return replace(truth, lines=tuple(lines))
 
     def get_timer(self) -> float | None:
-        """When adaptive display should look again (a keystroke becoming slow)."""
-        if self.policy is Policy.ADAPTIVE and not self._showing and self._unconfirmed_since is not None:
+        """When adaptive display should look again (a keystroke becoming slow); once
+        only for the same guesses: a look that could not draw them (the screen was
+        mid-update) must not leave a deadline in the past, which would spin the loop.
+        The next drawing shows them (``display`` asks the clock)."""
+        if self.policy is Policy.ADAPTIVE and not self._showing and self._unconfirmed_since is not None \
+                and self._looked_for != self._unconfirmed_since:
             return self._unconfirmed_since + SLOW_CONFIRMATION
         return None
+
+    def handle_timer(self, now: float) -> None:
+        since = self._unconfirmed_since
+        if since is not None and now >= since + SLOW_CONFIRMATION:
+            self._looked_for = since
 
     @property
     def visible(self) -> bool:
