@@ -19,6 +19,8 @@ arrives is the view's business, one per kind of diff mode:
 
 from __future__ import annotations
 
+from collections import deque
+
 from moshpit.protocol.channel import Channel
 from moshpit.protocol.events import DataReceived, EchoAcknowledged, OutputSkipped, ScreenUpdate
 from moshpit.protocol.handshake import DiffMode
@@ -48,6 +50,8 @@ class ClientSession:
         has (a resumed session's, from an earlier client), or None if not known."""
         self.cols, self.rows = clamp_window(cols, rows)
         self.shown = shown            # the stream's position, as written here
+        self._marks: deque[tuple[int, tuple[int, int]]] = deque()   # (output position, shown)
+        self._taken = self._written = 0                  # output bytes taken, and written
         self.queries = QueryFilter(clipboard_max_bytes)   # nothing the server sends may ask the terminal
         self.displayed = ScreenState.blank(cols, rows)     # what the real terminal shows
         self.truth = self.displayed                       # the server's screen, as far as we know
@@ -81,6 +85,8 @@ class ClientSession:
             if self.shown is not None:
                 self.shown = (self.shown[0] + len(event.data), self.shown[1] + event.data.count(b"\n"))
             view.data(event.data, now)
+            if view.writes_at_once:
+                self._mark()
         elif isinstance(event, OutputSkipped):
             # The stream jumps ahead. Lines we never had are marked with one line in the
             # scrollback, never a silent gap; the position is the server's from here on.
@@ -117,9 +123,27 @@ class ClientSession:
 
     def take_output(self) -> bytes:
         self.view.before_output()
+        self._mark()
         data = bytes(self.output)
+        self._taken += len(data)
         self.output.clear()
         return data
+
+    def _mark(self) -> None:
+        """Once the output so far is on the terminal, the stream is shown up to here."""
+        if self.shown is not None and (not self._marks or self._marks[-1][1] != self.shown):
+            self._marks.append((self._taken + len(self.output), self.shown))
+
+    def wrote(self, count: int) -> tuple[int, int] | None:
+        """``count`` more bytes of what ``take_output`` gave are on the terminal: the
+        stream position (``shown``) they complete, if they complete one. Recorded as a
+        partial write goes, a kill between a write and its record doubles at most
+        what one event carried, not a whole blocked write's worth."""
+        self._written += count
+        done = None
+        while self._marks and self._marks[0][0] <= self._written:
+            done = self._marks.popleft()[1]
+        return done
 
     # --- timers --------------------------------------------------------------------------
     def get_timer(self) -> float | None:
@@ -204,6 +228,8 @@ class _ScreenStates:
 class StreamView:
     """``reliable``: the raw stream is the terminal's; a model follows it only while
     predictions are wanted."""
+
+    writes_at_once = True            # an event's stream bytes are in the output when it returns
 
     def __init__(self, session: ClientSession):
         self._s = session
@@ -327,6 +353,8 @@ class StreamView:
 class ScreenView:
     """``statesync``/``datagram``: the newest screen state, drawn as a diff, with the
     rows that scrolled off it put into the scrollback above."""
+
+    writes_at_once = False           # scrolled-off rows wait for the next take_output
 
     def __init__(self, session: ClientSession):
         self._s = session

@@ -350,3 +350,35 @@ def test_clipboard_writes_reach_the_terminal_in_the_screen_modes_as_in_reliable(
     assert (b"\x1b]52;c;aGVsbG8=\x07" in seen) == bool(allowed)
     assert b"52;c;?" not in seen and b"QUFBQUFB" not in seen      # a read; too long
     assert transcript_lines(bytes(seen))[:17] == [str(i) for i in range(1, 18)]   # no row for it
+
+
+def test_a_partial_write_records_only_the_stream_it_completes():
+    """mp records how far the stream is on the terminal (its session file) as each
+    part of a write lands: a kill in a blocked write then doubles at most what one
+    event carried, never the written part of the whole buffer."""
+    from moshpit.protocol.events import DataReceived
+    pair = Pair(DiffMode.RELIABLE)
+    client = ClientSession(80, 24, shown=(0, 0))
+    client.attach(pair.net.client.channel, 0)
+    client.on_event(DataReceived(b"one\r\n"), 0.0)
+    client.on_event(DataReceived(b"two\r\n"), 0.0)
+    assert client.take_output() == b"one\r\ntwo\r\n"
+    assert client.wrote(0) is None and client.wrote(3) is None
+    assert client.wrote(2) == (5, 1)                       # "one\r\n" is on the terminal
+    assert client.wrote(4) is None
+    assert client.wrote(1) == (10, 2)
+
+
+def test_in_screen_modes_rows_count_as_shown_only_once_the_whole_output_is_written():
+    """There the rows that scrolled off are written at the next take_output, after the
+    events that brought them: only the end of that output completes them."""
+    from moshpit.protocol.events import DataReceived
+    pair = Pair(DiffMode.STATESYNC)
+    client = ClientSession(80, 24, shown=(0, 0))
+    client.attach(pair.net.client.channel, 0)
+    client.on_event(DataReceived(b"one\r\n"), 0.0)
+    client.on_event(DataReceived(b"two\r\n"), 0.0)
+    out = client.take_output()
+    assert b"one" in out and b"two" in out
+    assert client.wrote(len(out) - 1) is None
+    assert client.wrote(1) == (10, 2)

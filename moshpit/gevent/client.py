@@ -523,10 +523,12 @@ class Client:
 
     def _flush_output(self) -> None:
         data = memoryview(self.session.take_output())    # partial writes: no copy of the rest
-        if not data:
-            return
-        while data:
+        written = 0
+        while True:                                      # each part on the terminal, then
+            shown = self.session.wrote(written)          # recorded: a crash loses nothing
+            if shown is not None and self.on_output is not None:
+                self.on_output(*shown)
+            if not data:
+                return
             written = gevent.os.nb_write(self.stdout_fd, data)
             data = data[written:]
-        if self.on_output is not None and self.session.shown is not None:
-            self.on_output(*self.session.shown)         # written: a crash from here loses nothing

@@ -354,9 +354,7 @@ class Channel:
         if frame_type == F.FRAME_DATA:
             if self.state is not ChannelState.CLOSED:
                 if self.role is Role.SERVER:
-                    self._p.send.stream_pacer.typed()     # keystrokes: our forwards yield,
-                    if self._p.screens_out is not None:   # and their echo goes at once
-                        self._p.screens_out.typed()
+                    self._tx.keys_arrived()
                 self._p.events.append(DataReceived(bytes(value)))
         elif frame_type == F.FRAME_RESIZE:
             self._p.events.append(Resized(*value))

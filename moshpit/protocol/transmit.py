@@ -71,6 +71,13 @@ class Transmitter:
         p.stats["bytes_sent"] += len(payload) + codec.OVERHEAD
         return self._sealer.seal_many([payload])[0]
 
+    def keys_arrived(self) -> None:
+        """Server: keystrokes came. Forwarded data yields to typing for a while
+        (StreamPacer), and the screen that answers them goes at once (ScreenSender)."""
+        self._p.send.stream_pacer.typed()
+        if self._p.screens_out is not None:
+            self._p.screens_out.typed()
+
     def echo_ack(self, keystrokes: int, flags: int, now: float) -> None:
         """In the ordered flow, after the output it accounts for; else labelled with the
         newest screen state, on every datagram for a while."""
