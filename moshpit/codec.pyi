@@ -32,6 +32,7 @@ FRAME_STREAM_WINDOW: int
 FRAME_STREAM_FIN: int
 FRAME_STREAM_RESET: int
 FRAME_FORWARD: int
+FRAME_PATH_PROBE: int
 FRAME_NAMES: dict[int, str]
 
 def frame_body_ok(frame_type: int, length: int) -> bool: ...

@@ -71,15 +71,16 @@ class TwoHosts:
         prefix = "64" if ":" in address else "24"
         _ip("-n", self.client_ns, "addr", "del", f"{address}/{prefix}", "dev", self.client_if)
 
-    def block_udp(self, where: str = "client") -> None:
+    def block_udp(self, where: str = "client", *, inbound_only: bool = False) -> None:
         """A firewall that drops every UDP datagram, both ways, TCP going on: in the
         client's host (its sends fail: EPERM), or in the server's (the client hears
-        nothing, as behind a hotel's firewall)."""
+        nothing, as behind a hotel's firewall). ``inbound_only``: only what arrives
+        there is dropped (UDP goes out, no answer comes back)."""
         rules = ("add table inet mptblock\n"
                  "add chain inet mptblock out { type filter hook output priority 0 ; }\n"
                  "add chain inet mptblock in { type filter hook input priority 0 ; }\n"
-                 "add rule inet mptblock out meta l4proto udp drop\n"
-                 "add rule inet mptblock in meta l4proto udp drop\n")
+                 + ("" if inbound_only else "add rule inet mptblock out meta l4proto udp drop\n")
+                 + "add rule inet mptblock in meta l4proto udp drop\n")
         ns = self.client_ns if where == "client" else self.server_ns
         subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True,
                        check=True, capture_output=True)

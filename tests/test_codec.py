@@ -8,7 +8,8 @@ from moshpit.errors import DecodeError, LocalProtocolError
 
 FIXED = {codec.FRAME_ACK: 8, codec.FRAME_PING: 10, codec.FRAME_RESIZE: 4,
          codec.FRAME_STATE_ACK: 8, codec.FRAME_REPAINT: 8, codec.FRAME_OSN: 8, codec.FRAME_ECHO_ACK: 17,
-         codec.FRAME_SKIP: 16, codec.FRAME_STREAM_WINDOW: 20, codec.FRAME_STREAM_FIN: 12}
+         codec.FRAME_SKIP: 16, codec.FRAME_STREAM_WINDOW: 20, codec.FRAME_STREAM_FIN: 12,
+         codec.FRAME_PATH_PROBE: 0}
 MINIMUM = {codec.FRAME_STREAM_OPEN: 7, codec.FRAME_STREAM_DATA: 13, codec.FRAME_STREAM_RESET: 5,
            codec.FRAME_FORWARD: 4}
 

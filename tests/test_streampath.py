@@ -172,9 +172,10 @@ def test_without_a_stream_nothing_moves():
     assert chooser.handle_timer(FALLBACK_AFTER) == [] and chooser.udp_silent(3.0) == []
 
 
-def test_a_probe_brings_the_server_back_to_udp_once_udp_works():
+def test_a_probe_is_answered_over_udp_and_the_client_brings_the_server_back():
     """The client on the stream (UDP was blocked); UDP opens again; a probe goes over
-    it: the server answers there and follows; the client moves back; typing goes on."""
+    it: the server answers there but stays on the stream; the client, answered, moves
+    back, and the server follows its first datagram there; typing goes on."""
     net = SimNet(DiffMode.RELIABLE, seed=8)
     net.links["up"].up = net.links["down"].up = False
     net.client.channel.use_path(STREAM)
@@ -183,13 +184,34 @@ def test_a_probe_brings_the_server_back_to_udp_once_udp_works():
     net.links["up"].up = net.links["down"].up = True
     probed_at = net.now
     net._transmit(net.client, net.client.channel.probe_datagram(net.now), SERVER_ADDR)
-    assert net.run_until(lambda: net.server.channel.peer_addr == net.client.addr, timeout=1)
     assert net.run_until(lambda: any(at >= probed_at and to == net.client.addr   # answered over UDP
                                      for at, _, to, _ in net.tap), timeout=1)
+    assert net.server.channel.peer_addr == STREAM                                 # and not moved
     net.client.channel.use_path(SERVER_ADDR)
     net.client.channel.send_data(b"two")
     assert net.run_until(lambda: bytes(net.server.received) == b"one two", timeout=2)
+    assert net.server.channel.peer_addr == net.client.addr
     assert net.run_until(lambda: net.server.channel.addr_validated, timeout=2)
+
+
+def test_where_udp_works_one_way_only_probes_never_take_the_output_off_the_stream():
+    """UDP from the client reaches the server, nothing comes back (a firewall that lets
+    UDP out only): every probe arrives, and the output goes on over the stream, none of
+    it sent where it is lost."""
+    net = SimNet(DiffMode.RELIABLE, seed=9)
+    net.links["down"].up = False                     # server -> client UDP: lost
+    net.client.channel.use_path(STREAM)
+    output = random_bytes(120_000, seed=4)
+    for i in range(24):
+        net.server_output(output[i * 5000:(i + 1) * 5000])
+        if i % 4 == 0:
+            net._transmit(net.client, net.client.channel.probe_datagram(net.now), SERVER_ADDR)
+        net.run_for(0.05)
+        assert net.server.channel.peer_addr == STREAM
+    assert net.run_until(lambda: bytes(net.client.received) == output, timeout=5)
+    sent_over_udp = [data for _, src, to, data in net.tap if to == net.client.addr]
+    assert len(sent_over_udp) == 6 and all(net.peek.osn(data, 1) is None for data in sent_over_udp)
+    assert net.server.channel.stats["address_changes"] == 1                    # onto the stream only
 
 
 def test_the_spec_vector_frames_and_deframes():

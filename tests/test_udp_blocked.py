@@ -235,3 +235,25 @@ def test_mp_ssh_roaming_while_on_the_ssh_connection_logs_in_again_and_resumes(ho
         assert rows_with(mp, "mark-2-42") == 1
     finally:
         end(mp)
+
+
+def test_where_udp_goes_out_but_nothing_comes_back_the_session_stays_on_tcp(hosts, server, tmp_path):  # noqa: F811
+    """The client's host drops incoming UDP only: its probes reach the server, the
+    answers never come back. The session stays on TCP through several probes, never
+    claims UDP, and every echo comes back at once. (Where the server would have
+    followed a probe to UDP, tests/test_streampath.py shows it in the simulation: here
+    each keystroke over TCP brings it back within a round trip anyway.)"""
+    hosts.block_udp("client", inbound_only=True)
+    mp = start_mp(hosts, tmp_path, server, DiffMode.RELIABLE, hosts.SERVER4)
+    try:
+        typed_and_shown(mp, 1, timeout=10)
+        slowest = 0.0
+        for n in range(2, 25):                       # about 8 s: probes 1 s after the move, then 2, 4, 5...
+            slowest = max(slowest, typed_and_shown(mp, n, timeout=10))
+            time.sleep(0.3)
+        assert slowest < 0.5, f"an echo took {slowest:.2f} s"
+        log = client_log(tmp_path)
+        assert ON_TCP in log and ON_UDP not in log
+        assert rows_with(mp, "mark-24-42") == 1
+    finally:
+        end(mp)

@@ -84,6 +84,7 @@ FRAME_STREAM_WINDOW = 0x11  # u32 stream, u64 received, u64 limit
 FRAME_STREAM_FIN = 0x12   # u32 stream, u64 final size
 FRAME_STREAM_RESET = 0x13  # u32 stream, u8 code, UTF-8 reason
 FRAME_FORWARD = 0x14      # u8 kind, u8 status, u16 port, UTF-8 host or reason
+FRAME_PATH_PROBE = 0x15   # empty: a probe of a path not in use; answer it there, do not move there
 
 FRAME_NAMES = {
     FRAME_DATA: "DATA", FRAME_ACK: "ACK", FRAME_NAK: "NAK", FRAME_PING: "PING",
@@ -92,10 +93,11 @@ FRAME_NAMES = {
     FRAME_PADDING: "PADDING", FRAME_OSN: "OSN", FRAME_ECHO_ACK: "ECHO_ACK", FRAME_SKIP: "SKIP",
     FRAME_STREAM_OPEN: "STREAM_OPEN", FRAME_STREAM_DATA: "STREAM_DATA", FRAME_STREAM_WINDOW: "STREAM_WINDOW",
     FRAME_STREAM_FIN: "STREAM_FIN", FRAME_STREAM_RESET: "STREAM_RESET", FRAME_FORWARD: "FORWARD",
+    FRAME_PATH_PROBE: "PATH_PROBE",
 }
 
 cdef enum:
-    _MAX_TYPE = 0x14
+    _MAX_TYPE = 0x15
     _ANY = 1216  # the largest body that fits a payload: 1280 - 61 - 3
 
 # Body length rules per frame type: minimum, maximum, and the step the length
@@ -132,6 +134,7 @@ _rule(FRAME_STREAM_WINDOW, 20, 20, 1)
 _rule(FRAME_STREAM_FIN, 12, 12, 1)
 _rule(FRAME_STREAM_RESET, 5, 5 + 255, 1)
 _rule(FRAME_FORWARD, 4, 4 + 255, 1)
+_rule(FRAME_PATH_PROBE, 0, 0, 1)
 
 
 cdef inline bint _body_length_ok(int frame_type, Py_ssize_t n) noexcept:

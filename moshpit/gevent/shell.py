@@ -371,18 +371,18 @@ class ShellSession:
             set_window_size(self.fd, *self._pty_window)
         for channel in list(self.channels.values()):
             out = channel.datagrams_to_send(now)
-            if out and is_stream(out[0][1]):
-                self._kept.send(channel.conn_id, [data for data, _ in out])
-                out = []
             while out:                                   # runs to one address go as one GSO send
                 addr = out[0][1]
                 run = 1
                 while run < len(out) and out[run][1] == addr:
                     run += 1
-                try:
-                    udp.send_many(self.sock, [data for data, _ in out[:run]], addr)
-                except OSError as exc:
-                    log.debug("send to %s failed: %s", addr, exc)
+                if is_stream(addr):
+                    self._kept.send(channel.conn_id, [data for data, _ in out[:run]])
+                else:
+                    try:
+                        udp.send_many(self.sock, [data for data, _ in out[:run]], addr)
+                    except OSError as exc:
+                        log.debug("send to %s failed: %s", addr, exc)
                 del out[:run]
             self._take_events(channel)               # sending can time a close out
             if channel.closed and channel is not self.channel:

@@ -213,7 +213,7 @@ class Channel:
         self._tx.use_path(addr)
 
     def probe_datagram(self, now: float) -> bytes:
-        """Client: one datagram for the path not in use; the server answers (and follows) it."""
+        """Client: one datagram for the path not in use; the server answers it there."""
         self._client_only("probes paths")
         return self._tx.probe_datagram(now)
 
@@ -279,7 +279,11 @@ class Channel:
         newest = seq > self._highest_rx
         if newest:
             self._highest_rx = seq
-        self._note_address(addr, newest, len(data))
+        if self.role is Role.SERVER and addr != self._p.network.addr \
+                and any(ft == F.FRAME_PATH_PROBE for ft, _ in immediate):
+            self._tx.answer_probe(addr)            # answered there; we stay where we are
+        else:
+            self._note_address(addr, newest, len(data))
         self._note_contact(now)
         if self.state is ChannelState.CLOSED and (osn is not None or any(
                 ft == F.FRAME_PADDING for ft, _ in immediate)):

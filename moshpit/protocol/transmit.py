@@ -30,6 +30,7 @@ class Transmitter:
         self._sealer = sealer
         self.last_send = now
         self._unordered_out: deque[tuple[int, bytes]] = deque()
+        self._probes_heard: list = []        # addresses whose PATH_PROBE is to be answered
         config = parts.config
         self._max_payload = config.max_datagram_size - codec.OVERHEAD
         self.chunk_size = (self._max_payload - PING_SIZE - ACK_SIZE - OSN_SIZE - FRAME_OVERHEAD
@@ -58,15 +59,31 @@ class Transmitter:
         self.path_changed()
 
     def probe_datagram(self, now: float) -> bytes:
-        """Client: one padded datagram for the path not in use (transport.py): a PING
-        the server answers, and follows, and nothing of the ordered flow."""
+        """Client: one padded datagram for the path not in use (transport.py): a
+        PATH_PROBE and a PING, which the server answers there without moving there,
+        and nothing of the ordered flow."""
+        self._p.stats["path_probes"] += 1
+        return self._side_datagram(now, probe=True)
+
+    def answer_probe(self, addr) -> None:
+        """Server: a PATH_PROBE came from ``addr``; answer it there (next send), staying
+        where we are: UDP may work one way only, and output sent after a probe must not
+        go where it is lost."""
+        if addr not in self._probes_heard:
+            self._probes_heard.append(addr)
+
+    def _side_datagram(self, now: float, *, probe: bool) -> bytes:
+        """A PING and an ACK for a path other than the one in use (padded, with the
+        PATH_PROBE frame, from the client; as small as it comes from the server)."""
         p = self._p
         out = PayloadBuilder(self._max_payload)
+        if probe:
+            out.add(F.FRAME_PATH_PROBE, b"")
         out.add(F.FRAME_PING, frames.pack_ping(p.clock.next_ts(now), *p.clock.echo(now, frames.NO_ECHO)))
         out.add(F.FRAME_ACK, frames.pack_u64(p.receive.next_expected))
-        out.pad()
+        if probe:
+            out.pad()
         payload = out.payload()
-        p.stats["path_probes"] += 1
         p.stats["datagrams_sent"] += 1
         p.stats["bytes_sent"] += len(payload) + codec.OVERHEAD
         return self._sealer.seal_many([payload])[0]
@@ -181,6 +198,8 @@ class Transmitter:
         if p.closing.reply_pending:
             p.closing.reply_pending = False
             self._unordered_out.append((F.FRAME_CLOSE, frames.pack_close(CloseCode.NORMAL, "")))
+        answers = [(self._side_datagram(now, probe=False), addr) for addr in self._probes_heard]
+        self._probes_heard.clear()
         self._prepare_screen(now)
         if not p.network.validated:
             p.intent.elicit = True     # one "answer me" per batch, never a burst of them
@@ -193,8 +212,8 @@ class Transmitter:
             payloads.append(payload)
         p.send.end_turn(now)
         if not payloads:                     # the common answer on a quiet channel: no call
-            return []
-        return [(datagram, peer) for datagram in self._sealer.seal_many(payloads)]   # one call a turn
+            return answers
+        return answers + [(datagram, peer) for datagram in self._sealer.seal_many(payloads)]   # one call a turn
 
     def _resends(self, now: float) -> list[bytes]:
         """The NAKed and probed bundles again, as far as the budget allows (the rest later)."""

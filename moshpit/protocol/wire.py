@@ -26,7 +26,8 @@ STREAM_FRAMES = frozenset({F.FRAME_STREAM_OPEN, F.FRAME_STREAM_DATA, F.FRAME_STR
 ORDERED = frozenset({F.FRAME_DATA, F.FRAME_RESIZE, F.FRAME_SCREEN, F.FRAME_CLOSE, F.FRAME_REPAINT,
                      F.FRAME_ECHO_ACK, F.FRAME_SKIP}) | STREAM_FRAMES
 SERVER_ONLY = frozenset({F.FRAME_SCREEN, F.FRAME_ECHO_ACK, F.FRAME_SKIP})        # never from a client
-CLIENT_ONLY = frozenset({F.FRAME_RESIZE, F.FRAME_REPAINT, F.FRAME_STATE_ACK})     # never from a server
+CLIENT_ONLY = frozenset({F.FRAME_RESIZE, F.FRAME_REPAINT, F.FRAME_STATE_ACK,     # never from a server
+                         F.FRAME_PATH_PROBE})
 
 _DECODERS = {
     F.FRAME_PING: frames.unpack_ping,
