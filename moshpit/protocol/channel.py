@@ -33,18 +33,18 @@ from collections.abc import Sequence
 
 from moshpit import codec
 from moshpit.crypto import PacketOpener, PacketSealer, TrafficKeys
-from moshpit.errors import DatagramDropped, DecodeError, DropReason, LocalProtocolError, printable
+from moshpit.errors import DatagramDropped, DecodeError, DropReason, LocalProtocolError
 from moshpit.protocol import frames
 from moshpit.protocol.closing import ChannelState, CloseCode
-from moshpit.protocol.events import (AddressChanged, AddressValidated, ConnectionClosed, DataReceived,
-                                     EchoAcknowledged, Event, OutputSkipped, Resized, ScreenUpdate, StreamGap)
+from moshpit.protocol.events import (AddressChanged, Event, StreamGap)
 from moshpit.protocol.handshake import DiffMode, SessionParams
 from moshpit.protocol.liveness import Liveness
 from moshpit.protocol.parts import ChannelConfig, ChannelParts, Role
 from moshpit.protocol.streampath import is_stream
 from moshpit.protocol.streams import StreamSet
+from moshpit.protocol.frameactions import FrameActions
 from moshpit.protocol.transmit import Transmitter
-from moshpit.protocol.wire import STREAM_FRAMES, parse_payload
+from moshpit.protocol.wire import parse_payload
 
 __all__ = ["Channel", "ChannelConfig", "ChannelState", "CloseCode", "Role"]
 
@@ -82,6 +82,7 @@ class Channel:
                                        else {F.FRAME_CLOSE, F.FRAME_SCREEN, F.FRAME_ECHO_ACK})
         self._highest_rx = -1
         self._liveness = Liveness(now, self.config.silence_threshold, self.config.silence_report_interval)
+        self._act = FrameActions(p, self._tx, self.role, self.drops)
 
     @classmethod
     def from_params(cls, role: Role, params: SessionParams, *, now: float, peer_addr=None,
@@ -199,8 +200,7 @@ class Channel:
 
     def request_repaint(self) -> None:
         """Client: we lost track of the screen; ask (reliably) for a full snapshot."""
-        if self.state is ChannelState.OPEN and not self._p.send.holds(F.FRAME_REPAINT):
-            self._p.send.add_first(F.FRAME_REPAINT, frames.pack_u64(self.screen_state))
+        self._act.request_repaint()
 
     def path_changed(self) -> None:
         """Client: our source address changed (new socket); tell the server at once."""
@@ -291,7 +291,7 @@ class Channel:
         if osn is not None:                      # the stream first: scrollback lines before
             self._on_bundle(osn, ordered, now)   # the screen they scrolled off from
         for frame_type, value in immediate:
-            self._on_frame(frame_type, value, newest, addr, now)
+            self._act.immediate(frame_type, value, newest, addr, now)
 
     def _on_bundle(self, osn: int, ordered: list, now: float) -> None:
         self._p.receive.ingest(osn, ordered, now, self.rtt.rto)
@@ -299,8 +299,8 @@ class Channel:
             return
         for batch in self._p.receive.tracker.pop_ready():
             for frame_type, value in batch:
-                self._on_ordered(frame_type, value, now)
-        self._take_abandoned()
+                self._act.ordered(frame_type, value, now)
+        self._act.take_abandoned()
         self._p.receive.ack_later(now)
 
     def _input_gap_given_up(self, now: float) -> bool:
@@ -331,76 +331,6 @@ class Channel:
         if reachable is not None:
             self._p.events.append(reachable)
 
-    def _on_frame(self, frame_type: int, value, newest: bool, addr, now: float) -> None:
-        if frame_type == F.FRAME_PING:
-            self._p.clock.on_ping(value.timestamp, value.echo, value.echo_delay, newest, now)
-            if value.echo is not None and self._p.network.echoed(addr, value.echo):
-                self._p.events.append(AddressValidated(addr))
-        elif frame_type == F.FRAME_ACK:
-            self._on_ack(value, now)
-        elif frame_type == F.FRAME_NAK:
-            self._on_nak(value, now)
-        elif frame_type == F.FRAME_GONE:
-            # Only the output flow may be skipped; keystrokes never are.
-            if self.role is Role.CLIENT:
-                for first, last in value:
-                    self._p.receive.tracker.give_up(first, last)
-                self._take_abandoned()
-        elif frame_type == F.FRAME_STATE_ACK:
-            if self._p.screens_out is not None:
-                self._p.screens_out.acknowledged(value)
-        elif frame_type == F.FRAME_PADDING:
-            self._p.intent.force = True    # a probe, a path change or a challenge: answer at once
-        elif frame_type in (F.FRAME_SCREEN, F.FRAME_CLOSE, F.FRAME_ECHO_ACK):
-            self._on_ordered(frame_type, value, now)   # unreliable flow: act on arrival
-
-    def _on_ordered(self, frame_type: int, value, now: float) -> None:
-        if frame_type == F.FRAME_DATA:
-            if self.state is not ChannelState.CLOSED:
-                if self.role is Role.SERVER:
-                    self._tx.keys_arrived()
-                self._p.events.append(DataReceived(bytes(value)))
-        elif frame_type == F.FRAME_RESIZE:
-            self._p.events.append(Resized(*value))
-        elif frame_type == F.FRAME_SCREEN:
-            try:
-                done = self._p.screens_in.add(value) if self.role is Role.CLIENT else None
-            except DecodeError:
-                self.drops[DropReason.MALFORMED] += 1
-                return
-            if done is not None:
-                self._p.events.append(ScreenUpdate(*done))
-        elif frame_type == F.FRAME_REPAINT:
-            self.stats["repaint_requests"] += 1
-            self._tx.repaint()
-        elif frame_type == F.FRAME_ECHO_ACK:
-            if self._p.echo_acks.heard(value.keystrokes, value.flags):
-                self._p.events.append(EchoAcknowledged(value.state, value.keystrokes, value.flags))
-        elif frame_type == F.FRAME_CLOSE:
-            self._on_close(*value)
-        elif frame_type in STREAM_FRAMES and self._p.send.streams is not None:
-            self._p.send.streams.on_frame(frame_type, value)
-        elif frame_type == F.FRAME_SKIP:
-            if self.state is not ChannelState.CLOSED:
-                self._p.events.append(OutputSkipped(value.offset, value.lines))
-
-    def _on_ack(self, acked_below: int, now: float) -> None:
-        send = self._p.send
-        newly = send.acked(acked_below, now, self.rto)
-        if not newly:
-            return
-        if self._p.closing.acked(send.peer_ack, now):
-            self._become_closed(self._p.closing.by_us())   # they processed our CLOSE, in order
-            return
-        send.window.acked(newly)
-
-    def _on_nak(self, ranges, now: float) -> None:
-        gone, loss = self._p.send.naked(ranges)
-        if gone:
-            self.stats["gone_sent"] += gone
-        if loss:
-            self.stats["loss_events"] += 1
-
     def repaint(self) -> None:
         """Server: send the whole screen next (a resumed client's terminal shows nothing
         of what happened while it was away). In ``reliable`` mode the snapshot goes in
@@ -408,30 +338,6 @@ class Channel:
         if self.role is not Role.SERVER:
             raise LocalProtocolError("only the server repaints")
         self._tx.repaint()
-
-    def _become_closed(self, event: ConnectionClosed, *, reply: bool = False) -> None:
-        """The one way to CLOSED; ``reply``: the peer may not have heard a CLOSE from us."""
-        self._p.closing.state = ChannelState.CLOSED
-        if reply:
-            self._p.closing.reply_pending = True
-        self._p.events.append(event)
-
-    def _on_close(self, code: int, exit_status: int, reason: str) -> None:
-        if self.state is ChannelState.OPEN:
-            self._become_closed(ConnectionClosed(code, printable(reason, frames.MAX_REASON_BYTES), by_peer=True,
-                                                 exit_status=exit_status), reply=True)
-        elif self.state is ChannelState.CLOSING:
-            self._become_closed(self._p.closing.by_us())
-        else:
-            self._p.closing.reply_pending = True   # our reply was lost; say it again
-
-    def _take_abandoned(self) -> None:
-        for first, last in self._p.receive.tracker.pop_abandoned():
-            # (bundles, not datagrams: the name is the one logs and benchmarks have shown)
-            self.stats["datagrams_abandoned"] += last - first + 1
-            self._p.events.append(StreamGap(first, last))
-            if self.role is Role.CLIENT:
-                self.request_repaint()
 
     # ------------------------------------------------------------------ timers
     def get_timer(self) -> float | None:
@@ -455,14 +361,14 @@ class Channel:
         nak = self._nak_deadline()
         if nak is not None and now >= nak:
             self._p.receive.naks_due(now, self.rtt.rto)
-            self._take_abandoned()
+            self._act.take_abandoned()
         silent = self._liveness.check(now) if self.state is not ChannelState.CLOSED else None
         if silent is not None:
             self._p.events.append(silent)
         self._tx.handle_timer(now, self.last_heard, heard_any=self._highest_rx >= 0)
         closing = self._p.closing
         if self.state is ChannelState.CLOSING and closing.deadline is not None and now >= closing.deadline:
-            self._become_closed(closing.by_us(timed_out=True), reply=True)   # a last word
+            self._act.become_closed(closing.by_us(timed_out=True), reply=True)   # a last word
 
     # ------------------------------------------------------------------- send
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, object]]:
