@@ -57,8 +57,7 @@ class KeyExchange:
                                           permanent=event.code != RefuseCode.SERVER_BUSY)
                 stream.sendall(hs.data_to_send())
             if getattr(self.route, "keeps_stream", False):
-                keep = getattr(stream, "keep", None)     # from now on an idle path, read by a greenlet
-                keep() if keep is not None else stream.settimeout(None)
+                self.route.keep(stream)              # from now on an idle path, read by a greenlet
                 kept = stream
         except ServerBusy as exc:
             raise ClientError(f"{self.host} is busy (too many key exchanges); it said to try again "

@@ -59,6 +59,10 @@ class TcpRoute:
         self.no_answer = (f"{host} port {port} did not answer the key exchange within "
                           f"{CONNECT_TIMEOUT:.0f} s (is mps listening there?)")
 
+    @staticmethod
+    def keep(sock) -> None:
+        sock.settimeout(None)
+
     def open(self, *, interactive: bool = True):
         """(stream, (family, UDP host)): the first of the server's addresses that takes a
         TCP connection, in the resolver's order (a client whose IPv4 is gone goes on over
@@ -90,6 +94,10 @@ class SshRoute:
 
     keeps_stream = True
     stream_kind = "ssh"
+
+    @staticmethod
+    def keep(stream: PipeStream) -> None:
+        stream.keep()
 
     def __init__(self, command: SshCommand, *, first=None):
         self.command = command
