@@ -3,8 +3,9 @@
 # it into a fresh virtual environment with binaries only (nothing may compile), prove
 # it carries no sources or C files, and run mp --version and the test suite against
 # it from outside the source tree: all of it but the slowest end-to-end files (network
-# namespaces, 50 MB transfers, outages), which the source pass has just run on the
-# same compiled kernels; that keeps CI well under 30 minutes.
+# namespaces, 50 MB transfers, outages, reconnects, real sshd, the tmux oracle), which
+# the source pass has just run on the same compiled kernels; that keeps CI under 30
+# minutes. mp's own end-to-end tests (test_mp.py) still run against the wheel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -37,7 +38,8 @@ cd "$work"
 import moshpit, moshpit.codec, moshpit.replay, moshpit.seqtrack, moshpit.retransmit, moshpit.protect, moshpit.vtscan, moshpit.crypto, moshpit.terminal.model
 assert '$root' not in moshpit.__file__, moshpit.__file__
 print('imports from', moshpit.__file__)"
-slow="test_forward_roaming test_roaming_netns test_udp_blocked test_forward_e2e test_interrupt_e2e test_predict_e2e"
+slow="test_forward_roaming test_roaming_netns test_udp_blocked test_forward_e2e test_interrupt_e2e test_predict_e2e
+      test_reconnect test_ssh_bootstrap test_terminal_tmux test_mp_tmux"
 ignores=()
 for name in $slow; do ignores+=(--ignore="$root/tests/$name.py"); done
 "$work/venv/bin/pytest" -q --rootdir="$root" -c "$root/pyproject.toml" "$root/tests" "$root/_ext" -p no:cacheprovider \
