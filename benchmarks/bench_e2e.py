@@ -412,7 +412,7 @@ def echo_latency(term: Terminal, keys: int) -> list[float]:
     return samples
 
 
-ESCAPE = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\\\)|[()][0-~]|[ -~])")
+ESCAPE = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()][0-~]|[ -~])")
 
 
 def fast_echo_latency(term: Terminal, keys: int, gap: float = 0.020) -> list[float]:
