@@ -976,8 +976,8 @@ def main() -> None:
     args = parser.parse_args()
     tables = "main,fairness,memory,roaming,connect"
     if args.quick:
-        args.tools, args.keys, args.file_mb, args.idle, args.roams = "mp", 20, 2.0, 2.0, 2
-        args.memory_sessions, args.fair_keys, args.fair_mb = 3, 15, 2.0
+        args.tools, args.keys, args.file_mb, args.idle, args.roams = "mp", 12, 2.0, 2.0, 1
+        args.memory_sessions, args.fair_keys, args.fair_mb = 3, 10, 2.0
         args.interrupt_mb, args.interrupt_timeout, args.burst, args.trickle = 8.0, 30.0, 2000, 300
         args.outage, args.scrollback_timeout = 1.5, 30.0
     else:

@@ -50,7 +50,7 @@ rest) and a UDP port range wide enough for N. Its key-exchange limiter allows
 a burst of 10 per source address, so the load process spreads its logins over
 source addresses 127.0.0.10 and up (all loopback), 8 logins each. mosh runs
 with prediction off. Tools that are not installed are skipped. ``--quick`` is
-the CI smoke run (10 sessions, short phases).
+the CI smoke run (5 sessions, short phases).
 """
 
 from __future__ import annotations
@@ -790,7 +790,7 @@ def main() -> None:
         (mp_worker if args.worker == "mp" else pty_worker)(args)
         return
     if args.quick:
-        args.sessions, args.keys, args.idle, args.settle = 10, 20, 2.0, 0.5
+        args.sessions, args.keys, args.idle, args.settle = 5, 15, 2.0, 0.5
     args.sessions = max(2, args.sessions)
     work = Path(tempfile.mkdtemp(prefix="mp-load-"))
     work.chmod(0o700)

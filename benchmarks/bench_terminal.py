@@ -152,7 +152,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    budget = 1.5 if args.quick else 6.0
+    budget = 0.5 if args.quick else 6.0
     loads = workloads(1 if args.quick else 3)
 
     print(f"screen model throughput, 80x24, {CHUNK // 1024} KiB feeds (MB/s; target >= 20)")

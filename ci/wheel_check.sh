@@ -2,10 +2,13 @@
 # The manylinux wheel that ci/wheels.sh made (made now if there is none): install
 # it into a fresh virtual environment with binaries only (nothing may compile), prove
 # it carries no sources or C files, and run mp --version and the test suite against
-# it from outside the source tree: all of it but the slowest end-to-end files (network
-# namespaces, 50 MB transfers, outages, reconnects, real sshd, the tmux oracle), which
-# the source pass has just run on the same compiled kernels; that keeps CI under 30
-# minutes. mp's own end-to-end tests (test_mp.py) still run against the wheel.
+# it from outside the source tree: the kernels' own tests, the protocol and terminal
+# units, and the commands end to end (test_mp.py, test_mps.py). Left to the source
+# pass, which has just run them on the same compiled kernels: the slow end-to-end
+# files (network namespaces, 50 MB transfers, outages, reconnects, real sshd, the tmux
+# oracle, session processes, privilege separation) and the long pure-Python ones
+# (terminal emulation, the gevent server, the session): about 2.5 minutes of the 6
+# this pass took, so the whole CI run stays well under 30.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -39,7 +42,8 @@ import moshpit, moshpit.codec, moshpit.replay, moshpit.seqtrack, moshpit.retrans
 assert '$root' not in moshpit.__file__, moshpit.__file__
 print('imports from', moshpit.__file__)"
 slow="test_forward_roaming test_roaming_netns test_udp_blocked test_forward_e2e test_interrupt_e2e test_predict_e2e
-      test_reconnect test_ssh_bootstrap test_terminal_tmux test_mp_tmux"
+      test_reconnect test_ssh_bootstrap test_terminal_tmux test_mp_tmux
+      test_terminal_emulation test_gevent_server test_session test_privsep test_session_processes test_e2e_network"
 ignores=()
 for name in $slow; do ignores+=(--ignore="$root/tests/$name.py"); done
 "$work/venv/bin/pytest" -q --rootdir="$root" -c "$root/pyproject.toml" "$root/tests" "$root/_ext" -p no:cacheprovider \
