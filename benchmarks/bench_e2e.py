@@ -199,6 +199,13 @@ def comm(pid: int) -> str:
         return ""
 
 
+def machine_cpu_ticks() -> int:
+    """Every CPU's busy ticks so far, the kernel's included (all of /proc/stat's first
+    line but idle and iowait): what a run cost the machine, whichever process paid."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return sum(fields) - fields[3] - fields[4]
+
+
 def pids_of(pattern: str) -> set[int]:
     out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
     return {int(p) for p in out.split()}
@@ -543,14 +550,17 @@ def run(tool: Tool, args, big: Path) -> dict:
             fast = fast_echo_latency(term, min(args.keys, 104))
             server, client = tool.server_pids(), tool.client_pids(term)
             before = [sum(cpu_ticks(p) for p in pids) for pids in (server, client)]
+            machine = machine_cpu_ticks()
             cat = cat_file(term, big)
+            machine = machine_cpu_ticks() - machine
             cat_cpu = [sum(cpu_ticks(p) for p in pids) - b for pids, b in zip((server, client), before)]
             idle = idle_ticks(tool, term, args.idle)
         finally:
             tool.quit(term)
     finally:
         tool.stop_server()
-    return {"latency": samples, "fast": fast, "cat": cat, "idle": idle, "cat_cpu": cat_cpu}
+    return {"latency": samples, "fast": fast, "cat": cat, "idle": idle, "cat_cpu": cat_cpu,
+            "cat_machine": machine}
 
 
 # --- roaming between two namespaces ------------------------------------------------------
@@ -645,9 +655,10 @@ def main_table(tools: list[Tool], args, big: Path) -> None:
     print(f"| tool | echo median | echo p90 | echo at 50 keys/s median / p90 | cat {big.stat().st_size / 1e6:.0f} MB "
           f"| bytes on loopback | bytes shown | cat CPU server / client | idle ticks server / client |")
     print("|---|---|---|---|---|---|---|---|---|")
+    results = {}
     for tool in tools:
         try:
-            result = run(tool, args, big)
+            result = results[tool.name] = run(tool, args, big)
         except Exception as exc:                     # one tool failing must not hide the others
             print(f"| {tool.name} | failed: {exc} | | | | | | | |", flush=True)
             continue
@@ -659,6 +670,33 @@ def main_table(tools: list[Tool], args, big: Path) -> None:
               f"| {seconds:.2f} s "
               f"| {size(wire)} | {size(shown)} | {server_cpu:.2f} / {client_cpu:.2f} s "
               f"| {result['idle'][0]} / {result['idle'][1]} |", flush=True)
+    cat_floor_table(results, big)
+
+
+def cat_floor_table(results: dict, big: Path) -> None:
+    """What the cat's CPU allows at best. However well the processes overlap, the cat
+    cannot end sooner than the machine's CPU-seconds spent on it over the cores, nor
+    sooner than the busiest single-threaded side spent alone: two floors, each beside
+    ssh's time in the same run (a goal of 1.5x ssh is out of reach while a floor is
+    above it)."""
+    cores = os.cpu_count() or 1
+    ssh = results.get("ssh")
+    ssh_seconds = ssh["cat"][0] if ssh else None
+    print(f"\nWhat the cat of {big.stat().st_size / 1e6:.0f} MB costs the machine ({cores} cores; "
+          f"every process and the kernel, from /proc/stat)\n")
+    print("| tool | cat | machine CPU during it | floor: CPU / cores | floor: busiest side alone "
+          "| cat / ssh | floors / ssh |")
+    print("|---|---|---|---|---|---|---|")
+    for name, result in results.items():
+        seconds = result["cat"][0]
+        machine = result["cat_machine"] / TICKS
+        busiest = max(result["cat_cpu"]) / TICKS
+        ratios = floors = "-"
+        if ssh_seconds:
+            ratios = f"{seconds / ssh_seconds:.2f}x"
+            floors = f"{machine / cores / ssh_seconds:.2f}x / {busiest / ssh_seconds:.2f}x"
+        print(f"| {name} | {seconds:.2f} s | {machine:.2f} s | {machine / cores:.2f} s | {busiest:.2f} s "
+              f"| {ratios} | {floors} |", flush=True)
 
 
 def fairness_table(tools: list[Tool], args, work: Path) -> None:
