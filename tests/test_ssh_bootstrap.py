@@ -137,6 +137,24 @@ def test_mp_ssh_logs_in_with_nothing_running_and_ends_with_the_shell(server, she
     assert shell.sane()
 
 
+def test_a_slow_ssh_config_lookup_does_not_time_the_key_exchange_out(server, shell, tmp_path):
+    """mp asks ``ssh -G`` where the host name points (for UDP) while ssh logs in. An ssh
+    wrapper (or a slow ProxyCommand) may take longer to answer -G than the session
+    server waits for the client's hello (HELLO_TIMEOUT, 3 s): the exchange must not wait
+    for that answer."""
+    wrapper = tmp_path / "slow-ssh"
+    wrapper.write_text(f'#!/bin/sh\n[ "$1" = -G ] && sleep 4\nexec {server.ssh_command()} "$@"\n')
+    wrapper.chmod(0o755)
+    remote = f"{MPS} -t {tmp_path}/server.log"
+    started = time.monotonic()
+    shell.type(f"{MP} --ssh='{wrapper}' --server='{remote}' root@127.0.0.1\r")
+    shell.type("echo hi-$((40+2))-${SSH_CONNECTION:+remote}\r")      # (typed ahead: had mp failed,
+    assert shell.expect(b"hi-42-remote", timeout=30)                  # the local shell would say hi-42-)
+    assert time.monotonic() - started >= 4                  # (the wrapper's -G did take its 4 s)
+    shell.type("exit\r")
+    assert shell.expect(b"mp: shell exited")
+
+
 def test_kill_9_then_mp_ssh_again_resumes_the_same_shell_and_mps_sessions_shows_it(server, shell, tmp_path):
     command = mp_ssh(server, tmp_path)
     shell.type(command)

@@ -38,7 +38,7 @@ class KeyExchange:
         the session's datagrams may go over it where UDP is blocked), else None. A
         reconnect (``resume_only``) asks the user nothing; ``same_key_as``: the host key
         the server must hold (a reconnect's)."""
-        stream, address = self.route.open(interactive=not resume_only)
+        stream, where = self.route.open(interactive=not resume_only)
         kept = None
         hs = ClientHandshake(self.identity, self.user, now=time.monotonic(), diff_mode=self.diff_mode,
                              cols=cols, rows=rows, env=self.env, resume_token=token,
@@ -56,6 +56,7 @@ class KeyExchange:
                         raise ClientError(f"{self.host} refused: {event.reason}{hint}", refusal=event.code,
                                           permanent=event.code != RefuseCode.SERVER_BUSY)
                 stream.sendall(hs.data_to_send())
+            address = where()                        # (ssh -G's answer: after the exchange, see SshRoute.open)
             if getattr(self.route, "keeps_stream", False):
                 self.route.keep(stream)              # from now on an idle path, read by a greenlet
                 kept = stream

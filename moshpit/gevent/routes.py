@@ -10,6 +10,8 @@ authenticated the user, the exchange still derives the session's keys.
 
 from __future__ import annotations
 
+import functools
+
 import ipaddress
 import logging
 import os
@@ -64,9 +66,9 @@ class TcpRoute:
         sock.settimeout(None)
 
     def open(self, *, interactive: bool = True):
-        """(stream, (family, UDP host)): the first of the server's addresses that takes a
-        TCP connection, in the resolver's order (a client whose IPv4 is gone goes on over
-        IPv6, or back)."""
+        """(stream, where): the first of the server's addresses that takes a TCP
+        connection, in the resolver's order (a client whose IPv4 is gone goes on over
+        IPv6, or back); ``where()`` is (family, UDP host), that address."""
         try:
             infos = gsocket.getaddrinfo(self.host, self.port, 0, gsocket.SOCK_STREAM)
         except gsocket.gaierror as exc:
@@ -75,7 +77,8 @@ class TcpRoute:
         problem = "no address"
         for family, _, _, _, address in infos:
             try:
-                return gsocket.create_connection(address[:2], timeout=timeout), (family, address[0])
+                stream = gsocket.create_connection(address[:2], timeout=timeout)
+                return stream, _known((family, address[0]))
             except gsocket.timeout:
                 problem = "timed out"
             except OSError as exc:
@@ -83,6 +86,11 @@ class TcpRoute:
         if problem == "timed out":
             raise ClientError(f"connection to {self.host} port {self.port} timed out")
         raise ClientError(f"cannot connect to {self.host} port {self.port}: {problem}")
+
+
+def _known(address: tuple[int, str]):
+    """A route's ``where`` when the address is known already."""
+    return lambda: address
 
 
 class SshRoute:
@@ -110,7 +118,10 @@ class SshRoute:
 
     def open(self, *, interactive: bool = True):
         """Start ssh and wait for the session server's first line (however long ssh takes
-        to ask for a password, when ``interactive``)."""
+        to ask for a password, when ``interactive``): (stream, where). ``where()`` gives
+        the UDP address; the exchange asks for it only once done, because the server
+        waits HELLO_TIMEOUT for our hello and ``ssh -G`` (a wrapper's, a slow
+        ProxyCommand's) may take longer than that."""
         proc, self._first = self._first, None
         if proc is None:
             try:
@@ -121,7 +132,7 @@ class SshRoute:
         try:
             with gevent.Timeout(None if interactive else BATCH_TIMEOUT, ClientError("ssh took too long")):
                 reached_at = self._read_preamble(stream)
-                return stream, self.udp_address(reached_at)
+                return stream, functools.partial(self.udp_address, reached_at)
         except BaseException:
             stream.close()
             raise
