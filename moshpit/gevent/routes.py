@@ -11,7 +11,6 @@ authenticated the user, the exchange still derives the session's keys.
 from __future__ import annotations
 
 import functools
-
 import ipaddress
 import logging
 import os
