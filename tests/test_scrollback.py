@@ -5,11 +5,12 @@ into a terminal's scrollback, above the screen it shows."""
 import random
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from moshpit.terminal.model import TerminalModel
-from moshpit.terminal.render import render_full
+from moshpit.terminal.render import render_diff, render_full
 from moshpit.terminal.scrollback import insert_rows, render_row
+from test_terminal_model import random_stream
 from transcript import transcript_lines
 
 ROWS_OF_TEXT = st.lists(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=200),
@@ -88,3 +89,24 @@ def test_rows_written_while_the_alternate_screen_is_shown_go_to_the_main_screens
     written = render_full(shown) + text + render_diff(after, shown, scroll=False)
     lines = transcript_lines(written.encode())
     assert lines[:2] == ["one", "two"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32), shape=st.sampled_from([(80, 24), (12, 4), (30, 7)]))
+def test_the_screen_drawn_again_below_inserted_rows_is_the_screen_exactly(seed, shape):
+    """After rows go into the scrollback the screen is blank and drawn again by a diff
+    from there, whose blank rows count as cleared (painted as strings where they can
+    be): the terminal must end up showing exactly the screen, whatever it holds."""
+    rng = random.Random(seed)
+    server = TerminalModel(*shape)
+    server.feed(random_stream(rng, rng.randrange(10, 3000)))
+    shown = server.state
+    if 1049 in shown.modes:
+        return                                    # (the scrollback is the main screen's)
+    client = TerminalModel(*shape)
+    client.feed(render_full(shown).encode())
+    text, after = insert_rows(shown, ["one", "two", "three"])
+    client.feed(text.encode())
+    assert client.state.lines == after.lines
+    client.feed(render_diff(after, shown, scroll=False).encode())
+    assert client.state == shown

@@ -500,10 +500,13 @@ def render_diff(old: ScreenState, new: ScreenState, scroll: bool = True) -> str:
         old_line = old_lines[y]
         if old_line is new_line:
             continue
-        written = _written(new_line)
-        if old_line == new_line and (written is None or written == _written(old_line)):
+        written, old_written = _written(new_line), _written(old_line)
+        if old_line == new_line and (written is None or written == old_written):
             continue
-        _paint_row(p, y, old_line, new_line, False, _written(old_line), written)
+        # A blank row nothing is written in is a cleared one, whatever cleared it (the
+        # scrollback's insert blanks the screen): its plain rows paint as strings.
+        cleared = not old_written and old_line.count(BLANK) == len(old_line)
+        _paint_row(p, y, old_line, new_line, cleared, old_written, written)
     _finish(p, old, new)
     return p.text()
 
