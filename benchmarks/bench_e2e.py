@@ -15,7 +15,11 @@ Each tool runs a login shell for a client on a real PTY, driven like a person:
   ANCHORS.md): seconds from the command to its end marker on the client's
   terminal, the bytes that crossed the loopback interface meanwhile
   (``/proc/net/dev``, IP and UDP/TCP headers included), and the CPU seconds
-  (utime+stime) the server-side and the client processes used for it.
+  (utime+stime) the server-side and the client processes used for it. A second
+  table gives the CPU the whole machine spent during it (``/proc/stat``: every
+  process and the kernel) and the two floors that sets, beside ssh's time: that
+  CPU over the cores, and the busier side's CPU alone (a side's processes summed;
+  moshpit's is its session process, mps and its fork server idle meanwhile).
 - fairness: session B types into ``cat`` (as for echo latency) alone, then
   while session A, on the same server, runs ``cat`` of the large file in a loop
   (its client's terminal read as fast as it comes); B's median and p90 in both.
@@ -676,7 +680,8 @@ def main_table(tools: list[Tool], args, big: Path) -> None:
 def cat_floor_table(results: dict, big: Path) -> None:
     """What the cat's CPU allows at best. However well the processes overlap, the cat
     cannot end sooner than the machine's CPU-seconds spent on it over the cores, nor
-    sooner than the busiest single-threaded side spent alone: two floors, each beside
+    sooner than the busier side spent alone (its processes summed, which for moshpit
+    is the one session process; for sshd, two, so a looser bound): two floors, each beside
     ssh's time in the same run (a goal of 1.5x ssh is out of reach while a floor is
     above it)."""
     cores = os.cpu_count() or 1
